@@ -1,0 +1,73 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Record encoding: one version byte, then JSON. The version byte lets a later
+// release read what an earlier one wrote; an unknown version is reported, not
+// guessed at.
+const recordV1 = 1
+
+// MarshalCorrelation encodes a correlation for storage.
+func MarshalCorrelation(c *Correlation) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode correlation %s: %w", c.ID, err)
+	}
+	return append([]byte{recordV1}, b...), nil
+}
+
+// UnmarshalCorrelation decodes a stored correlation and checks it. Any
+// problem is reported as an error wrapping ErrCorrupt; it never panics.
+func UnmarshalCorrelation(b []byte) (*Correlation, error) {
+	var c Correlation
+	if err := unmarshalRecord(b, &c); err != nil {
+		return nil, err
+	}
+	if err := c.validateStored(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return &c, nil
+}
+
+// EarlyReply is a reply buffered for an ID not registered yet.
+type EarlyReply struct {
+	CorrelationID string `json:"correlation_id"`
+	Reply         Reply  `json:"reply"`
+}
+
+// MarshalEarly encodes an early reply for storage.
+func MarshalEarly(e EarlyReply) ([]byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode early reply for %s: %w", e.CorrelationID, err)
+	}
+	return append([]byte{recordV1}, b...), nil
+}
+
+// UnmarshalEarly decodes a stored early reply.
+func UnmarshalEarly(b []byte) (EarlyReply, error) {
+	var e EarlyReply
+	if err := unmarshalRecord(b, &e); err != nil {
+		return EarlyReply{}, err
+	}
+	if err := ValidateID(e.CorrelationID); err != nil {
+		return EarlyReply{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return e, nil
+}
+
+func unmarshalRecord(b []byte, v any) error {
+	if len(b) == 0 {
+		return fmt.Errorf("%w: empty record", ErrCorrupt)
+	}
+	if b[0] != recordV1 {
+		return fmt.Errorf("%w: unknown record version %d", ErrCorrupt, b[0])
+	}
+	if err := json.Unmarshal(b[1:], v); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return nil
+}

@@ -1,0 +1,407 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// The methods in this file are the state machine of a correlation. They are
+// pure: they change the record in memory and say what happened, and every
+// backend calls them inside its own atomic step (a bbolt transaction, a
+// compare-and-set on Redis), so all backends decide alike.
+
+// DeliverStatus says what a delivered reply did.
+type DeliverStatus string
+
+const (
+	// DeliverAccepted: recorded; the correlation is still pending.
+	DeliverAccepted DeliverStatus = "accepted"
+	// DeliverCompleted: this reply decided the outcome.
+	DeliverCompleted DeliverStatus = "completed"
+	// DeliverDuplicate: a reply with the same dedupe key was already taken.
+	DeliverDuplicate DeliverStatus = "duplicate"
+	// DeliverLate: the outcome was already decided; the reply is kept and counted.
+	DeliverLate DeliverStatus = "late"
+	// DeliverBuffered: no such correlation yet; kept as an early reply.
+	DeliverBuffered DeliverStatus = "buffered"
+)
+
+// DedupeKey returns a reply's dedupe key under a pattern: ID if set; else
+// "from:"+From for a gather; else "seq:"+Seq for a stream; "" when none.
+func DedupeKey(p Pattern, r Reply) string {
+	switch {
+	case r.ID != "":
+		return "id:" + r.ID
+	case p == PatternGather && r.From != "":
+		return "from:" + r.From
+	case p == PatternStream:
+		return "seq:" + strconv.Itoa(r.Seq)
+	}
+	return ""
+}
+
+// sameReply reports whether two replies carry the same content (arrival time aside).
+func sameReply(a, b Reply) bool {
+	return a.ID == b.ID && a.From == b.From && a.Seq == b.Seq && a.Final == b.Final &&
+		a.Error == b.Error && bytes.Equal(a.Body, b.Body)
+}
+
+func (c *Correlation) touch(now time.Time) {
+	c.Version++
+	c.UpdatedAt = now
+}
+
+func (c *Correlation) addEvent(now time.Time, t EventType, detail string, lim Limits) {
+	c.Events = append(c.Events, TimelineEvent{At: now, Type: t, Detail: detail})
+	if over := len(c.Events) - lim.MaxEvents; over > 0 {
+		c.Events = append(c.Events[:0:0], c.Events[over:]...)
+		c.EventsDropped += over
+	}
+}
+
+func describeReply(r Reply) string {
+	s := fmt.Sprintf("id=%q from=%q seq=%d", r.ID, r.From, r.Seq)
+	if r.Final {
+		s += " final"
+	}
+	if r.Error != "" {
+		s += " error=" + strconv.Quote(truncate(r.Error, 64))
+	}
+	return s
+}
+
+// ApplyReply records a reply. The reply must have passed ValidateReply; its
+// ReceivedAt is kept when set (an early reply) and set to now otherwise.
+//
+// A duplicate only bumps DuplicateCount: it is no new fact, so it changes
+// neither Version nor the timeline, and a retried Deliver leaves the same state.
+func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverStatus, error) {
+	if r.ReceivedAt.IsZero() {
+		r.ReceivedAt = now
+	}
+	key := DedupeKey(c.Pattern, r)
+	if c.Pattern == PatternGather && key == "" {
+		return "", invalid("reply.from", "a gather reply needs id or from, so that a resent reply is not counted twice")
+	}
+	for _, a := range c.Replies {
+		if (key != "" && DedupeKey(c.Pattern, a) == key) || (c.Pattern == PatternStream && a.Seq == r.Seq) {
+			c.DuplicateCount++
+			return DeliverDuplicate, nil
+		}
+	}
+	if c.State.Terminal() {
+		for _, l := range c.Late {
+			if (key != "" && DedupeKey(c.Pattern, l) == key) || sameReply(l, r) {
+				c.DuplicateCount++
+				return DeliverDuplicate, nil
+			}
+		}
+		c.Late = append(c.Late, r)
+		if over := len(c.Late) - lim.MaxLate; over > 0 {
+			c.Late = append(c.Late[:0:0], c.Late[over:]...)
+		}
+		c.LateCount++
+		c.addEvent(now, EventReplyLate, describeReply(r), lim)
+		c.touch(now)
+		return DeliverLate, nil
+	}
+	if len(c.Replies) >= lim.MaxReplies {
+		return "", tooLarge("replies", "correlation %s already has %d replies, the limit is %d", c.ID, len(c.Replies), lim.MaxReplies)
+	}
+	if c.Pattern == PatternStream {
+		if err := c.checkStreamReply(r); err != nil {
+			return "", err
+		}
+		i, _ := slices.BinarySearchFunc(c.Replies, r.Seq, func(a Reply, seq int) int { return a.Seq - seq })
+		c.Replies = slices.Insert(c.Replies, i, r)
+	} else {
+		c.Replies = append(c.Replies, r)
+	}
+	c.addEvent(now, EventReplyAccepted, describeReply(r), lim)
+	c.touch(now)
+	if c.complete() {
+		c.decide(StateCompleted, now, "", false, false, lim)
+		return DeliverCompleted, nil
+	}
+	return DeliverAccepted, nil
+}
+
+// FinalSeq returns the Seq of the stream reply marked Final, if one came.
+func (c *Correlation) FinalSeq() (int, bool) {
+	for _, r := range c.Replies {
+		if r.Final {
+			return r.Seq, true
+		}
+	}
+	return 0, false
+}
+
+func (c *Correlation) checkStreamReply(r Reply) error {
+	final, ok := c.FinalSeq()
+	switch {
+	case ok && r.Final:
+		return invalid("reply.final", "stream %s already ended at seq %d, got another final at seq %d", c.ID, final, r.Seq)
+	case ok && r.Seq > final:
+		return invalid("reply.seq", "stream %s ended at seq %d, got seq %d", c.ID, final, r.Seq)
+	case r.Final && len(c.Replies) > 0 && c.Replies[len(c.Replies)-1].Seq > r.Seq:
+		return invalid("reply.final", "final seq %d is below seq %d already received", r.Seq, c.Replies[len(c.Replies)-1].Seq)
+	}
+	return nil
+}
+
+func (c *Correlation) complete() bool {
+	switch c.Pattern {
+	case PatternGather:
+		return len(c.Replies) >= c.Expect
+	case PatternStream:
+		final, ok := c.FinalSeq()
+		return ok && len(c.Replies) == final+1
+	default:
+		return len(c.Replies) > 0
+	}
+}
+
+// decide records the outcome and, when there is a callback handler, makes the
+// outcome due for dispatch.
+func (c *Correlation) decide(state State, now time.Time, reason string, partial, noReply bool, lim Limits) {
+	c.State = state
+	c.Outcome = &Outcome{State: state, At: now, Reason: reason, Partial: partial, NoReply: noReply}
+	detail := string(state)
+	switch {
+	case partial:
+		detail += " (partial)"
+	case noReply:
+		detail += " (no reply)"
+	}
+	if reason != "" {
+		detail += ": " + reason
+	}
+	c.addEvent(now, EventOutcome, detail, lim)
+	if c.Callback.Handler != "" {
+		c.Dispatch = Dispatch{State: DispatchPending, NextAt: now, AttemptLimit: lim.DispatchMaxAttempts}
+	}
+	c.touch(now)
+}
+
+// ReasonDeadline is the outcome reason of a correlation decided by its deadline.
+const ReasonDeadline = "deadline"
+
+// ReasonExpired is the default outcome reason of an operator's Expire.
+const ReasonExpired = "expired by operator"
+
+// DecideAtDeadline gives a pending correlation its deadline outcome:
+// completed with NoReply when Optional and no reply came; completed and
+// Partial when a gather has at least Quorum (> 0) replies; timed_out
+// otherwise, keeping the replies that came.
+func (c *Correlation) DecideAtDeadline(now time.Time, reason string, lim Limits) {
+	n := len(c.Replies)
+	switch {
+	case c.Optional && n == 0:
+		c.decide(StateCompleted, now, reason, false, true, lim)
+	case c.Pattern == PatternGather && c.Quorum > 0 && n >= c.Quorum:
+		c.decide(StateCompleted, now, reason, true, false, lim)
+	default:
+		c.decide(StateTimedOut, now, reason, false, false, lim)
+	}
+}
+
+// Expire is the operator's force-timeout: the deadline outcome, now. A repeat
+// with the same reason is a duplicate; otherwise a decided correlation is
+// ErrNotPending.
+func (c *Correlation) Expire(now time.Time, reason string, lim Limits) (duplicate bool, err error) {
+	if reason == "" {
+		reason = ReasonExpired
+	}
+	if c.State.Terminal() {
+		if c.Outcome.Reason == reason && c.State != StateCancelled {
+			return true, nil
+		}
+		return false, c.notPending()
+	}
+	c.DecideAtDeadline(now, reason, lim)
+	return false, nil
+}
+
+// Cancel decides the correlation as cancelled. A repeat with the same reason
+// is a duplicate; otherwise a decided correlation is ErrNotPending.
+func (c *Correlation) Cancel(now time.Time, reason string, lim Limits) (duplicate bool, err error) {
+	if c.State.Terminal() {
+		if c.State == StateCancelled && c.Outcome.Reason == reason {
+			return true, nil
+		}
+		return false, c.notPending()
+	}
+	c.decide(StateCancelled, now, reason, false, false, lim)
+	return false, nil
+}
+
+// Extend moves the deadline of a pending correlation, never past
+// CreatedAt + MaxTimeout (a later deadline is capped there). Extending to the
+// current deadline is a duplicate.
+func (c *Correlation) Extend(now, deadline time.Time, lim Limits) (duplicate bool, err error) {
+	if c.State.Terminal() {
+		return false, c.notPending()
+	}
+	if !deadline.After(now) {
+		return false, invalid("deadline", "%s is not in the future (now %s); use Expire to end it now",
+			deadline.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
+	}
+	limit := c.CreatedAt.Add(lim.MaxTimeout)
+	detail := "to " + deadline.UTC().Format(time.RFC3339Nano)
+	if deadline.After(limit) {
+		deadline = limit
+		detail = fmt.Sprintf("to %s (capped: created + %s)", limit.UTC().Format(time.RFC3339Nano), lim.MaxTimeout)
+	}
+	if deadline.Equal(c.Deadline) {
+		return true, nil
+	}
+	c.Deadline = deadline
+	c.addEvent(now, EventExtended, detail, lim)
+	c.touch(now)
+	return false, nil
+}
+
+func (c *Correlation) notPending() error {
+	return fmt.Errorf("%w: correlation %s is %s", ErrNotPending, c.ID, c.State)
+}
+
+// DispatchDue reports whether the outcome may be claimed now.
+func (c *Correlation) DispatchDue(now time.Time) bool {
+	return c.Dispatch.State == DispatchPending && !c.Dispatch.NextAt.After(now)
+}
+
+// ClaimDispatch leases a due dispatch to instance until now+lease. It returns
+// false when the dispatch is not due, or when its attempts are used up (a lease
+// that expired on the last attempt): then the dispatch is now dead.
+func (c *Correlation) ClaimDispatch(instance string, now time.Time, lease time.Duration, lim Limits) bool {
+	if !c.DispatchDue(now) {
+		return false
+	}
+	d := &c.Dispatch
+	if d.Attempts >= d.AttemptLimit {
+		d.State = DispatchDead
+		d.NextAt, d.LeaseOwner = time.Time{}, ""
+		if d.Settled < d.Attempts {
+			d.LastError = fmt.Sprintf("lease of attempt %d expired without ack", d.Attempts)
+		}
+		c.addEvent(now, EventDispatchDead, fmt.Sprintf("after %d attempts: %s", d.Attempts, d.LastError), lim)
+		c.touch(now)
+		return false
+	}
+	d.Attempts++
+	d.LeaseOwner = instance
+	d.ClaimedAt = now
+	d.NextAt = now.Add(lease)
+	c.addEvent(now, EventDispatchClaimed, fmt.Sprintf("attempt %d by %s, lease %s", d.Attempts, instance, lease), lim)
+	c.touch(now)
+	return true
+}
+
+// settle checks a claim for Ack or Nack: the current, unsettled lease, or a
+// repeat of the same settlement (duplicate).
+func (c *Correlation) settle(cl Claim, acked bool) (duplicate bool, err error) {
+	d := c.Dispatch
+	current := cl.Instance == d.LeaseOwner && cl.Attempt == d.Attempts && cl.Attempt > 0
+	if current && d.Settled == cl.Attempt {
+		if acked == (d.State == DispatchDone) {
+			return true, nil
+		}
+		return false, fmt.Errorf("%w: attempt %d of %s was already settled the other way", ErrConflict, cl.Attempt, c.ID)
+	}
+	if d.State != DispatchPending {
+		return false, fmt.Errorf("%w: dispatch of %s is %s", ErrNotPending, c.ID, d.State)
+	}
+	if !current {
+		return false, fmt.Errorf("%w: claim %s#%d on %s is not the current lease (%s#%d)",
+			ErrConflict, cl.Instance, cl.Attempt, c.ID, d.LeaseOwner, d.Attempts)
+	}
+	return false, nil
+}
+
+// AckDispatch marks the outcome delivered.
+func (c *Correlation) AckDispatch(cl Claim, now time.Time, lim Limits) (duplicate bool, err error) {
+	if dup, err := c.settle(cl, true); dup || err != nil {
+		return dup, err
+	}
+	d := &c.Dispatch
+	d.State, d.Settled, d.DoneAt, d.NextAt = DispatchDone, cl.Attempt, now, time.Time{}
+	c.addEvent(now, EventDispatchAcked, fmt.Sprintf("attempt %d by %s", cl.Attempt, cl.Instance), lim)
+	c.touch(now)
+	return false, nil
+}
+
+// NackDispatch records a failed attempt. The dispatch is due again at
+// retryAt, or dead when retryAt is zero (the handler gave up) or the attempts
+// are used up.
+func (c *Correlation) NackDispatch(cl Claim, errText string, retryAt, now time.Time, lim Limits) (duplicate bool, err error) {
+	if dup, err := c.settle(cl, false); dup || err != nil {
+		return dup, err
+	}
+	d := &c.Dispatch
+	d.Settled = cl.Attempt
+	d.LastError = truncate(errText, MaxReplyErrorLen)
+	if retryAt.IsZero() || d.Attempts >= d.AttemptLimit {
+		d.State, d.NextAt = DispatchDead, time.Time{}
+		c.addEvent(now, EventDispatchDead, fmt.Sprintf("attempt %d of %d: %s", d.Attempts, d.AttemptLimit, d.LastError), lim)
+	} else {
+		d.NextAt = retryAt
+		if retryAt.Before(now) {
+			d.NextAt = now
+		}
+		c.addEvent(now, EventDispatchFailed, fmt.Sprintf("attempt %d: %s; retry at %s", d.Attempts, d.LastError, d.NextAt.UTC().Format(time.RFC3339Nano)), lim)
+	}
+	c.touch(now)
+	return false, nil
+}
+
+// Redispatch makes a dead or done dispatch due again now, with a fresh
+// budget of attempts. A dispatch already pending is a duplicate; a
+// correlation with no dispatch (no outcome, or no handler) is ErrNotPending.
+func (c *Correlation) Redispatch(now time.Time, lim Limits) (duplicate bool, err error) {
+	d := &c.Dispatch
+	switch d.State {
+	case DispatchPending:
+		return true, nil
+	case DispatchDead, DispatchDone:
+	default:
+		return false, fmt.Errorf("%w: correlation %s has nothing to dispatch (state %s, handler %q)", ErrNotPending, c.ID, c.State, c.Callback.Handler)
+	}
+	prev := d.State
+	d.State, d.NextAt, d.LeaseOwner = DispatchPending, now, ""
+	d.AttemptLimit = d.Attempts + lim.DispatchMaxAttempts
+	d.DoneAt = time.Time{}
+	c.addEvent(now, EventRedispatched, fmt.Sprintf("was %s after %d attempts", prev, d.Attempts), lim)
+	c.touch(now)
+	return false, nil
+}
+
+// Registration checks a second Register of an existing record: the same
+// content (fingerprint) is fine, other content is ErrConflict.
+func (c *Correlation) Registration(again *Correlation) error {
+	if c.Fingerprint == again.Fingerprint {
+		return nil
+	}
+	return fmt.Errorf("%w: correlation %s is already registered with other content", ErrConflict, c.ID)
+}
+
+// ApplyEarly applies replies that arrived before the registration, oldest
+// first, skipping those older than the window. It returns how many it applied.
+func (c *Correlation) ApplyEarly(early []Reply, now time.Time, lim Limits) int {
+	slices.SortStableFunc(early, func(a, b Reply) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
+	n := 0
+	for _, r := range early {
+		if now.Sub(r.ReceivedAt) > lim.EarlyReplyWindow || ValidateReply(r, lim) != nil {
+			continue
+		}
+		st, err := c.ApplyReply(r, now, lim)
+		if err != nil || st == DeliverDuplicate {
+			continue
+		}
+		c.addEvent(now, EventEarlyApplied, fmt.Sprintf("%s, received %s", st, r.ReceivedAt.UTC().Format(time.RFC3339Nano)), lim)
+		n++
+	}
+	return n
+}
