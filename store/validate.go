@@ -184,17 +184,18 @@ func Prepare(c *Correlation, now time.Time, lim Limits) (*Correlation, error) {
 	return n, nil
 }
 
-// fingerprint hashes the content that identifies a registration. The
-// deadline is left out on purpose: a retry computes a fresh deadline from
-// its own clock and must still land on the record it created (use Extend
-// to move a deadline).
+// fingerprint hashes the content of a registration, to tell a retry from
+// a different registration under the same ID or idempotency key. The ID is
+// the record's key, so it is left out; so is the deadline, on purpose: a
+// retry computes a fresh deadline from its own clock and must still land on
+// the record it created (use Extend to move a deadline).
 func fingerprint(c *Correlation) string {
 	labels := make([]string, 0, 2*len(c.Labels))
 	for k, v := range c.Labels {
 		labels = append(labels, k+"\x00"+v)
 	}
 	slices.Sort(labels)
-	b, _ := json.Marshal([]any{c.ID, c.Namespace, c.Pattern, c.Expect, c.Quorum, c.Optional,
+	b, _ := json.Marshal([]any{c.Namespace, c.Pattern, c.Expect, c.Quorum, c.Optional,
 		c.Destination, c.ReplyTo, c.Owner, c.Callback.Handler, c.Callback.Data, labels, c.IdempotencyKey})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])
