@@ -35,17 +35,19 @@ func newRecMetrics() *recMetrics {
 	return &recMetrics{expired: map[string]int{}, failed: map[string]int{}}
 }
 
-func (m *recMetrics) Expired(o string, n int) { m.mu.Lock(); m.expired[o] += n; m.mu.Unlock() }
-func (m *recMetrics) Purged(n int)            { m.mu.Lock(); m.purged += n; m.mu.Unlock() }
-func (m *recMetrics) EarlyDropped(n int)      { m.mu.Lock(); m.dropped += n; m.mu.Unlock() }
-func (m *recMetrics) Corrupt(n int)           { m.mu.Lock(); m.broken += n; m.mu.Unlock() }
-func (m *recMetrics) PassFailed(p string)     { m.mu.Lock(); m.failed[p]++; m.mu.Unlock() }
-func (m *recMetrics) PassDuration(time.Duration) {
+func (m *recMetrics) locked(f func()) {
 	m.mu.Lock()
-	m.passes++
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	f()
 }
-func (m *recMetrics) ExpiryLag(d time.Duration) { m.mu.Lock(); m.lags = append(m.lags, d); m.mu.Unlock() }
+
+func (m *recMetrics) Expired(o string, n int)    { m.locked(func() { m.expired[o] += n }) }
+func (m *recMetrics) Purged(n int)               { m.locked(func() { m.purged += n }) }
+func (m *recMetrics) EarlyDropped(n int)         { m.locked(func() { m.dropped += n }) }
+func (m *recMetrics) Corrupt(n int)              { m.locked(func() { m.broken += n }) }
+func (m *recMetrics) PassFailed(p string)        { m.locked(func() { m.failed[p]++ }) }
+func (m *recMetrics) PassDuration(time.Duration) { m.locked(func() { m.passes++ }) }
+func (m *recMetrics) ExpiryLag(d time.Duration)  { m.locked(func() { m.lags = append(m.lags, d) }) }
 
 // testLogger writes warnings and errors to the test's output.
 func testLogger(t testing.TB) *slog.Logger {
