@@ -1,0 +1,463 @@
+package storetest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+func deliverTests() []testCase {
+	return []testCase{
+		{name: "SingleFirstReplyCompletes", run: testDeliverSingle},
+		{name: "GatherExpectCompletes", run: testDeliverGather},
+		{name: "GatherQuorumPartialAtDeadline", run: testDeliverGatherQuorum},
+		{name: "GatherBelowQuorumTimesOut", run: testDeliverGatherBelowQuorum},
+		{name: "GatherNeedsDedupeKey", run: testDeliverGatherNeedsKey},
+		{name: "StreamInSeqOrder", run: testDeliverStream},
+		{name: "StreamFinalWaitsForAll", run: testDeliverStreamFinalFirst},
+		{name: "StreamInvalid", run: testDeliverStreamInvalid},
+		{name: "OptionalNoReply", run: testDeliverOptional},
+		{name: "Dedupe", run: testDeliverDedupe},
+		{name: "DuplicateAfterOutcome", run: testDeliverDuplicateAfterOutcome},
+		{name: "Late", limits: store.Limits{MaxLate: 3, MaxEvents: 5}, run: testDeliverLate},
+		{name: "ErrorReply", run: testDeliverErrorReply},
+		{name: "BodyTooLarge", limits: store.Limits{MaxBodyBytes: 8}, run: testDeliverBodyTooLarge},
+		{name: "InvalidReply", limits: store.Limits{MaxReplies: 20}, run: testDeliverInvalidReply},
+		{name: "InvalidID", run: testDeliverInvalidID},
+		{name: "EarlyApplied", run: testDeliverEarlyApplied},
+		{name: "EarlyGather", run: testDeliverEarlyGather},
+		{name: "EarlyWindow", limits: store.Limits{EarlyReplyWindow: time.Minute}, run: testDeliverEarlyWindow},
+		{name: "EarlyCap", limits: store.Limits{MaxEarlyReplies: 3}, run: testDeliverEarlyCap},
+		{name: "EarlyOff", limits: store.Limits{EarlyReplyWindow: -1}, run: testDeliverEarlyOff},
+	}
+}
+
+func testDeliverSingle(t *testing.T, e *env) {
+	e.register(single("dl-single"))
+	e.clock.Add(3 * time.Second)
+	at := e.now()
+	res := e.deliver("dl-single", store.Reply{ID: "r1", From: "svc-a", Body: []byte(`{"ok":true}`)}, store.DeliverCompleted)
+	for name, c := range map[string]*store.Correlation{"result": res.Correlation, "get": e.get("dl-single")} {
+		t.Run(name, func(t *testing.T) {
+			require.Equal(t, store.StateCompleted, c.State)
+			require.NotNil(t, c.Outcome)
+			require.Equal(t, store.StateCompleted, c.Outcome.State)
+			requireTime(t, at, c.Outcome.At, "outcome time comes from the clock")
+			require.False(t, c.Outcome.Partial)
+			require.False(t, c.Outcome.NoReply)
+			require.Len(t, c.Replies, 1)
+			require.Equal(t, "r1", c.Replies[0].ID)
+			require.Equal(t, "svc-a", c.Replies[0].From)
+			require.Equal(t, []byte(`{"ok":true}`), c.Replies[0].Body)
+			requireTime(t, at, c.Replies[0].ReceivedAt)
+			require.Greater(t, c.Version, int64(1), "a reply changes the version")
+			requireTime(t, at, c.UpdatedAt)
+			require.True(t, hasEvent(c, store.EventReplyAccepted))
+			require.True(t, hasEvent(c, store.EventOutcome))
+		})
+	}
+
+	e.clock.Add(time.Second)
+	res = e.deliver("dl-single", reply("r2"), store.DeliverLate)
+	c := e.get("dl-single")
+	require.Equal(t, store.StateCompleted, c.State)
+	requireTime(t, at, c.Outcome.At, "a late reply does not change the outcome")
+	require.Len(t, c.Replies, 1)
+	require.Equal(t, 1, c.LateCount)
+	require.Len(t, c.Late, 1)
+	require.Equal(t, "r2", c.Late[0].ID)
+	require.Equal(t, res.Correlation.Version, c.Version)
+}
+
+func testDeliverGather(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-gather", Pattern: store.PatternGather, Expect: 3, Timeout: time.Minute})
+	res := e.deliver("dl-gather", store.Reply{From: "a", Body: []byte("1")}, store.DeliverAccepted)
+	require.Equal(t, store.StatePending, res.Correlation.State)
+	require.Len(t, res.Correlation.Replies, 1)
+	e.deliver("dl-gather", store.Reply{From: "b", Body: []byte("2")}, store.DeliverAccepted)
+	e.deliver("dl-gather", store.Reply{From: "a", Body: []byte("1 again")}, store.DeliverDuplicate)
+	require.Equal(t, store.StatePending, e.get("dl-gather").State, "a duplicate does not count towards Expect")
+	res = e.deliver("dl-gather", store.Reply{ID: "c-1", Body: []byte("3")}, store.DeliverCompleted)
+	c := e.get("dl-gather")
+	require.Equal(t, store.StateCompleted, c.State)
+	require.False(t, c.Outcome.Partial)
+	require.Len(t, c.Replies, 3)
+	require.Equal(t, []string{"a", "b", ""}, []string{c.Replies[0].From, c.Replies[1].From, c.Replies[2].From})
+	require.Equal(t, 1, c.DuplicateCount)
+	require.Equal(t, res.Correlation.Version, c.Version)
+}
+
+func testDeliverGatherQuorum(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-quorum", Pattern: store.PatternGather, Expect: 3, Quorum: 2, Timeout: time.Minute})
+	e.deliver("dl-quorum", store.Reply{From: "a"}, store.DeliverAccepted)
+	e.deliver("dl-quorum", store.Reply{From: "b"}, store.DeliverAccepted)
+	e.clock.Add(59 * time.Second)
+	require.Empty(t, e.expireDue(10), "not due yet")
+	e.clock.Add(time.Second)
+	got := e.expireDue(10)
+	require.Equal(t, []string{"dl-quorum"}, ids(got))
+	c := e.get("dl-quorum")
+	require.Equal(t, store.StateCompleted, c.State, "quorum met at the deadline completes")
+	require.True(t, c.Outcome.Partial)
+	require.False(t, c.Outcome.NoReply)
+	require.Equal(t, store.ReasonDeadline, c.Outcome.Reason)
+	requireTime(t, e.now(), c.Outcome.At)
+	require.Len(t, c.Replies, 2)
+}
+
+func testDeliverGatherBelowQuorum(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-below", Pattern: store.PatternGather, Expect: 3, Quorum: 2, Timeout: time.Minute})
+	e.register(&store.Correlation{ID: "dl-noquorum", Pattern: store.PatternGather, Expect: 3, Timeout: time.Minute})
+	e.deliver("dl-below", store.Reply{From: "a", Body: []byte("x")}, store.DeliverAccepted)
+	e.deliver("dl-noquorum", store.Reply{From: "a"}, store.DeliverAccepted)
+	e.deliver("dl-noquorum", store.Reply{From: "b"}, store.DeliverAccepted)
+	e.clock.Add(time.Minute)
+	require.Equal(t, []string{"dl-below", "dl-noquorum"}, ids(e.expireDue(10)))
+
+	c := e.get("dl-below")
+	require.Equal(t, store.StateTimedOut, c.State)
+	require.False(t, c.Outcome.Partial)
+	require.Len(t, c.Replies, 1, "the partial replies are kept")
+	require.Equal(t, []byte("x"), c.Replies[0].Body)
+
+	c = e.get("dl-noquorum")
+	require.Equal(t, store.StateTimedOut, c.State, "quorum 0 means no partial success")
+	require.Len(t, c.Replies, 2)
+}
+
+func testDeliverGatherNeedsKey(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-gather-key", Pattern: store.PatternGather, Expect: 2, Timeout: time.Minute})
+	before := e.get("dl-gather-key")
+	_, err := e.s.Deliver(e.ctx, "dl-gather-key", store.Reply{Body: []byte("anonymous")})
+	requireFieldError(t, err, store.ErrInvalid, "reply.from")
+	require.Equal(t, snap(before), snap(e.get("dl-gather-key")), "a rejected reply changes nothing")
+	e.deliver("dl-gather-key", store.Reply{ID: "only-id"}, store.DeliverAccepted)
+}
+
+func testDeliverStream(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-stream", Pattern: store.PatternStream, Timeout: time.Minute})
+	order := []int{3, 0, 5, 1, 4, 2}
+	for i, seq := range order {
+		want := store.DeliverAccepted
+		if i == len(order)-1 {
+			want = store.DeliverCompleted
+		}
+		e.clock.Add(time.Millisecond)
+		res := e.deliver("dl-stream", store.Reply{Seq: seq, Final: seq == 5, Body: []byte(fmt.Sprint(seq))}, want)
+		seqs := make([]int, len(res.Correlation.Replies))
+		for j, r := range res.Correlation.Replies {
+			seqs[j] = r.Seq
+		}
+		require.IsIncreasing(t, seqs, "replies are kept in Seq order after seq %d", seq)
+	}
+	c := e.get("dl-stream")
+	require.Equal(t, store.StateCompleted, c.State)
+	require.Len(t, c.Replies, 6)
+	for i, r := range c.Replies {
+		require.Equal(t, i, r.Seq)
+		require.Equal(t, []byte(fmt.Sprint(i)), r.Body)
+		require.Equal(t, i == 5, r.Final)
+	}
+}
+
+func testDeliverStreamFinalFirst(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-final-first", Pattern: store.PatternStream, Timeout: time.Minute})
+	e.deliver("dl-final-first", store.Reply{Seq: 2, Final: true}, store.DeliverAccepted)
+	e.deliver("dl-final-first", store.Reply{Seq: 0}, store.DeliverAccepted)
+	require.Equal(t, store.StatePending, e.get("dl-final-first").State, "seq 1 is missing")
+	e.deliver("dl-final-first", store.Reply{Seq: 1}, store.DeliverCompleted)
+
+	// A stream whose only reply is final at seq 0 completes at once.
+	e.register(&store.Correlation{ID: "dl-final-zero", Pattern: store.PatternStream, Timeout: time.Minute})
+	e.deliver("dl-final-zero", store.Reply{Seq: 0, Final: true}, store.DeliverCompleted)
+}
+
+func testDeliverStreamInvalid(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-stream-bad", Pattern: store.PatternStream, Timeout: time.Minute})
+	e.deliver("dl-stream-bad", store.Reply{Seq: 0}, store.DeliverAccepted)
+	e.deliver("dl-stream-bad", store.Reply{Seq: 2, Final: true}, store.DeliverAccepted)
+	before := e.get("dl-stream-bad")
+
+	_, err := e.s.Deliver(e.ctx, "dl-stream-bad", store.Reply{Seq: 3})
+	requireFieldError(t, err, store.ErrInvalid, "reply.seq")
+	_, err = e.s.Deliver(e.ctx, "dl-stream-bad", store.Reply{Seq: 1, Final: true})
+	requireFieldError(t, err, store.ErrInvalid, "reply.final")
+	require.Equal(t, snap(before), snap(e.get("dl-stream-bad")), "rejected replies change nothing")
+
+	e.register(&store.Correlation{ID: "dl-stream-low-final", Pattern: store.PatternStream, Timeout: time.Minute})
+	e.deliver("dl-stream-low-final", store.Reply{Seq: 5}, store.DeliverAccepted)
+	_, err = e.s.Deliver(e.ctx, "dl-stream-low-final", store.Reply{Seq: 3, Final: true})
+	requireFieldError(t, err, store.ErrInvalid, "reply.final")
+	require.Equal(t, store.StatePending, e.get("dl-stream-low-final").State)
+}
+
+func testDeliverOptional(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-optional", Optional: true, Timeout: time.Minute})
+	e.register(&store.Correlation{ID: "dl-optional-answered", Optional: true, Timeout: time.Minute})
+	e.register(&store.Correlation{ID: "dl-optional-stream", Pattern: store.PatternStream, Optional: true, Timeout: time.Minute})
+	e.deliver("dl-optional-answered", reply("r"), store.DeliverCompleted)
+	e.deliver("dl-optional-stream", store.Reply{Seq: 0}, store.DeliverAccepted)
+	e.clock.Add(time.Minute)
+	require.Equal(t, []string{"dl-optional", "dl-optional-stream"}, ids(e.expireDue(10)))
+
+	c := e.get("dl-optional")
+	require.Equal(t, store.StateCompleted, c.State, "an optional correlation with no reply completes at its deadline")
+	require.True(t, c.Outcome.NoReply)
+	require.False(t, c.Outcome.Partial)
+	require.Empty(t, c.Replies)
+
+	c = e.get("dl-optional-answered")
+	require.Equal(t, store.StateCompleted, c.State)
+	require.False(t, c.Outcome.NoReply)
+
+	c = e.get("dl-optional-stream")
+	require.Equal(t, store.StateTimedOut, c.State, "an optional stream with some replies times out")
+	require.False(t, c.Outcome.NoReply)
+	require.Len(t, c.Replies, 1)
+}
+
+func testDeliverDedupe(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-dedupe-gather", Pattern: store.PatternGather, Expect: 10, Timeout: time.Minute})
+	e.register(&store.Correlation{ID: "dl-dedupe-stream", Pattern: store.PatternStream, Timeout: time.Minute})
+	steps := []struct {
+		id   string
+		r    store.Reply
+		want store.DeliverStatus
+	}{
+		{"dl-dedupe-gather", store.Reply{ID: "x", From: "a"}, store.DeliverAccepted},
+		{"dl-dedupe-gather", store.Reply{ID: "x", From: "b", Body: []byte("other")}, store.DeliverDuplicate}, // ID is the key
+		{"dl-dedupe-gather", store.Reply{From: "a"}, store.DeliverAccepted},                                  // key from:a, not id:x
+		{"dl-dedupe-gather", store.Reply{From: "a", Body: []byte("again")}, store.DeliverDuplicate},
+		{"dl-dedupe-gather", store.Reply{ID: "y", From: "a"}, store.DeliverAccepted},
+		{"dl-dedupe-stream", store.Reply{Seq: 1}, store.DeliverAccepted},
+		{"dl-dedupe-stream", store.Reply{Seq: 1, Body: []byte("other")}, store.DeliverDuplicate}, // seq:1
+		{"dl-dedupe-stream", store.Reply{ID: "s", Seq: 1}, store.DeliverDuplicate},               // the same seq, whatever the ID
+		{"dl-dedupe-stream", store.Reply{ID: "s", Seq: 2}, store.DeliverAccepted},
+		{"dl-dedupe-stream", store.Reply{ID: "s", Seq: 3}, store.DeliverDuplicate}, // id:s
+	}
+	for i, st := range steps {
+		before := e.get(st.id)
+		e.clock.Add(time.Second)
+		e.deliver(st.id, st.r, st.want)
+		after := e.get(st.id)
+		if st.want == store.DeliverDuplicate {
+			require.Equal(t, snap(before), snap(after), "step %d: a duplicate changes no version, reply or event", i)
+			require.Equal(t, before.DuplicateCount+1, after.DuplicateCount, "step %d: a duplicate is counted", i)
+		} else {
+			require.Equal(t, before.Version+1, after.Version, "step %d", i)
+			require.Len(t, after.Replies, len(before.Replies)+1, "step %d", i)
+		}
+	}
+	require.Equal(t, 2, e.get("dl-dedupe-gather").DuplicateCount)
+	require.Equal(t, 3, e.get("dl-dedupe-stream").DuplicateCount)
+}
+
+func testDeliverDuplicateAfterOutcome(t *testing.T, e *env) {
+	e.register(&store.Correlation{ID: "dl-dup-after", Pattern: store.PatternGather, Expect: 2, Timeout: time.Minute})
+	e.deliver("dl-dup-after", store.Reply{From: "a"}, store.DeliverAccepted)
+	e.deliver("dl-dup-after", store.Reply{From: "b"}, store.DeliverCompleted)
+	before := e.get("dl-dup-after")
+	e.clock.Add(time.Second)
+	e.deliver("dl-dup-after", store.Reply{From: "a", Body: []byte("resent")}, store.DeliverDuplicate)
+	after := e.get("dl-dup-after")
+	require.Equal(t, snap(before), snap(after), "an accepted key is a duplicate, not late, after the outcome")
+	require.Zero(t, after.LateCount)
+	require.Equal(t, 1, after.DuplicateCount)
+}
+
+func testDeliverLate(t *testing.T, e *env) {
+	// Limits: MaxLate 3, MaxEvents 5.
+	e.register(single("dl-late"))
+	e.deliver("dl-late", reply("first"), store.DeliverCompleted)
+	decided := e.get("dl-late")
+	version := decided.Version
+	for i := 1; i <= 5; i++ {
+		e.clock.Add(time.Second)
+		res := e.deliver("dl-late", reply(fmt.Sprintf("late-%d", i)), store.DeliverLate)
+		require.Greater(t, res.Correlation.Version, version, "a late reply is recorded")
+		version = res.Correlation.Version
+	}
+	c := e.get("dl-late")
+	require.Equal(t, store.StateCompleted, c.State)
+	require.Equal(t, decided.Outcome, c.Outcome, "late replies never change the outcome")
+	require.Equal(t, decided.Replies, c.Replies)
+	require.Equal(t, 5, c.LateCount, "every late reply is counted")
+	require.Len(t, c.Late, 3, "the last MaxLate are kept")
+	require.Equal(t, []string{"late-3", "late-4", "late-5"}, []string{c.Late[0].ID, c.Late[1].ID, c.Late[2].ID})
+	require.Len(t, c.Events, 5, "the last MaxEvents events are kept")
+	require.Equal(t, 3, c.EventsDropped, "8 events (registered, accepted, outcome, 5 late), 5 kept")
+	require.Equal(t, store.EventReplyLate, c.Events[4].Type)
+
+	// The same late reply again is a duplicate.
+	e.deliver("dl-late", reply("late-5"), store.DeliverDuplicate)
+	after := e.get("dl-late")
+	require.Equal(t, snap(c), snap(after))
+	require.Equal(t, 5, after.LateCount)
+}
+
+func testDeliverErrorReply(t *testing.T, e *env) {
+	e.register(withHandler("dl-error"))
+	res := e.deliver("dl-error", store.Reply{ID: "e1", Error: "payment declined: card expired"}, store.DeliverCompleted)
+	require.Equal(t, store.StateCompleted, res.Correlation.State, "an error reply still completes")
+	c := e.get("dl-error")
+	require.Equal(t, store.StateCompleted, c.State)
+	require.Len(t, c.Replies, 1)
+	require.Equal(t, "payment declined: card expired", c.Replies[0].Error, "the error is kept for the handler")
+	require.Equal(t, store.DispatchPending, c.Dispatch.State)
+}
+
+func testDeliverBodyTooLarge(t *testing.T, e *env) {
+	// Limits: MaxBodyBytes 8.
+	e.register(single("dl-body"))
+	before := e.get("dl-body")
+	_, err := e.s.Deliver(e.ctx, "dl-body", store.Reply{ID: "big", Body: []byte("123456789")})
+	requireFieldError(t, err, store.ErrTooLarge, "reply.body")
+	require.Equal(t, snap(before), snap(e.get("dl-body")))
+
+	_, err = e.s.Deliver(e.ctx, "dl-body-unknown", store.Reply{ID: "big", Body: []byte("123456789")})
+	requireFieldError(t, err, store.ErrTooLarge, "reply.body")
+	require.Zero(t, e.stats("").EarlyReplies, "an oversized reply is not buffered either")
+
+	e.deliver("dl-body", store.Reply{ID: "fits", Body: []byte("12345678")}, store.DeliverCompleted)
+}
+
+func testDeliverInvalidReply(t *testing.T, e *env) {
+	// Limits: MaxReplies 20.
+	e.register(&store.Correlation{ID: "dl-invalid-reply", Pattern: store.PatternStream, Timeout: time.Minute})
+	before := e.get("dl-invalid-reply")
+	for _, tc := range []struct {
+		r     store.Reply
+		field string
+	}{
+		{store.Reply{ID: strings.Repeat("i", store.MaxReplyFieldLen+1)}, "reply.id"},
+		{store.Reply{From: strings.Repeat("f", store.MaxReplyFieldLen+1)}, "reply.from"},
+		{store.Reply{Error: strings.Repeat("e", store.MaxReplyErrorLen+1)}, "reply.error"},
+		{store.Reply{Seq: -1}, "reply.seq"},
+		{store.Reply{Seq: 20}, "reply.seq"},
+	} {
+		_, err := e.s.Deliver(e.ctx, "dl-invalid-reply", tc.r)
+		requireFieldError(t, err, store.ErrInvalid, tc.field)
+	}
+	require.Equal(t, snap(before), snap(e.get("dl-invalid-reply")))
+	e.deliver("dl-invalid-reply", store.Reply{Seq: 19, Final: true}, store.DeliverAccepted)
+}
+
+func testDeliverInvalidID(t *testing.T, e *env) {
+	for _, id := range []string{"", "has space", "a/b", strings.Repeat("x", store.MaxIDLen+1)} {
+		_, err := e.s.Deliver(e.ctx, id, reply("r"))
+		require.ErrorIs(t, err, store.ErrInvalid, "id %q", id)
+	}
+	require.Zero(t, e.stats("").EarlyReplies, "nothing is buffered for an invalid ID")
+}
+
+func testDeliverEarlyApplied(t *testing.T, e *env) {
+	received := e.now()
+	e.deliver("dl-early", store.Reply{ID: "r1", Body: []byte("early")}, store.DeliverBuffered)
+	require.Equal(t, int64(1), e.stats("").EarlyReplies)
+	e.requireGone("dl-early")
+
+	e.clock.Add(10 * time.Second)
+	res, err := e.s.Register(e.ctx, single("dl-early"))
+	require.NoError(t, err)
+	require.True(t, res.Created)
+	require.Equal(t, 1, res.EarlyApplied)
+	for name, c := range map[string]*store.Correlation{"result": res.Correlation, "get": e.get("dl-early")} {
+		t.Run(name, func(t *testing.T) {
+			require.Equal(t, store.StateCompleted, c.State, "the early reply completes it at registration")
+			require.Len(t, c.Replies, 1)
+			require.Equal(t, []byte("early"), c.Replies[0].Body)
+			requireTime(t, received, c.Replies[0].ReceivedAt, "an early reply keeps its arrival time")
+			requireTime(t, e.now(), c.Outcome.At)
+			require.True(t, hasEvent(c, store.EventEarlyApplied))
+		})
+	}
+	require.Zero(t, e.stats("").EarlyReplies, "an applied early reply is no longer buffered")
+
+	// Registering again applies nothing twice.
+	res, err = e.s.Register(e.ctx, single("dl-early"))
+	require.NoError(t, err)
+	require.False(t, res.Created)
+	require.Zero(t, res.EarlyApplied)
+	require.Len(t, e.get("dl-early").Replies, 1)
+}
+
+func testDeliverEarlyGather(t *testing.T, e *env) {
+	e.deliver("dl-early-gather", store.Reply{From: "b"}, store.DeliverBuffered)
+	e.clock.Add(time.Second)
+	e.deliver("dl-early-gather", store.Reply{From: "a"}, store.DeliverBuffered)
+	// A resend before the registration: buffered again, or recognised as a duplicate.
+	res0, err := e.s.Deliver(e.ctx, "dl-early-gather", store.Reply{From: "a"})
+	require.NoError(t, err)
+	require.Contains(t, []store.DeliverStatus{store.DeliverBuffered, store.DeliverDuplicate}, res0.Status)
+	e.deliver("dl-early-other", store.Reply{From: "z"}, store.DeliverBuffered)
+	e.clock.Add(time.Second)
+
+	res, err := e.s.Register(e.ctx, &store.Correlation{ID: "dl-early-gather", Pattern: store.PatternGather, Expect: 3, Timeout: time.Minute})
+	require.NoError(t, err)
+	require.Equal(t, 2, res.EarlyApplied, "the resent reply is not applied twice")
+	c := e.get("dl-early-gather")
+	require.Equal(t, store.StatePending, c.State)
+	require.Len(t, c.Replies, 2)
+	require.Equal(t, []string{"b", "a"}, []string{c.Replies[0].From, c.Replies[1].From}, "early replies are applied oldest first")
+	e.deliver("dl-early-gather", store.Reply{From: "c"}, store.DeliverCompleted)
+	require.Equal(t, int64(1), e.stats("").EarlyReplies, "only the other ID's early reply is left")
+}
+
+func testDeliverEarlyWindow(t *testing.T, e *env) {
+	// Limits: EarlyReplyWindow 1m.
+	e.deliver("dl-early-fresh", reply("r"), store.DeliverBuffered)
+	e.deliver("dl-early-stale", reply("r"), store.DeliverBuffered)
+	e.clock.Add(59 * time.Second)
+	res, err := e.s.Register(e.ctx, single("dl-early-fresh"))
+	require.NoError(t, err)
+	require.Equal(t, 1, res.EarlyApplied, "within the window")
+	require.Equal(t, store.StateCompleted, e.get("dl-early-fresh").State)
+
+	e.clock.Add(2 * time.Second)
+	res, err = e.s.Register(e.ctx, single("dl-early-stale"))
+	require.NoError(t, err)
+	require.True(t, res.Created)
+	require.Zero(t, res.EarlyApplied, "an early reply older than the window is not applied")
+	c := e.get("dl-early-stale")
+	require.Equal(t, store.StatePending, c.State)
+	require.Empty(t, c.Replies)
+}
+
+func testDeliverEarlyCap(t *testing.T, e *env) {
+	// Limits: MaxEarlyReplies 3 in the whole store.
+	for i := range 3 {
+		e.deliver(fmt.Sprintf("dl-cap-%d", i), reply("r"), store.DeliverBuffered)
+	}
+	_, err := e.s.Deliver(e.ctx, "dl-cap-3", reply("r"))
+	require.ErrorIs(t, err, store.ErrTooLarge, "the early-reply buffer is full")
+	_, err = e.s.Deliver(e.ctx, "dl-cap-0", reply("r2"))
+	require.ErrorIs(t, err, store.ErrTooLarge, "the cap is per store, not per ID")
+	require.Equal(t, int64(3), e.stats("").EarlyReplies)
+
+	// A registration consumes its early reply and frees room.
+	res, err := e.s.Register(e.ctx, single("dl-cap-1"))
+	require.NoError(t, err)
+	require.Equal(t, 1, res.EarlyApplied)
+	e.deliver("dl-cap-3", reply("r"), store.DeliverBuffered)
+	require.Equal(t, int64(3), e.stats("").EarlyReplies)
+
+	// Delivering to a registered ID is never limited by the buffer.
+	e.register(single("dl-cap-registered"))
+	e.deliver("dl-cap-registered", reply("r"), store.DeliverCompleted)
+}
+
+func testDeliverEarlyOff(t *testing.T, e *env) {
+	// Limits: EarlyReplyWindow -1 (buffering off).
+	_, err := e.s.Deliver(e.ctx, "dl-off", reply("r"))
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Zero(t, e.stats("").EarlyReplies)
+	res, err := e.s.Register(e.ctx, single("dl-off"))
+	require.NoError(t, err)
+	require.Zero(t, res.EarlyApplied)
+	require.Equal(t, store.StatePending, e.get("dl-off").State)
+}
