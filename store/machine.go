@@ -43,8 +43,8 @@ func DedupeKey(p Pattern, r Reply) string {
 	return ""
 }
 
-// sameReply reports whether two replies carry the same content (arrival time aside).
-func sameReply(a, b Reply) bool {
+// SameContent reports whether two replies carry the same content (arrival time aside).
+func (a Reply) SameContent(b Reply) bool {
 	return a.ID == b.ID && a.From == b.From && a.Seq == b.Seq && a.Final == b.Final &&
 		a.Error == b.Error && bytes.Equal(a.Body, b.Body)
 }
@@ -87,14 +87,16 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 		return "", invalid("reply.from", "a gather reply needs id or from, so that a resent reply is not counted twice")
 	}
 	for _, a := range c.Replies {
-		if (key != "" && DedupeKey(c.Pattern, a) == key) || (c.Pattern == PatternStream && a.Seq == r.Seq) {
+		// A keyless reply (single) identical to one accepted is its retry.
+		if (key != "" && DedupeKey(c.Pattern, a) == key) || (key == "" && a.SameContent(r)) ||
+			(c.Pattern == PatternStream && a.Seq == r.Seq) {
 			c.DuplicateCount++
 			return DeliverDuplicate, nil
 		}
 	}
 	if c.State.Terminal() {
 		for _, l := range c.Late {
-			if (key != "" && DedupeKey(c.Pattern, l) == key) || sameReply(l, r) {
+			if (key != "" && DedupeKey(c.Pattern, l) == key) || l.SameContent(r) {
 				c.DuplicateCount++
 				return DeliverDuplicate, nil
 			}

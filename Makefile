@@ -1,0 +1,39 @@
+# corrstore — make help lists the targets.
+GO      ?= go
+PKGS    ?= ./...
+BENCHTIME ?= 2s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: ## run the service on the embedded bbolt default (./corrstore.db, 127.0.0.1:7411)
+	$(GO) run ./cmd/corrstore serve
+
+.PHONY: build
+build: ## build bin/corrstore
+	$(GO) build -o bin/corrstore ./cmd/corrstore
+
+.PHONY: test
+test: ## run every test with the race detector (the CI command)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+.PHONY: lint
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+.PHONY: bench
+bench: ## run the benchmarks (ours next to each baseline, in one run)
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./bolt/ ./reaper/
+
+.PHONY: fuzz
+fuzz: ## fuzz the record decoder (FUZZTIME, default 60s)
+	$(GO) test -run '^$$' -fuzz FuzzUnmarshalCorrelation -fuzztime $${FUZZTIME:-60s} ./store/
+
+.PHONY: crash
+crash: ## SIGKILL a writer 200+ times and check every acknowledged registration (CRASH_KILLS)
+	CORRSTORE_CRASH_KILLS=$${CRASH_KILLS:-200} $(GO) test -run TestCrashLoop -count=1 -timeout 60m -v ./bolt/

@@ -1,0 +1,191 @@
+package bolt_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/store"
+)
+
+var benchCallers = []int{1, 64, 512}
+
+func benchCorrelation(i int64) *store.Correlation {
+	return &store.Correlation{
+		ID:          fmt.Sprintf("bench-%d", i),
+		Timeout:     time.Hour,
+		Destination: "payments",
+		ReplyTo:     "orders.replies",
+		Callback:    store.Callback{Handler: "resume", Data: []byte(`{"workflow":"wf-1","step":3}`)},
+	}
+}
+
+// runCallers spreads b.N calls over callers goroutines and reports ops/s.
+func runCallers(b *testing.B, callers int, do func(i int64) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if err := do(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+}
+
+// BenchmarkRegister compares a durable Register (group commit, fsync on)
+// with bbolt's own db.Batch writing the same record and deadline index
+// entry, also durable, at the same number of concurrent callers.
+func BenchmarkRegister(b *testing.B) {
+	for _, n := range benchCallers {
+		b.Run(fmt.Sprintf("corrstore/callers=%d", n), func(b *testing.B) {
+			s, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "c.db")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			runCallers(b, n, func(i int64) error {
+				_, err := s.Register(context.Background(), benchCorrelation(i))
+				return err
+			})
+		})
+		b.Run(fmt.Sprintf("baseline/callers=%d", n), func(b *testing.B) {
+			db, err := bbolt.Open(filepath.Join(b.TempDir(), "b.db"), 0o600, &bbolt.Options{FreelistType: bbolt.FreelistMapType})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			err = db.Update(func(tx *bbolt.Tx) error {
+				if _, err := tx.CreateBucket([]byte("corr")); err != nil {
+					return err
+				}
+				_, err := tx.CreateBucket([]byte("deadline"))
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			lim := store.Limits{}.WithDefaults()
+			runCallers(b, n, func(i int64) error {
+				c, err := store.Prepare(benchCorrelation(i), time.Now(), lim)
+				if err != nil {
+					return err
+				}
+				rec, err := store.MarshalCorrelation(c)
+				if err != nil {
+					return err
+				}
+				key := append(c.Deadline.AppendFormat(nil, time.RFC3339Nano), c.ID...)
+				return db.Batch(func(tx *bbolt.Tx) error {
+					if err := tx.Bucket([]byte("corr")).Put([]byte(c.ID), rec); err != nil {
+						return err
+					}
+					return tx.Bucket([]byte("deadline")).Put(key, nil)
+				})
+			})
+		})
+	}
+}
+
+// BenchmarkDeliver measures a durable Deliver that completes a single
+// correlation, at 64 callers.
+func BenchmarkDeliver(b *testing.B) {
+	s, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "c.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				if _, err := s.Register(ctx, benchCorrelation(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	runCallers(b, 64, func(i int64) error {
+		r, err := s.Deliver(ctx, fmt.Sprintf("bench-%d", i), store.Reply{Body: []byte(`{"ok":true}`)})
+		if err == nil && r.Status != store.DeliverCompleted {
+			err = fmt.Errorf("status %s", r.Status)
+		}
+		return err
+	})
+}
+
+// BenchmarkExpireDue measures deciding due correlations in batches of 500
+// while 10 times as many are pending and not due.
+func BenchmarkExpireDue(b *testing.B) {
+	clk := store.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	s, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "c.db"), Clock: clk, NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	register := func(n int, timeout time.Duration, prefix string) {
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+					c := benchCorrelation(i)
+					c.ID, c.Timeout = fmt.Sprintf("%s-%d", prefix, i), timeout
+					if _, err := s.Register(ctx, c); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	register(10*b.N, 24*time.Hour, "later")
+	register(b.N, time.Second, "due")
+	clk.Add(2 * time.Second)
+	b.ResetTimer()
+	start := time.Now()
+	total := 0
+	for total < b.N {
+		got, err := s.ExpireDue(ctx, clk.Now(), 500)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(got) == 0 {
+			b.Fatalf("expired %d of %d", total, b.N)
+		}
+		total += len(got)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "expired/s")
+}

@@ -1,0 +1,312 @@
+package bolt
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// ErrReadOnly is returned by every write on a store opened with ReadOnly.
+var ErrReadOnly = errors.New("store opened read-only: writes need the process that holds the file (use the server)")
+
+// Options configure Open. Zero fields take the defaults given.
+type Options struct {
+	// Path of the database file. Default "corrstore.db".
+	Path string
+	// LockTimeout bounds the wait for the file lock another process holds.
+	// Default 5s; it never waits forever.
+	LockTimeout time.Duration
+	// ReadOnly opens the file with a shared lock, for reading a file the
+	// daemon holds... once the daemon lets go of it: bbolt's locks are
+	// exclusive for writers. Writes return ErrReadOnly.
+	ReadOnly bool
+	// NoSync skips fsync. Only for tests: a crash loses acknowledged writes.
+	NoSync bool
+	// MaxBatch bounds how many operations one group commit takes. Default 1024.
+	MaxBatch int
+	// Clock is the source of time. Default store.RealClock.
+	Clock store.Clock
+	// Limits the store enforces; zero fields take store defaults.
+	Limits store.Limits
+	// Logger for corrupt records and the like. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is a store.Store on one bbolt file, owned by one process.
+//
+// Every write goes through one writer goroutine that collects the operations
+// waiting at that moment, applies them in one transaction, fsyncs once, and
+// then answers each caller (group commit). An operation that fails its checks
+// fails alone: operations do every check before their first write, and if a
+// write itself fails the batch is rolled back and each operation is retried
+// in a transaction of its own.
+type Store struct {
+	db     *bbolt.DB
+	path   string
+	clock  store.Clock
+	lim    store.Limits
+	log    *slog.Logger
+	max    int
+	ro     bool
+	reqs   chan *op
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	once   sync.Once
+	hub    store.Hub
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating when needed, unless ReadOnly) the database file.
+func Open(opts Options) (*Store, error) {
+	s := &Store{
+		path:  cmp.Or(opts.Path, "corrstore.db"),
+		clock: opts.Clock,
+		lim:   opts.Limits.WithDefaults(),
+		log:   cmp.Or(opts.Logger, slog.Default()).With("component", "bolt"),
+		max:   cmp.Or(opts.MaxBatch, 1024),
+		ro:    opts.ReadOnly,
+		reqs:  make(chan *op),
+		stop:  make(chan struct{}),
+	}
+	if s.clock == nil {
+		s.clock = store.RealClock{}
+	}
+	if err := s.lim.Validate(); err != nil {
+		return nil, err
+	}
+	if s.max < 1 {
+		return nil, fmt.Errorf("%w: max_batch: must be at least 1, got %d", store.ErrInvalid, s.max)
+	}
+	timeout := cmp.Or(opts.LockTimeout, 5*time.Second)
+	if opts.ReadOnly {
+		if _, err := os.Stat(s.path); err != nil {
+			return nil, fmt.Errorf("open %s read-only: %w", s.path, err)
+		}
+	}
+	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{
+		Timeout:      timeout,
+		ReadOnly:     opts.ReadOnly,
+		NoSync:       opts.NoSync,
+		FreelistType: bbolt.FreelistMapType,
+	})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: another process holds the file (waited %s for its lock); stop it, or use its server: %w", s.path, timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", s.path, err)
+	}
+	s.db = db
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !s.ro {
+		s.wg.Add(1)
+		go s.writer()
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	check := func(tx *bbolt.Tx) error {
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("open %s: bucket %q is missing: not a corrstore database", s.path, name)
+			}
+		}
+		v := tx.Bucket(bucketMeta).Get(metaSchema)
+		got, err := strconv.Atoi(string(v))
+		if err != nil || got != schemaVersion {
+			return fmt.Errorf("open %s: schema version %q, this build reads version %d", s.path, v, schemaVersion)
+		}
+		return nil
+	}
+	if s.ro {
+		return s.db.View(check)
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		empty := true
+		_ = tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
+		if empty { // a new file: lay it out
+			for _, name := range allBuckets {
+				if _, err := tx.CreateBucket(name); err != nil {
+					return err
+				}
+			}
+			if err := tx.Bucket(bucketMeta).Put(metaSchema, []byte(strconv.Itoa(schemaVersion))); err != nil {
+				return err
+			}
+		}
+		return check(tx)
+	})
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close stops the writer once the batch in flight is answered, closes every
+// subscription and the file. Calls after Close return store.ErrClosed.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		s.closed.Store(true)
+		close(s.stop)
+		s.wg.Wait()
+		s.hub.Close()
+		err = s.db.Close()
+	})
+	return err
+}
+
+// op is one write waiting for the group commit.
+type op struct {
+	ctx context.Context
+	// fn does every check before its first write and returns a *writeError
+	// only for a failed write. It may run twice (batch, then alone), so it
+	// must set its results afresh each time.
+	fn     func(tx *bbolt.Tx) error
+	events []store.Event // published after the commit
+	err    error
+	done   chan struct{}
+}
+
+// writeError is a failed bbolt write: it spoils the whole transaction.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+func (s *Store) write(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if s.ro {
+		return ErrReadOnly
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{ctx: ctx, done: make(chan struct{})}
+	o.fn = func(tx *bbolt.Tx) error {
+		o.events = o.events[:0]
+		return fn(tx, o)
+	}
+	select {
+	case s.reqs <- o:
+	case <-s.stop:
+		return store.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		// The write may still commit; a retry is safe (every call is repeat-safe).
+		return ctx.Err()
+	}
+}
+
+func (s *Store) writer() {
+	defer s.wg.Done()
+	batch := make([]*op, 0, s.max)
+	for {
+		select {
+		case o := <-s.reqs:
+			batch = append(batch[:0], o)
+		case <-s.stop:
+			return
+		}
+	collect:
+		for len(batch) < s.max {
+			select {
+			case o := <-s.reqs:
+				batch = append(batch, o)
+			default:
+				break collect
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs a batch in one transaction; on a write failure it runs each
+// operation alone so that only the failing one fails.
+func (s *Store) commit(batch []*op) {
+	live := batch[:0:0]
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.err = err
+			close(o.done)
+			continue
+		}
+		live = append(live, o)
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		for _, o := range live {
+			o.err = o.fn(tx)
+			var we *writeError
+			if errors.As(o.err, &we) {
+				return we
+			}
+		}
+		return nil
+	})
+	var we *writeError
+	if errors.As(err, &we) && len(live) > 1 {
+		for _, o := range live {
+			err := s.db.Update(func(tx *bbolt.Tx) error {
+				o.err = o.fn(tx)
+				return o.err
+			})
+			s.finish(o, err)
+		}
+		return
+	}
+	for _, o := range live {
+		s.finish(o, err)
+	}
+}
+
+func (s *Store) finish(o *op, txErr error) {
+	var we *writeError
+	switch {
+	case errors.As(o.err, &we):
+		o.err = fmt.Errorf("write %s: %w", s.path, we.err)
+	case o.err == nil && txErr != nil:
+		o.err = fmt.Errorf("commit %s: %w", s.path, txErr)
+	}
+	if o.err == nil {
+		s.hub.Publish(o.events...)
+	}
+	close(o.done)
+}
+
+// view runs a read transaction.
+func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	err := s.db.View(fn)
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return store.ErrClosed
+	}
+	return err
+}

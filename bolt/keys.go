@@ -1,0 +1,159 @@
+package bolt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// Buckets. Every index key is an 8-byte big-endian UnixNano followed by the
+// ID, so a cursor walks an index in time order and stops at the first key
+// past the bound: the cost of a pass is the number of entries due, not the
+// number stored.
+var (
+	bucketMeta       = []byte("meta")       // schema version, early-reply count
+	bucketCorr       = []byte("corr")       // id → record (store.MarshalCorrelation)
+	bucketDeadline   = []byte("deadline")   // deadline‖id, pending only
+	bucketDispatch   = []byte("dispatch")   // next_at‖id, dispatch pending only (leased: lease end)
+	bucketPurge      = []byte("purge")      // outcome_at‖id, decided and dispatch none or done
+	bucketCreated    = []byte("created")    // created‖id, every record (List)
+	bucketPending    = []byte("pending")    // ns\0created‖id, pending only (oldest pending)
+	bucketCounts     = []byte("counts")     // ns\0s:state and ns\0d:dispatch → uint64
+	bucketIdem       = []byte("idem")       // ns\0idempotency key → id
+	bucketEarly      = []byte("early")      // id\0received‖seq → store.MarshalEarly
+	bucketEarlyTime  = []byte("early_time") // received‖seq‖id → nil
+	bucketQuarantine = []byte("quarantine") // id → bytes that did not decode
+)
+
+var allBuckets = [][]byte{bucketMeta, bucketCorr, bucketDeadline, bucketDispatch, bucketPurge,
+	bucketCreated, bucketPending, bucketCounts, bucketIdem, bucketEarly, bucketEarlyTime, bucketQuarantine}
+
+var (
+	metaSchema     = []byte("schema")
+	metaEarlyCount = []byte("early_count")
+)
+
+// schemaVersion is the layout this package reads and writes.
+const schemaVersion = 1
+
+func appendTime(b []byte, t time.Time) []byte {
+	n := t.UnixNano()
+	if n < 0 {
+		n = 0
+	}
+	return binary.BigEndian.AppendUint64(b, uint64(n))
+}
+
+// timeKey is t‖id.
+func timeKey(t time.Time, id string) []byte {
+	return append(appendTime(make([]byte, 0, 8+len(id)), t), id...)
+}
+
+// splitTimeKey reads a timeKey.
+func splitTimeKey(k []byte) (time.Time, string, bool) {
+	if len(k) < 9 {
+		return time.Time{}, "", false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k))), string(k[8:]), true
+}
+
+// timeBound is the first key after every key of time t: keys at or before t
+// sort below it.
+func timeBound(t time.Time) []byte {
+	return appendTime(make([]byte, 0, 8), t.Add(1))
+}
+
+func nsKey(ns string, rest []byte) []byte {
+	return append(append(append(make([]byte, 0, len(ns)+1+len(rest)), ns...), 0), rest...)
+}
+
+// entries are the index entries and counters a record implies. Comparing
+// the entries before and after a change gives exactly the index writes to
+// make, so every operation keeps the indexes right with one code path.
+type entries struct {
+	deadline, dispatch, purge, created, pending []byte
+	ns                                          string
+	state                                       store.State
+	disp                                        store.DispatchState
+}
+
+func entriesOf(c *store.Correlation) entries {
+	if c == nil {
+		return entries{}
+	}
+	e := entries{created: timeKey(c.CreatedAt, c.ID), ns: c.Namespace, state: c.State, disp: c.Dispatch.State}
+	if c.State == store.StatePending {
+		e.deadline = timeKey(c.Deadline, c.ID)
+		e.pending = nsKey(c.Namespace, e.created)
+	}
+	if c.Dispatch.State == store.DispatchPending {
+		e.dispatch = timeKey(c.Dispatch.NextAt, c.ID)
+	}
+	if c.State.Terminal() && (c.Dispatch.State == store.DispatchNone || c.Dispatch.State == store.DispatchDone) {
+		e.purge = timeKey(c.Outcome.At, c.ID)
+	}
+	return e
+}
+
+func (e entries) index() [5]struct {
+	bucket []byte
+	key    []byte
+} {
+	return [5]struct {
+		bucket []byte
+		key    []byte
+	}{{bucketDeadline, e.deadline}, {bucketDispatch, e.dispatch}, {bucketPurge, e.purge},
+		{bucketCreated, e.created}, {bucketPending, e.pending}}
+}
+
+// set replaces the key of one index.
+func (e *entries) set(bucket, key []byte) {
+	switch string(bucket) {
+	case string(bucketDeadline):
+		e.deadline = key
+	case string(bucketDispatch):
+		e.dispatch = key
+	case string(bucketPurge):
+		e.purge = key
+	}
+}
+
+func countKey(ns, kind, value string) []byte {
+	return nsKey(ns, []byte(kind+":"+value))
+}
+
+func decodeCount(v []byte) int64 {
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func encodeCount(n int64) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(max(n, 0)))
+}
+
+// earlyKey is id\0received‖seq; earlyTimeKey is received‖seq‖id.
+func earlyKey(id string, received time.Time, seq uint64) []byte {
+	k := appendTime(append([]byte(id), 0), received)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func earlyTimeKey(id string, received time.Time, seq uint64) []byte {
+	k := binary.BigEndian.AppendUint64(appendTime(nil, received), seq)
+	return append(k, id...)
+}
+
+// earlyKeyFromTime rebuilds the early key from an early_time key.
+func earlyKeyFromTime(k []byte) ([]byte, bool) {
+	if len(k) < 17 {
+		return nil, false
+	}
+	return append(append(append([]byte(nil), k[16:]...), 0), k[:16]...), true
+}
+
+func earlyPrefix(id string) []byte { return append([]byte(id), 0) }
+
+func hasPrefix(k, p []byte) bool { return bytes.HasPrefix(k, p) }

@@ -1,0 +1,239 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// List implements store.Store. It walks the creation-time index from the
+// cursor (or the CreatedAfter/CreatedBefore bound) and stops at the other
+// bound, so a time-bounded listing reads only its window.
+func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
+	if s.closed.Load() {
+		return store.Page{}, store.ErrClosed
+	}
+	if err := f.Normalize(); err != nil {
+		return store.Page{}, err
+	}
+	var page store.Page
+	err := s.view(func(tx *bbolt.Tx) error {
+		t := txn{tx, s}
+		page = store.Page{}
+		c := tx.Bucket(bucketCreated).Cursor()
+		var lo, hi []byte // keys in [lo, hi)
+		if !f.CreatedAfter.IsZero() {
+			lo = appendTime(nil, f.CreatedAfter)
+		}
+		if !f.CreatedBefore.IsZero() {
+			hi = appendTime(nil, f.CreatedBefore)
+		}
+		var after []byte // the cursor's key: strictly past it
+		if f.Cursor != "" {
+			at, id, _ := store.DecodeCursor(f.Cursor)
+			after = timeKey(at, id)
+		}
+		inRange := func(k []byte) bool {
+			return k != nil && (lo == nil || bytes.Compare(k, lo) >= 0) && (hi == nil || bytes.Compare(k, hi) < 0)
+		}
+		var k []byte
+		var next func() ([]byte, []byte)
+		if f.Order == store.OldestFirst {
+			next = c.Next
+			switch {
+			case after != nil && (lo == nil || bytes.Compare(after, lo) >= 0):
+				if k, _ = c.Seek(after); bytes.Equal(k, after) {
+					k, _ = c.Next()
+				}
+			case lo != nil:
+				k, _ = c.Seek(lo)
+			default:
+				k, _ = c.First()
+			}
+		} else {
+			next = c.Prev
+			start := hi
+			if after != nil && (start == nil || bytes.Compare(after, start) < 0) {
+				start = after
+			}
+			if start == nil {
+				k, _ = c.Last()
+			} else if k, _ = c.Seek(start); k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev() // Seek lands at or after start; step below it
+			}
+		}
+		for ; inRange(k); k, _ = next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			_, id, ok := splitTimeKey(k)
+			if !ok {
+				continue
+			}
+			r, err := t.load(id)
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {
+				continue // set aside, or removed: Get reports which
+			}
+			if err != nil {
+				return err
+			}
+			if !f.Match(r) {
+				continue
+			}
+			page.Items = append(page.Items, r)
+			if len(page.Items) == f.Limit {
+				page.NextCursor = store.EncodeCursor(r.CreatedAt, r.ID)
+				break
+			}
+		}
+		return nil
+	})
+	return page, err
+}
+
+// Stats implements store.Store. Counts come from counters kept in the same
+// transactions as the records; the oldest pending is the first key of the
+// namespace's pending index.
+func (s *Store) Stats(ctx context.Context, namespace string) (store.Stats, error) {
+	if s.closed.Load() {
+		return store.Stats{}, store.ErrClosed
+	}
+	if namespace != "" {
+		if err := store.ValidateNamespace(namespace); err != nil {
+			return store.Stats{}, err
+		}
+	}
+	var st store.Stats
+	err := s.view(func(tx *bbolt.Tx) error {
+		st = store.Stats{Namespaces: map[string]store.NamespaceStats{}}
+		var prefix []byte
+		if namespace != "" {
+			prefix = nsKey(namespace, nil)
+		}
+		c := tx.Bucket(bucketCounts).Cursor()
+		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 || len(k) < i+3 {
+				continue
+			}
+			ns, kind, value := string(k[:i]), string(k[i+1]), string(k[i+3:])
+			n := decodeCount(v)
+			if n == 0 {
+				continue
+			}
+			e := nsStats(st, ns)
+			if kind == "s" {
+				e.States[store.State(value)] = n
+			} else {
+				e.Dispatch[store.DispatchState(value)] = n
+			}
+		}
+		if namespace != "" {
+			nsStats(st, namespace)
+		}
+		pc := tx.Bucket(bucketPending).Cursor()
+		for ns, e := range st.Namespaces {
+			p := nsKey(ns, nil)
+			if k, _ := pc.Seek(p); k != nil && hasPrefix(k, p) {
+				if at, _, ok := splitTimeKey(k[len(p):]); ok {
+					e.OldestPending = at
+					st.Namespaces[ns] = e
+				}
+			}
+		}
+		st.EarlyReplies = decodeCount(tx.Bucket(bucketMeta).Get(metaEarlyCount))
+		return nil
+	})
+	return st, err
+}
+
+func nsStats(st store.Stats, ns string) store.NamespaceStats {
+	e, ok := st.Namespaces[ns]
+	if !ok {
+		e = store.NamespaceStats{States: map[store.State]int64{}, Dispatch: map[store.DispatchState]int64{}}
+		st.Namespaces[ns] = e
+	}
+	return e
+}
+
+// Verify checks the file's page structure (bbolt's tx.Check) and that every
+// index entry and counter agrees with the records: what tests run after each
+// test and after a crash, and what an operator can run on a copy.
+func (s *Store) Verify(ctx context.Context) error {
+	return s.view(func(tx *bbolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		want := map[string]map[string]bool{}
+		for _, b := range [][]byte{bucketDeadline, bucketDispatch, bucketPurge, bucketCreated, bucketPending} {
+			want[string(b)] = map[string]bool{}
+		}
+		counts := map[string]int64{}
+		t := txn{tx, s}
+		err := tx.Bucket(bucketCorr).ForEach(func(k, _ []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			c, err := t.load(string(k))
+			if err != nil {
+				errs = append(errs, err)
+				return nil
+			}
+			e := entriesOf(c)
+			for _, ix := range e.index() {
+				if ix.key != nil {
+					want[string(ix.bucket)][string(ix.key)] = true
+				}
+			}
+			counts[string(countKey(c.Namespace, "s", string(c.State)))]++
+			if c.Dispatch.State != store.DispatchNone {
+				counts[string(countKey(c.Namespace, "d", string(c.Dispatch.State)))]++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for name, keys := range want {
+			b := tx.Bucket([]byte(name))
+			n := 0
+			b.ForEach(func(k, _ []byte) error {
+				n++
+				if !keys[string(k)] {
+					errs = append(errs, fmt.Errorf("index %s: entry %x has no record that implies it", name, k))
+				}
+				return nil
+			})
+			if n != len(keys) {
+				errs = append(errs, fmt.Errorf("index %s: %d entries, the records imply %d", name, n, len(keys)))
+			}
+		}
+		tx.Bucket(bucketCounts).ForEach(func(k, v []byte) error {
+			if got := decodeCount(v); got != counts[string(k)] {
+				errs = append(errs, fmt.Errorf("counter %q is %d, the records count %d", k, got, counts[string(k)]))
+			}
+			delete(counts, string(k))
+			return nil
+		})
+		for k, n := range counts {
+			errs = append(errs, fmt.Errorf("counter %q is missing, the records count %d", k, n))
+		}
+		var early int64
+		tx.Bucket(bucketEarly).ForEach(func(_, _ []byte) error { early++; return nil })
+		if got := decodeCount(tx.Bucket(bucketMeta).Get(metaEarlyCount)); got != early {
+			errs = append(errs, fmt.Errorf("early reply count is %d, the bucket holds %d", got, early))
+		}
+		if n := tx.Bucket(bucketEarlyTime).Stats().KeyN; n != int(early) {
+			errs = append(errs, fmt.Errorf("early_time index holds %d, early holds %d", n, early))
+		}
+		return errors.Join(errs...)
+	})
+}
