@@ -1,10 +1,20 @@
 package reaper_test
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/reaper"
 	"github.com/corrstore/corrstore/reaper/reapertest"
 	"github.com/corrstore/corrstore/store"
 )
@@ -32,4 +42,92 @@ func TestExactlyOnceBolt(t *testing.T) {
 	if err := st.Verify(t.Context()); err != nil {
 		t.Errorf("bolt consistency after the test: %v", err)
 	}
+}
+
+// TestCorruptRecordBolt writes garbage straight into the bbolt file under
+// the IDs of two due correlations. The store sets them aside and reports
+// them; the reaper counts them, expires the others, and is not told about
+// them again.
+func TestCorruptRecordBolt(t *testing.T) {
+	clk := store.NewFakeClock(t0)
+	path := filepath.Join(t.TempDir(), "c.db")
+	st := openBoltAt(t, path, clk)
+	due := t0.Add(time.Second)
+	for i := range 20 {
+		if _, err := st.Register(t.Context(), &store.Correlation{ID: fmt.Sprintf("c-%02d", i), Deadline: due}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	garbage := map[string][]byte{
+		"c-03": []byte("\x00\xff\xfenot a record at all"), // unknown version byte
+		"c-11": []byte("\x01{\"id\": \"c-11\", \"deadl"),  // right version, broken JSON
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("corr")) // id → record; see bolt/keys.go
+		if b == nil {
+			return errors.New(`bucket "corr" not found: bolt's layout changed, update this test`)
+		}
+		for id, v := range garbage {
+			if b.Get([]byte(id)) == nil {
+				return fmt.Errorf("record %s not found under its ID", id)
+			}
+			if err := b.Put([]byte(id), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+
+	st = openBoltAt(t, path, clk)
+	m := newRecMetrics()
+	var logs bytes.Buffer
+	r := newReaper(t, st, reaper.Config{Clock: clk, Batch: 4, Metrics: m,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	clk.Set(due)
+	rep, err := r.RunOnce(t.Context())
+	if err != nil {
+		t.Fatalf("pass with corrupt records failed: %v", err)
+	}
+	if rep.Expired.TimedOut != 18 || rep.Corrupt != 2 || m.broken != 2 {
+		t.Errorf("expired %d, corrupt %d (metric %d); want 18 and 2", rep.Expired.TimedOut, rep.Corrupt, m.broken)
+	}
+	slices.Sort(rep.CorruptIDs)
+	if !slices.Equal(rep.CorruptIDs, []string{"c-03", "c-11"}) {
+		t.Errorf("CorruptIDs %v, want [c-03 c-11]", rep.CorruptIDs)
+	}
+	for id := range garbage {
+		if !strings.Contains(logs.String(), `"id":"`+id+`"`) {
+			t.Errorf("no log line names corrupt record %s; logs:\n%s", id, logs.String())
+		}
+		if _, err := st.Get(t.Context(), id); !errors.Is(err, store.ErrCorrupt) {
+			t.Errorf("Get(%s) after quarantine: %v, want ErrCorrupt", id, err)
+		}
+	}
+
+	// Set aside: the next pass does not trip on them again, and the reaper
+	// goes on expiring what comes due.
+	for i := range 5 {
+		if _, err := st.Register(t.Context(), &store.Correlation{ID: fmt.Sprintf("d-%d", i), Deadline: due.Add(time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Set(due.Add(time.Second))
+	rep, err = r.RunOnce(t.Context())
+	if err != nil || rep.Corrupt != 0 || rep.Expired.TimedOut != 5 {
+		t.Errorf("next pass: expired %d, corrupt %d, err %v; want 5, 0, nil", rep.Expired.TimedOut, rep.Corrupt, err)
+	}
+	// Not st.Verify here: bolt's quarantine leaves the record's created and
+	// pending index entries and its pending count behind (reported to the
+	// bolt owner); that is bolt's to fix and test, not the reaper's.
 }
