@@ -3,6 +3,7 @@ package storetest
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ func deliverTests() []testCase {
 		{name: "OptionalNoReply", run: testDeliverOptional},
 		{name: "Dedupe", run: testDeliverDedupe},
 		{name: "DuplicateAfterOutcome", run: testDeliverDuplicateAfterOutcome},
+		{name: "Concurrent", run: testDeliverConcurrent},
 		{name: "Late", limits: store.Limits{MaxLate: 3, MaxEvents: 5}, run: testDeliverLate},
 		{name: "ErrorReply", run: testDeliverErrorReply},
 		{name: "BodyTooLarge", limits: store.Limits{MaxBodyBytes: 8}, run: testDeliverBodyTooLarge},
@@ -268,6 +270,46 @@ func testDeliverDuplicateAfterOutcome(t *testing.T, e *env) {
 	require.Equal(t, snap(before), snap(after), "an accepted key is a duplicate, not late, after the outcome")
 	require.Zero(t, after.LateCount)
 	require.Equal(t, 1, after.DuplicateCount)
+}
+
+func testDeliverConcurrent(t *testing.T, e *env) {
+	// Distinct replies to one gather: none lost, exactly one completes it.
+	const n = 20
+	e.register(&store.Correlation{ID: "dl-conc-gather", Pattern: store.PatternGather, Expect: n, Timeout: time.Minute})
+	// The same reply from many callers: applied once.
+	e.register(&store.Correlation{ID: "dl-conc-same", Pattern: store.PatternGather, Expect: 2, Timeout: time.Minute})
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		statuses = map[string]map[store.DeliverStatus]int{"dl-conc-gather": {}, "dl-conc-same": {}}
+		errs     []error
+	)
+	deliver := func(id string, r store.Reply) {
+		res, err := e.s.Deliver(e.ctx, id, r)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		statuses[id][res.Status]++
+	}
+	for i := range n {
+		wg.Go(func() { deliver("dl-conc-gather", store.Reply{From: fmt.Sprint("responder-", i)}) })
+		wg.Go(func() { deliver("dl-conc-same", store.Reply{From: "only", Body: []byte("same")}) })
+	}
+	wg.Wait()
+	require.Empty(t, errs)
+	require.Equal(t, map[store.DeliverStatus]int{store.DeliverAccepted: n - 1, store.DeliverCompleted: 1}, statuses["dl-conc-gather"])
+	c := e.get("dl-conc-gather")
+	require.Equal(t, store.StateCompleted, c.State)
+	require.Len(t, c.Replies, n)
+	require.Equal(t, 1, countEvents(c, store.EventOutcome))
+
+	require.Equal(t, map[store.DeliverStatus]int{store.DeliverAccepted: 1, store.DeliverDuplicate: n - 1}, statuses["dl-conc-same"])
+	c = e.get("dl-conc-same")
+	require.Len(t, c.Replies, 1)
+	require.Equal(t, n-1, c.DuplicateCount)
 }
 
 func testDeliverLate(t *testing.T, e *env) {

@@ -16,6 +16,7 @@ func expireDueTests() []testCase {
 		{name: "ExactlyOnceConcurrent", run: testExpireDueConcurrent},
 		{name: "OnlyDue", run: testExpireDueOnlyDue},
 		{name: "Limit", run: testExpireDueLimit},
+		{name: "RacesWithDeliver", run: testExpireDueRacesWithDeliver},
 		{name: "SkipsDecided", run: testExpireDueSkipsDecided},
 		{name: "Events", run: testExpireDueEvents},
 		{name: "InvalidLimit", run: testExpireDueInvalidLimit},
@@ -150,6 +151,72 @@ func testExpireDueOnlyDue(t *testing.T, e *env) {
 	got, err := e.s.ExpireDue(e.ctx, e.now().Add(time.Hour), 10)
 	require.NoError(t, err)
 	require.Equal(t, []string{"ed-hour"}, ids(got))
+}
+
+func testExpireDueRacesWithDeliver(t *testing.T, e *env) {
+	// Replies and the reaper race for each correlation at its deadline: each
+	// ends with exactly one outcome, from one of them.
+	const n = 100
+	e.registerMany(n, 4, func(i int) string { return fmt.Sprintf("ed-race-%03d", i) }, func(int) time.Duration { return time.Minute })
+	e.clock.Add(time.Minute)
+	now := e.now()
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		completed = map[string]int{}
+		expired   = map[string]int{}
+		errs      []error
+	)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < n; i += 4 {
+				id := fmt.Sprintf("ed-race-%03d", i)
+				res, err := e.s.Deliver(e.ctx, id, reply("r"))
+				mu.Lock()
+				switch {
+				case err != nil:
+					errs = append(errs, err)
+				case res.Status == store.DeliverCompleted:
+					completed[id]++
+				case res.Status != store.DeliverLate:
+					errs = append(errs, fmt.Errorf("%s: deliver said %s", id, res.Status))
+				}
+				mu.Unlock()
+			}
+		})
+		wg.Go(func() {
+			for {
+				got, err := e.s.ExpireDue(e.ctx, now, 3)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				for _, c := range got {
+					expired[c.ID]++
+				}
+				mu.Unlock()
+				if err != nil || len(got) == 0 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Empty(t, errs)
+	require.Empty(t, e.expireDue(n), "nothing left due")
+	for i := range n {
+		id := fmt.Sprintf("ed-race-%03d", i)
+		require.Equal(t, 1, completed[id]+expired[id], "%s: %d completions by a reply, %d expiries", id, completed[id], expired[id])
+		c := e.get(id)
+		require.Equal(t, 1, countEvents(c, store.EventOutcome), id)
+		if completed[id] == 1 {
+			require.Equal(t, store.StateCompleted, c.State)
+			require.Zero(t, c.LateCount)
+		} else {
+			require.Equal(t, store.StateTimedOut, c.State)
+			require.Equal(t, 1, c.LateCount, "the reply that lost the race is late")
+		}
+	}
 }
 
 func testExpireDueLimit(t *testing.T, e *env) {

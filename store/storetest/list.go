@@ -214,7 +214,7 @@ func testListPagination(t *testing.T, e *env) {
 }
 
 func testListPaginationConcurrent(t *testing.T, e *env) {
-	const existing = 200
+	const existing = 120
 	before := map[string]bool{}
 	for i := range existing {
 		if i%4 == 0 {
@@ -232,7 +232,7 @@ func testListPaginationConcurrent(t *testing.T, e *env) {
 			var insertErr error
 			wg.Go(func() {
 				// Bounded, so that an oldest-first pager catches up.
-				for i := range 100 {
+				for i := range 60 {
 					select {
 					case <-stop:
 						return

@@ -19,6 +19,7 @@ type memStore struct {
 	clock store.Clock
 	lim   store.Limits
 	hub   store.Hub
+	bug   string // a deliberate bug, for the mutation self-test (see mutants)
 
 	mu     sync.Mutex
 	closed bool
@@ -39,7 +40,19 @@ func newMemStore(clock store.Clock, lim store.Limits) (*memStore, error) {
 	if err := lim.Validate(); err != nil {
 		return nil, err
 	}
-	return &memStore{clock: clock, lim: lim, recs: map[string]*store.Correlation{}, idem: map[string]string{}}, nil
+	m := &memStore{clock: clock, lim: lim, recs: map[string]*store.Correlation{}, idem: map[string]string{}, bug: *mutant}
+	if m.bug == "limits-ignored" {
+		m.lim = store.Limits{}.WithDefaults()
+	}
+	return m, nil
+}
+
+// now reads the store's clock.
+func (m *memStore) now() time.Time {
+	if m.bug == "wall-clock" {
+		return time.Now()
+	}
+	return m.clock.Now()
 }
 
 func idemKey(ns, key string) string { return ns + "\x00" + key }
@@ -47,7 +60,7 @@ func idemKey(ns, key string) string { return ns + "\x00" + key }
 // lock takes the mutex unless the store is closed.
 func (m *memStore) lock() error {
 	m.mu.Lock()
-	if m.closed {
+	if m.closed && m.bug != "close-noop" {
 		m.mu.Unlock()
 		return store.ErrClosed
 	}
@@ -59,19 +72,19 @@ func (m *memStore) Register(_ context.Context, c *store.Correlation) (store.Regi
 		return store.RegisterResult{}, err
 	}
 	defer m.mu.Unlock()
-	now := m.clock.Now()
+	now := m.now()
 	n, err := store.Prepare(c, now, m.lim)
 	if err != nil {
 		return store.RegisterResult{}, err
 	}
 	id := n.ID
-	if n.IdempotencyKey != "" {
+	if n.IdempotencyKey != "" && m.bug != "no-idempotency-index" {
 		if known, ok := m.idem[idemKey(n.Namespace, n.IdempotencyKey)]; ok {
 			id = known
 		}
 	}
-	if old, ok := m.recs[id]; ok {
-		if err := old.Registration(n); err != nil {
+	if old, ok := m.recs[id]; ok && m.bug != "register-overwrites" {
+		if err := old.Registration(n); err != nil && m.bug != "register-no-conflict" {
 			return store.RegisterResult{}, err
 		}
 		return store.RegisterResult{Correlation: old.Clone()}, nil
@@ -79,8 +92,12 @@ func (m *memStore) Register(_ context.Context, c *store.Correlation) (store.Regi
 	var mine []store.Reply
 	m.early = slices.DeleteFunc(m.early, func(e earlyReply) bool {
 		if e.id == n.ID {
-			mine = append(mine, e.r)
-			return true
+			r := e.r
+			if m.bug == "early-arrival-lost" {
+				r.ReceivedAt = time.Time{}
+			}
+			mine = append(mine, r)
+			return m.bug != "early-kept"
 		}
 		return false
 	})
@@ -106,14 +123,14 @@ func (m *memStore) Deliver(_ context.Context, id string, r store.Reply) (store.D
 	if err := store.ValidateReply(r, m.lim); err != nil {
 		return store.DeliverResult{}, err
 	}
-	now := m.clock.Now()
+	now := m.now()
 	r.ReceivedAt = now
 	c, ok := m.recs[id]
 	if !ok {
 		if !m.lim.EarlyBuffering() {
 			return store.DeliverResult{}, fmt.Errorf("%w: no correlation %s, and early replies are not buffered", store.ErrNotFound, id)
 		}
-		if len(m.early) >= m.lim.MaxEarlyReplies {
+		if len(m.early) >= m.lim.MaxEarlyReplies && m.bug != "early-no-cap" {
 			return store.DeliverResult{}, fmt.Errorf("%w: early replies: the store holds %d, the limit", store.ErrTooLarge, len(m.early))
 		}
 		perID := 0
@@ -128,9 +145,15 @@ func (m *memStore) Deliver(_ context.Context, id string, r store.Reply) (store.D
 		m.early = append(m.early, earlyReply{id: id, r: r})
 		return store.DeliverResult{Status: store.DeliverBuffered}, nil
 	}
+	if m.bug == "late-not-saved" && c.State.Terminal() {
+		c = c.Clone()
+	}
 	st, err := c.ApplyReply(r, now, m.lim)
 	if err != nil {
 		return store.DeliverResult{}, err
+	}
+	if m.bug == "deliver-reapplies" && st == store.DeliverDuplicate {
+		st = store.DeliverAccepted
 	}
 	if st == store.DeliverAccepted || st == store.DeliverCompleted {
 		m.hub.Publish(store.EventOf(c))
@@ -162,7 +185,7 @@ func (m *memStore) update(id string, fn func(c *store.Correlation, now time.Time
 		return store.Result{}, fmt.Errorf("%w: correlation %s", store.ErrNotFound, id)
 	}
 	wasPending := c.State == store.StatePending
-	dup, err := fn(c, m.clock.Now())
+	dup, err := fn(c, m.now())
 	if err != nil {
 		return store.Result{}, err
 	}
@@ -235,14 +258,27 @@ func (m *memStore) ExpireDue(_ context.Context, now time.Time, limit int) ([]*st
 		return nil, err
 	}
 	due := m.selectSorted(
-		func(c *store.Correlation) bool { return c.State == store.StatePending && !c.Deadline.After(now) },
+		func(c *store.Correlation) bool {
+			switch m.bug {
+			case "expire-decided":
+				return !c.Deadline.After(now)
+			case "expire-strict":
+				return c.State == store.StatePending && c.Deadline.Before(now)
+			}
+			return c.State == store.StatePending && !c.Deadline.After(now)
+		},
 		func(a, b *store.Correlation) int {
 			return cmp.Or(a.Deadline.Compare(b.Deadline), strings.Compare(a.ID, b.ID))
 		})
 	var out []*store.Correlation
+	if m.bug == "expire-no-limit" {
+		limit = len(due)
+	}
 	for _, c := range due[:min(limit, len(due))] {
 		c.DecideAtDeadline(now, store.ReasonDeadline, m.lim)
-		m.hub.Publish(store.EventOf(c))
+		if m.bug != "expire-silent" {
+			m.hub.Publish(store.EventOf(c))
+		}
 		out = append(out, c.Clone())
 	}
 	return out, nil
@@ -263,7 +299,7 @@ func (m *memStore) ClaimDispatch(_ context.Context, instance string, now time.Ti
 		})
 	var out []*store.Correlation
 	for _, c := range due {
-		if len(out) == limit {
+		if len(out) == limit && m.bug != "claim-no-limit" {
 			break
 		}
 		if c.ClaimDispatch(instance, now, lease, m.lim) {
@@ -284,12 +320,15 @@ func (m *memStore) List(_ context.Context, f store.Filter) (store.Page, error) {
 	order := func(a, b *store.Correlation) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	}
-	if f.Order == store.NewestFirst {
+	if f.Order == store.NewestFirst && m.bug != "list-order-ignored" {
 		order = func(a, b *store.Correlation) int {
 			return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.ID, a.ID))
 		}
 	}
 	keep := f.Match
+	if m.bug == "list-offset-cursor" {
+		return m.listByOffset(f, order)
+	}
 	if f.Cursor != "" {
 		created, id, err := store.DecodeCursor(f.Cursor)
 		if err != nil {
@@ -337,7 +376,7 @@ func (m *memStore) Stats(_ context.Context, namespace string) (store.Stats, erro
 		}
 		n := get(c.Namespace)
 		n.States[c.State]++
-		if c.Dispatch.State != store.DispatchNone {
+		if c.Dispatch.State != store.DispatchNone || m.bug == "stats-count-none" {
 			n.Dispatch[c.Dispatch.State]++
 		}
 		if c.State == store.StatePending && (n.OldestPending.IsZero() || c.CreatedAt.Before(n.OldestPending)) {
@@ -358,6 +397,13 @@ func (m *memStore) Purge(_ context.Context, before time.Time, limit int) (int, e
 	}
 	old := m.selectSorted(
 		func(c *store.Correlation) bool {
+			switch m.bug {
+			case "purge-any-dispatch":
+				return c.State.Terminal() && c.Outcome.At.Before(before)
+			case "purge-inclusive":
+				return c.State.Terminal() && !c.Outcome.At.After(before) &&
+					(c.Dispatch.State == store.DispatchNone || c.Dispatch.State == store.DispatchDone)
+			}
 			return c.State.Terminal() && c.Outcome.At.Before(before) &&
 				(c.Dispatch.State == store.DispatchNone || c.Dispatch.State == store.DispatchDone)
 		},
@@ -406,7 +452,32 @@ func (m *memStore) Close() error {
 	defer m.mu.Unlock()
 	if !m.closed {
 		m.closed = true
-		m.hub.Close()
+		if m.bug != "close-keeps-subscribers" {
+			m.hub.Close()
+		}
 	}
 	return nil
+}
+
+// listByOffset pages by position, the classic bug: an insert before the
+// cursor shifts every later page.
+func (m *memStore) listByOffset(f store.Filter, order func(a, b *store.Correlation) int) (store.Page, error) {
+	offset := 0
+	if f.Cursor != "" {
+		at, _, err := store.DecodeCursor(f.Cursor)
+		if err != nil {
+			return store.Page{}, err
+		}
+		offset = int(at.UnixNano())
+	}
+	items := m.selectSorted(f.Match, order)
+	items = items[min(offset, len(items)):]
+	var p store.Page
+	for _, c := range items[:min(f.Limit, len(items))] {
+		p.Items = append(p.Items, c.Clone())
+	}
+	if len(items) > f.Limit {
+		p.NextCursor = store.EncodeCursor(time.Unix(0, int64(offset+f.Limit)), "offset")
+	}
+	return p, nil
 }

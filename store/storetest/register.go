@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,8 @@ func registerTests() []testCase {
 		{name: "Conflict", run: testRegisterConflict},
 		{name: "IdempotencyKey", run: testRegisterIdempotencyKey},
 		{name: "IdempotencyKeyWithID", run: testRegisterIdempotencyKeyWithID},
+		{name: "ConcurrentSameID", run: testRegisterConcurrent},
+		{name: "ReturnsCopies", run: testRegisterReturnsCopies},
 		{name: "Rejected", limits: store.Limits{MaxTimeout: 48 * time.Hour, MaxReplies: 10}, run: testRegisterRejected},
 		{name: "Boundaries", limits: store.Limits{MaxTimeout: 48 * time.Hour, MaxReplies: 10}, run: testRegisterBoundaries},
 	}
@@ -218,6 +221,49 @@ func testRegisterIdempotencyKeyWithID(t *testing.T, e *env) {
 	_, err = e.s.Register(e.ctx, &store.Correlation{IdempotencyKey: "k-1", Timeout: time.Minute, Destination: "y"})
 	require.ErrorIs(t, err, store.ErrConflict)
 	e.requireGone(store.DeriveID(store.DefaultNamespace, "k-1"))
+}
+
+func testRegisterConcurrent(t *testing.T, e *env) {
+	const n = 16
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		created int
+		errs    []error
+	)
+	for range n {
+		wg.Go(func() {
+			res, err := e.s.Register(e.ctx, &store.Correlation{ID: "reg-race", Destination: "d", Timeout: time.Minute})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else if res.Created {
+				created++
+			}
+		})
+	}
+	wg.Wait()
+	require.Empty(t, errs)
+	require.Equal(t, 1, created, "exactly one of the concurrent registrations creates the record")
+	require.Equal(t, int64(1), e.get("reg-race").Version)
+}
+
+func testRegisterReturnsCopies(t *testing.T, e *env) {
+	in := &store.Correlation{ID: "reg-copy", Labels: map[string]string{"k": "v"},
+		Callback: store.Callback{Handler: "h", Data: []byte("data")}, Timeout: time.Minute}
+	res, err := e.s.Register(e.ctx, in)
+	require.NoError(t, err)
+	in.Labels["k"] = "changed by caller"
+	in.Callback.Data[0] = 'X'
+	res.Correlation.Labels["k"] = "changed"
+	res.Correlation.Events[0].Detail = "changed"
+	got := e.get("reg-copy")
+	got.Labels["k"] = "changed again"
+	got = e.get("reg-copy")
+	require.Equal(t, "v", got.Labels["k"], "the store keeps its own copy")
+	require.Equal(t, []byte("data"), got.Callback.Data)
+	require.NotEqual(t, "changed", got.Events[0].Detail)
 }
 
 func labels(n int) map[string]string {
