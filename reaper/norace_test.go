@@ -1,0 +1,5 @@
+//go:build !race
+
+package reaper_test
+
+const raceEnabled = false
