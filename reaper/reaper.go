@@ -107,7 +107,9 @@ func (r *Reaper) jitter() time.Duration {
 
 // Report is what one pass did.
 type Report struct {
-	// Now is the clock reading the pass worked with.
+	// Now is the clock reading at the start of the pass: the bounds of Purge
+	// and DropEarlyReplies count back from it. (ExpireDue gets a fresh
+	// reading for each batch.)
 	Now time.Time
 	// Expired counts the correlations the pass decided at their deadline.
 	Expired Expired
@@ -210,7 +212,7 @@ func (r *Reaper) RunOnce(ctx context.Context) (Report, error) {
 		errs = append(errs, fmt.Errorf("reaper: %s: %w", phase, err))
 	}
 
-	if err := r.expire(ctx, now, &rep, &lagSum); err != nil {
+	if err := r.expire(ctx, &rep, &lagSum); err != nil {
 		fail(PhaseExpire, err)
 	}
 	if r.cfg.Retention > 0 && ctx.Err() == nil {
@@ -251,9 +253,11 @@ func (r *Reaper) RunOnce(ctx context.Context) (Report, error) {
 }
 
 // expire decides due correlations in batches until a batch comes back short.
-func (r *Reaper) expire(ctx context.Context, now time.Time, rep *Report, lagSum *time.Duration) error {
+// Each batch reads the clock afresh, so that an outcome's time is when its
+// batch ran, not when a long pass began.
+func (r *Reaper) expire(ctx context.Context, rep *Report, lagSum *time.Duration) error {
 	for {
-		decided, err := r.st.ExpireDue(ctx, now, r.cfg.Batch)
+		decided, err := r.st.ExpireDue(ctx, r.cfg.Clock.Now(), r.cfg.Batch)
 		var batch Expired
 		for _, c := range decided {
 			outcome := batch.add(c)
