@@ -101,6 +101,7 @@ func Open(opts Options) (*Store, error) {
 		Timeout:      timeout,
 		ReadOnly:     opts.ReadOnly,
 		NoSync:       opts.NoSync,
+		NoGrowSync:   opts.NoSync, // growing the file fsyncs too
 		FreelistType: bbolt.FreelistMapType,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
