@@ -28,7 +28,7 @@ var version = "dev"
 const usage = `corrstore is a durable correlation store for asynchronous request-reply.
 
 Usage:
-  corrstore serve [flags]   run the store, its reaper and (soon) the HTTP API
+  corrstore serve [flags]   run the HTTP API, the reaper and /metrics on one store
   corrstore --version       print the version
 
 Run 'corrstore serve -h' for the flags.
@@ -45,12 +45,20 @@ func run(ctx context.Context, args []string) error {
 		if err := m.ParseFlags(args[1:]); err != nil {
 			return err
 		}
+		if m.ShowVersion {
+			fmt.Println("corrstore", version)
+			return nil
+		}
 		if err := m.Run(ctx); err != nil {
 			m.Close()
 			return err
 		}
-		<-ctx.Done()
-		return m.Close()
+		var serveErr error
+		select {
+		case <-ctx.Done():
+		case serveErr = <-m.Done():
+		}
+		return errors.Join(serveErr, m.Close())
 	case "--version", "-version", "version":
 		fmt.Println("corrstore", version)
 		return nil

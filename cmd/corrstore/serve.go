@@ -6,12 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/httpapi"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/metrics"
 	"github.com/corrstore/corrstore/reaper"
 	"github.com/corrstore/corrstore/store"
 )
@@ -19,20 +23,50 @@ import (
 // Main is the serve command: ParseFlags, Run, then Close on shutdown. The
 // end-to-end tests drive the same type.
 type Main struct {
-	StoreURL       string
-	ReaperInterval time.Duration
-	LogLevel       string
+	Listen          string
+	StoreURL        string
+	ReaperInterval  time.Duration
+	DefaultTimeout  time.Duration
+	MaxTimeout      time.Duration
+	MaxBody         int64
+	TokenFile       string
+	ReplySecretFile string
+	MaxWait         time.Duration
+	LogLevel        string
+	ShowVersion     bool
 
 	Logger *slog.Logger
-	Store  store.Store
+	// Clock, when set (tests), replaces the real clock everywhere.
+	Clock store.Clock
+	// NoSync, when set (tests), opens bolt without fsync.
+	NoSync bool
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	Store   store.Store
+	API     *httpapi.Server
+	Metrics *metrics.Metrics
+	// Addr is the address the HTTP server listens on, once Run returned.
+	Addr net.Addr
+
+	srv     *http.Server
+	cancel  context.CancelFunc
+	reaperW sync.WaitGroup
+	serveW  sync.WaitGroup
+	errc    chan error
 }
 
 // NewMain returns a Main with the defaults.
 func NewMain() *Main {
-	return &Main{StoreURL: "bolt://./corrstore.db", ReaperInterval: time.Second, LogLevel: "info"}
+	return &Main{
+		Listen:         "127.0.0.1:7411",
+		StoreURL:       "bolt://./corrstore.db",
+		ReaperInterval: reaper.DefaultInterval,
+		DefaultTimeout: 30 * time.Second,
+		MaxTimeout:     366 * 24 * time.Hour,
+		MaxBody:        httpapi.DefaultMaxBody,
+		MaxWait:        httpapi.DefaultMaxWait,
+		LogLevel:       "info",
+		errc:           make(chan error, 1),
+	}
 }
 
 // ParseFlags reads the flags; every flag has a CORRSTORE_* environment
@@ -40,9 +74,17 @@ func NewMain() *Main {
 // flag given on the command line wins.
 func (m *Main) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("corrstore serve", flag.ContinueOnError)
+	fs.StringVar(&m.Listen, "listen", m.Listen, "HTTP listen address; without --token-file only a loopback address is allowed")
 	fs.StringVar(&m.StoreURL, "store", m.StoreURL, "where correlations live: bolt://PATH (bolt:///abs/file.db, bolt://./relative.db)")
 	fs.DurationVar(&m.ReaperInterval, "reaper-interval", m.ReaperInterval, "how often the reaper expires due correlations")
+	fs.DurationVar(&m.DefaultTimeout, "default-timeout", m.DefaultTimeout, "timeout of a registration that gives neither timeout nor deadline")
+	fs.DurationVar(&m.MaxTimeout, "max-timeout", m.MaxTimeout, "longest deadline after creation, at registration and on extend")
+	fs.Int64Var(&m.MaxBody, "max-body", m.MaxBody, "largest request body, in bytes (413 beyond)")
+	fs.StringVar(&m.TokenFile, "token-file", m.TokenFile, "bearer tokens, one per line: TOKEN ROLE NAMESPACES [NAME] (see docs/OPERATIONS.md)")
+	fs.StringVar(&m.ReplySecretFile, "reply-secret-file", m.ReplySecretFile, "secret (≥ 32 bytes) that signs reply tokens; default: random per process")
+	fs.DurationVar(&m.MaxWait, "max-wait", m.MaxWait, "cap on the long-poll wait of GET /v1/correlations/{id}/outcome?wait=")
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&m.ShowVersion, "version", false, "print the version and exit")
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "CORRSTORE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
@@ -61,18 +103,32 @@ func (m *Main) ParseFlags(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
+	switch {
+	case m.ReaperInterval <= 0:
+		return fmt.Errorf("--reaper-interval: must be positive, got %s", m.ReaperInterval)
+	case m.DefaultTimeout <= 0:
+		return fmt.Errorf("--default-timeout: must be positive, got %s", m.DefaultTimeout)
+	case m.MaxTimeout < m.DefaultTimeout:
+		return fmt.Errorf("--max-timeout: must be at least --default-timeout (%s), got %s", m.DefaultTimeout, m.MaxTimeout)
+	case m.MaxBody < 1024:
+		return fmt.Errorf("--max-body: must be at least 1024 bytes, got %d", m.MaxBody)
+	case m.MaxWait <= 0 || m.MaxWait > 10*time.Minute:
+		return fmt.Errorf("--max-wait: must be between 1ms and 10m, got %s", m.MaxWait)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(m.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", m.LogLevel)
 	}
-	m.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
 	return nil
 }
 
 // openStore opens the store a --store URL names: bolt://PATH, where PATH
 // is a file path as is (bolt:///var/lib/corrstore.db is absolute,
 // bolt://./corrstore.db relative to the working directory).
-func openStore(raw string, logger *slog.Logger) (store.Store, error) {
+func openStore(raw string, opts bolt.Options) (store.Store, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return nil, fmt.Errorf("--store %q: want bolt://PATH", raw)
@@ -82,46 +138,158 @@ func openStore(raw string, logger *slog.Logger) (store.Store, error) {
 		if rest == "" {
 			return nil, fmt.Errorf("--store %q: no file path after bolt://", raw)
 		}
-		return bolt.Open(bolt.Options{Path: rest, Logger: logger})
+		opts.Path = rest
+		return bolt.Open(opts)
 	default:
 		return nil, fmt.Errorf("--store %q: scheme %q is not supported (bolt:// only, for now)", raw, scheme)
 	}
 }
 
-// Run opens the store and starts the reaper.
-func (m *Main) Run(ctx context.Context) error {
+// isLoopback reports whether a listen address binds only to loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Run opens the store, starts the reaper and serves HTTP. It returns once
+// the listener is bound; a server that fails later reports on Done.
+func (m *Main) Run(ctx context.Context) (err error) {
 	if m.Logger == nil {
 		m.Logger = slog.Default()
 	}
-	st, err := openStore(m.StoreURL, m.Logger)
+	log := m.Logger.With("component", "serve")
+	if m.errc == nil {
+		m.errc = make(chan error, 1)
+	}
+
+	var tokens *httpapi.Tokens
+	if m.TokenFile != "" {
+		var warn string
+		if tokens, warn, err = httpapi.LoadTokens(m.TokenFile); err != nil {
+			return err
+		}
+		if warn != "" {
+			log.Warn(warn)
+		}
+	} else if !isLoopback(m.Listen) {
+		return fmt.Errorf("--listen %s is not a loopback address and no --token-file is given: refusing to serve without auth (give --token-file, or listen on 127.0.0.1)", m.Listen)
+	}
+	var replyTokens *httpapi.ReplyTokens
+	if m.ReplySecretFile != "" {
+		if replyTokens, err = httpapi.LoadReplyTokens(m.ReplySecretFile); err != nil {
+			return err
+		}
+	} else {
+		replyTokens = httpapi.GenerateReplyTokens()
+		log.Warn("no --reply-secret-file: reply tokens are signed with a random per-process secret and stop working at restart")
+	}
+
+	clock := m.Clock
+	if clock == nil {
+		clock = store.RealClock{}
+	}
+	raw, err := openStore(m.StoreURL, bolt.Options{
+		Clock: clock, Logger: m.Logger, NoSync: m.NoSync,
+		Limits: store.Limits{DefaultTimeout: m.DefaultTimeout, MaxTimeout: m.MaxTimeout},
+	})
 	if err != nil {
 		return err
 	}
-	m.Store = st
-	r, err := reaper.New(st, reaper.Config{Interval: m.ReaperInterval, Logger: m.Logger})
+	m.Metrics = metrics.New(clock)
+	m.Store = m.Metrics.Store(raw)
+	m.Metrics.WatchStore(m.Store)
+
+	r, err := reaper.New(m.Store, reaper.Config{Interval: m.ReaperInterval, Logger: m.Logger, Clock: clock, Metrics: m.Metrics.Reaper()})
 	if err != nil {
 		return err
 	}
-	ctx, m.cancel = context.WithCancel(ctx)
-	m.wg.Add(1)
+	m.API, err = httpapi.New(httpapi.Config{
+		Store: m.Store, Clock: clock, Logger: m.Logger, Tokens: tokens, ReplyTokens: replyTokens,
+		MaxBody: m.MaxBody, MaxWait: m.MaxWait,
+		Instrument: m.Metrics.Instrument, Metrics: m.Metrics.Handler(),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", m.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", m.Listen, err)
+	}
+	m.Addr = ln.Addr()
+	m.srv = &http.Server{
+		Handler:           m.API,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		// A long poll may take MaxWait before it writes.
+		WriteTimeout: m.MaxWait + 30*time.Second,
+		IdleTimeout:  120 * time.Second,
+		ErrorLog:     slog.NewLogLogger(m.Logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	m.srv.RegisterOnShutdown(m.API.Drain)
+
+	ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	m.reaperW.Add(1)
 	go func() {
-		defer m.wg.Done()
+		defer m.reaperW.Done()
 		if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			m.Logger.Error("reaper stopped", "err", err)
+			log.Error("reaper stopped", "err", err)
 		}
 	}()
-	m.Logger.Info("corrstore serving", "store", m.StoreURL, "reaper_interval", m.ReaperInterval, "version", version)
+	m.serveW.Add(1)
+	go func() {
+		defer m.serveW.Done()
+		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			m.errc <- err
+		}
+	}()
+	if tokens == nil {
+		log.Warn("no --token-file: the API is open to anyone who can reach " + m.Addr.String() + " (loopback only)")
+	} else {
+		log.Info("auth on", "tokens", tokens.Len())
+	}
+	log.Info("corrstore serving", "addr", m.Addr.String(), "store", m.StoreURL, "reaper_interval", m.ReaperInterval, "version", version)
 	return nil
 }
 
-// Close stops the reaper and closes the store.
+// Done reports an HTTP server that stopped on its own (not by Close).
+func (m *Main) Done() <-chan error { return m.errc }
+
+// ShutdownTimeout bounds how long Close waits for in-flight requests.
+const ShutdownTimeout = 30 * time.Second
+
+// Close shuts down in order: stop accepting and finish in-flight requests
+// (long polls are answered at once), then stop the reaper, then close the store.
 func (m *Main) Close() error {
+	var errs []error
+	if m.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		if err := m.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		cancel()
+		m.serveW.Wait()
+	}
+	if m.API != nil {
+		m.API.Close()
+	}
 	if m.cancel != nil {
 		m.cancel()
 	}
-	m.wg.Wait()
+	m.reaperW.Wait()
 	if m.Store != nil {
-		return m.Store.Close()
+		if err := m.Store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
 	}
-	return nil
+	if m.Logger != nil {
+		m.Logger.Info("corrstore stopped", "component", "serve")
+	}
+	return errors.Join(errs...)
 }

@@ -1,0 +1,179 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// Store wraps st so that every call is timed by operation and what it did
+// is counted: registrations, replies by status, outcomes by state and
+// dispatch results.
+func (m *Metrics) Store(st store.Store) store.Store { return &instrumented{st: st, m: m} }
+
+type instrumented struct {
+	st store.Store
+	m  *Metrics
+}
+
+var _ store.Store = (*instrumented)(nil)
+
+func (s *instrumented) observe(op string, start time.Time, err error) {
+	s.m.opLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.m.opErrors.WithLabelValues(op, errKind(err)).Inc()
+	}
+}
+
+func (s *instrumented) outcome(c *store.Correlation) {
+	if c != nil && c.State.Terminal() {
+		s.m.outcomes.WithLabelValues(string(c.State)).Inc()
+	}
+}
+
+func (s *instrumented) Register(ctx context.Context, c *store.Correlation) (store.RegisterResult, error) {
+	start := time.Now()
+	res, err := s.st.Register(ctx, c)
+	s.observe("register", start, err)
+	if err == nil && res.Created {
+		s.m.registered.Inc()
+		s.outcome(res.Correlation) // early replies may complete it at once
+	}
+	return res, err
+}
+
+func (s *instrumented) Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error) {
+	start := time.Now()
+	res, err := s.st.Deliver(ctx, id, r)
+	s.observe("deliver", start, err)
+	if err == nil {
+		s.m.replies.WithLabelValues(string(res.Status)).Inc()
+		if res.Status == store.DeliverCompleted {
+			s.outcome(res.Correlation)
+		}
+	}
+	return res, err
+}
+
+func (s *instrumented) Get(ctx context.Context, id string) (*store.Correlation, error) {
+	start := time.Now()
+	c, err := s.st.Get(ctx, id)
+	s.observe("get", start, err)
+	return c, err
+}
+
+func (s *instrumented) Extend(ctx context.Context, id string, deadline time.Time) (store.Result, error) {
+	start := time.Now()
+	res, err := s.st.Extend(ctx, id, deadline)
+	s.observe("extend", start, err)
+	return res, err
+}
+
+func (s *instrumented) Cancel(ctx context.Context, id, reason string) (store.Result, error) {
+	start := time.Now()
+	res, err := s.st.Cancel(ctx, id, reason)
+	s.observe("cancel", start, err)
+	if err == nil && !res.Duplicate {
+		s.outcome(res.Correlation)
+	}
+	return res, err
+}
+
+func (s *instrumented) Expire(ctx context.Context, id, reason string) (store.Result, error) {
+	start := time.Now()
+	res, err := s.st.Expire(ctx, id, reason)
+	s.observe("expire", start, err)
+	if err == nil && !res.Duplicate {
+		s.outcome(res.Correlation)
+	}
+	return res, err
+}
+
+func (s *instrumented) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*store.Correlation, error) {
+	start := time.Now()
+	cs, err := s.st.ExpireDue(ctx, now, limit)
+	s.observe("expire_due", start, err)
+	for _, c := range cs {
+		s.outcome(c)
+	}
+	return cs, err
+}
+
+func (s *instrumented) ClaimDispatch(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
+	start := time.Now()
+	cs, err := s.st.ClaimDispatch(ctx, instance, now, lease, limit)
+	s.observe("claim_dispatch", start, err)
+	if n := len(cs); n > 0 {
+		s.m.dispatch.WithLabelValues("claimed").Add(float64(n))
+	}
+	return cs, err
+}
+
+func (s *instrumented) AckDispatch(ctx context.Context, id string, claim store.Claim) (store.Result, error) {
+	start := time.Now()
+	res, err := s.st.AckDispatch(ctx, id, claim)
+	s.observe("ack_dispatch", start, err)
+	if err == nil && !res.Duplicate {
+		s.m.dispatch.WithLabelValues("acked").Inc()
+	}
+	return res, err
+}
+
+func (s *instrumented) NackDispatch(ctx context.Context, id string, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
+	start := time.Now()
+	res, err := s.st.NackDispatch(ctx, id, claim, errText, retryAt)
+	s.observe("nack_dispatch", start, err)
+	if err == nil && !res.Duplicate {
+		result := "failed"
+		if res.Correlation != nil && res.Correlation.Dispatch.State == store.DispatchDead {
+			result = "dead"
+		}
+		s.m.dispatch.WithLabelValues(result).Inc()
+	}
+	return res, err
+}
+
+func (s *instrumented) Redispatch(ctx context.Context, id string) (store.Result, error) {
+	start := time.Now()
+	res, err := s.st.Redispatch(ctx, id)
+	s.observe("redispatch", start, err)
+	if err == nil && !res.Duplicate {
+		s.m.dispatch.WithLabelValues("redispatched").Inc()
+	}
+	return res, err
+}
+
+func (s *instrumented) List(ctx context.Context, f store.Filter) (store.Page, error) {
+	start := time.Now()
+	p, err := s.st.List(ctx, f)
+	s.observe("list", start, err)
+	return p, err
+}
+
+func (s *instrumented) Stats(ctx context.Context, namespace string) (store.Stats, error) {
+	start := time.Now()
+	st, err := s.st.Stats(ctx, namespace)
+	s.observe("stats", start, err)
+	return st, err
+}
+
+func (s *instrumented) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
+	start := time.Now()
+	n, err := s.st.Purge(ctx, before, limit)
+	s.observe("purge", start, err)
+	return n, err
+}
+
+func (s *instrumented) DropEarlyReplies(ctx context.Context, before time.Time, limit int) (int, error) {
+	start := time.Now()
+	n, err := s.st.DropEarlyReplies(ctx, before, limit)
+	s.observe("drop_early_replies", start, err)
+	return n, err
+}
+
+func (s *instrumented) Subscribe(ctx context.Context) (<-chan store.Event, error) {
+	return s.st.Subscribe(ctx)
+}
+
+func (s *instrumented) Close() error { return s.st.Close() }
