@@ -219,7 +219,7 @@ func storeError(err error) *apiError {
 }
 
 func notFound(id string) *apiError {
-	return errorf(http.StatusNotFound, "not_found", "id", "correlation %q not found", id)
+	return errorf(http.StatusNotFound, "not_found", "id", "id: correlation %q not found", id)
 }
 
 // load gets a correlation p may see; another namespace's is not found.
