@@ -99,8 +99,8 @@ func crashLoop(t *testing.T, kills int) {
 		cmd.Stderr = &stderr
 		require.NoError(t, cmd.Start())
 		// Kill after a random number of acknowledgements: the moment varies
-		// with no sleeping, from the first commits to a few hundred.
-		killAfter := 1 + rand.IntN(400)
+		// with no sleeping, from the first commits to two hundred.
+		killAfter := 1 + rand.IntN(200)
 		r := bufio.NewReader(stdout)
 		got := 0
 		for got < killAfter {
