@@ -304,10 +304,15 @@ func testClaimLimit(t *testing.T, e *env) {
 }
 
 func testConcurrentClaims(t *testing.T, e *env) {
-	const n, instances = 200, 8
-	for i := range n {
-		e.decided(fmt.Sprintf("dp-conc-%03d", i))
-	}
+	const n, instances = 100, 8
+	e.parallel(n, instances, func(i int) error {
+		id := fmt.Sprintf("dp-conc-%03d", i)
+		if _, err := e.s.Register(e.ctx, withHandler(id)); err != nil {
+			return err
+		}
+		_, err := e.s.Deliver(e.ctx, id, reply("r"))
+		return err
+	})
 	var (
 		mu    sync.Mutex
 		owner = map[string]string{}
@@ -343,7 +348,7 @@ func testConcurrentClaims(t *testing.T, e *env) {
 	wg.Wait()
 	require.Empty(t, errs)
 	require.Len(t, owner, n, "every outcome claimed exactly once")
-	for _, id := range []string{"dp-conc-000", "dp-conc-199"} {
+	for _, id := range []string{"dp-conc-000", "dp-conc-099"} {
 		c := e.get(id)
 		require.Equal(t, owner[id], c.Dispatch.LeaseOwner)
 		require.Equal(t, 1, c.Dispatch.Attempts)

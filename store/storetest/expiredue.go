@@ -23,34 +23,8 @@ func expireDueTests() []testCase {
 	}
 }
 
-// registerMany registers n single correlations id(0..n-1) with timeout(i),
-// from workers goroutines.
-func (e *env) registerMany(n, workers int, id func(i int) string, timeout func(i int) time.Duration) {
-	e.t.Helper()
-	errs := make(chan error, n)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < n; i += workers {
-				res, err := e.s.Register(e.ctx, &store.Correlation{ID: id(i), Timeout: timeout(i)})
-				if err == nil && !res.Created {
-					err = fmt.Errorf("register %s: not created", id(i))
-				}
-				if err != nil {
-					errs <- err
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(e.t, err)
-	}
-}
-
 func testExpireDueConcurrent(t *testing.T, e *env) {
-	const due, notDue, callers = 1000, 100, 16
+	const due, notDue, callers = 1000, 30, 16
 	e.registerMany(due, callers, func(i int) string { return fmt.Sprintf("ed-due-%04d", i) },
 		func(i int) time.Duration { return time.Minute + time.Duration(i)*time.Millisecond })
 	e.registerMany(notDue, callers, func(i int) string { return fmt.Sprintf("ed-later-%03d", i) },
@@ -105,7 +79,7 @@ func testExpireDueConcurrent(t *testing.T, e *env) {
 		require.Equal(t, store.StateTimedOut, c.State)
 		require.Equal(t, 1, countEvents(c, store.EventOutcome), "%s has exactly one outcome event", id)
 	}
-	for _, id := range []string{"ed-later-000", "ed-later-099"} {
+	for _, id := range []string{"ed-later-000", fmt.Sprintf("ed-later-%03d", notDue-1)} {
 		c := e.get(id)
 		require.Equal(t, store.StatePending, c.State)
 		require.Equal(t, int64(1), c.Version)

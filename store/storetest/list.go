@@ -204,9 +204,7 @@ func testListPagination(t *testing.T, e *env) {
 		}
 	}
 	// The default limit is 100.
-	for i := range 110 {
-		e.register(single(fmt.Sprintf("lp-more-%03d", i)))
-	}
+	e.registerMany(110, 8, func(i int) string { return fmt.Sprintf("lp-more-%03d", i) }, func(int) time.Duration { return time.Minute })
 	p, err := e.s.List(e.ctx, store.Filter{})
 	require.NoError(t, err)
 	require.Len(t, p.Items, store.DefaultListLimit)

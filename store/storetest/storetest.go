@@ -21,6 +21,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -403,4 +404,38 @@ func requireErrorIsAny(t *testing.T, err error, targets ...error) {
 // byCreated compares by creation time then ID.
 func byCreated(a, b *store.Correlation) int {
 	return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+}
+
+// registerMany registers n single correlations id(0..n-1) with timeout(i),
+// from workers goroutines.
+func (e *env) registerMany(n, workers int, id func(i int) string, timeout func(i int) time.Duration) {
+	e.t.Helper()
+	e.parallel(n, workers, func(i int) error {
+		res, err := e.s.Register(e.ctx, &store.Correlation{ID: id(i), Timeout: timeout(i)})
+		if err == nil && !res.Created {
+			err = fmt.Errorf("register %s: not created", id(i))
+		}
+		return err
+	})
+}
+
+// parallel runs fn(0..n-1) on workers goroutines and requires no error.
+func (e *env) parallel(n, workers int, fn func(i int) error) {
+	e.t.Helper()
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				if err := fn(i); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(e.t, err)
+	}
 }
