@@ -1,0 +1,102 @@
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/reaper"
+	"github.com/corrstore/corrstore/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestMetricsAgainstTheStore(t *testing.T) {
+	ctx := context.Background()
+	clock := store.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	raw, err := bolt.Open(bolt.Options{Path: filepath.Join(t.TempDir(), "m.db"), NoSync: true, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(clock)
+	st := m.Store(raw)
+	defer st.Close()
+	m.WatchStore(st)
+
+	reg := func(id, ns string, timeout time.Duration) {
+		t.Helper()
+		if _, err := st.Register(ctx, &store.Correlation{ID: id, Namespace: ns, Timeout: timeout}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg("a1", "alpha", time.Hour)
+	clock.Add(10 * time.Second)
+	reg("a2", "alpha", time.Hour)
+	reg("b1", "beta", 5*time.Second)
+	reg("b2", "beta", time.Hour)
+	if _, err := st.Deliver(ctx, "b2", store.Reply{Body: []byte(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(50 * time.Second)
+	r, err := reaper.New(st, reaper.Config{Clock: clock, Metrics: m.Reaper(), Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := m.Instrument("GET", "/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(418) }))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/healthz", nil))
+
+	problems, err := testutil.CollectAndLint(m.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+
+	stats, err := raw.Stats(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := gather(t, m)
+	for _, ns := range []string{"alpha", "beta"} {
+		want := stats.Namespaces[ns]
+		if g := got["corrstore_pending"][ns]; g != float64(want.States[store.StatePending]) {
+			t.Errorf("pending{%s} = %v, store says %d", ns, g, want.States[store.StatePending])
+		}
+		if g, w := got["corrstore_oldest_pending_age_seconds"][ns], want.OldestPendingAge(clock.Now()).Seconds(); g != w {
+			t.Errorf("oldest_pending_age{%s} = %v, store says %v", ns, g, w)
+		}
+	}
+	if got["corrstore_pending"]["alpha"] != 2 || got["corrstore_oldest_pending_age_seconds"]["alpha"] != 60 {
+		t.Errorf("alpha: %v", got)
+	}
+	if got["corrstore_pending"]["beta"] != 0 || got["corrstore_oldest_pending_age_seconds"]["beta"] != 0 {
+		t.Errorf("beta: %v", got)
+	}
+	for name, want := range map[string]float64{
+		"corrstore_registered_total":                          4,
+		"corrstore_replies_total{completed}":                  1,
+		"corrstore_outcomes_total{completed}":                 1,
+		"corrstore_outcomes_total{timed_out}":                 1,
+		"corrstore_reaper_expired_total{timed_out}":           1,
+		"corrstore_http_requests_total{418,GET,/healthz}":     1,
+		"corrstore_store_op_duration_seconds_count{register}": 4,
+		"corrstore_reaper_expiry_lag_seconds_count":           1,
+		"corrstore_reaper_pass_duration_seconds_count":        1,
+		"corrstore_store_up":                                  1,
+	} {
+		if g := flat(t, m)[name]; g != want {
+			t.Errorf("%s = %v, want %v", name, g, want)
+		}
+	}
+}

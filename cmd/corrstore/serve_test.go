@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestParseFlagsAndEnvironment(t *testing.T) {
+	t.Setenv("CORRSTORE_MAX_WAIT", "15s")
+	t.Setenv("CORRSTORE_LISTEN", "127.0.0.1:9999")
+	m := NewMain()
+	m.Logger = quiet()
+	if err := m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--max-body", "4096", "--default-timeout", "1m"}); err != nil {
+		t.Fatal(err)
+	}
+	if m.Listen != "127.0.0.1:0" || m.MaxWait != 15*time.Second || m.MaxBody != 4096 || m.DefaultTimeout != time.Minute {
+		t.Errorf("flags: %+v", m)
+	}
+	for _, args := range [][]string{
+		{"--max-wait", "0s"}, {"--max-body", "10"}, {"--default-timeout", "1h", "--max-timeout", "1m"},
+		{"--reaper-interval", "-1s"}, {"--log-level", "loud"}, {"extra"},
+	} {
+		m := NewMain()
+		m.Logger = quiet()
+		if err := m.ParseFlags(args); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	t.Setenv("CORRSTORE_MAX_BODY", "lots")
+	if err := NewMain().ParseFlags(nil); err == nil || !strings.Contains(err.Error(), "CORRSTORE_MAX_BODY") {
+		t.Errorf("bad env: %v", err)
+	}
+}
+
+func TestRefusesOpenNonLoopback(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:7411", ":7411", "10.1.2.3:7411", "example.com:80"} {
+		m := NewMain()
+		m.Logger, m.Listen, m.StoreURL = quiet(), addr, "bolt://"+filepath.Join(t.TempDir(), "x.db")
+		err := m.Run(context.Background())
+		m.Close()
+		if err == nil || !strings.Contains(err.Error(), "token-file") {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:1", "[::1]:1", "localhost:1"} {
+		if !isLoopback(addr) {
+			t.Errorf("%s is loopback", addr)
+		}
+	}
+}
+
+// TestServeAndShutdown runs serve in process with a token file: a request
+// in flight (a long poll) is answered before the store closes.
+func TestServeAndShutdown(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte("s3cret-admin-token-0001 admin *\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("k", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain()
+	m.Logger = quiet()
+	if err := m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--store", "bolt://" + filepath.Join(dir, "c.db"),
+		"--token-file", tokens, "--reply-secret-file", secret, "--max-wait", "20s"}); err != nil {
+		t.Fatal(err)
+	}
+	m.NoSync = true
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + m.Addr.String()
+	call := func(method, path, token, body string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var v map[string]any
+		json.NewDecoder(res.Body).Decode(&v)
+		return res.StatusCode, v
+	}
+	if code, _ := call("POST", "/v1/correlations", "", `{"id":"x"}`); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	code, c := call("POST", "/v1/correlations", "s3cret-admin-token-0001", `{"id":"x"}`)
+	if code != 201 {
+		t.Fatalf("register: %d %v", code, c)
+	}
+	if code, _ := call("GET", "/metrics", "s3cret-admin-token-0001", ""); code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	poll := make(chan int, 1)
+	go func() {
+		code, _ := call("GET", "/v1/correlations/x/outcome?wait=20s", "s3cret-admin-token-0001", "")
+		poll <- code
+	}()
+	// Wait until the poll is asleep, through the metric of requests in flight? Simpler:
+	// a reply with the token decides it, and the poll answers 200.
+	code, d := call("POST", "/v1/replies/"+c["reply_token"].(string), "", `{"body":{"ok":true}}`)
+	if code != 200 || d["status"] != "completed" {
+		t.Fatalf("reply: %d %v", code, d)
+	}
+	if got := <-poll; got != 200 {
+		t.Errorf("poll: %d", got)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Store.Get(context.Background(), "x"); err == nil {
+		t.Error("store still open after Close")
+	}
+}
