@@ -118,6 +118,7 @@ func testListFilters(t *testing.T, e *env) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			e := e.in(t)
 			got := e.listAll(tc.f)
 			require.Equal(t, sorted(tc.want...), ids(got))
 			// Page by page, too.
@@ -225,9 +226,15 @@ func testListPaginationConcurrent(t *testing.T, e *env) {
 
 	for _, order := range []store.Order{store.NewestFirst, store.OldestFirst} {
 		t.Run(string(order), func(t *testing.T) {
+			e := e.in(t)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			var insertErr error
+			stopInserts := sync.OnceFunc(func() {
+				close(stop)
+				wg.Wait()
+			})
+			defer stopInserts()
 			wg.Go(func() {
 				// Bounded, so that an oldest-first pager catches up.
 				for i := range 60 {
@@ -271,8 +278,7 @@ func testListPaginationConcurrent(t *testing.T, e *env) {
 				}
 				f.Cursor = p.NextCursor
 			}
-			close(stop)
-			wg.Wait()
+			stopInserts()
 			require.NoError(t, insertErr)
 			for id := range before {
 				require.Equal(t, 1, seen[id], "%s listed %d times", id, seen[id])

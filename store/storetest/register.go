@@ -325,7 +325,7 @@ func testRegisterRejected(t *testing.T, e *env) {
 			requireFieldError(t, err, tc.sentinel, tc.field)
 			require.Nil(t, res.Correlation)
 			if !tc.idSet {
-				e.requireGone(c.ID)
+				e.in(t).requireGone(c.ID)
 			}
 		})
 	}

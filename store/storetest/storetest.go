@@ -18,12 +18,9 @@
 package storetest
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,6 +104,13 @@ func newEnv(t *testing.T, newStore NewStore, lim store.Limits) *env {
 	s := newStore(t, Config{Clock: clock, Limits: lim})
 	require.NotNil(t, s, "the constructor returned a nil store")
 	return &env{t: t, ctx: t.Context(), s: s, clock: clock, lim: lim.WithDefaults()}
+}
+
+// in returns e for a subtest: its helpers report to t.
+func (e *env) in(t *testing.T) *env {
+	sub := *e
+	sub.t = t
+	return &sub
 }
 
 func (e *env) now() time.Time { return e.clock.Now() }
@@ -384,26 +388,6 @@ func (ev *events) waitClosed(when string) {
 	case <-time.After(waitTimeout):
 		ev.t.Errorf("subscription channel still open %s %s", waitTimeout, when)
 	}
-}
-
-// requireErrorIsAny requires err to wrap one of the targets.
-func requireErrorIsAny(t *testing.T, err error, targets ...error) {
-	t.Helper()
-	for _, target := range targets {
-		if errors.Is(err, target) {
-			return
-		}
-	}
-	names := make([]string, len(targets))
-	for i, target := range targets {
-		names[i] = target.Error()
-	}
-	require.Fail(t, "unexpected error", "got %v, want one of: %s", err, strings.Join(names, ", "))
-}
-
-// byCreated compares by creation time then ID.
-func byCreated(a, b *store.Correlation) int {
-	return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 }
 
 // registerMany registers n single correlations id(0..n-1) with timeout(i),
