@@ -93,8 +93,9 @@ type Store interface {
 // RegisterResult is what Register did.
 type RegisterResult struct {
 	Correlation *Correlation
-	// Created is false when the record already existed (same content or same
-	// idempotency key): the stored record is returned unchanged.
+	// Created is false when the record already existed under the same ID, or
+	// the same namespace and idempotency key, with the same content: the
+	// stored record is returned unchanged. (Other content is ErrConflict.)
 	Created bool
 	// EarlyApplied counts buffered early replies applied at registration.
 	EarlyApplied int

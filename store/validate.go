@@ -135,6 +135,9 @@ func Prepare(c *Correlation, now time.Time, lim Limits) (*Correlation, error) {
 		return nil, invalid("deadline", "%s is not in the future (now %s)", n.Deadline.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
 	}
 	if d := n.Deadline.Sub(now); d > lim.MaxTimeout {
+		if n.Timeout > 0 { // name the field the caller sent
+			return nil, invalid("timeout", "%s is over the limit of %s", n.Timeout, lim.MaxTimeout)
+		}
 		return nil, invalid("deadline", "is %s away, the limit is %s", d.Round(time.Second), lim.MaxTimeout)
 	}
 	for _, f := range []struct {

@@ -139,7 +139,7 @@ func TestPrepareRejects(t *testing.T) {
 		{"deadline now", &store.Correlation{Deadline: t0}, store.ErrInvalid, "deadline"},
 		{"deadline past", &store.Correlation{Deadline: t0.Add(-time.Second)}, store.ErrInvalid, "deadline"},
 		{"deadline too far", &store.Correlation{Deadline: t0.Add(time.Hour + 1)}, store.ErrInvalid, "deadline"},
-		{"timeout too long", &store.Correlation{Timeout: time.Hour + 1}, store.ErrInvalid, "deadline"},
+		{"timeout too long", &store.Correlation{Timeout: time.Hour + 1}, store.ErrInvalid, "timeout"},
 		{"destination", &store.Correlation{Destination: strings.Repeat("d", store.MaxAddressLen+1)}, store.ErrInvalid, "destination"},
 		{"reply_to", &store.Correlation{ReplyTo: strings.Repeat("r", store.MaxAddressLen+1)}, store.ErrInvalid, "reply_to"},
 		{"owner", &store.Correlation{Owner: strings.Repeat("o", store.MaxAddressLen+1)}, store.ErrInvalid, "owner"},

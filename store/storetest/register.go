@@ -303,7 +303,7 @@ func testRegisterRejected(t *testing.T, e *env) {
 		{"deadline now", store.Correlation{Deadline: now}, false, store.ErrInvalid, "deadline"},
 		{"deadline past", store.Correlation{Deadline: now.Add(-time.Hour)}, false, store.ErrInvalid, "deadline"},
 		{"deadline beyond max timeout", store.Correlation{Deadline: now.Add(48*time.Hour + time.Nanosecond)}, false, store.ErrInvalid, "deadline"},
-		{"timeout beyond max timeout", store.Correlation{Timeout: 49 * time.Hour}, false, store.ErrInvalid, "deadline"},
+		{"timeout beyond max timeout", store.Correlation{Timeout: 49 * time.Hour}, false, store.ErrInvalid, "timeout"},
 		{"destination too long", store.Correlation{Destination: strings.Repeat("d", store.MaxAddressLen+1)}, false, store.ErrInvalid, "destination"},
 		{"reply_to too long", store.Correlation{ReplyTo: strings.Repeat("r", store.MaxAddressLen+1)}, false, store.ErrInvalid, "reply_to"},
 		{"owner too long", store.Correlation{Owner: strings.Repeat("o", store.MaxAddressLen+1)}, false, store.ErrInvalid, "owner"},
