@@ -1,0 +1,121 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/corrstore/corrstore/bolt"
+)
+
+// BenchmarkRegisterReply measures register+reply over loopback HTTP with 64
+// concurrent clients, next to a baseline: the same client against a bare
+// net/http handler that only decodes and encodes the same JSON. Run with
+// -bench RegisterReply; compare the pairs/s of the two.
+func BenchmarkRegisterReply(b *testing.B) {
+	b.Run("baseline", func(b *testing.B) {
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /v1/correlations", func(w http.ResponseWriter, r *http.Request) {
+			var req registerRequest
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+				http.Error(w, err.Error(), 400)
+				return
+			}
+			writeJSON(w, 201, &correlationJSON{ID: req.ID, Namespace: "default", State: "pending", Version: 1,
+				Replies: []replyJSON{}, Late: []replyJSON{}, Events: []eventJSON{{Type: "registered"}}, ReplyToken: "x"})
+		})
+		mux.HandleFunc("POST /v1/correlations/{id}/replies", func(w http.ResponseWriter, r *http.Request) {
+			var req replyRequest
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+				http.Error(w, err.Error(), 400)
+				return
+			}
+			writeJSON(w, 200, deliverResponse{Status: "completed", Correlation: &correlationJSON{ID: r.PathValue("id"),
+				State: "completed", Replies: toReplies(nil), Late: []replyJSON{}, Events: []eventJSON{}}})
+		})
+		benchPairs(b, mux)
+	})
+	b.Run("corrstore", func(b *testing.B) {
+		st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "b.db")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		api, err := New(Config{Store: st, Logger: discardLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer api.Close()
+		benchPairs(b, api)
+	})
+}
+
+var benchRun atomic.Int64
+
+func benchPairs(b *testing.B, h http.Handler) {
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	post := func(path string, body []byte, want int) {
+		res, err := client.Post(srv.URL+path, "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != want {
+			b.Errorf("%s: %d", path, res.StatusCode)
+		}
+	}
+	run := benchRun.Add(1)
+	var (
+		next atomic.Int64
+		mu   sync.Mutex
+		lat  []time.Duration
+		wg   sync.WaitGroup
+	)
+	b.ResetTimer()
+	start := time.Now()
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					break
+				}
+				id := fmt.Sprintf("b%d-%d", run, i)
+				t0 := time.Now()
+				post("/v1/correlations", fmt.Appendf(nil, `{"id":%q,"timeout":"1h","destination":"svc","callback":{"handler":"h","data":{"n":%d}}}`, id, i), 201)
+				post("/v1/correlations/"+id+"/replies", []byte(`{"id":"r","body":{"ok":true}}`), 200)
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "pairs/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
