@@ -44,19 +44,26 @@ func BenchmarkRegisterReply(b *testing.B) {
 		})
 		benchPairs(b, mux)
 	})
-	b.Run("corrstore", func(b *testing.B) {
-		st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "b.db")})
-		if err != nil {
-			b.Fatal(err)
+	// corrstore fsyncs every group commit; nosync shows the HTTP layer's own cost.
+	for _, noSync := range []bool{false, true} {
+		name := "corrstore"
+		if noSync {
+			name = "corrstore-nosync"
 		}
-		defer st.Close()
-		api, err := New(Config{Store: st, Logger: discardLogger()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer api.Close()
-		benchPairs(b, api)
-	})
+		b.Run(name, func(b *testing.B) {
+			st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "b.db"), NoSync: noSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			api, err := New(Config{Store: st, Logger: discardLogger()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer api.Close()
+			benchPairs(b, api)
+		})
+	}
 }
 
 var benchRun atomic.Int64
