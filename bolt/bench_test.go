@@ -108,6 +108,23 @@ func BenchmarkRegister(b *testing.B) {
 	}
 }
 
+// fill registers n correlations from 64 goroutines, outside the timer.
+func fill(b *testing.B, s *bolt.Store, n int, mk func(i int64) *store.Correlation) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 64 {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				if _, err := s.Register(context.Background(), mk(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // BenchmarkDeliver measures a durable Deliver that completes a single
 // correlation, at 64 callers.
 func BenchmarkDeliver(b *testing.B) {
@@ -117,21 +134,7 @@ func BenchmarkDeliver(b *testing.B) {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-				if _, err := s.Register(ctx, benchCorrelation(i)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	fill(b, s, b.N, benchCorrelation)
 	runCallers(b, 64, func(i int64) error {
 		r, err := s.Deliver(ctx, fmt.Sprintf("bench-%d", i), store.Reply{Body: []byte(`{"ok":true}`)})
 		if err == nil && r.Status != store.DeliverCompleted {
@@ -152,23 +155,11 @@ func BenchmarkExpireDue(b *testing.B) {
 	defer s.Close()
 	ctx := context.Background()
 	register := func(n int, timeout time.Duration, prefix string) {
-		var wg sync.WaitGroup
-		var next atomic.Int64
-		for range 64 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-					c := benchCorrelation(i)
-					c.ID, c.Timeout = fmt.Sprintf("%s-%d", prefix, i), timeout
-					if _, err := s.Register(ctx, c); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
+		fill(b, s, n, func(i int64) *store.Correlation {
+			c := benchCorrelation(i)
+			c.ID, c.Timeout = fmt.Sprintf("%s-%d", prefix, i), timeout
+			return c
+		})
 	}
 	register(10*b.N, 24*time.Hour, "later")
 	register(b.N, time.Second, "due")
