@@ -30,6 +30,10 @@ lint: ## gofmt check and go vet
 bench: ## run the benchmarks (ours next to each baseline, in one run)
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./bolt/ ./reaper/
 
+.PHONY: bench-http
+bench-http: ## register+reply over loopback HTTP, 64 clients, next to a bare net/http baseline
+	$(GO) test -run '^$$' -bench RegisterReply -benchtime $(BENCHTIME) ./cmd/corrstore/internal/httpapi/
+
 .PHONY: fuzz
 fuzz: ## fuzz the record decoder (FUZZTIME, default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshalCorrelation -fuzztime $${FUZZTIME:-60s} ./store/
