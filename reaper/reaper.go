@@ -89,8 +89,8 @@ func (r *Reaper) Run(ctx context.Context) error {
 		}
 		wait := r.cfg.Interval - r.jitter()
 		if err == nil {
-			// Ticker-like: passes start Interval apart, so the expiry lag is
-			// bounded by Interval plus one pass, not by Interval plus the sum.
+			// Ticker-like: passes start at most Interval apart however long
+			// one takes, which bounds the expiry lag by Interval plus a pass.
 			wait -= time.Since(start)
 		}
 		timer.Reset(max(wait, 0))
