@@ -160,12 +160,19 @@ func (c *countingStore) ExpireDue(ctx context.Context, now time.Time, limit int)
 	return c.Store.ExpireDue(ctx, now, limit)
 }
 
-// lagMetrics collects expiry lags.
+// lagMetrics collects expiry lags and pass durations.
 type lagMetrics struct {
 	reaper.NopMetrics
-	mu   sync.Mutex
-	lags []time.Duration
-	got  chan struct{} // a token after each batch of lags
+	mu     sync.Mutex
+	lags   []time.Duration
+	passes []time.Duration
+	got    chan struct{} // a token after each batch of lags
+}
+
+func (m *lagMetrics) PassDuration(d time.Duration) {
+	m.mu.Lock()
+	m.passes = append(m.passes, d)
+	m.mu.Unlock()
 }
 
 func (m *lagMetrics) ExpiryLag(d time.Duration) {
@@ -211,30 +218,51 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
 }
 
-// BenchmarkExpiryLag runs the reaper's Run loop on bbolt (real clock,
-// default jitter) under a steady load of registrations whose deadlines fall
-// 50 to 500 ms after they are made, and reports the expiry lag: p50/p99/max
-// of Outcome.At − Deadline (lag), and of the time ExpireDue returned −
-// Deadline (recorded). The target is p99 ≤ Interval + 100 ms. One op is one
-// registration, paced at 1,000 per second, so -benchtime sets how long the
-// load lasts; the 1 s interval wants several seconds:
+// BenchmarkExpiryLag runs the reaper's Run loop (real clock, default
+// jitter) on bbolt and on the in-memory fake store, under a steady load of
+// registrations whose deadlines fall 50 to 500 ms after they are made. It
+// reports the expiry lag: p50/p99/max of Outcome.At − Deadline (lag), and
+// p99 of the time ExpireDue returned − Deadline (recorded). The target is
+// p99 ≤ Interval + 100 ms.
+//
+// As a control it reports how late a 1 ms sleep woke up during the run
+// (sched-stall): on a machine that stalls the process no lag can be better.
+//
+// One op is one registration, paced at 100 or 500 per second, so
+// -benchtime sets how long the load lasts; the 1 s interval wants several
+// seconds:
 //
 //	go test -run '^$' -bench ExpiryLag -benchtime 10s ./reaper/
 func BenchmarkExpiryLag(b *testing.B) {
-	for _, interval := range []time.Duration{100 * time.Millisecond, time.Second} {
-		b.Run(fmt.Sprintf("interval=%s", interval), func(b *testing.B) {
-			benchLag(b, interval, 1000)
-		})
+	stores := []struct {
+		name string
+		open func(b *testing.B) store.Store
+	}{
+		{"bolt", func(b *testing.B) store.Store {
+			st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "c.db"), NoSync: true,
+				Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			return st
+		}},
+		// The in-memory fake shows the reaper's own part of the lag, without
+		// the write latency of a store.
+		{"fake", func(*testing.B) store.Store { return newFakeStore() }},
+	}
+	for _, s := range stores {
+		for _, interval := range []time.Duration{100 * time.Millisecond, time.Second} {
+			for _, rate := range []int{100, 500} {
+				b.Run(fmt.Sprintf("store=%s/interval=%s/rate=%d", s.name, interval, rate), func(b *testing.B) {
+					benchLag(b, s.open(b), interval, rate)
+				})
+			}
+		}
 	}
 }
 
-func benchLag(b *testing.B, interval time.Duration, perSecond int) {
-	st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "c.db"), NoSync: true,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+func benchLag(b *testing.B, st store.Store, interval time.Duration, perSecond int) {
 	m := &lagMetrics{got: make(chan struct{}, 1)}
 	rec := &recordedLag{Store: st}
 	r, err := reaper.New(rec, reaper.Config{Interval: interval, Metrics: m, Logger: slog.New(slog.DiscardHandler)})
@@ -253,7 +281,7 @@ func benchLag(b *testing.B, interval time.Duration, perSecond int) {
 	// does not hold the pace back.
 	regs := make(chan *store.Correlation, 4096)
 	var wg sync.WaitGroup
-	for range 64 {
+	for range 128 {
 		wg.Go(func() {
 			for c := range regs {
 				if _, err := st.Register(ctx, c); err != nil {
@@ -262,6 +290,26 @@ func benchLag(b *testing.B, interval time.Duration, perSecond int) {
 			}
 		})
 	}
+	// A control: how late a 1 ms sleep wakes up on this machine during the
+	// run. Lags cannot be better than the scheduler's stalls.
+	stallDone := make(chan struct{})
+	stalls := make(chan []time.Duration, 1)
+	go func() {
+		var gaps []time.Duration
+		last := time.Now()
+		for {
+			select {
+			case <-stallDone:
+				stalls <- gaps
+				return
+			case <-time.After(time.Millisecond):
+			}
+			now := time.Now()
+			gaps = append(gaps, now.Sub(last)-time.Millisecond)
+			last = now
+		}
+	}()
+
 	gap := time.Second / time.Duration(perSecond)
 	prefix := fmt.Sprintf("lag-%d-", b.N)
 	b.ResetTimer()
@@ -271,11 +319,13 @@ func benchLag(b *testing.B, interval time.Duration, perSecond int) {
 			time.Sleep(wait) // pacing the load, not waiting for the worker
 		}
 		timeout := 50*time.Millisecond + time.Duration(i*7919%450)*time.Millisecond
-		regs <- &store.Correlation{ID: fmt.Sprint(prefix, i), Deadline: time.Now().Add(timeout)}
+		regs <- &store.Correlation{ID: fmt.Sprint(prefix, i), Timeout: timeout}
 	}
 	close(regs)
 	wg.Wait()
 	b.StopTimer()
+	close(stallDone)
+	stall := <-stalls
 
 	// Wait for the reaper to decide every one: the last deadline is at most
 	// 500 ms away, then at most one interval and a pass.
@@ -289,18 +339,22 @@ func benchLag(b *testing.B, interval time.Duration, perSecond int) {
 		}
 	}
 	m.mu.Lock()
-	lags := slices.Clone(m.lags)
+	lags, passes := slices.Clone(m.lags), slices.Clone(m.passes)
 	m.mu.Unlock()
 	rec.mu.Lock()
 	recorded := slices.Clone(rec.lags)
 	rec.mu.Unlock()
 	slices.Sort(lags)
 	slices.Sort(recorded)
+	slices.Sort(passes)
+	slices.Sort(stall)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	b.ReportMetric(ms(percentile(lags, 0.50)), "p50-lag-ms")
 	b.ReportMetric(ms(percentile(lags, 0.99)), "p99-lag-ms")
 	b.ReportMetric(ms(lags[len(lags)-1]), "max-lag-ms")
 	b.ReportMetric(ms(percentile(recorded, 0.99)), "p99-recorded-ms")
 	b.ReportMetric(ms(interval+100*time.Millisecond), "target-p99-ms")
+	b.ReportMetric(ms(percentile(passes, 0.99)), "p99-pass-ms")
+	b.ReportMetric(ms(percentile(stall, 0.99)), "p99-sched-stall-ms")
 	b.ReportMetric(float64(len(lags)), "decided")
 }

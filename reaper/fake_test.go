@@ -59,6 +59,18 @@ func (f *fakeStore) addDue(n int, deadline time.Time) {
 	}
 }
 
+// Register adds a pending correlation, for benchmarks on the real clock.
+func (f *fakeStore) Register(_ context.Context, c *store.Correlation) (store.RegisterResult, error) {
+	p, err := store.Prepare(c, time.Now(), f.lim)
+	if err != nil {
+		return store.RegisterResult{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pending = append(f.pending, p)
+	return store.RegisterResult{Correlation: p.Clone(), Created: true}, nil
+}
+
 func (f *fakeStore) count(method string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
