@@ -1,0 +1,269 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// Defaults of Config.
+const (
+	DefaultService             = "corrstore"
+	DefaultDispatchLease       = 30 * time.Second
+	DefaultMaxAttempts         = 10
+	DefaultDispatchConcurrency = 8
+	DefaultDispatchInterval    = time.Second
+	DefaultPollInterval        = time.Second
+)
+
+// Config configures a Client. A zero field takes its default.
+type Config struct {
+	// Store holds the correlations. Required.
+	Store store.Store
+	// Transport carries requests and replies. Required.
+	Transport Transport
+
+	// Service names the service this client belongs to. Every replica of
+	// the service shares its reply address. Default "corrstore".
+	Service string
+	// ReplyTo is the address replies come back to. Default Service+".replies".
+	ReplyTo string
+	// Instance names this replica: the Owner of the correlations it
+	// registers and the holder of the dispatch leases it takes. It must be
+	// unique among running replicas. Default hostname-pid-random.
+	Instance string
+	// Namespace of the correlations registered. Default the store's
+	// default namespace.
+	Namespace string
+
+	// Logger receives what goes wrong, with "component"="client".
+	// Default slog.Default().
+	Logger *slog.Logger
+	// Clock is the source of time for deadlines, leases and retries.
+	// Give it the store's clock. Default store.RealClock{}.
+	Clock store.Clock
+
+	// DispatchLease is how long a claimed outcome is this instance's to
+	// hand to its handler; the handler's context ends then, and when the
+	// instance dies the outcome is claimed again after it. Default 30s.
+	DispatchLease time.Duration
+	// MaxAttempts bounds the dispatches of one outcome: after the last
+	// failed one it is dead (an operator can redispatch it). The store's
+	// Limits.DispatchMaxAttempts bounds it too. Default 10.
+	MaxAttempts int
+	// Backoff is the wait after a failed attempt (1 for the first) before
+	// the outcome is due again. Default: 1s doubling up to 5m, with ±20%
+	// jitter.
+	Backoff func(attempt int) time.Duration
+	// DispatchConcurrency bounds the handlers running at once. Default 8.
+	DispatchConcurrency int
+	// DispatchInterval is how often Run looks for outcomes whose retry time
+	// or lease came due: nothing announces those. Outcomes that are decided
+	// are announced and dispatched at once. Default 1s.
+	DispatchInterval time.Duration
+	// PollInterval is how often waiters re-read the store while the store's
+	// subscription is broken, the fallback. Default 1s.
+	PollInterval time.Duration
+
+	// Metrics receives counts and timings. Default NopMetrics.
+	Metrics Metrics
+}
+
+func (c Config) withDefaults() Config {
+	c.Service = cmp.Or(c.Service, DefaultService)
+	c.ReplyTo = cmp.Or(c.ReplyTo, c.Service+".replies")
+	if c.Instance == "" {
+		host, _ := os.Hostname()
+		c.Instance = fmt.Sprintf("%s-%d-%04x", cmp.Or(host, "host"), os.Getpid(), rand.N(1<<16))
+	}
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	if c.Clock == nil {
+		c.Clock = store.RealClock{}
+	}
+	c.DispatchLease = cmp.Or(c.DispatchLease, DefaultDispatchLease)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, DefaultMaxAttempts)
+	if c.Backoff == nil {
+		c.Backoff = DefaultBackoff
+	}
+	c.DispatchConcurrency = cmp.Or(c.DispatchConcurrency, DefaultDispatchConcurrency)
+	c.DispatchInterval = cmp.Or(c.DispatchInterval, DefaultDispatchInterval)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	if c.Metrics == nil {
+		c.Metrics = NopMetrics{}
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Store == nil:
+		return fmt.Errorf("%w: store: required", store.ErrInvalid)
+	case c.Transport == nil:
+		return fmt.Errorf("%w: transport: required", store.ErrInvalid)
+	case len(c.Instance) > store.MaxAddressLen:
+		return fmt.Errorf("%w: instance: is %d bytes, the limit is %d", store.ErrInvalid, len(c.Instance), store.MaxAddressLen)
+	case len(c.ReplyTo) > store.MaxAddressLen:
+		return fmt.Errorf("%w: reply_to: is %d bytes, the limit is %d", store.ErrInvalid, len(c.ReplyTo), store.MaxAddressLen)
+	case c.DispatchLease < 0, c.DispatchInterval < 0, c.PollInterval < 0:
+		return fmt.Errorf("%w: dispatch_lease, dispatch_interval and poll_interval must be positive", store.ErrInvalid)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("%w: max_attempts: must be at least 1, got %d", store.ErrInvalid, c.MaxAttempts)
+	case c.DispatchConcurrency < 1:
+		return fmt.Errorf("%w: dispatch_concurrency: must be at least 1, got %d", store.ErrInvalid, c.DispatchConcurrency)
+	}
+	if c.Namespace != "" {
+		return store.ValidateNamespace(c.Namespace)
+	}
+	return nil
+}
+
+// DefaultBackoff waits 1s after the first failed attempt, doubling up to
+// 5 minutes, with ±20% jitter so that retries of many outcomes spread out.
+func DefaultBackoff(attempt int) time.Duration {
+	d := 5 * time.Minute
+	if attempt < 10 {
+		d = min(time.Second<<max(attempt-1, 0), d)
+	}
+	return d - d/5 + rand.N(2*d/5+1)
+}
+
+// Client is the request-reply client a workflow service embeds. It
+// registers each request in the store before sending it, waits for the
+// outcome through the store, and hands outcomes to callback handlers at
+// least once, on any replica, across restarts.
+//
+// Run must run for replies to be taken in, outcomes dispatched and waits
+// to end; Request, Gather and Stream wait for it to start.
+type Client struct {
+	cfg      Config
+	st       store.Store
+	tr       Transport
+	log      *slog.Logger
+	clock    store.Clock
+	mu       sync.Mutex
+	handlers map[string]HandlerFunc
+	running  atomic.Bool
+	w        *watcher
+	kick     chan struct{} // wakes the dispatcher
+}
+
+// New returns a Client. It fails with an error wrapping store.ErrInvalid,
+// naming the field, when cfg makes no sense.
+func New(cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:      cfg,
+		st:       cfg.Store,
+		tr:       cfg.Transport,
+		log:      cfg.Logger.With("component", "client", "instance", cfg.Instance),
+		clock:    cfg.Clock,
+		handlers: map[string]HandlerFunc{},
+		kick:     make(chan struct{}, 1),
+	}
+	c.w = newWatcher(c)
+	return c, nil
+}
+
+// Config returns the client's configuration with its defaults filled in.
+func (c *Client) Config() Config { return c.cfg }
+
+// Instance returns the name of this replica.
+func (c *Client) Instance() string { return c.cfg.Instance }
+
+// Handle registers the callback handler named name: the outcomes of
+// correlations registered with Options.Handler == name are handed to it by
+// Run. Register every handler before Run; every replica that runs Run
+// should register the same ones, since any of them may claim an outcome.
+func (c *Client) Handle(name string, h HandlerFunc) {
+	if name == "" || len(name) > store.MaxHandlerLen || h == nil {
+		panic(fmt.Sprintf("client: Handle(%q): the name must be 1 to %d bytes and the handler not nil", name, store.MaxHandlerLen))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.handlers[name] = h
+}
+
+func (c *Client) handler(name string) (HandlerFunc, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.handlers[name]
+	return h, ok
+}
+
+func (c *Client) hasHandlers() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.handlers) > 0
+}
+
+// Run takes in replies from ReplyTo and delivers them to the store, watches
+// the store for outcomes (waking Request, Gather and Stream on any replica),
+// and claims and dispatches outcomes to the registered handlers, until ctx
+// ends; then it waits for running handlers and returns nil. It returns an
+// error when the transport stops taking replies.
+//
+// On start it reconciles: it dispatches at once what was decided while no
+// instance ran, and takes over what other instances left behind when their
+// leases expire. Run must not be called again while it runs.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("client: Run is already running")
+	}
+	defer c.running.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	var recvErr error
+	c.w.start(ctx, &wg)
+	wg.Go(func() {
+		err := c.tr.Receive(ctx, c.cfg.ReplyTo, c.takeReply)
+		if err != nil && ctx.Err() == nil {
+			recvErr = fmt.Errorf("client: receiving replies from %s: %w", c.cfg.ReplyTo, err)
+			cancel()
+		}
+	})
+	if c.hasHandlers() {
+		wg.Go(func() { c.dispatchLoop(ctx) })
+	}
+	c.log.Debug("client started", "reply_to", c.cfg.ReplyTo)
+	<-ctx.Done()
+	wg.Wait()
+	c.w.stop()
+	c.log.Debug("client stopped")
+	return recvErr
+}
+
+// takeReply delivers a reply taken from the transport to the store. What
+// the store refuses for good (a bad or unknown reply) is logged and dropped;
+// a store that fails is a reason to have the message delivered again.
+func (c *Client) takeReply(ctx context.Context, m Message) error {
+	r := store.Reply{ID: m.ID, From: m.From, Seq: m.Seq, Final: m.Final, Body: m.Body, Error: m.Error}
+	res, err := c.st.Deliver(ctx, m.CorrelationID, r)
+	switch {
+	case err == nil:
+		c.cfg.Metrics.ReplyDelivered(res.Status)
+		if res.Status == store.DeliverLate {
+			c.log.Info("late reply kept", "id", m.CorrelationID, "from", m.From, "outcome", res.Correlation.State)
+		}
+		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrTooLarge):
+		c.cfg.Metrics.ReplyDelivered("rejected")
+		c.log.Warn("reply dropped", "id", m.CorrelationID, "from", m.From, "err", err)
+		return nil
+	default:
+		return fmt.Errorf("deliver reply for %s: %w", m.CorrelationID, err)
+	}
+}

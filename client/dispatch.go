@@ -1,0 +1,155 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// HandlerFunc handles the outcome of a correlation registered with its
+// name as Options.Handler. It runs at least once per outcome, on any
+// replica, so it must be safe to repeat. A nil error acknowledges the
+// outcome; another error has it retried after Config.Backoff, until
+// MaxAttempts, and Permanent(err) makes it dead at once. ctx ends with
+// the dispatch lease.
+type HandlerFunc func(ctx context.Context, o Outcome) error
+
+// Outcome is what a callback handler gets: the decided correlation, with
+// its state, outcome, replies and Callback.Data, and the attempt number.
+type Outcome struct {
+	*store.Correlation
+	// Attempt counts the dispatches of this outcome, 1 for the first.
+	Attempt int
+}
+
+// Err is OutcomeErr of the correlation: nil when it completed.
+func (o Outcome) Err() error { return OutcomeErr(o.Correlation) }
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks a handler's error as final: the outcome is not retried
+// and its dispatch is dead (an operator can redispatch it).
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+func (c *Client) kickDispatch() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// dispatchLoop claims due outcomes whenever one is decided (the watcher
+// kicks it), every DispatchInterval (retries and expired leases come due
+// with no event), and at once on start: what was decided while no instance
+// ran, and what a dead instance left behind.
+func (c *Client) dispatchLoop(ctx context.Context) {
+	slots := make(chan struct{}, c.cfg.DispatchConcurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(c.cfg.DispatchInterval)
+	defer tick.Stop()
+	for {
+		if free := cap(slots) - len(slots); free > 0 {
+			got, err := c.st.ClaimDispatch(ctx, c.cfg.Instance, c.clock.Now(), c.cfg.DispatchLease, free)
+			if err != nil && ctx.Err() == nil {
+				c.log.Error("claiming outcomes", "err", err) // a corrupt record is set aside; the rest came
+			}
+			for _, corr := range got {
+				slots <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-slots; c.kickDispatch() }()
+					c.dispatch(ctx, corr)
+				})
+			}
+			if len(got) == free {
+				c.kickDispatch() // more may be due: claim again when a slot frees
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-c.kick:
+		}
+	}
+}
+
+// dispatch runs the handler of one claimed outcome and settles the claim.
+func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
+	claim := corr.Dispatch.Claim()
+	name := corr.Callback.Handler
+	log := c.log.With("id", corr.ID, "handler", name, "attempt", claim.Attempt)
+	start := time.Now()
+	var err error
+	if h, ok := c.handler(name); !ok {
+		err = fmt.Errorf("no handler named %q on instance %s", name, c.cfg.Instance)
+	} else if claim.Attempt > c.cfg.MaxAttempts {
+		// The lease of the last attempt expired: its instance died in the handler.
+		err = Permanent(fmt.Errorf("attempt %d is over max_attempts (%d): the lease of the last one expired without ack", claim.Attempt, c.cfg.MaxAttempts))
+	} else {
+		hctx, cancel := context.WithTimeout(ctx, c.cfg.DispatchLease)
+		err = call(hctx, h, Outcome{Correlation: corr, Attempt: claim.Attempt})
+		cancel()
+	}
+	took := time.Since(start)
+
+	// Settle even while stopping, so that the next instance need not wait
+	// for the lease.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var result string
+	var serr error
+	if err == nil {
+		result = "done"
+		_, serr = c.st.AckDispatch(sctx, corr.ID, claim)
+	} else {
+		now := c.clock.Now()
+		retryAt := now.Add(c.cfg.Backoff(claim.Attempt))
+		var perm *permanentError
+		switch {
+		case errors.As(err, &perm), claim.Attempt >= c.cfg.MaxAttempts:
+			retryAt, result = time.Time{}, "dead"
+		case ctx.Err() != nil:
+			retryAt, result = now, "retry" // stopping: hand it over at once
+		default:
+			result = "retry"
+		}
+		var res store.Result
+		res, serr = c.st.NackDispatch(sctx, corr.ID, claim, err.Error(), retryAt)
+		if serr == nil && res.Correlation.Dispatch.State == store.DispatchDead {
+			result = "dead"
+		}
+		if result == "dead" {
+			log.Error("handler failed; the outcome is dead (an operator can redispatch it)", "err", err)
+		} else {
+			log.Warn("handler failed; the outcome will be retried", "err", err, "retry_at", retryAt)
+		}
+	}
+	if serr != nil {
+		result = "lost"
+		log.Warn("could not settle the dispatch; another instance takes it after the lease", "err", serr)
+	}
+	c.cfg.Metrics.Dispatched(name, result, took)
+}
+
+// call runs h, turning a panic into an error.
+func call(ctx context.Context, h HandlerFunc, o Outcome) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return h(ctx, o)
+}
