@@ -65,10 +65,12 @@ func BenchmarkRegister(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
+			before := s.Commits()
 			runCallers(b, n, func(i int64) error {
 				_, err := s.Register(context.Background(), benchCorrelation(i))
 				return err
 			})
+			b.ReportMetric(float64(b.N)/float64(s.Commits()-before), "ops/commit")
 		})
 		b.Run(fmt.Sprintf("baseline/callers=%d", n), func(b *testing.B) {
 			db, err := bbolt.Open(filepath.Join(b.TempDir(), "b.db"), 0o600, &bbolt.Options{FreelistType: bbolt.FreelistMapType})
