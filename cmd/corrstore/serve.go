@@ -13,9 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/httpapi"
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/metrics"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/storeurl"
 	"github.com/corrstore/corrstore/reaper"
 	"github.com/corrstore/corrstore/store"
 )
@@ -75,7 +75,7 @@ func NewMain() *Main {
 func (m *Main) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("corrstore serve", flag.ContinueOnError)
 	fs.StringVar(&m.Listen, "listen", m.Listen, "HTTP listen address; without --token-file only a loopback address is allowed")
-	fs.StringVar(&m.StoreURL, "store", m.StoreURL, "where correlations live: bolt://PATH (bolt:///abs/file.db, bolt://./relative.db)")
+	fs.StringVar(&m.StoreURL, "store", storeurl.Redact(m.StoreURL), "where correlations live: bolt://PATH (bolt:///abs/file.db, bolt://./relative.db), redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2")
 	fs.DurationVar(&m.ReaperInterval, "reaper-interval", m.ReaperInterval, "how often the reaper expires due correlations")
 	fs.DurationVar(&m.DefaultTimeout, "default-timeout", m.DefaultTimeout, "timeout of a registration that gives neither timeout nor deadline")
 	fs.DurationVar(&m.MaxTimeout, "max-timeout", m.MaxTimeout, "longest deadline after creation, at registration and on extend")
@@ -123,26 +123,6 @@ func (m *Main) ParseFlags(args []string) error {
 		m.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	return nil
-}
-
-// openStore opens the store a --store URL names: bolt://PATH, where PATH
-// is a file path as is (bolt:///var/lib/corrstore.db is absolute,
-// bolt://./corrstore.db relative to the working directory).
-func openStore(raw string, opts bolt.Options) (store.Store, error) {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return nil, fmt.Errorf("--store %q: want bolt://PATH", raw)
-	}
-	switch scheme {
-	case "bolt":
-		if rest == "" {
-			return nil, fmt.Errorf("--store %q: no file path after bolt://", raw)
-		}
-		opts.Path = rest
-		return bolt.Open(opts)
-	default:
-		return nil, fmt.Errorf("--store %q: scheme %q is not supported (bolt:// only, for now)", raw, scheme)
-	}
 }
 
 // isLoopback reports whether a listen address binds only to loopback.
@@ -195,7 +175,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if clock == nil {
 		clock = store.RealClock{}
 	}
-	raw, err := openStore(m.StoreURL, bolt.Options{
+	raw, err := storeurl.Open(ctx, m.StoreURL, storeurl.Options{
 		Clock: clock, Logger: m.Logger, NoSync: m.NoSync,
 		Limits: store.Limits{DefaultTimeout: m.DefaultTimeout, MaxTimeout: m.MaxTimeout},
 	})
@@ -254,7 +234,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	} else {
 		log.Info("auth on", "tokens", tokens.Len())
 	}
-	log.Info("corrstore serving", "addr", m.Addr.String(), "store", m.StoreURL, "reaper_interval", m.ReaperInterval, "version", version)
+	log.Info("corrstore serving", "addr", m.Addr.String(), "store", storeurl.Redact(m.StoreURL), "reaper_interval", m.ReaperInterval, "version", version)
 	return nil
 }
 

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/remote"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/storeurl"
+	"github.com/corrstore/corrstore/store"
+)
+
+// env is what a command talks to: its streams, the environment and the
+// clock. main fills it from the process; tests from buffers.
+type env struct {
+	stdout, stderr io.Writer
+	stdin          io.Reader
+	// terminal: stderr is a terminal (progress bars) and stdin can be asked.
+	terminal bool
+	getenv   func(string) string
+	now      func() time.Time
+	// noSync opens bolt stores without fsync (tests).
+	noSync bool
+}
+
+func processEnv() *env {
+	return &env{
+		stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin,
+		terminal: isTerminal(os.Stderr) && isTerminal(os.Stdin),
+		getenv:   os.Getenv, now: time.Now,
+	}
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// backend is the part of store.Store the operator commands use. A store
+// (--store) is one; remote.Client (--server) is the other.
+type backend interface {
+	Register(ctx context.Context, c *store.Correlation) (store.RegisterResult, error)
+	Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error)
+	Get(ctx context.Context, id string) (*store.Correlation, error)
+	Extend(ctx context.Context, id string, deadline time.Time) (store.Result, error)
+	Cancel(ctx context.Context, id, reason string) (store.Result, error)
+	Expire(ctx context.Context, id, reason string) (store.Result, error)
+	Redispatch(ctx context.Context, id string) (store.Result, error)
+	List(ctx context.Context, f store.Filter) (store.Page, error)
+	Stats(ctx context.Context, namespace string) (store.Stats, error)
+	Close() error
+}
+
+var (
+	_ backend = store.Store(nil)
+	_ backend = (*remote.Client)(nil)
+)
+
+// command is an operator subcommand.
+type command struct {
+	name, args, summary string
+	run                 func(ctx context.Context, e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"ls", "[flags]", "list correlations by state, namespace, age, owner, destination, label, dispatch", runLs},
+		{"show", "ID", "one correlation: record, replies, late replies, dispatch, timeline", runShow},
+		{"stats", "[flags]", "counts per state and namespace, oldest pending, dispatch backlog", runStats},
+		{"expire", "ID…", "force the deadline outcome of pending correlations now", runExpire},
+		{"cancel", "ID… --reason R", "cancel pending correlations", runCancel},
+		{"extend", "ID --by 5m", "move a pending correlation's deadline", runExtend},
+		{"redispatch", "ID… | --all-matching", "hand dead (or done) outcomes to their handler again", runRedispatch},
+		{"reap", "--once", "one reaper pass: expire what is due, purge, drop stale early replies", runReap},
+	}
+}
+
+// errUsage marks an error the command already explained (usage printed).
+var errUsage = errors.New("usage")
+
+// conn are the flags that choose where a command works.
+type conn struct {
+	server    string
+	tokenFile string
+	storeURL  string
+	output    string
+	timeout   time.Duration
+}
+
+func (c *conn) flags(fs *cmdFlags, e *env) {
+	fs.StringVar(&c.server, "server", e.getenv("CORRSTORE_SERVER"), "a running corrstore serve, http://HOST:PORT (env CORRSTORE_SERVER)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file whose first token is sent as the bearer token (default: env CORRSTORE_TOKEN)")
+	fs.StringVar(&c.storeURL, "store", "", "work directly on a store: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2")
+	fs.StringVar(&c.output, "o", "table", "output: table or json")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each server request")
+}
+
+func (c *conn) check() error {
+	switch c.output {
+	case "table", "json":
+	default:
+		return fmt.Errorf("-o %q: want table or json", c.output)
+	}
+	switch {
+	case c.server != "" && c.storeURL != "":
+		return errors.New("give --server or --store, not both")
+	case c.server == "" && c.storeURL == "":
+		return errors.New("give --server URL (a running corrstore serve) or --store URL (bolt://PATH, redis://…)")
+	}
+	return nil
+}
+
+// open connects to the server or opens the store. readOnly commands can
+// read a bolt file a daemon holds (through a checked copy); writers get one
+// line saying writes need the server.
+func (c *conn) open(ctx context.Context, e *env, readOnly bool) (backend, error) {
+	if c.server != "" {
+		token, err := c.token(e)
+		if err != nil {
+			return nil, err
+		}
+		cl, err := remote.New(c.server, token, nil)
+		if err != nil {
+			return nil, err
+		}
+		return cl, nil
+	}
+	return storeurl.Open(ctx, c.storeURL, storeurl.Options{
+		Logger: quietLogger(), ReadOnly: readOnly, NoSync: e.noSync, LockTimeout: 200 * time.Millisecond,
+	})
+}
+
+// openStore opens --store only (export, import, reap need the whole store).
+func (c *conn) openStore(ctx context.Context, e *env, readOnly bool) (store.Store, error) {
+	if c.storeURL == "" {
+		return nil, errors.New("this command needs --store URL")
+	}
+	return storeurl.Open(ctx, c.storeURL, storeurl.Options{
+		Logger: quietLogger(), ReadOnly: readOnly, NoSync: e.noSync, LockTimeout: 200 * time.Millisecond,
+	})
+}
+
+func (c *conn) token(e *env) (string, error) {
+	if c.tokenFile == "" {
+		return strings.TrimSpace(e.getenv("CORRSTORE_TOKEN")), nil
+	}
+	f, err := os.Open(c.tokenFile)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		return strings.Fields(line)[0], nil
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("--token-file %s: %w", c.tokenFile, err)
+	}
+	return "", fmt.Errorf("--token-file %s: no token in the file", c.tokenFile)
+}
+
+// quietLogger drops the stores' info lines; the commands say what matters.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// cmdFlags is a command's flag set with its help text.
+type cmdFlags struct {
+	*flag.FlagSet
+	help func()
+}
+
+// newFlags makes a command's flag set: errors come back to run, which prints
+// them as one line; -h prints the usage and succeeds.
+func newFlags(e *env, name, args, about string) *cmdFlags {
+	fs := flag.NewFlagSet("corrstore "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {} // a bad flag is one line, not the whole usage
+	help := func() {
+		w := e.stdout
+		fmt.Fprintf(w, "Usage: corrstore %s %s\n\n%s\n\nFlags:\n", name, args, about)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return &cmdFlags{FlagSet: fs, help: help}
+}
+
+var badValueRE = regexp.MustCompile(`^invalid value "(.*)" for flag -(\S+): (.*)$`)
+
+// parse parses args, allowing flags after the positional arguments
+// (corrstore cancel ID --reason x).
+func parse(fs *cmdFlags, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.help()
+				return nil, err
+			}
+			if m := badValueRE.FindStringSubmatch(err.Error()); m != nil {
+				what := m[3]
+				if f := fs.Lookup(m[2]); f != nil {
+					if _, ok := f.Value.(flag.Getter).Get().(time.Duration); ok {
+						what = "not a duration like 30s, 5m or 1h30m"
+					} else if strings.HasPrefix(what, "parse error") {
+						what = "not a valid " + flagType(f)
+					}
+				}
+				return nil, fmt.Errorf("--%s: %q is %s", m[2], m[1], strings.TrimPrefix(what, "is "))
+			}
+			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+				return nil, fmt.Errorf("unknown flag --%s (see corrstore %s -h)", name, strings.TrimPrefix(fs.Name(), "corrstore "))
+			}
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func flagType(f *flag.Flag) string {
+	switch f.Value.(flag.Getter).Get().(type) {
+	case int, int64, uint, uint64:
+		return "whole number"
+	case bool:
+		return "true or false"
+	case float64:
+		return "number"
+	}
+	return "value"
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// age prints a duration for a table: 3s, 4m12s, 2h05m, 3d04h.
+func age(d time.Duration) string {
+	neg := d < 0
+	if neg {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < time.Second:
+		s = d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		s = fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		s = fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		s = fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		s = fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+	}
+	if neg {
+		return "-" + s
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// describeErr makes a store or server error one line an operator can act on.
+func describeErr(err error) string {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "not found"
+	case errors.Is(err, store.ErrNotPending):
+		return "not pending: " + err.Error()
+	}
+	return err.Error()
+}

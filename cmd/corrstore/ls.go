@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// filterFlags are the filters of ls, shared with redispatch --all-matching.
+type filterFlags struct {
+	state, namespace, owner, destination, handler, dispatch, order string
+	olderThan                                                      time.Duration
+	labels                                                         labelFlag
+}
+
+type labelFlag map[string]string
+
+func (l *labelFlag) String() string { return "" }
+func (l *labelFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", s)
+	}
+	if *l == nil {
+		*l = labelFlag{}
+	}
+	(*l)[k] = v
+	return nil
+}
+
+func (f *filterFlags) flags(fs *cmdFlags) {
+	fs.StringVar(&f.state, "state", "", "pending, completed, timed_out or cancelled")
+	fs.StringVar(&f.namespace, "namespace", "", "only this namespace")
+	fs.DurationVar(&f.olderThan, "older-than", 0, "created more than this long ago (5m, 2h)")
+	fs.StringVar(&f.owner, "owner", "", "registered by this instance")
+	fs.StringVar(&f.destination, "destination", "", "request sent to this destination")
+	fs.StringVar(&f.handler, "handler", "", "callback handler name")
+	fs.StringVar(&f.dispatch, "dispatch", "", "dispatch state: none, pending, done or dead")
+	fs.Var(&f.labels, "label", "KEY=VALUE label to match (repeat for several)")
+	fs.StringVar(&f.order, "order", "newest", "newest or oldest first")
+}
+
+// filter builds the store filter; now anchors --older-than.
+func (f *filterFlags) filter(now time.Time) (store.Filter, error) {
+	if f.olderThan < 0 {
+		return store.Filter{}, fmt.Errorf("--older-than: must not be negative, got %s", f.olderThan)
+	}
+	sf := store.Filter{
+		Namespace: f.namespace, State: store.State(f.state), Owner: f.owner, Destination: f.destination,
+		Handler: f.handler, Dispatch: store.DispatchState(f.dispatch), Order: store.Order(f.order),
+		Labels: f.labels,
+	}
+	if f.olderThan > 0 {
+		sf.CreatedBefore = now.Add(-f.olderThan)
+	}
+	check := sf
+	if err := check.Normalize(); err != nil {
+		return store.Filter{}, flagError(err)
+	}
+	return sf, nil
+}
+
+// flagError names the flag of a store validation error (--state, not state).
+func flagError(err error) error {
+	var fe *store.FieldError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("--%s: %s", strings.ReplaceAll(fe.Field, "_", "-"), fe.Reason)
+	}
+	return err
+}
+
+// eachMatching pages through every correlation f matches, calling fn per page.
+func eachMatching(ctx context.Context, b backend, f store.Filter, fn func([]*store.Correlation) error) error {
+	for {
+		page, err := b.List(ctx, f)
+		if err != nil {
+			return err
+		}
+		if err := fn(page.Items); err != nil {
+			return err
+		}
+		if page.NextCursor == "" {
+			return nil
+		}
+		f.Cursor = page.NextCursor
+	}
+}
+
+// lsItem is one row of ls -o json. The field names are stable.
+type lsItem struct {
+	ID          string            `json:"id"`
+	Namespace   string            `json:"namespace"`
+	State       store.State       `json:"state"`
+	Pattern     store.Pattern     `json:"pattern"`
+	CreatedAt   time.Time         `json:"created_at"`
+	AgeSeconds  float64           `json:"age_seconds"`
+	Deadline    time.Time         `json:"deadline"`
+	DeadlineIn  *float64          `json:"deadline_in_seconds,omitempty"`
+	Destination string            `json:"destination,omitempty"`
+	Owner       string            `json:"owner,omitempty"`
+	Handler     string            `json:"handler,omitempty"`
+	Replies     int               `json:"replies"`
+	Dispatch    string            `json:"dispatch"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Outcome     *store.Outcome    `json:"outcome,omitempty"`
+}
+
+func toItem(c *store.Correlation, now time.Time) lsItem {
+	it := lsItem{
+		ID: c.ID, Namespace: c.Namespace, State: c.State, Pattern: c.Pattern, CreatedAt: c.CreatedAt.UTC(),
+		AgeSeconds: now.Sub(c.CreatedAt).Seconds(), Deadline: c.Deadline.UTC(), Destination: c.Destination,
+		Owner: c.Owner, Handler: c.Callback.Handler, Replies: len(c.Replies), Dispatch: string(c.Dispatch.State),
+		Labels: c.Labels, Outcome: c.Outcome,
+	}
+	if c.State == store.StatePending {
+		d := c.Deadline.Sub(now).Seconds()
+		it.DeadlineIn = &d
+	}
+	return it
+}
+
+const lsAbout = `Lists correlations, newest first. Filters combine (all must match). Without
+--all it prints one page of --limit; with --all it pages through everything.
+The DEADLINE column is the time left for pending ones (negative: overdue, the
+reaper has not decided it yet).`
+
+func runLs(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "ls", "[flags]", lsAbout)
+	var c conn
+	var f filterFlags
+	c.flags(fs, e)
+	f.flags(fs)
+	limit := fs.Int("limit", 50, "how many to show (with --all: page size)")
+	all := fs.Bool("all", false, "page through every match")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("ls takes no arguments, got %q", pos)
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > store.MaxListLimit {
+		return fmt.Errorf("--limit: must be between 1 and %d, got %d", store.MaxListLimit, *limit)
+	}
+	now := e.now()
+	sf, err := f.filter(now)
+	if err != nil {
+		return err
+	}
+	sf.Limit = *limit
+	b, err := c.open(ctx, e, true)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	items := []lsItem{}
+	next := ""
+	if *all {
+		err = eachMatching(ctx, b, sf, func(cs []*store.Correlation) error {
+			for _, x := range cs {
+				items = append(items, toItem(x, now))
+			}
+			return nil
+		})
+	} else {
+		var page store.Page
+		page, err = b.List(ctx, sf)
+		for _, x := range page.Items {
+			items = append(items, toItem(x, now))
+		}
+		next = page.NextCursor
+	}
+	if err != nil {
+		return err
+	}
+	if c.output == "json" {
+		return writeJSON(e.stdout, struct {
+			Items []lsItem `json:"items"`
+			Count int      `json:"count"`
+			More  bool     `json:"more"`
+		}{items, len(items), next != ""})
+	}
+	tw := table(e.stdout)
+	fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATE\tAGE\tDEADLINE\tDESTINATION\tHANDLER\tREPLIES\tDISPATCH")
+	for _, it := range items {
+		dl := "-"
+		if it.DeadlineIn != nil {
+			dl = age(time.Duration(*it.DeadlineIn * float64(time.Second)))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", it.ID, it.Namespace, it.State,
+			age(time.Duration(it.AgeSeconds*float64(time.Second))), dl, orDash(it.Destination), orDash(it.Handler),
+			it.Replies, it.Dispatch)
+	}
+	tw.Flush()
+	switch {
+	case len(items) == 0:
+		fmt.Fprintln(e.stdout, "(none)")
+	case next != "":
+		fmt.Fprintf(e.stdout, "%d shown; more match: raise --limit or give --all\n", len(items))
+	default:
+		fmt.Fprintf(e.stdout, "%s\n", plural(len(items), "correlation"))
+	}
+	return nil
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func lsIDs(t *testing.T, out string) []string {
+	t.Helper()
+	var v struct {
+		Items []lsItem `json:"items"`
+		Count int      `json:"count"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &v), out)
+	require.Equal(t, v.Count, len(v.Items))
+	ids := []string{}
+	for _, it := range v.Items {
+		ids = append(ids, it.ID)
+	}
+	return ids
+}
+
+func TestLs(t *testing.T) {
+	f := newFixture(t, false)
+	f.seed()
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"gone-1", "dead-1", "done-1", "pend-2", "pend-1"}},
+		{[]string{"--state", "pending"}, []string{"pend-2", "pend-1"}},
+		{[]string{"--namespace", "team-a"}, []string{"pend-2"}},
+		{[]string{"--owner", "svc-a"}, []string{"pend-1"}},
+		{[]string{"--destination", "payments", "--order", "oldest"}, []string{"pend-1", "done-1", "dead-1"}},
+		{[]string{"--label", "wf=w2"}, []string{"pend-2"}},
+		{[]string{"--dispatch", "dead"}, []string{"dead-1"}},
+		{[]string{"--handler", "resume-order"}, []string{"done-1", "pend-1"}},
+		{[]string{"--older-than", "1h"}, []string{}},
+		{[]string{"--limit", "2", "--all"}, []string{"gone-1", "dead-1", "done-1", "pend-2", "pend-1"}},
+		{[]string{"--limit", "2"}, []string{"gone-1", "dead-1"}},
+	} {
+		outs := f.both(append([]string{"ls", "-o", "json"}, tc.args...)...)
+		for _, out := range outs {
+			require.Equal(t, tc.want, lsIDs(t, out), "%v", tc.args)
+		}
+	}
+	f.now = time.Now()
+	outs := f.both("ls", "--state", "pending")
+	require.Contains(t, outs[0], "ID")
+	require.Regexp(t, `pend-1 +default +pending`, outs[0])
+	require.Contains(t, outs[0], "2 correlations")
+	require.Equal(t, outs[0], outs[1], "same table from server and store")
+	out, _, err := f.run("ls", "--limit", "2", "--server", f.srv.URL)
+	require.NoError(t, err)
+	require.Contains(t, out, "2 shown; more match")
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+const showAbout = `Shows one correlation: the record, its replies, late replies, dispatch state
+and the event timeline. -o json prints the record in the store's own JSON
+(the same shape as one line of corrstore export).`
+
+func runShow(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "show", "ID", showAbout)
+	var c conn
+	c.flags(fs, e)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("show takes one ID, got %d arguments", len(pos))
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	id := pos[0]
+	if err := store.ValidateID(id); err != nil {
+		return flagError(err)
+	}
+	b, err := c.open(ctx, e, true)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	r, err := b.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%s: %s", id, describeErr(err))
+	}
+	if c.output == "json" {
+		return writeJSON(e.stdout, r)
+	}
+	printRecord(e.stdout, r, e.now())
+	return nil
+}
+
+func printRecord(w io.Writer, r *store.Correlation, now time.Time) {
+	tw := table(w)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano) + " (" + relative(t.Sub(now)) + ")"
+	}
+	row("id", r.ID)
+	row("namespace", r.Namespace)
+	p := string(r.Pattern)
+	if r.Pattern == store.PatternGather {
+		p += fmt.Sprintf(" (expect %d, quorum %d)", r.Expect, r.Quorum)
+	}
+	if r.Optional {
+		p += ", reply optional"
+	}
+	row("pattern", p)
+	row("state", string(r.State))
+	if r.Outcome != nil {
+		o := fmt.Sprintf("%s at %s", r.Outcome.State, ts(r.Outcome.At))
+		if r.Outcome.Partial {
+			o += ", partial"
+		}
+		if r.Outcome.NoReply {
+			o += ", no reply"
+		}
+		if r.Outcome.Reason != "" {
+			o += ": " + r.Outcome.Reason
+		}
+		row("outcome", o)
+	}
+	row("created", ts(r.CreatedAt))
+	row("deadline", ts(r.Deadline))
+	row("updated", ts(r.UpdatedAt))
+	row("destination", r.Destination)
+	row("reply to", r.ReplyTo)
+	row("owner", r.Owner)
+	if r.Callback.Handler != "" || len(r.Callback.Data) > 0 {
+		row("handler", orDash(r.Callback.Handler))
+		row("callback data", preview(r.Callback.Data))
+	}
+	if len(r.Labels) > 0 {
+		var ls []string
+		for k, v := range r.Labels {
+			ls = append(ls, k+"="+v)
+		}
+		slices.Sort(ls)
+		row("labels", strings.Join(ls, " "))
+	}
+	row("idempotency key", r.IdempotencyKey)
+	d := string(r.Dispatch.State)
+	if r.Dispatch.Attempts > 0 {
+		d += fmt.Sprintf(", %d attempts", r.Dispatch.Attempts)
+	}
+	if r.Dispatch.LeaseOwner != "" {
+		d += ", leased to " + r.Dispatch.LeaseOwner
+	}
+	if !r.Dispatch.NextAt.IsZero() && r.Dispatch.State == store.DispatchPending {
+		d += ", next at " + ts(r.Dispatch.NextAt)
+	}
+	row("dispatch", d)
+	row("last error", r.Dispatch.LastError)
+	row("version", fmt.Sprint(r.Version))
+	tw.Flush()
+
+	replies := func(title string, rs []store.Reply, extra string) {
+		fmt.Fprintf(w, "\n%s (%d%s):\n", title, len(rs), extra)
+		if len(rs) == 0 {
+			return
+		}
+		tw := table(w)
+		fmt.Fprintln(tw, "  RECEIVED\tID\tFROM\tSEQ\tBODY")
+		for _, x := range rs {
+			body := preview(x.Body)
+			if x.Error != "" {
+				body = "error: " + x.Error
+			}
+			seq := "-"
+			if r.Pattern == store.PatternStream {
+				seq = fmt.Sprint(x.Seq)
+				if x.Final {
+					seq += " final"
+				}
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", x.ReceivedAt.UTC().Format(time.RFC3339), orDash(x.ID), orDash(x.From), seq, body)
+		}
+		tw.Flush()
+	}
+	replies("Replies", r.Replies, dupNote(r.DuplicateCount))
+	lateExtra := ""
+	if r.LateCount > len(r.Late) {
+		lateExtra = fmt.Sprintf(" kept of %d", r.LateCount)
+	}
+	replies("Late replies", r.Late, lateExtra)
+
+	fmt.Fprintf(w, "\nTimeline (%d events", len(r.Events))
+	if r.EventsDropped > 0 {
+		fmt.Fprintf(w, ", %d older dropped", r.EventsDropped)
+	}
+	fmt.Fprintln(w, "):")
+	tw = table(w)
+	for _, ev := range r.Events {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", ev.At.UTC().Format(time.RFC3339Nano), ev.Type, ev.Detail)
+	}
+	tw.Flush()
+}
+
+func dupNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d duplicates ignored", n)
+}
+
+func relative(d time.Duration) string {
+	if d < 0 {
+		return age(-d) + " ago"
+	}
+	return "in " + age(d)
+}
+
+// preview shows a body on one line: JSON as is, other bytes as a count.
+func preview(b []byte) string {
+	if len(b) == 0 {
+		return "-"
+	}
+	if !json.Valid(b) {
+		return fmt.Sprintf("(%d bytes, not JSON)", len(b))
+	}
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if len(s) > 80 {
+		s = s[:77] + "…"
+	}
+	return s
+}
