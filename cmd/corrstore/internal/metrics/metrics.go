@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/corrstore/corrstore/reaper"
 	"github.com/corrstore/corrstore/store"
@@ -41,6 +42,7 @@ type Metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpLatency  *prometheus.HistogramVec
+	httpInFlight prometheus.Gauge
 }
 
 // New returns the metrics, with the Go runtime and process collectors.
@@ -84,9 +86,11 @@ func New(clock store.Clock) *Metrics {
 		Help: "HTTP requests, by method, route and status code."}, []string{"method", "route", "code"})
 	m.httpLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corrstore_http_request_duration_seconds",
 		Help: "HTTP request latency, by method and route (long polls included).", Buckets: latency}, []string{"method", "route"})
+	m.httpInFlight = prometheus.NewGauge(prometheus.GaugeOpts{Name: "corrstore_http_requests_in_flight",
+		Help: "HTTP requests being served now (long polls included)."})
 	for _, c := range []prometheus.Collector{m.registered, m.replies, m.outcomes, m.dispatch, m.opLatency, m.opErrors,
 		m.passDuration, m.expiryLag, m.reaperExpired, m.purged, m.earlyDropped, m.corrupt, m.passFailed,
-		m.httpRequests, m.httpLatency,
+		m.httpRequests, m.httpLatency, m.httpInFlight,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -105,10 +109,22 @@ func (m *Metrics) WatchStore(st store.Store) {
 	m.Registry.MustRegister(&statsCollector{st: st, clock: m.clock})
 }
 
+// InFlight is the number of HTTP requests being served now.
+func (m *Metrics) InFlight() int {
+	var d dto.Metric
+	if err := m.httpInFlight.Write(&d); err != nil {
+		return 0
+	}
+	return int(d.GetGauge().GetValue())
+}
+
 // Instrument wraps an HTTP handler to count and time its requests.
+
 func (m *Metrics) Instrument(method, route string, h http.Handler) http.Handler {
 	lat := m.httpLatency.WithLabelValues(method, route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.httpInFlight.Inc()
+		defer m.httpInFlight.Dec()
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(sw, r)
