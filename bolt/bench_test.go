@@ -3,6 +3,7 @@ package bolt_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,22 @@ import (
 )
 
 var benchCallers = []int{1, 64, 512}
+
+// benchDir is where a benchmark puts its files: a fresh directory under
+// $BENCH_DIR when set (e.g. BENCH_DIR=/dev/shm to take the disk's fsync
+// out of the figures), else the test's temp dir.
+func benchDir(b *testing.B) string {
+	root := os.Getenv("BENCH_DIR")
+	if root == "" {
+		return b.TempDir()
+	}
+	dir, err := os.MkdirTemp(root, "corrstore-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
 
 func benchCorrelation(i int64) *store.Correlation {
 	return &store.Correlation{
@@ -60,7 +77,7 @@ func runCallers(b *testing.B, callers int, do func(i int64) error) {
 func BenchmarkRegister(b *testing.B) {
 	for _, n := range benchCallers {
 		b.Run(fmt.Sprintf("corrstore/callers=%d", n), func(b *testing.B) {
-			s, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "c.db")})
+			s, err := bolt.Open(bolt.Options{Path: filepath.Join(benchDir(b), "c.db")})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -73,7 +90,7 @@ func BenchmarkRegister(b *testing.B) {
 			b.ReportMetric(float64(b.N)/float64(s.Commits()-before), "ops/commit")
 		})
 		b.Run(fmt.Sprintf("baseline/callers=%d", n), func(b *testing.B) {
-			db, err := bbolt.Open(filepath.Join(b.TempDir(), "b.db"), 0o600, &bbolt.Options{FreelistType: bbolt.FreelistMapType})
+			db, err := bbolt.Open(filepath.Join(benchDir(b), "b.db"), 0o600, &bbolt.Options{FreelistType: bbolt.FreelistMapType})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -130,7 +147,7 @@ func fill(b *testing.B, s *bolt.Store, n int, mk func(i int64) *store.Correlatio
 // BenchmarkDeliver measures a durable Deliver that completes a single
 // correlation, at 64 callers.
 func BenchmarkDeliver(b *testing.B) {
-	s, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "c.db")})
+	s, err := bolt.Open(bolt.Options{Path: filepath.Join(benchDir(b), "c.db")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -150,7 +167,7 @@ func BenchmarkDeliver(b *testing.B) {
 // while 10 times as many are pending and not due.
 func BenchmarkExpireDue(b *testing.B) {
 	clk := store.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	s, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "c.db"), Clock: clk, NoSync: true})
+	s, err := bolt.Open(bolt.Options{Path: filepath.Join(benchDir(b), "c.db"), Clock: clk, NoSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
