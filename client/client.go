@@ -57,8 +57,8 @@ type Config struct {
 	// instance dies the outcome is claimed again after it. Default 30s.
 	DispatchLease time.Duration
 	// MaxAttempts bounds the dispatches of one outcome: after the last
-	// failed one it is dead (an operator can redispatch it). The store's
-	// Limits.DispatchMaxAttempts bounds it too. Default 10.
+	// failed one it is dead. An operator's redispatch gives it MaxAttempts
+	// more. The store's Limits.DispatchMaxAttempts bounds it too. Default 10.
 	MaxAttempts int
 	// Backoff is the wait after a failed attempt (1 for the first) before
 	// the outcome is due again. Default: 1s doubling up to 5m, with ±20%

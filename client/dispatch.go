@@ -62,10 +62,7 @@ func (c *Client) dispatchLoop(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		if free := cap(slots) - len(slots); free > 0 {
-			got, err := c.st.ClaimDispatch(ctx, c.cfg.Instance, c.clock.Now(), c.cfg.DispatchLease, free)
-			if err != nil && ctx.Err() == nil {
-				c.log.Error("claiming outcomes", "err", err) // a corrupt record is set aside; the rest came
-			}
+			got := c.claim(ctx, free)
 			for _, corr := range got {
 				slots <- struct{}{}
 				wg.Go(func() {
@@ -86,6 +83,28 @@ func (c *Client) dispatchLoop(ctx context.Context) {
 	}
 }
 
+// claim leases up to limit due outcomes. The claim is not cut short by
+// ctx: a claim that commits after its caller left would hold leases nobody
+// runs. Claimed while stopping, they are handed back at once.
+func (c *Client) claim(ctx context.Context, limit int) []*store.Correlation {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	got, err := c.st.ClaimDispatch(cctx, c.cfg.Instance, c.clock.Now(), c.cfg.DispatchLease, limit)
+	if err != nil {
+		// A corrupt record is set aside by the store; the others came.
+		c.log.Error("claiming outcomes", "err", err)
+	}
+	if ctx.Err() == nil {
+		return got
+	}
+	for _, corr := range got {
+		if _, err := c.st.NackDispatch(cctx, corr.ID, corr.Dispatch.Claim(), "instance stopping", c.clock.Now()); err != nil {
+			c.log.Warn("could not hand back a claim while stopping; it is taken over after the lease", "id", corr.ID, "err", err)
+		}
+	}
+	return nil
+}
+
 // dispatch runs the handler of one claimed outcome and settles the claim.
 func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
 	claim := corr.Dispatch.Claim()
@@ -95,7 +114,7 @@ func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
 	var err error
 	if h, ok := c.handler(name); !ok {
 		err = fmt.Errorf("no handler named %q on instance %s", name, c.cfg.Instance)
-	} else if claim.Attempt > c.cfg.MaxAttempts {
+	} else if budgetAttempt(corr) > c.cfg.MaxAttempts {
 		// The lease of the last attempt expired: its instance died in the handler.
 		err = Permanent(fmt.Errorf("attempt %d is over max_attempts (%d): the lease of the last one expired without ack", claim.Attempt, c.cfg.MaxAttempts))
 	} else {
@@ -116,15 +135,15 @@ func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
 		_, serr = c.st.AckDispatch(sctx, corr.ID, claim)
 	} else {
 		now := c.clock.Now()
-		retryAt := now.Add(c.cfg.Backoff(claim.Attempt))
+		var retryAt time.Time
 		var perm *permanentError
 		switch {
-		case errors.As(err, &perm), claim.Attempt >= c.cfg.MaxAttempts:
-			retryAt, result = time.Time{}, "dead"
+		case errors.As(err, &perm), budgetAttempt(corr) >= c.cfg.MaxAttempts:
+			result = "dead"
 		case ctx.Err() != nil:
 			retryAt, result = now, "retry" // stopping: hand it over at once
 		default:
-			result = "retry"
+			retryAt, result = now.Add(c.cfg.Backoff(claim.Attempt)), "retry"
 		}
 		var res store.Result
 		res, serr = c.st.NackDispatch(sctx, corr.ID, claim, err.Error(), retryAt)
@@ -142,6 +161,21 @@ func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
 		log.Warn("could not settle the dispatch; another instance takes it after the lease", "err", serr)
 	}
 	c.cfg.Metrics.Dispatched(name, result, took)
+}
+
+// budgetAttempt numbers the current attempt within the budget an
+// operator's redispatch renews: the claims since the last redispatch.
+func budgetAttempt(corr *store.Correlation) int {
+	n := 0
+	for i := len(corr.Events) - 1; i >= 0; i-- {
+		switch corr.Events[i].Type {
+		case store.EventDispatchClaimed:
+			n++
+		case store.EventRedispatched:
+			return n
+		}
+	}
+	return corr.Dispatch.Attempts
 }
 
 // call runs h, turning a panic into an error.

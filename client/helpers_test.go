@@ -118,14 +118,25 @@ func (e *env) waitState(t *testing.T, id string, want func(*store.Correlation) b
 	for {
 		sub, err := e.st.Subscribe(ctx)
 		require.NoError(t, err)
-		if c := e.get(t, id); want(c) {
+		check := func() *store.Correlation {
+			c, err := e.st.Get(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			require.NoError(t, err)
+			if want(c) {
+				return c
+			}
+			return nil
+		}
+		if c := check(); c != nil {
 			return c
 		}
 		for ev := range sub {
 			if ev.ID != id {
 				continue
 			}
-			if c := e.get(t, id); want(c) {
+			if c := check(); c != nil {
 				return c
 			}
 		}

@@ -28,9 +28,9 @@ type Metrics interface {
 // NopMetrics discards everything. Embed it to implement only some of Metrics.
 type NopMetrics struct{}
 
-func (NopMetrics) Sent(string, error)                        {}
-func (NopMetrics) ReplyDelivered(store.DeliverStatus)        {}
+func (NopMetrics) Sent(string, error)                       {}
+func (NopMetrics) ReplyDelivered(store.DeliverStatus)       {}
 func (NopMetrics) Dispatched(string, string, time.Duration) {}
-func (NopMetrics) Waited(store.State, time.Duration)         {}
+func (NopMetrics) Waited(store.State, time.Duration)        {}
 
 var _ Metrics = NopMetrics{}
