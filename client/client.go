@@ -23,6 +23,7 @@ const (
 	DefaultDispatchConcurrency = 8
 	DefaultDispatchInterval    = time.Second
 	DefaultPollInterval        = time.Second
+	DefaultReplyReceivers      = 4
 )
 
 // Config configures a Client. A zero field takes its default.
@@ -70,6 +71,9 @@ type Config struct {
 	// or lease came due: nothing announces those. Outcomes that are decided
 	// are announced and dispatched at once. Default 1s.
 	DispatchInterval time.Duration
+	// ReplyReceivers is how many receivers take replies in at once, each
+	// delivering to the store. Default 4.
+	ReplyReceivers int
 	// PollInterval is how often waiters re-read the store while the store's
 	// subscription is broken, the fallback. Default 1s.
 	PollInterval time.Duration
@@ -97,6 +101,7 @@ func (c Config) withDefaults() Config {
 	c.DispatchConcurrency = cmp.Or(c.DispatchConcurrency, DefaultDispatchConcurrency)
 	c.DispatchInterval = cmp.Or(c.DispatchInterval, DefaultDispatchInterval)
 	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.ReplyReceivers = cmp.Or(c.ReplyReceivers, DefaultReplyReceivers)
 	if c.Metrics == nil {
 		c.Metrics = NopMetrics{}
 	}
@@ -119,6 +124,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: max_attempts: must be at least 1, got %d", store.ErrInvalid, c.MaxAttempts)
 	case c.DispatchConcurrency < 1:
 		return fmt.Errorf("%w: dispatch_concurrency: must be at least 1, got %d", store.ErrInvalid, c.DispatchConcurrency)
+	case c.ReplyReceivers < 1:
+		return fmt.Errorf("%w: reply_receivers: must be at least 1, got %d", store.ErrInvalid, c.ReplyReceivers)
 	}
 	if c.Namespace != "" {
 		return store.ValidateNamespace(c.Namespace)
@@ -227,14 +234,17 @@ func (c *Client) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	var recvErr error
+	var once sync.Once
 	c.w.start(ctx, &wg)
-	wg.Go(func() {
-		err := c.tr.Receive(ctx, c.cfg.ReplyTo, c.takeReply)
-		if err != nil && ctx.Err() == nil {
-			recvErr = fmt.Errorf("client: receiving replies from %s: %w", c.cfg.ReplyTo, err)
-			cancel()
-		}
-	})
+	for range c.cfg.ReplyReceivers {
+		wg.Go(func() {
+			err := c.tr.Receive(ctx, c.cfg.ReplyTo, c.takeReply)
+			if err != nil && ctx.Err() == nil {
+				once.Do(func() { recvErr = fmt.Errorf("client: receiving replies from %s: %w", c.cfg.ReplyTo, err) })
+				cancel()
+			}
+		})
+	}
 	if c.hasHandlers() {
 		wg.Go(func() { c.dispatchLoop(ctx) })
 	}

@@ -144,6 +144,35 @@ func (e *env) waitState(t *testing.T, id string, want func(*store.Correlation) b
 	}
 }
 
+// waitAll waits until want holds for every one of ids.
+func (e *env) waitAll(t *testing.T, ids []string, want func(*store.Correlation) bool, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	left := map[string]bool{}
+	for _, id := range ids {
+		left[id] = true
+	}
+	for len(left) > 0 {
+		sub, err := e.st.Subscribe(ctx)
+		require.NoError(t, err)
+		for id := range left {
+			if want(e.get(t, id)) {
+				delete(left, id)
+			}
+		}
+		for ev := range sub {
+			if left[ev.ID] && want(e.get(t, ev.ID)) {
+				delete(left, ev.ID)
+				if len(left) == 0 {
+					break
+				}
+			}
+		}
+		require.NoError(t, ctx.Err(), "waiting for %d correlations", len(left))
+	}
+}
+
 func dispatchIs(s store.DispatchState) func(*store.Correlation) bool {
 	return func(c *store.Correlation) bool { return c.Dispatch.State == s }
 }

@@ -66,11 +66,23 @@ type Options struct {
 	Labels map[string]string
 }
 
+// waitFor says what register waits on: nothing (Send), outcomes, or
+// every change (Stream).
+type waitFor int
+
+const (
+	waitNone waitFor = iota
+	waitOutcome
+	waitEvery
+)
+
 // register stores the correlation and starts a wait on it. A correlation
 // that already existed (a repeated call) is sent again only while pending.
-func (c *Client) register(ctx context.Context, p store.Pattern, dests []string, opts Options, every bool) (corr *store.Correlation, wt *wait, send bool, err error) {
-	if err := c.w.ready(ctx); err != nil {
-		return nil, nil, false, err
+func (c *Client) register(ctx context.Context, p store.Pattern, dests []string, opts Options, wf waitFor) (corr *store.Correlation, wt *wait, send bool, err error) {
+	if wf != waitNone {
+		if err := c.w.ready(ctx); err != nil {
+			return nil, nil, false, err
+		}
 	}
 	dest := ""
 	if len(dests) == 1 {
@@ -95,8 +107,10 @@ func (c *Client) register(ctx context.Context, p store.Pattern, dests []string, 
 		return nil, nil, false, fmt.Errorf("client: register: %w", err)
 	}
 	corr = res.Correlation
-	if wt, err = c.w.add(corr.ID, every); err != nil {
-		return nil, nil, false, err
+	if wf != waitNone {
+		if wt, err = c.w.add(corr.ID, wf == waitEvery); err != nil {
+			return nil, nil, false, err
+		}
 	}
 	return corr, wt, !corr.State.Terminal(), nil
 }
@@ -230,7 +244,7 @@ func replyErr(r store.Reply) error {
 // (a reply, or the reaper at the deadline) and its handler, if
 // opts.Handler names one, gets the outcome.
 func (c *Client) Request(ctx context.Context, dest string, body []byte, opts Options) (store.Reply, error) {
-	corr, wt, send, err := c.register(ctx, store.PatternSingle, []string{dest}, opts, false)
+	corr, wt, send, err := c.register(ctx, store.PatternSingle, []string{dest}, opts, waitOutcome)
 	if err != nil {
 		return store.Reply{}, err
 	}
@@ -253,13 +267,12 @@ func (c *Client) Request(ctx context.Context, dest string, body []byte, opts Opt
 
 // Send registers a correlation and sends body to dest, and returns its ID
 // without waiting: the outcome goes to the handler opts.Handler names, on
-// whichever replica runs it (see Client.Handle).
+// whichever replica runs it (see Client.Handle). Send does not need Run.
 func (c *Client) Send(ctx context.Context, dest string, body []byte, opts Options) (string, error) {
-	corr, wt, send, err := c.register(ctx, store.PatternSingle, []string{dest}, opts, false)
+	corr, _, send, err := c.register(ctx, store.PatternSingle, []string{dest}, opts, waitNone)
 	if err != nil {
 		return "", err
 	}
-	c.w.remove(wt)
 	if send {
 		if err := c.send(ctx, corr, []string{dest}, body); err != nil {
 			return corr.ID, err
@@ -285,7 +298,7 @@ func (c *Client) Gather(ctx context.Context, dests []string, body []byte, opts O
 	if len(dests) == 0 {
 		return Gathered{}, fmt.Errorf("%w: destinations: a gather needs at least one", store.ErrInvalid)
 	}
-	corr, wt, send, err := c.register(ctx, store.PatternGather, dests, opts, false)
+	corr, wt, send, err := c.register(ctx, store.PatternGather, dests, opts, waitOutcome)
 	if err != nil {
 		return Gathered{}, err
 	}
@@ -317,7 +330,7 @@ func (c *Client) Gather(ctx context.Context, dests []string, body []byte, opts O
 // Request.
 func (c *Client) Stream(ctx context.Context, dest string, body []byte, opts Options) iter.Seq2[store.Reply, error] {
 	return func(yield func(store.Reply, error) bool) {
-		corr, wt, send, err := c.register(ctx, store.PatternStream, []string{dest}, opts, true)
+		corr, wt, send, err := c.register(ctx, store.PatternStream, []string{dest}, opts, waitEvery)
 		if err != nil {
 			yield(store.Reply{}, err)
 			return
