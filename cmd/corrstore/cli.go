@@ -12,6 +12,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -82,6 +83,9 @@ func commands() []command {
 		{"extend", "ID --by 5m", "move a pending correlation's deadline", runExtend},
 		{"redispatch", "ID… | --all-matching", "hand dead (or done) outcomes to their handler again", runRedispatch},
 		{"reap", "--once", "one reaper pass: expire what is due, purge, drop stale early replies", runReap},
+		{"export", "[--to FILE]", "every correlation, as JSON lines", runExport},
+		{"import", "FILE | --from URL", "correlations from an export or another store, verified", runImport},
+		{"bench", "[flags]", "load: register→deliver, ops/s and latency", runBench},
 	}
 }
 
@@ -303,4 +307,34 @@ func describeErr(err error) string {
 		return "not pending: " + err.Error()
 	}
 	return err.Error()
+}
+
+// group runs goroutines and keeps the first error, cancelling the others'
+// context (errgroup's shape, without the dependency).
+type group struct {
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+	cancel context.CancelFunc
+}
+
+func newGroup(ctx context.Context) (*group, context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	return &group{cancel: cancel}, ctx
+}
+
+func (g *group) Go(fn func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := fn(); err != nil {
+			g.once.Do(func() { g.err = err; g.cancel() })
+		}
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
 }

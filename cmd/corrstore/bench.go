@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+const benchAbout = `Load generator: each worker registers a correlation and delivers the replies that
+complete it (1 for single, --replies for gather and stream), as fast as it can,
+for --duration. Prints lifecycles per second, store operations per second,
+p50/p90/p99/max latency of register, deliver and the whole lifecycle, and the
+errors. On --store bolt every register and completing reply is fsynced.
+
+The records stay behind (completed, in --namespace; purged after the reaper's
+retention): run it on a scratch store or namespace.`
+
+// benchOut is bench -o json. The field names are stable.
+type benchOut struct {
+	Target        string                  `json:"target"`
+	Pattern       string                  `json:"pattern"`
+	Concurrency   int                     `json:"concurrency"`
+	PayloadBytes  int                     `json:"payload_bytes"`
+	Seconds       float64                 `json:"seconds"`
+	Lifecycles    int64                   `json:"lifecycles"`
+	LifecyclesSec float64                 `json:"lifecycles_per_second"`
+	OpsSec        float64                 `json:"ops_per_second"`
+	Latency       map[string]latencyStats `json:"latency"`
+	Errors        map[string]int          `json:"errors"`
+}
+
+type latencyStats struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+func latencies(d []time.Duration) latencyStats {
+	if len(d) == 0 {
+		return latencyStats{}
+	}
+	slices.Sort(d)
+	q := func(p float64) float64 {
+		i := min(int(p*float64(len(d))), len(d)-1)
+		return float64(d[i]) / float64(time.Millisecond)
+	}
+	return latencyStats{Count: int64(len(d)), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: float64(d[len(d)-1]) / float64(time.Millisecond)}
+}
+
+func runBench(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench", "--store URL | --server URL [flags]", benchAbout)
+	var c conn
+	c.flags(fs, e)
+	concurrency := fs.Int("concurrency", 16, "workers, each one lifecycle at a time")
+	duration := fs.Duration("duration", 10*time.Second, "how long to run")
+	payload := fs.Int("payload", 256, "reply body size in bytes (a JSON string)")
+	pattern := fs.String("pattern", "single", "single, gather or stream")
+	replies := fs.Int("replies", 3, "replies per gather or stream")
+	ns := fs.String("namespace", "bench", "namespace of the records made")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 0:
+		return fmt.Errorf("bench takes no arguments, got %q", pos)
+	case *concurrency < 1 || *concurrency > 4096:
+		return fmt.Errorf("--concurrency: must be between 1 and 4096, got %d", *concurrency)
+	case *duration <= 0:
+		return fmt.Errorf("--duration: must be positive, got %s", *duration)
+	case *payload < 2 || *payload > 1<<20-1:
+		return fmt.Errorf("--payload: must be between 2 and %d bytes, got %d", 1<<20-1, *payload)
+	case *pattern != "single" && *pattern != "gather" && *pattern != "stream":
+		return fmt.Errorf("--pattern: must be single, gather or stream, got %q", *pattern)
+	case *replies < 1 || *replies > 1000:
+		return fmt.Errorf("--replies: must be between 1 and 1000, got %d", *replies)
+	}
+	if err := store.ValidateNamespace(*ns); err != nil {
+		return flagError(err)
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	b, err := c.open(ctx, e, false)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	body := []byte(`"` + strings.Repeat("x", *payload-2) + `"`)
+	n := 1
+	if *pattern != "single" {
+		n = *replies
+	}
+	var rb [4]byte
+	rand.Read(rb[:])
+	run := hex.EncodeToString(rb[:])
+
+	type result struct {
+		reg, del, life []time.Duration
+		errs           map[string]int
+	}
+	results := make([]result, *concurrency)
+	runCtx, cancel := context.WithTimeout(ctx, *duration)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range *concurrency {
+		wg.Go(func() {
+			r := &results[w]
+			r.errs = map[string]int{}
+			fail := func(op string, err error) {
+				if runCtx.Err() == nil {
+					r.errs[op+": "+errKind(err)]++
+				}
+			}
+			for i := 0; runCtx.Err() == nil; i++ {
+				id := fmt.Sprintf("bench-%s-%d-%d", run, w, i)
+				c := &store.Correlation{ID: id, Namespace: *ns, Pattern: store.Pattern(*pattern), Timeout: 5 * time.Minute, Destination: "bench"}
+				if *pattern == "gather" {
+					c.Expect = n
+				}
+				t0 := time.Now()
+				if _, err := b.Register(runCtx, c); err != nil {
+					fail("register", err)
+					continue
+				}
+				t1 := time.Now()
+				r.reg = append(r.reg, t1.Sub(t0))
+				ok := true
+				for k := range n {
+					rep := store.Reply{ID: fmt.Sprint("r", k), Body: body}
+					switch *pattern {
+					case "gather":
+						rep.From = fmt.Sprint("responder-", k)
+					case "stream":
+						rep.Seq, rep.Final = k, k == n-1
+					}
+					t2 := time.Now()
+					if _, err := b.Deliver(runCtx, id, rep); err != nil {
+						fail("deliver", err)
+						ok = false
+						break
+					}
+					r.del = append(r.del, time.Since(t2))
+				}
+				if ok {
+					r.life = append(r.life, time.Since(t0))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	var reg, del, life []time.Duration
+	out := benchOut{
+		Target: c.server + c.storeURL, Pattern: *pattern, Concurrency: *concurrency, PayloadBytes: *payload,
+		Seconds: el.Seconds(), Errors: map[string]int{}, Latency: map[string]latencyStats{},
+	}
+	for _, r := range results {
+		reg, del, life = append(reg, r.reg...), append(del, r.del...), append(life, r.life...)
+		for k, v := range r.errs {
+			out.Errors[k] += v
+		}
+	}
+	out.Lifecycles = int64(len(life))
+	out.LifecyclesSec = float64(len(life)) / el.Seconds()
+	out.OpsSec = float64(len(reg)+len(del)) / el.Seconds()
+	out.Latency["register"], out.Latency["deliver"], out.Latency["lifecycle"] = latencies(reg), latencies(del), latencies(life)
+	if c.output == "json" {
+		return writeJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "%s: %s, %d workers, %d-byte replies, %s\n", out.Target, out.Pattern, out.Concurrency, out.PayloadBytes, el.Round(time.Millisecond))
+	fmt.Fprintf(e.stdout, "lifecycles: %d (%.0f/s), store operations %.0f/s\n", out.Lifecycles, out.LifecyclesSec, out.OpsSec)
+	tw := table(e.stdout)
+	fmt.Fprintln(tw, "OP\tCOUNT\tP50\tP90\tP99\tMAX")
+	for _, op := range []string{"register", "deliver", "lifecycle"} {
+		l := out.Latency[op]
+		fmt.Fprintf(tw, "%s\t%d\t%.2fms\t%.2fms\t%.2fms\t%.2fms\n", op, l.Count, l.P50, l.P90, l.P99, l.Max)
+	}
+	tw.Flush()
+	errs := 0
+	for k, v := range out.Errors {
+		fmt.Fprintf(e.stdout, "errors: %s: %d\n", k, v)
+		errs += v
+	}
+	if errs == 0 {
+		fmt.Fprintln(e.stdout, "errors: 0")
+	}
+	if out.Lifecycles == 0 {
+		return errors.New("no lifecycle completed")
+	}
+	return nil
+}
+
+func errKind(err error) string {
+	for _, s := range []error{store.ErrInvalid, store.ErrTooLarge, store.ErrConflict, store.ErrNotFound, store.ErrNotPending, store.ErrClosed, context.DeadlineExceeded} {
+		if errors.Is(err, s) {
+			return s.Error()
+		}
+	}
+	s := err.Error()
+	if len(s) > 60 {
+		s = s[:60] + "…"
+	}
+	return s
+}

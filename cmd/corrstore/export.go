@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// The export format is JSON lines: a header, one line per correlation in the
+// store's own record JSON, and a summary with a count and a checksum per
+// state. A file without its summary is an unfinished export.
+const exportFormat = "corrstore-export"
+
+type exportLine struct {
+	Type        string             `json:"type"` // header, correlation, summary
+	Header      *exportHeader      `json:"header,omitempty"`
+	Correlation *store.Correlation `json:"correlation,omitempty"`
+	Summary     *summary           `json:"summary,omitempty"`
+}
+
+type exportHeader struct {
+	Format    string    `json:"format"`
+	Version   int       `json:"version"`
+	Source    string    `json:"source"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// summary counts correlations per state with an order-free checksum: the XOR
+// of the SHA-256 of each record's JSON. Two stores with the same records
+// have the same summary, whatever order they were read in.
+type summary struct {
+	Count  int64                     `json:"count"`
+	States map[store.State]*stateSum `json:"states"`
+}
+
+type stateSum struct {
+	Count    int64  `json:"count"`
+	Checksum string `json:"checksum"`
+	sum      [sha256.Size]byte
+}
+
+func newSummary() *summary {
+	s := &summary{States: map[store.State]*stateSum{}}
+	for _, st := range store.States {
+		s.States[st] = &stateSum{}
+	}
+	return s
+}
+
+// add counts one record; its JSON is the record as a store returns it.
+func (s *summary) add(c *store.Correlation) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256(b)
+	st := s.States[c.State]
+	if st == nil {
+		st = &stateSum{}
+		s.States[c.State] = st
+	}
+	st.Count++
+	s.Count++
+	for i := range h {
+		st.sum[i] ^= h[i]
+	}
+	return nil
+}
+
+// merge adds another summary's counts (workers keep their own).
+func (s *summary) merge(o *summary) {
+	for k, v := range o.States {
+		st := s.States[k]
+		if st == nil {
+			st = &stateSum{}
+			s.States[k] = st
+		}
+		st.Count += v.Count
+		s.Count += v.Count
+		for i := range v.sum {
+			st.sum[i] ^= v.sum[i]
+		}
+	}
+}
+
+// seal writes the checksums out, for printing.
+func (s *summary) seal() *summary {
+	for _, st := range s.States {
+		st.Checksum = hex.EncodeToString(st.sum[:])
+	}
+	return s
+}
+
+// diff names the states where two summaries disagree ("" when they agree).
+func (s *summary) diff(o *summary) string {
+	s.seal()
+	o.seal()
+	var out []string
+	for _, k := range store.States {
+		a, b := s.States[k], o.States[k]
+		if a.Count != b.Count || a.Checksum != b.Checksum {
+			out = append(out, fmt.Sprintf("%s: %d vs %d records, checksum %.12s vs %.12s", k, a.Count, b.Count, a.Checksum, b.Checksum))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// loadSums reads the checksums of a summary read from a file back into bytes.
+func (s *summary) loadSums() error {
+	for _, st := range store.States {
+		if s.States[st] == nil {
+			s.States[st] = &stateSum{}
+		}
+	}
+	for k, st := range s.States {
+		if st.Checksum == "" {
+			continue
+		}
+		b, err := hex.DecodeString(st.Checksum)
+		if err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("summary: checksum of %s is not %d hex bytes", k, sha256.Size)
+		}
+		copy(st.sum[:], b)
+	}
+	return nil
+}
+
+const exportAbout = `Writes every correlation of a store — any state, with its replies, late
+replies, events and dispatch state — as JSON lines: a header, one line per
+correlation (the store's record JSON), and a summary with a count and a
+checksum per state. A bolt file a daemon holds is read from a checked copy.
+
+With --to FILE it is resumable: run it again after an interruption and it
+continues after the last complete line; on a complete file it does nothing.
+Load the file into another store with corrstore import.`
+
+func runExport(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "export", "--store URL [--to FILE]", exportAbout)
+	var c conn
+	c.flags(fs, e)
+	to := fs.String("to", "-", "file to write; - is standard output")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("export takes no arguments, got %q (the file is --to FILE)", pos)
+	}
+	if c.server != "" {
+		return errors.New("export reads a store directly (--store URL): the HTTP API does not carry every field of a record; a bolt file the server holds is read from a checked copy")
+	}
+	if c.storeURL == "" {
+		return errors.New("give --store URL, the store to export")
+	}
+	w := io.Writer(e.stdout)
+	sum := newSummary()
+	var cursor string
+	headerDone := false
+	if *to != "-" {
+		f, hasHeader, cur, err := openExportFile(*to, sum)
+		if err != nil {
+			return err
+		}
+		if f == nil {
+			fmt.Fprintf(e.stderr, "%s is a complete export of %s; nothing to do (remove it to export again)\n", *to, plural(int(sum.Count), "correlation"))
+			return nil
+		}
+		defer f.Close()
+		w, cursor, headerDone = f, cur, hasHeader
+		if hasHeader {
+			fmt.Fprintf(e.stderr, "resuming %s after %s\n", *to, plural(int(sum.Count), "correlation"))
+		}
+	}
+	st, err := c.openStore(ctx, e, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	total := int64(-1)
+	if s, err := st.Stats(ctx, ""); err == nil {
+		t := s.Total()
+		total = 0
+		for _, n := range t.States {
+			total += n
+		}
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	enc := json.NewEncoder(bw)
+	if !headerDone {
+		if err := enc.Encode(exportLine{Type: "header", Header: &exportHeader{
+			Format: exportFormat, Version: 1, Source: c.storeURL, StartedAt: e.now().UTC()}}); err != nil {
+			return err
+		}
+	}
+	prog := newProgress(e, "exported", total)
+	prog.done = sum.Count
+	f := store.Filter{Order: store.OldestFirst, Limit: store.MaxListLimit, Cursor: cursor}
+	err = eachMatching(ctx, st, f, func(cs []*store.Correlation) error {
+		for _, x := range cs {
+			if err := enc.Encode(exportLine{Type: "correlation", Correlation: x}); err != nil {
+				return err
+			}
+			if err := sum.add(x); err != nil {
+				return err
+			}
+		}
+		prog.add(len(cs))
+		return nil
+	})
+	if err != nil {
+		bw.Flush()
+		return fmt.Errorf("after %s (run it again with --to FILE to resume): %w", plural(int(sum.Count), "correlation"), err)
+	}
+	if err := enc.Encode(exportLine{Type: "summary", Summary: sum.seal()}); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if f, ok := w.(*os.File); ok && f != os.Stdout {
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	prog.finish()
+	fmt.Fprintf(e.stderr, "exported %s\n", describeSummary(sum))
+	return nil
+}
+
+func describeSummary(s *summary) string {
+	out := plural(int(s.Count), "correlation") + ":"
+	for _, st := range store.States {
+		if v := s.States[st]; v != nil {
+			out += fmt.Sprintf(" %s %d", st, v.Count)
+		}
+	}
+	return out
+}
+
+// openExportFile opens --to FILE for writing. A new or empty file starts
+// afresh. A file with a summary is complete: nil file. Otherwise it is an
+// interrupted export: the partial last line is cut, sum counts what is
+// there, and the cursor continues after the last correlation.
+func openExportFile(path string, sum *summary) (f *os.File, hasHeader bool, cursor string, err error) {
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, "", err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			f = nil
+		}
+	}()
+	rd := bufio.NewReaderSize(f, 1<<20)
+	var good int64 // bytes of complete lines
+	var last *store.Correlation
+	for n := 1; ; n++ {
+		line, rerr := rd.ReadBytes('\n')
+		if rerr == io.EOF {
+			break // a line without its newline is cut below
+		}
+		if rerr != nil {
+			return nil, false, "", rerr
+		}
+		var l exportLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			return nil, false, "", fmt.Errorf("%s line %d: not an export line: %v", path, n, err)
+		}
+		switch {
+		case n == 1 && (l.Type != "header" || l.Header == nil || l.Header.Format != exportFormat):
+			return nil, false, "", fmt.Errorf("%s exists and is not a corrstore export; give another --to", path)
+		case l.Type == "summary":
+			sum.Count = l.Summary.Count
+			return nil, false, "", nil
+		case l.Type == "correlation" && l.Correlation != nil:
+			if err := sum.add(l.Correlation); err != nil {
+				return nil, false, "", err
+			}
+			last = l.Correlation
+		}
+		good += int64(len(line))
+	}
+	if err := f.Truncate(good); err != nil {
+		return nil, false, "", err
+	}
+	if _, err := f.Seek(good, io.SeekStart); err != nil {
+		return nil, false, "", err
+	}
+	if last == nil {
+		return f, good > 0, "", nil
+	}
+	return f, true, store.EncodeCursor(last.CreatedAt, last.ID), nil
+}
