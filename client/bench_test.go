@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -24,7 +25,7 @@ import (
 // price of durability.
 func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("client+bolt", func(b *testing.B) {
-		st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "bench.db"), Logger: quiet()})
+		st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "bench.db"), Logger: quiet(), NoSync: benchNoSync})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -137,3 +138,7 @@ func benchBaseline(b *testing.B, tr client.Transport) {
 		}
 	})
 }
+
+// benchNoSync turns fsync off (CORRSTORE_BENCH_NOSYNC=1) to tell the
+// disk's share of the cost from the client's.
+var benchNoSync = os.Getenv("CORRSTORE_BENCH_NOSYNC") != ""
