@@ -1,0 +1,216 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+func openMini(t *testing.T, cfg Config) (*Store, *miniredis.Miniredis, *redis.Client) {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	if cfg.Logger == nil {
+		cfg.Logger = discard
+	}
+	s, err := New(context.Background(), rdb, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s, mr, rdb
+}
+
+func TestDurabilityProblems(t *testing.T) {
+	safe := map[string]string{"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for a, b := range safe {
+			m[a] = b
+		}
+		if v == "" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		return m
+	}
+	cases := []struct {
+		name string
+		cfg  map[string]string
+		want []string // substrings, one per problem
+	}{
+		{"safe", safe, nil},
+		{"aof off", with("appendonly", "no"), []string{"appendonly is \"no\"", "set appendonly yes"}},
+		{"everysec", with("appendfsync", "everysec"), []string{"appendfsync is \"everysec\"", "set appendfsync always"}},
+		{"fsync no", with("appendfsync", "no"), []string{"appendfsync is \"no\""}},
+		{"evicting", with("maxmemory-policy", "allkeys-lru"), []string{"maxmemory-policy is \"allkeys-lru\"", "set maxmemory-policy noeviction"}},
+		{"volatile eviction", with("maxmemory-policy", "volatile-ttl"), []string{"maxmemory-policy is \"volatile-ttl\""}},
+		{"unreadable", with("maxmemory-policy", ""), []string{"maxmemory-policy could not be read"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := durabilityProblems(tc.cfg)
+			if tc.want == nil {
+				require.Empty(t, got)
+				return
+			}
+			joined := strings.Join(got, "\n")
+			for _, w := range tc.want {
+				require.Contains(t, joined, w)
+			}
+		})
+	}
+	// appendfsync does not matter without the AOF; both problems are named.
+	got := durabilityProblems(map[string]string{"appendonly": "no", "appendfsync": "everysec", "maxmemory-policy": "allkeys-lru"})
+	require.Len(t, got, 2)
+}
+
+func TestDurabilityUncheckable(t *testing.T) {
+	// miniredis answers CONFIG GET with an error, as a managed Redis with
+	// CONFIG disabled does: a warning, or in strict mode a refusal.
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	var logs strings.Builder
+	s, err := New(context.Background(), rdb, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	s.Close()
+	require.Contains(t, logs.String(), "could not read the server's durability settings")
+
+	_, err = New(context.Background(), rdb, Config{Strict: true, Logger: discard})
+	require.ErrorIs(t, err, ErrNotDurable)
+	require.Contains(t, err.Error(), "CONFIG GET")
+}
+
+func TestLayout(t *testing.T) {
+	l := newLayout("corrstore", 16)
+	require.Equal(t, "{corrstore:7}:c:abc", l.record(7, "abc"))
+	require.Equal(t, "{corrstore:0}:meta", l.meta())
+	require.Equal(t, "corrstore:events", l.channel())
+	// The shard of an ID is part of the stored layout: it must never change.
+	require.Equal(t, 13, l.shard("order-1"))
+	require.Equal(t, 4, l.shard("order-2"))
+	counts := make([]int, 16)
+	for i := range 16000 {
+		counts[l.shard(fmt.Sprintf("id-%d", i))]++
+	}
+	for sh, n := range counts {
+		require.InDelta(t, 1000, n, 200, "shard %d holds %d of 16000", sh, n)
+	}
+	require.Equal(t, 0, newLayout("p", 1).shard("anything"))
+}
+
+// TestOneSlotPerCorrelation checks that every key a correlation's life
+// touches carries its shard's hash tag, so every script touches one slot.
+func TestOneSlotPerCorrelation(t *testing.T) {
+	clock := store.NewFakeClock(time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC))
+	s, mr, _ := openMini(t, Config{Clock: clock, Prefix: "slot"})
+	ctx := context.Background()
+	id := "slot-test-1"
+	_, err := s.Deliver(ctx, id, store.Reply{ID: "early", Body: []byte("x")})
+	require.NoError(t, err)
+	before := mr.Keys()
+	_, err = s.Register(ctx, &store.Correlation{ID: id, Namespace: "ns1", Timeout: time.Minute,
+		Callback: store.Callback{Handler: "h"}, IdempotencyKey: "k"})
+	require.NoError(t, err)
+	_, err = s.ClaimDispatch(ctx, "i", clock.Now(), time.Minute, 10)
+	require.NoError(t, err)
+	tag := s.keys.tags[s.keys.shard(id)]
+	idemTag := s.keys.tags[s.keys.shard(store.DeriveID("ns1", "k"))]
+	for _, k := range append(before, mr.Keys()...) {
+		if k == s.keys.meta() || k == s.keys.idem(s.keys.shard(store.DeriveID("ns1", "k")), store.DeriveID("ns1", "k")) {
+			require.True(t, strings.HasPrefix(k, "{slot:0}") || strings.HasPrefix(k, idemTag), k)
+			continue
+		}
+		require.True(t, strings.HasPrefix(k, tag+":"), "key %q is not under %s", k, tag)
+	}
+}
+
+func TestCorruptRecordSetAside(t *testing.T) {
+	clock := store.NewFakeClock(time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC))
+	s, mr, _ := openMini(t, Config{Clock: clock})
+	ctx := context.Background()
+	for _, id := range []string{"good-1", "bad-json", "bad-header", "bad-id"} {
+		_, err := s.Register(ctx, &store.Correlation{ID: id, Timeout: time.Minute})
+		require.NoError(t, err)
+	}
+	key := func(id string) string { return s.keys.record(s.keys.shard(id), id) }
+	mr.Set(key("bad-json"), header(1, newToken())+"\x01{not json")
+	mr.Set(key("bad-header"), "garbage")
+	other, err := mr.Get(key("good-1"))
+	require.NoError(t, err)
+	mr.Set(key("bad-id"), other) // a record stored under another id
+
+	clock.Add(2 * time.Minute)
+	out, err := s.ExpireDue(ctx, clock.Now(), 10)
+	require.ErrorIs(t, err, store.ErrCorrupt)
+	for _, id := range []string{"bad-json", "bad-header", "bad-id"} {
+		require.Contains(t, err.Error(), id)
+	}
+	require.Len(t, out, 1, "the good record is decided next to the corrupt ones")
+	require.Equal(t, "good-1", out[0].ID)
+	require.Equal(t, store.StateTimedOut, out[0].State)
+
+	// The next pass does not meet them again.
+	out, err = s.ExpireDue(ctx, clock.Now(), 10)
+	require.NoError(t, err)
+	require.Empty(t, out)
+
+	for _, id := range []string{"bad-json", "bad-header", "bad-id"} {
+		_, err := s.Get(ctx, id)
+		require.ErrorIs(t, err, store.ErrCorrupt, id)
+		require.Contains(t, err.Error(), "set aside")
+		require.True(t, mr.Exists(s.keys.quarantine(s.keys.shard(id))))
+	}
+	q := mr.HGet(s.keys.quarantine(s.keys.shard("bad-header")), "bad-header")
+	require.Equal(t, "garbage", q, "the bytes are kept for an operator")
+
+	// A corrupt record met by Get or Deliver is reported, never acted on.
+	mr.Set(key("good-1"), "garbage too")
+	_, err = s.Deliver(ctx, "good-1", store.Reply{ID: "r"})
+	require.ErrorIs(t, err, store.ErrCorrupt)
+	_, err = s.Register(ctx, &store.Correlation{ID: "good-1", Timeout: time.Minute})
+	require.ErrorIs(t, err, store.ErrCorrupt)
+}
+
+func TestShardMismatchRefused(t *testing.T) {
+	s, mr, rdb := openMini(t, Config{Prefix: "sm", Shards: 4})
+	_ = mr
+	require.Equal(t, 4, s.Shards())
+	_, err := New(context.Background(), rdb, Config{Prefix: "sm", Shards: 8, Logger: discard})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "created with 4 shards")
+	other, err := New(context.Background(), rdb, Config{Prefix: "sm-other", Shards: 8, Logger: discard})
+	require.NoError(t, err, "another prefix is another store")
+	other.Close()
+}
+
+func TestConfigValidation(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	for name, cfg := range map[string]Config{
+		"brace in prefix": {Prefix: "a{b"},
+		"shards":          {Shards: -1},
+		"too many shards": {Shards: MaxShards + 1},
+		"limits":          {Limits: store.Limits{MaxReplies: -1}},
+	} {
+		cfg.Logger = discard
+		_, err := New(ctx, rdb, cfg)
+		require.ErrorIs(t, err, store.ErrInvalid, name)
+	}
+	_, err := New(ctx, nil, Config{})
+	require.ErrorIs(t, err, store.ErrInvalid)
+}

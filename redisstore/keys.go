@@ -1,0 +1,232 @@
+package redisstore
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// layout names the keys. Every key of a correlation, and every index entry
+// that points at it, lives under the hash tag of its shard, "{prefix:shard}",
+// so one script touches one slot.
+//
+//	{p:s}:c:<id>   string  header (write sequence, write token) ‖ record
+//	{p:s}:e:<id>   hash    early replies for an unregistered id: digest → seq ‖ reply
+//	{p:s}:i:<d>    string  id registered under the idempotency key whose derived id is d
+//	{p:s}:dl       zset    pending ids by deadline (µs)
+//	{p:s}:dp       zset    ids whose outcome waits for dispatch, by next attempt (µs)
+//	{p:s}:pg       zset    decided ids with dispatch none or done, by outcome time (µs)
+//	{p:s}:cr       zset    every id by creation time (µs): List
+//	{p:s}:pd:<ns>  zset    pending ids of a namespace by creation time (µs): oldest pending
+//	{p:s}:n        hash    counters: "<ns>:s:<state>", "<ns>:d:<dispatch>", "early", "eseq"
+//	{p:s}:et       zset    early replies by arrival (µs), member "<digest> <id>"
+//	{p:s}:q        hash    quarantine: id → bytes that did not decode
+//	{p:0}:meta     hash    "shards", "schema" of the prefix
+//
+// The event channel is "<prefix>:events".
+type layout struct {
+	prefix string
+	shards int
+	tags   []string
+}
+
+func newLayout(prefix string, shards int) layout {
+	l := layout{prefix: prefix, shards: shards, tags: make([]string, shards)}
+	for i := range shards {
+		l.tags[i] = "{" + prefix + ":" + strconv.Itoa(i) + "}"
+	}
+	return l
+}
+
+// shard is FNV-1a of the id modulo the shard count: stable across processes
+// and releases (changing it would strand every stored record).
+func (l layout) shard(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(l.shards))
+}
+
+func (l layout) record(sh int, id string) string  { return l.tags[sh] + ":c:" + id }
+func (l layout) early(sh int, id string) string   { return l.tags[sh] + ":e:" + id }
+func (l layout) idem(sh int, d string) string     { return l.tags[sh] + ":i:" + d }
+func (l layout) deadline(sh int) string           { return l.tags[sh] + ":dl" }
+func (l layout) dispatch(sh int) string           { return l.tags[sh] + ":dp" }
+func (l layout) purge(sh int) string              { return l.tags[sh] + ":pg" }
+func (l layout) created(sh int) string            { return l.tags[sh] + ":cr" }
+func (l layout) pending(sh int, ns string) string { return l.tags[sh] + ":pd:" + ns }
+func (l layout) counters(sh int) string           { return l.tags[sh] + ":n" }
+func (l layout) earlyTime(sh int) string          { return l.tags[sh] + ":et" }
+func (l layout) quarantine(sh int) string         { return l.tags[sh] + ":q" }
+func (l layout) meta() string                     { return l.tags[0] + ":meta" }
+func (l layout) channel() string                  { return l.prefix + ":events" }
+
+// Counter fields of the counters hash.
+const (
+	fieldEarly    = "early"
+	fieldEarlySeq = "eseq"
+)
+
+func stateField(ns string, st store.State) string           { return ns + ":s:" + string(st) }
+func dispatchField(ns string, d store.DispatchState) string { return ns + ":d:" + string(d) }
+
+// micros is an index score: Unix microseconds, exact in a float64 (scores
+// are doubles). Indexes therefore order by the microsecond; where the exact
+// instant matters (is a deadline due?) the record decides, not the score.
+func micros(t time.Time) int64 { return max(t.UnixMicro(), 0) }
+
+// microsBefore is the highest score of an instant strictly before t.
+func microsBefore(t time.Time) int64 {
+	m := micros(t)
+	if t.Equal(time.UnixMicro(m)) {
+		return m - 1
+	}
+	return m
+}
+
+// Record header: the write sequence and the token of the write that stored
+// it, each 16 hex digits. The update script compares the header it was given
+// with the stored one: any write in between changes it.
+const headerLen = 32
+
+func header(w uint64, token string) string { return fmt.Sprintf("%016x%s", w, token) }
+
+func parseHeader(v string) (w uint64, ok bool) {
+	if len(v) < headerLen {
+		return 0, false
+	}
+	w, err := strconv.ParseUint(v[:16], 16, 64)
+	return w, err == nil
+}
+
+// zentry is one index entry of a record: present, with a score.
+type zentry struct {
+	ok    bool
+	score int64
+}
+
+func at(t time.Time) zentry { return zentry{true, micros(t)} }
+
+// entries are the index entries and counters a record implies; the
+// difference before and after a change gives the index writes to make, so
+// every operation keeps the indexes right with one code path (as in bolt).
+type entries struct {
+	deadline, dispatch, purge, created, pending zentry
+	ns                                          string
+	state                                       store.State
+	disp                                        store.DispatchState
+}
+
+// Index positions in entries.index().
+const (
+	ixDeadline = iota
+	ixDispatch
+	ixPurge
+	ixCreated
+	ixPending
+	numIndexes
+)
+
+func entriesOf(c *store.Correlation) entries {
+	if c == nil {
+		return entries{}
+	}
+	e := entries{created: at(c.CreatedAt), ns: c.Namespace, state: c.State, disp: c.Dispatch.State}
+	if c.State == store.StatePending {
+		e.deadline = at(c.Deadline)
+		e.pending = at(c.CreatedAt)
+	}
+	if c.Dispatch.State == store.DispatchPending {
+		e.dispatch = at(c.Dispatch.NextAt)
+	}
+	if c.State.Terminal() && c.Outcome != nil && (c.Dispatch.State == store.DispatchNone || c.Dispatch.State == store.DispatchDone) {
+		e.purge = at(c.Outcome.At)
+	}
+	return e
+}
+
+func (e *entries) index() [numIndexes]*zentry {
+	return [numIndexes]*zentry{&e.deadline, &e.dispatch, &e.purge, &e.created, &e.pending}
+}
+
+func (l layout) indexKey(ix, sh int, ns string) string {
+	switch ix {
+	case ixDeadline:
+		return l.deadline(sh)
+	case ixDispatch:
+		return l.dispatch(sh)
+	case ixPurge:
+		return l.purge(sh)
+	case ixCreated:
+		return l.created(sh)
+	default:
+		return l.pending(sh, ns)
+	}
+}
+
+// script is the KEYS and the ops of one write, built up by its operation.
+// KEYS[1] is the record; ops name their key by its position in KEYS.
+type script struct {
+	keys []string
+	pos  map[string]int
+	ops  []any
+}
+
+func newScript(record string) *script {
+	return &script{keys: []string{record}, pos: map[string]int{record: 1}}
+}
+
+func (sc *script) key(k string) int {
+	if p, ok := sc.pos[k]; ok {
+		return p
+	}
+	sc.keys = append(sc.keys, k)
+	sc.pos[k] = len(sc.keys)
+	return len(sc.keys)
+}
+
+// Ops, 4 arguments each: name, key position, a, b (see ops.lua).
+func (sc *script) zadd(k string, score int64, member string) {
+	sc.ops = append(sc.ops, "za", sc.key(k), score, member)
+}
+func (sc *script) zrem(k, member string) { sc.ops = append(sc.ops, "zr", sc.key(k), "", member) }
+func (sc *script) hincr(k, field string, delta int64) {
+	sc.ops = append(sc.ops, "hi", sc.key(k), field, delta)
+}
+func (sc *script) del(k string) { sc.ops = append(sc.ops, "del", sc.key(k), "", "") }
+
+// reindex adds the ops that move a record's entries from before to after.
+func (sc *script) reindex(l layout, sh int, id string, before, after entries) {
+	bi, ai := before.index(), after.index()
+	for ix := range numIndexes {
+		b, a := bi[ix], ai[ix]
+		if *b == *a && (ix != ixPending || before.ns == after.ns) {
+			continue
+		}
+		if b.ok && (!a.ok || (ix == ixPending && before.ns != after.ns)) {
+			sc.zrem(l.indexKey(ix, sh, before.ns), id)
+		}
+		if a.ok {
+			sc.zadd(l.indexKey(ix, sh, after.ns), a.score, id)
+		}
+	}
+	counters := l.counters(sh)
+	if before.ns != after.ns || before.state != after.state {
+		if before.state != "" {
+			sc.hincr(counters, stateField(before.ns, before.state), -1)
+		}
+		if after.state != "" {
+			sc.hincr(counters, stateField(after.ns, after.state), 1)
+		}
+	}
+	if before.ns != after.ns || before.disp != after.disp {
+		if before.disp != "" && before.disp != store.DispatchNone {
+			sc.hincr(counters, dispatchField(before.ns, before.disp), -1)
+		}
+		if after.disp != "" && after.disp != store.DispatchNone {
+			sc.hincr(counters, dispatchField(after.ns, after.disp), 1)
+		}
+	}
+}

@@ -1,0 +1,9 @@
+-- unmap_idem removes an idempotency mapping if it still names the id.
+--
+-- KEYS[1]  {p:s}:i:<d>
+-- ARGV[1]  the id
+-- Returns 1 when removed.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0

@@ -1,0 +1,34 @@
+-- update is the compare-and-set of every change to a stored correlation:
+-- it writes the new record (or deletes it) and its index ops only when the
+-- record is still the one the caller read, and publishes the event.
+--
+-- KEYS[1]   {p:s}:c:<id>   the record
+-- KEYS[2..] keys the ops name (indexes, counters)
+-- ARGV[1]   header the caller read (32 characters)
+-- ARGV[2]   token of this write (16 hex digits)
+-- ARGV[3]   the new value, header ‖ record; '' deletes the record
+-- ARGV[4]   event channel
+-- ARGV[5]   event payload; '' publishes nothing
+-- ARGV[6..] ops
+-- Returns 'ok' (written), 'done' (this very write was sent again and is
+-- already in), 'moved' (another write came first: read again), 'badops'.
+local cur = redis.call('GETRANGE', KEYS[1], 0, 31)
+if cur ~= ARGV[1] then
+  if string.len(cur) == 32 and string.sub(cur, 17, 32) == ARGV[2] then
+    return 'done'
+  end
+  return 'moved'
+end
+if not check_ops(6) then
+  return 'badops'
+end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+apply_ops(6)
+if ARGV[5] ~= '' then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
+return 'ok'

@@ -1,0 +1,267 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// pos is a place in the creation order: (score, id).
+type pos struct {
+	score int64
+	id    string
+}
+
+func comparePos(a, b pos) int {
+	return cmp.Or(cmp.Compare(a.score, b.score), strings.Compare(a.id, b.id))
+}
+
+// shardIter walks one shard's creation index from a position.
+type shardIter struct {
+	sh      int
+	buf     []pos
+	from    *pos // fetch after this
+	drained bool
+}
+
+// List implements store.Store. Each shard's creation index is read in
+// order after the cursor (the list_page script) and the shards are merged,
+// so a page costs a few round trips whatever the number of shards. The
+// cursor is the (creation µs, id) of the last item: entries inserted while
+// a client pages land before or after it and are never listed twice.
+func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
+	if err := s.check(); err != nil {
+		return store.Page{}, err
+	}
+	if err := f.Normalize(); err != nil {
+		return store.Page{}, err
+	}
+	asc := f.Order == store.OldestFirst
+	lo, hi := "-inf", "+inf"
+	if !f.CreatedAfter.IsZero() {
+		lo = strconv.FormatInt(micros(f.CreatedAfter), 10)
+	}
+	if !f.CreatedBefore.IsZero() {
+		hi = strconv.FormatInt(microsBefore(f.CreatedBefore), 10)
+	}
+	var start *pos
+	if f.Cursor != "" {
+		at, id, _ := store.DecodeCursor(f.Cursor)
+		start = &pos{micros(at), id}
+	}
+	iters := make([]*shardIter, s.keys.shards)
+	for sh := range iters {
+		iters[sh] = &shardIter{sh: sh, from: start}
+	}
+	batch := min(f.Limit+1, 256)
+	dir := "desc"
+	if asc {
+		dir = "asc"
+	}
+	var page store.Page
+	for {
+		if err := ctx.Err(); err != nil {
+			return store.Page{}, err
+		}
+		// Refill every shard whose buffer ran dry, in one round trip.
+		var calls []call
+		var refill []*shardIter
+		for _, it := range iters {
+			if len(it.buf) == 0 && !it.drained {
+				cs, cid := "", ""
+				if it.from != nil {
+					cs, cid = strconv.FormatInt(it.from.score, 10), it.from.id
+				}
+				calls = append(calls, call{scriptListPage, []string{s.keys.created(it.sh)}, []any{dir, lo, hi, cs, cid, batch}})
+				refill = append(refill, it)
+			}
+		}
+		for i, cmd := range s.run(ctx, calls) {
+			res, err := cmd.Slice()
+			if err != nil {
+				return store.Page{}, s.redisErr("list", err)
+			}
+			it := refill[i]
+			for j := 0; j+1 < len(res); j += 2 {
+				id, _ := res[j].(string)
+				sc, _ := res[j+1].(string)
+				score, _ := strconv.ParseFloat(sc, 64)
+				it.buf = append(it.buf, pos{int64(score), id})
+			}
+			if len(it.buf) < batch {
+				it.drained = true
+			}
+			if len(it.buf) > 0 {
+				last := it.buf[len(it.buf)-1]
+				it.from = &last
+			}
+		}
+		// Merge while every shard that may hold more has a head.
+		var picks []pos
+		blocked := false
+		for len(picks) < f.Limit-len(page.Items) {
+			var best *shardIter
+			for _, it := range iters {
+				if len(it.buf) == 0 {
+					if !it.drained {
+						blocked = true
+					}
+					continue
+				}
+				if best == nil {
+					best = it
+					continue
+				}
+				c := comparePos(it.buf[0], best.buf[0])
+				if (asc && c < 0) || (!asc && c > 0) {
+					best = it
+				}
+			}
+			if blocked || best == nil {
+				break
+			}
+			picks = append(picks, best.buf[0])
+			best.buf = best.buf[1:]
+		}
+		if len(picks) == 0 {
+			if blocked {
+				continue // a shard ran dry mid-merge: refill it
+			}
+			return page, nil // every shard drained: the last page
+		}
+		items, err := s.loadMany(ctx, picks)
+		if err != nil {
+			return store.Page{}, err
+		}
+		for i, c := range items {
+			if c == nil || !f.Match(c) {
+				continue
+			}
+			page.Items = append(page.Items, c)
+			if len(page.Items) == f.Limit {
+				page.NextCursor = store.EncodeCursor(time.UnixMicro(picks[i].score), picks[i].id)
+				return page, nil
+			}
+		}
+	}
+}
+
+// loadMany reads records in one round trip; a record gone or set aside
+// meanwhile is nil (Get reports which).
+func (s *Store) loadMany(ctx context.Context, at []pos) ([]*store.Correlation, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(at))
+	for i, p := range at {
+		cmds[i] = pipe.Get(ctx, s.keys.record(s.keys.shard(p.id), p.id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, s.redisErr("list: read records", err)
+	}
+	out := make([]*store.Correlation, len(at))
+	for i, cmd := range cmds {
+		v, err := cmd.Result()
+		if err != nil {
+			continue
+		}
+		if c, err := decodeValue(at[i].id, v); err == nil {
+			out[i] = c
+		}
+	}
+	return out, nil
+}
+
+// Stats implements store.Store. Counts come from the counters each script
+// keeps next to the records; the oldest pending is the first entry of the
+// namespace's pending index in each shard.
+func (s *Store) Stats(ctx context.Context, namespace string) (store.Stats, error) {
+	if err := s.check(); err != nil {
+		return store.Stats{}, err
+	}
+	if namespace != "" {
+		if err := store.ValidateNamespace(namespace); err != nil {
+			return store.Stats{}, err
+		}
+	}
+	pipe := s.rdb.Pipeline()
+	counts := make([]*redis.MapStringStringCmd, s.keys.shards)
+	for sh := range s.keys.shards {
+		counts[sh] = pipe.HGetAll(ctx, s.keys.counters(sh))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return store.Stats{}, s.redisErr("stats", err)
+	}
+	st := store.Stats{Namespaces: map[string]store.NamespaceStats{}}
+	for _, cmd := range counts {
+		for field, v := range cmd.Val() {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			if field == fieldEarly {
+				st.EarlyReplies += max(n, 0)
+				continue
+			}
+			ns, rest, ok := strings.Cut(field, ":")
+			if !ok || n <= 0 || (namespace != "" && ns != namespace) {
+				continue
+			}
+			kind, value, ok := strings.Cut(rest, ":")
+			if !ok {
+				continue
+			}
+			e := nsStats(st, ns)
+			switch kind {
+			case "s":
+				e.States[store.State(value)] += n
+			case "d":
+				e.Dispatch[store.DispatchState(value)] += n
+			}
+		}
+	}
+	if namespace != "" {
+		nsStats(st, namespace)
+	}
+	if len(st.Namespaces) == 0 {
+		return st, nil
+	}
+	pipe = s.rdb.Pipeline()
+	type oldest struct {
+		ns  string
+		cmd *redis.ZSliceCmd
+	}
+	var firsts []oldest
+	for ns := range st.Namespaces {
+		for sh := range s.keys.shards {
+			firsts = append(firsts, oldest{ns, pipe.ZRangeWithScores(ctx, s.keys.pending(sh, ns), 0, 0)})
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return store.Stats{}, s.redisErr("stats: oldest pending", err)
+	}
+	for _, o := range firsts {
+		z := o.cmd.Val()
+		if len(z) == 0 {
+			continue
+		}
+		t := time.UnixMicro(int64(z[0].Score))
+		e := st.Namespaces[o.ns]
+		if e.OldestPending.IsZero() || t.Before(e.OldestPending) {
+			e.OldestPending = t
+			st.Namespaces[o.ns] = e
+		}
+	}
+	return st, nil
+}
+
+func nsStats(st store.Stats, ns string) store.NamespaceStats {
+	e, ok := st.Namespaces[ns]
+	if !ok {
+		e = store.NamespaceStats{States: map[store.State]int64{}, Dispatch: map[store.DispatchState]int64{}}
+		st.Namespaces[ns] = e
+	}
+	return e
+}

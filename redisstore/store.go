@@ -1,0 +1,142 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// Config configures New. Zero fields take the defaults given.
+type Config struct {
+	// Prefix starts every key and the event channel. Default "corrstore".
+	// Stores that share a server and a Prefix share their data; a test gets an
+	// isolated store on a shared server with a unique Prefix. It must not
+	// contain '{' or '}' (they delimit the hash tag).
+	Prefix string
+	// Shards is how many hash-tag shards the keys spread over; default 16.
+	// Keys look like "{corrstore:7}:c:<id>", so one script touches one slot.
+	// Every store on a Prefix must use the same number: New refuses a
+	// mismatch with what the Prefix was created with.
+	Shards int
+	// Strict refuses to start when the server's persistence or eviction
+	// settings can lose acknowledged correlations, or cannot be read.
+	// Otherwise New logs a warning and goes on.
+	Strict bool
+	// Clock is the source of time. Default store.RealClock.
+	Clock store.Clock
+	// Limits the store enforces; zero fields take store defaults (the early
+	// reply window and caps live here).
+	Limits store.Limits
+	// Logger for warnings and corrupt records. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultPrefix and DefaultShards are the Config defaults.
+const (
+	DefaultPrefix = "corrstore"
+	DefaultShards = 16
+	// MaxShards bounds Config.Shards.
+	MaxShards = 1024
+)
+
+// Store is a store.Store on Redis. It is safe for concurrent use, and any
+// number of Stores on any number of processes may share one Prefix.
+type Store struct {
+	rdb    redis.UniversalClient
+	keys   layout
+	clock  store.Clock
+	lim    store.Limits
+	log    *slog.Logger
+	closed atomic.Bool
+	once   sync.Once
+	subs   subscriber
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store on rdb. It checks the server's durability settings
+// (see Config.Strict) and the shard count recorded for the Prefix.
+//
+// The Store does not own rdb: Close leaves it open, and the caller closes it
+// after closing the Store.
+func New(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Store, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: redis client: must not be nil", store.ErrInvalid)
+	}
+	prefix := cmp.Or(cfg.Prefix, DefaultPrefix)
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("%w: prefix: %q must not contain '{' or '}'", store.ErrInvalid, prefix)
+	}
+	shards := cmp.Or(cfg.Shards, DefaultShards)
+	if shards < 1 || shards > MaxShards {
+		return nil, fmt.Errorf("%w: shards: must be 1 to %d, got %d", store.ErrInvalid, MaxShards, shards)
+	}
+	s := &Store{
+		rdb:   rdb,
+		keys:  newLayout(prefix, shards),
+		clock: cfg.Clock,
+		lim:   cfg.Limits.WithDefaults(),
+		log:   cmp.Or(cfg.Logger, slog.Default()).With("component", "redisstore"),
+	}
+	if s.clock == nil {
+		s.clock = store.RealClock{}
+	}
+	if err := s.lim.Validate(); err != nil {
+		return nil, err
+	}
+	if err := s.checkDurability(ctx, cfg.Strict); err != nil {
+		return nil, err
+	}
+	if err := s.checkMeta(ctx); err != nil {
+		return nil, err
+	}
+	s.subs.init(s)
+	return s, nil
+}
+
+// Close ends every subscription and makes later calls return
+// store.ErrClosed. It does not close the Redis client passed to New.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		s.subs.close()
+	})
+	return nil
+}
+
+// Prefix returns the key prefix in use.
+func (s *Store) Prefix() string { return s.keys.prefix }
+
+// Shards returns the number of shards in use.
+func (s *Store) Shards() int { return s.keys.shards }
+
+func (s *Store) check() error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// redisErr wraps a Redis error, naming what was being done; after Close it
+// is store.ErrClosed.
+func (s *Store) redisErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("redisstore: %s: %w", what, err)
+}

@@ -1,0 +1,278 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// due is an index entry found due by a pass.
+type due struct {
+	sh    int
+	id    string
+	score int64
+}
+
+// dueEntries reads up to limit entries with a score up to maxScore from the
+// index ix of every shard, in one round trip, and keeps the limit earliest.
+func (s *Store) dueEntries(ctx context.Context, keyOf func(sh int) string, maxScore int64, limit int) ([]due, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, s.keys.shards)
+	for sh := range s.keys.shards {
+		cmds[sh] = pipe.ZRangeByScoreWithScores(ctx, keyOf(sh), &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(maxScore, 10), Count: int64(limit),
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, s.redisErr("read index", err)
+	}
+	var out []due
+	for sh, cmd := range cmds {
+		for _, z := range cmd.Val() {
+			id, _ := z.Member.(string)
+			out = append(out, due{sh: sh, id: id, score: int64(z.Score)})
+		}
+	}
+	slices.SortFunc(out, func(a, b due) int { return cmp.Or(cmp.Compare(a.score, b.score), cmp.Compare(a.id, b.id)) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// verdict is what a pass decided for one record.
+type verdict int
+
+const (
+	keep   verdict = iota // unchanged (not due after all); only a stale index entry is fixed
+	save                  // changed, not reported
+	report                // changed and reported
+	remove                // deleted (Purge)
+)
+
+// sweep walks the due entries of index ix (up to maxScore, at most limit)
+// and hands each decodable record to decide, then writes the decisions
+// with compare-and-sets, all in a few round trips whatever the number of
+// shards. A record another writer changed meanwhile is read and decided
+// again. Corrupt records are set aside and reported in soft; index entries
+// whose record is gone are dropped.
+func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
+	decide func(c *store.Correlation) verdict) (out []*store.Correlation, soft error, err error) {
+	if err := s.check(); err != nil {
+		return nil, nil, err
+	}
+	cands, err := s.dueEntries(ctx, func(sh int) string { return s.keys.indexKey(ix, sh, "") }, maxScore, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	var corrupt []error
+	for attempt := 0; len(cands) > 0; attempt++ {
+		if attempt == maxAttempts {
+			return out, errors.Join(append(corrupt, contention(cands[0].id))...), nil
+		}
+		pipe := s.rdb.Pipeline()
+		gets := make([]*redis.StringCmd, len(cands))
+		for i, d := range cands {
+			gets[i] = pipe.Get(ctx, s.keys.record(d.sh, d.id))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return out, errors.Join(corrupt...), s.redisErr("read due records", err)
+		}
+		var calls []call
+		type pending struct {
+			d      due
+			c      *store.Correlation
+			v      verdict
+			update bool
+		}
+		var todo []pending
+		for i, d := range cands {
+			idx := s.keys.indexKey(ix, d.sh, "")
+			raw, err := gets[i].Result()
+			if errors.Is(err, redis.Nil) {
+				calls = append(calls, call{scriptUnindex, []string{s.keys.record(d.sh, d.id), idx}, []any{d.id}})
+				todo = append(todo, pending{d: d})
+				continue
+			}
+			l, err := s.decodeLoaded(d.id, raw)
+			if err != nil {
+				var ce *store.CorruptError
+				if errors.As(err, &ce) {
+					corrupt = append(corrupt, ce)
+					s.log.Error("corrupt record set aside", "id", d.id, "index", idx, "err", ce.Err)
+				}
+				calls = append(calls, call{scriptQuarantine, []string{s.keys.record(d.sh, d.id), s.keys.quarantine(d.sh), idx}, []any{d.id, raw}})
+				todo = append(todo, pending{d: d})
+				continue
+			}
+			c := l.c
+			// before names the entry that led here, so that a stale one is
+			// moved to where the record says it belongs.
+			before := entriesOf(c)
+			*before.index()[ix] = zentry{true, d.score}
+			version := c.Version
+			v := decide(c)
+			now := entriesOf(c)
+			if v == keep && c.Version == version && *now.index()[ix] == (zentry{true, d.score}) {
+				continue // not due after all (a deadline later in the same µs): nothing to fix
+			}
+			next := c
+			if v == remove {
+				next = nil
+			}
+			cl, err := s.updateCall(l, next, before, v != keep, newToken())
+			if err != nil {
+				return out, errors.Join(corrupt...), err
+			}
+			calls = append(calls, cl)
+			todo = append(todo, pending{d: d, c: c, v: v, update: true})
+		}
+		cmds := s.run(ctx, calls)
+		var again []due
+		for i, p := range todo {
+			if !p.update {
+				if err := cmds[i].Err(); err != nil {
+					return out, errors.Join(corrupt...), s.redisErr("drop index entry of "+p.d.id, err)
+				}
+				continue
+			}
+			ok, err := s.updated(p.d.id, cmds[i])
+			if err != nil {
+				return out, errors.Join(corrupt...), err
+			}
+			if !ok {
+				again = append(again, p.d)
+				continue
+			}
+			switch p.v {
+			case report:
+				out = append(out, p.c)
+			case remove:
+				out = append(out, p.c)
+				if p.c.IdempotencyKey != "" {
+					if d := store.DeriveID(p.c.Namespace, p.c.IdempotencyKey); d != p.c.ID {
+						s.unmapIdem(ctx, d, p.c.ID)
+					}
+				}
+			}
+		}
+		cands = again
+	}
+	return out, errors.Join(corrupt...), nil
+}
+
+// ExpireDue implements store.Store.
+func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*store.Correlation, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := store.ValidateLimit(limit); err != nil {
+		return nil, err
+	}
+	out, soft, err := s.sweep(ctx, ixDeadline, micros(now), limit, func(c *store.Correlation) verdict {
+		if c.State == store.StatePending && !c.Deadline.After(now) {
+			c.DecideAtDeadline(now, store.ReasonDeadline, s.lim)
+			return report
+		}
+		return keep
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, soft
+}
+
+// ClaimDispatch implements store.Store.
+func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := store.ValidateClaim(instance, lease, limit); err != nil {
+		return nil, err
+	}
+	out, soft, err := s.sweep(ctx, ixDispatch, micros(now), limit, func(c *store.Correlation) verdict {
+		v := c.Version
+		switch {
+		case c.ClaimDispatch(instance, now, lease, s.lim):
+			return report
+		case c.Version != v: // attempts used up: now dead
+			return save
+		}
+		return keep
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, soft
+}
+
+// Purge implements store.Store.
+func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if err := store.ValidateLimit(limit); err != nil {
+		return 0, err
+	}
+	out, soft, err := s.sweep(ctx, ixPurge, microsBefore(before), limit, func(c *store.Correlation) verdict {
+		if entriesOf(c).purge.ok && c.Outcome.At.Before(before) {
+			return remove
+		}
+		return keep
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(out), soft
+}
+
+// DropEarlyReplies implements store.Store.
+func (s *Store) DropEarlyReplies(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if err := store.ValidateLimit(limit); err != nil {
+		return 0, err
+	}
+	stale, err := s.dueEntries(ctx, s.keys.earlyTime, microsBefore(before), limit)
+	if err != nil {
+		return 0, err
+	}
+	byShard := map[int]*call{}
+	var order []int
+	for _, d := range stale {
+		cl := byShard[d.sh]
+		if cl == nil {
+			cl = &call{script: scriptDropEarly, keys: []string{s.keys.earlyTime(d.sh), s.keys.counters(d.sh)}}
+			byShard[d.sh] = cl
+			order = append(order, d.sh)
+		}
+		id := d.id
+		if i := strings.IndexByte(id, ' '); i >= 0 {
+			id = id[i+1:]
+		}
+		cl.keys = append(cl.keys, s.keys.early(d.sh, id))
+		cl.args = append(cl.args, d.id)
+	}
+	calls := make([]call, 0, len(order))
+	for _, sh := range order {
+		calls = append(calls, *byShard[sh])
+	}
+	n := 0
+	for _, cmd := range s.run(ctx, calls) {
+		k, err := cmd.Int()
+		if err != nil {
+			return n, s.redisErr("drop early replies", err)
+		}
+		n += k
+	}
+	return n, nil
+}
