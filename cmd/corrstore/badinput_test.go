@@ -31,7 +31,7 @@ func TestBadInput(t *testing.T) {
 		{append([]string{"expire", "nope"}, admin...), "expire: nope: not found; nothing was changed"},
 		{[]string{"ls", "--server", "http://127.0.0.1:1"}, "ls: server unreachable: GET http://127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused"},
 		{[]string{"ls", "--server", f.srv.URL, "--token-file", wrong}, "ls: the server refused the token (401): check --token-file or CORRSTORE_TOKEN"},
-		{[]string{"expire", "pend-1", "--server", f.srv.URL}, "expire: the server refused the token (401): check --token-file or CORRSTORE_TOKEN"},
+		{[]string{"expire", "pend-1", "--server", f.srv.URL}, "expire: pend-1: the server refused the token (401): check --token-file or CORRSTORE_TOKEN; nothing was changed"},
 		{[]string{"expire", "pend-1", "--store", f.storeURL()}, "expire: --store " + f.storeURL() + ": " + "the file is held by another process (a running corrstore serve?): writes need the server, use --server URL"},
 		{[]string{"ls", "--store", "bolt://" + filepath.Join(f.dir, "missing.db")}, "no such file or directory"},
 		{[]string{"ls", "--store", "mysql://x"}, `scheme "mysql" is not supported`},
@@ -46,8 +46,9 @@ func TestBadInput(t *testing.T) {
 	}
 	// The reader token may not expire: the server says why, nothing changed.
 	f.getenv["CORRSTORE_TOKEN"] = opsReaderToken
-	_, _, err := f.run("expire", "pend-1", "--server", f.srv.URL)
-	require.ErrorContains(t, err, "(403)")
+	out, _, err := f.run("expire", "pend-1", "--server", f.srv.URL)
+	require.EqualError(t, err, "expire: 1 of 1 failed")
+	require.Contains(t, out, "(403)")
 	require.Equal(t, store.StatePending, f.get("pend-1").State)
 	require.Nil(t, f.get("pend-1").Outcome)
 }

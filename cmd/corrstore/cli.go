@@ -99,9 +99,11 @@ type conn struct {
 	storeURL  string
 	output    string
 	timeout   time.Duration
+	envServer string // CORRSTORE_SERVER, which --store overrides
 }
 
 func (c *conn) flags(fs *cmdFlags, e *env) {
+	c.envServer = e.getenv("CORRSTORE_SERVER")
 	fs.StringVar(&c.server, "server", e.getenv("CORRSTORE_SERVER"), "a running corrstore serve, http://HOST:PORT (env CORRSTORE_SERVER)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file whose first token is sent as the bearer token (default: env CORRSTORE_TOKEN)")
 	fs.StringVar(&c.storeURL, "store", "", "work directly on a store: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2")
@@ -114,6 +116,9 @@ func (c *conn) check() error {
 	case "table", "json":
 	default:
 		return fmt.Errorf("-o %q: want table or json", c.output)
+	}
+	if c.storeURL != "" && c.server == c.envServer {
+		c.server = "" // --store wins over the environment
 	}
 	switch {
 	case c.server != "" && c.storeURL != "":

@@ -58,7 +58,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	switch {
-	case c.server != "":
+	case c.server != "" && c.server != c.envServer:
 		return errors.New("import writes to a store directly (--store URL); stop the server that holds a bolt file first")
 	case c.storeURL == "":
 		return errors.New("give --store URL, the store to import into")
