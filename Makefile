@@ -41,3 +41,12 @@ fuzz: ## fuzz the record decoder (FUZZTIME, default 60s)
 .PHONY: crash
 crash: ## SIGKILL a writer 200+ times and check every acknowledged registration (CRASH_KILLS)
 	CORRSTORE_CRASH_KILLS=$${CRASH_KILLS:-200} $(GO) test -run TestCrashLoop -count=1 -timeout 60m -v ./bolt/
+
+.PHONY: bench-redis
+bench-redis: ## Redis store against raw MULTI/HSET/ZADD/EXEC on a real redis-server, then bytes per pending
+	$(GO) test -run '^$$' -bench 'Register|Deliver' -benchtime $(BENCHTIME) ./redisstore/
+	$(GO) test -run '^$$' -bench MemoryPerPending -benchtime 1x ./redisstore/
+
+.PHONY: redis-restart
+redis-restart: ## kill -9 a real redis-server under load (KILLS, default 20): always loses nothing; everysec measured
+	CORRSTORE_REDIS_KILLS=$${KILLS:-20} $(GO) test -run 'TestRestart' -count=1 -timeout 30m -v ./redisstore/

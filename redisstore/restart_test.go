@@ -1,0 +1,159 @@
+//go:build unverified
+
+// Not yet compiled or run: written while go-redis could not be built on the
+// loaded machine. `go test -tags unverified ./redisstore/` builds it; see the
+// open note on issue 5.
+
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/corrstore/corrstore/redisstore"
+	"github.com/corrstore/corrstore/redisstore/redistest"
+	"github.com/corrstore/corrstore/store"
+)
+
+// restartKills is how many times the restart tests kill the server:
+// CORRSTORE_REDIS_KILLS when set (make redis-restart), def otherwise.
+func restartKills(t *testing.T, def int) int {
+	if v := os.Getenv("CORRSTORE_REDIS_KILLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(t, err, "CORRSTORE_REDIS_KILLS")
+		return n
+	}
+	return def
+}
+
+// TestRestartAppendfsyncAlways kills redis-server with SIGKILL in the middle
+// of concurrent registrations, restarts it from its AOF, and requires every
+// registration that returned before the kill to be there, intact. The data
+// is on disk and appendfsync is always: Redis writes and fsyncs the AOF
+// before it answers.
+func TestRestartAppendfsyncAlways(t *testing.T) {
+	srv := redistest.StartServer(t, redistest.ServerOptions{AppendFsync: "always"})
+	acked, lost := restartRounds(t, srv, restartKills(t, 3), true)
+	require.Empty(t, lost, "acknowledged registrations lost under appendfsync always")
+	t.Logf("appendfsync always: %d kill -9 under load, %d acknowledged registrations, none lost", restartKills(t, 3), acked)
+}
+
+// TestRestartEverysec measures what appendfsync everysec loses across a
+// SIGKILL of the server: it reports the figure rather than asserting on it
+// (see docs/TESTING.md, "Redis").
+func TestRestartEverysec(t *testing.T) {
+	srv := redistest.StartServer(t, redistest.ServerOptions{AppendFsync: "everysec"})
+	kills := restartKills(t, 3)
+	acked, lost := restartRounds(t, srv, kills, false)
+	t.Logf("appendfsync everysec: %d kill -9 under load, %d acknowledged registrations, %d lost (%v)", kills, acked, len(lost), lost)
+}
+
+// restartRounds runs kills rounds of: 32 goroutines registering, SIGKILL
+// after a random number (100 to 500) of acknowledgements, restart, then a
+// Get of every registration acknowledged in the round. It returns how many
+// were acknowledged in all, and the IDs missing after a restart.
+func restartRounds(t *testing.T, srv *redistest.Server, kills int, strict bool) (int, []string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(kills), 42))
+	logger := warnLogger(t)
+	if !strict {
+		logger = slog.New(slog.DiscardHandler) // it would warn of everysec each round
+	}
+	const prefix = "restart"
+	total := 0
+	var lost []string
+	for round := range kills {
+		killAt := 100 + rng.IntN(401)
+		acked := registerUntilKilled(t, srv, round, killAt, redisstore.Config{Prefix: prefix, Strict: strict, Logger: logger})
+		total += len(acked)
+
+		srv.Restart()
+		rdb := srv.NewClient(t, nil)
+		s, err := redisstore.New(t.Context(), rdb, redisstore.Config{Prefix: prefix, Strict: strict, Logger: logger})
+		require.NoError(t, err, "the store opens on the restarted server")
+		for _, id := range acked {
+			c, err := s.Get(t.Context(), id)
+			if errors.Is(err, store.ErrNotFound) {
+				lost = append(lost, id)
+				continue
+			}
+			require.NoError(t, err, "get %s after the restart", id)
+			require.Equal(t, store.StatePending, c.State, id)
+			require.Equal(t, "restart-test", c.Destination, id)
+			require.Equal(t, restartData(id), string(c.Callback.Data), id)
+		}
+		require.NoError(t, s.Close())
+		require.NoError(t, rdb.Close())
+	}
+	return total, lost
+}
+
+func restartData(id string) string { return `{"id":"` + id + `"}` }
+
+// registerUntilKilled registers from 32 goroutines and kills the server
+// once killAt registrations have returned; it returns the IDs of those that
+// returned without error. No retries: a registration either returned
+// before the kill or failed.
+func registerUntilKilled(t *testing.T, srv *redistest.Server, round, killAt int, cfg redisstore.Config) []string {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, PoolSize: 32})
+	defer rdb.Close()
+	s, err := redisstore.New(t.Context(), rdb, cfg)
+	require.NoError(t, err)
+	defer s.Close()
+
+	var (
+		mu     sync.Mutex
+		acked  []string
+		killed bool
+		early  error // an error before the kill
+	)
+	kill := make(chan struct{})
+	var killOnce sync.Once
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("k%d-w%d-%d", round, w, i)
+				_, err := s.Register(context.Background(), &store.Correlation{
+					ID: id, Timeout: time.Hour, Destination: "restart-test",
+					Callback: store.Callback{Handler: "h", Data: []byte(restartData(id))},
+				})
+				mu.Lock()
+				if err != nil {
+					if !killed && early == nil {
+						early = fmt.Errorf("register %s before the kill: %w", id, err)
+						killOnce.Do(func() { close(kill) })
+					}
+					mu.Unlock()
+					return
+				}
+				acked = append(acked, id)
+				if len(acked) == killAt {
+					killOnce.Do(func() { close(kill) })
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	<-kill
+	mu.Lock()
+	killed = true // from here on, errors are the kill's
+	mu.Unlock()
+	srv.Kill()
+	wg.Wait()
+	require.NoError(t, early)
+	require.GreaterOrEqual(t, len(acked), killAt)
+	return acked
+}
