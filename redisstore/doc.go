@@ -1,3 +1,12 @@
+//go:build unverified
+
+// Status: NOT YET VERIFIED. This package (with redistest and
+// client/redisstream) was written while go-redis v9.23 could not be
+// compiled on the overloaded build machine, so it has never been compiled
+// or run. The build tag keeps it out of `make test` until it has passed
+// `go test -race -tags unverified ./redisstore/... ./client/redisstream/`;
+// then the tag comes off every file. See the notes on issue 5.
+
 // Package redisstore is a store.Store on Redis (standalone or Redis Cluster),
 // so that replicas of a service share pending correlations.
 //

@@ -1,3 +1,5 @@
+//go:build unverified
+
 package redisstore
 
 import (

@@ -1,3 +1,5 @@
+//go:build unverified
+
 // Package redisstream is a client.Transport on Redis Streams.
 //
 // A message for address A is an entry of the stream Prefix+A. Receivers

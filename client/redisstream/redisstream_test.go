@@ -1,3 +1,5 @@
+//go:build unverified
+
 package redisstream_test
 
 import (

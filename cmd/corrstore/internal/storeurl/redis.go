@@ -2,8 +2,8 @@ package storeurl
 
 import (
 	"context"
-
 	"fmt"
+
 	"github.com/corrstore/corrstore/store"
 )
 
