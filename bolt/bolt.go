@@ -224,13 +224,13 @@ func (s *Store) write(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) e
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	select {
-	case <-o.done:
-		return o.err
-	case <-ctx.Done():
-		// The write may still commit; a retry is safe (every call is repeat-safe).
-		return ctx.Err()
-	}
+	// Once queued, wait for the writer even if ctx ends: the operation's
+	// results are written by the writer goroutine, and returning early would
+	// let the caller read them while they are written. A cancelled operation
+	// that has not started is skipped by commit (o.err = ctx.Err()), so this
+	// waits at most for the commit in progress.
+	<-o.done
+	return o.err
 }
 
 func (s *Store) writer() {
