@@ -128,6 +128,9 @@ func TestReconcileOnStart(t *testing.T) {
 	o = rec.next(t)
 	require.Equal(t, "o2", o.ID)
 	require.Equal(t, 2, o.Attempt)
+	// o2's ack must be in before time jumps past its new lease, or the
+	// store rightly hands it out again (at least once).
+	e.waitState(t, "o2", dispatchIs(store.DispatchDone))
 
 	e.clock.Add(time.Minute) // the rest time out
 	require.Equal(t, 3, e.reap(t).Expired.TimedOut)
