@@ -111,6 +111,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		errs           map[string]int
 	}
 	results := make([]result, *concurrency)
+	// Workers stop starting lifecycles at the deadline; one already begun
+	// runs to its end (under ctx, so an interrupt still stops it) and is
+	// counted, so a short --duration against a slow store still measures
+	// something instead of cancelling every operation in flight.
 	runCtx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
 	start := time.Now()
@@ -120,7 +124,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			r := &results[w]
 			r.errs = map[string]int{}
 			fail := func(op string, err error) {
-				if runCtx.Err() == nil {
+				if ctx.Err() == nil {
 					r.errs[op+": "+errKind(err)]++
 				}
 			}
@@ -131,7 +135,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 					c.Expect = n
 				}
 				t0 := time.Now()
-				if _, err := b.Register(runCtx, c); err != nil {
+				if _, err := b.Register(ctx, c); err != nil {
 					fail("register", err)
 					continue
 				}
@@ -147,7 +151,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 						rep.Seq, rep.Final = k, k == n-1
 					}
 					t2 := time.Now()
-					if _, err := b.Deliver(runCtx, id, rep); err != nil {
+					if _, err := b.Deliver(ctx, id, rep); err != nil {
 						fail("deliver", err)
 						ok = false
 						break
@@ -178,7 +182,13 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	out.OpsSec = float64(len(reg)+len(del)) / el.Seconds()
 	out.Latency["register"], out.Latency["deliver"], out.Latency["lifecycle"] = latencies(reg), latencies(del), latencies(life)
 	if c.output == "json" {
-		return writeJSON(e.stdout, out)
+		if err := writeJSON(e.stdout, out); err != nil {
+			return err
+		}
+		if out.Lifecycles == 0 {
+			return errors.New("no lifecycle completed")
+		}
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "%s: %s, %d workers, %d-byte replies, %s\n", out.Target, out.Pattern, out.Concurrency, out.PayloadBytes, el.Round(time.Millisecond))
 	fmt.Fprintf(e.stdout, "lifecycles: %d (%.0f/s), store operations %.0f/s\n", out.Lifecycles, out.LifecyclesSec, out.OpsSec)
