@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 )
 
 // BenchmarkRegisterReply measures register+reply over loopback HTTP with 64
@@ -25,22 +26,22 @@ func BenchmarkRegisterReply(b *testing.B) {
 	b.Run("baseline", func(b *testing.B) {
 		mux := http.NewServeMux()
 		mux.HandleFunc("POST /v1/correlations", func(w http.ResponseWriter, r *http.Request) {
-			var req registerRequest
+			var req wire.RegisterRequest
 			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 				http.Error(w, err.Error(), 400)
 				return
 			}
-			writeJSON(w, 201, &correlationJSON{ID: req.ID, Namespace: "default", State: "pending", Version: 1,
-				Replies: []replyJSON{}, Late: []replyJSON{}, Events: []eventJSON{{Type: "registered"}}, ReplyToken: "x"})
+			writeJSON(w, 201, &wire.Correlation{ID: req.ID, Namespace: "default", State: "pending", Version: 1,
+				Replies: []wire.Reply{}, Late: []wire.Reply{}, Events: []wire.Event{{Type: "registered"}}, ReplyToken: "x"})
 		})
 		mux.HandleFunc("POST /v1/correlations/{id}/replies", func(w http.ResponseWriter, r *http.Request) {
-			var req replyRequest
+			var req wire.ReplyRequest
 			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 				http.Error(w, err.Error(), 400)
 				return
 			}
-			writeJSON(w, 200, deliverResponse{Status: "completed", Correlation: &correlationJSON{ID: r.PathValue("id"),
-				State: "completed", Replies: toReplies(nil), Late: []replyJSON{}, Events: []eventJSON{}}})
+			writeJSON(w, 200, wire.DeliverResponse{Status: "completed", Correlation: &wire.Correlation{ID: r.PathValue("id"),
+				State: "completed", Replies: []wire.Reply{}, Late: []wire.Reply{}, Events: []wire.Event{}}})
 		})
 		benchPairs(b, mux)
 	})

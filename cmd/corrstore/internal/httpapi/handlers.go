@@ -10,15 +10,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	var req registerRequest
+	var req wire.RegisterRequest
 	if err := decode(w, r, s.cfg.MaxBody, &req, false); err != nil {
 		return err
 	}
-	c, err := req.toStore()
+	c, err := registration(&req)
 	if err != nil {
 		return err
 	}
@@ -33,7 +34,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, p *Principal) 
 	if err != nil {
 		return err
 	}
-	j := toJSON(res.Correlation)
+	j := wire.FromStore(res.Correlation)
 	j.ReplyToken = s.replyToken(res.Correlation)
 	status := http.StatusOK
 	if res.Created {
@@ -63,7 +64,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, p *Principal) error
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	writeJSON(w, http.StatusOK, toJSON(c))
+	writeJSON(w, http.StatusOK, wire.FromStore(c))
 	return nil
 }
 
@@ -103,11 +104,11 @@ func (s *Server) outcome(w http.ResponseWriter, r *http.Request, p *Principal) e
 		}
 		w.Header().Set("ETag", etag(c))
 		if c.State.Terminal() {
-			writeJSON(w, http.StatusOK, toJSON(c))
+			writeJSON(w, http.StatusOK, wire.FromStore(c))
 			return nil
 		}
 		if wait <= 0 {
-			writeJSON(w, http.StatusAccepted, toJSON(c))
+			writeJSON(w, http.StatusAccepted, wire.FromStore(c))
 			return nil
 		}
 		if s.testHookWaiting != nil {
@@ -127,7 +128,7 @@ func (s *Server) outcome(w http.ResponseWriter, r *http.Request, p *Principal) e
 
 func (s *Server) reply(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	id := r.PathValue("id")
-	var req replyRequest
+	var req wire.ReplyRequest
 	if err := decode(w, r, s.cfg.MaxBody, &req, false); err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, p *Principal) err
 			return err
 		}
 	}
-	return s.deliver(w, r, id, req.toStore())
+	return s.deliver(w, r, id, req.ToStore())
 }
 
 func (s *Server) deliver(w http.ResponseWriter, r *http.Request, id string, reply store.Reply) error {
@@ -146,17 +147,14 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, id string, repl
 	if err != nil {
 		return err
 	}
-	out := deliverResponse{Status: res.Status}
 	status := http.StatusOK
 	if res.Correlation != nil {
-		out.Correlation = toJSON(res.Correlation)
 		w.Header().Set("ETag", etag(res.Correlation))
 		if res.Status == store.DeliverLate {
 			status = http.StatusConflict
-			out.Outcome = out.Correlation.Outcome
 		}
 	}
-	writeJSON(w, status, out)
+	writeJSON(w, status, wire.DeliverFromStore(res))
 	return nil
 }
 
@@ -169,7 +167,7 @@ func (s *Server) replyWithToken(w http.ResponseWriter, r *http.Request, _ *Princ
 	case err != nil:
 		return errorf(http.StatusUnauthorized, "bad_token", "token", "token: not a valid reply token")
 	}
-	var req replyRequest
+	var req wire.ReplyRequest
 	if err := decode(w, r, s.cfg.MaxBody, &req, false); err != nil {
 		return err
 	}
@@ -178,11 +176,11 @@ func (s *Server) replyWithToken(w http.ResponseWriter, r *http.Request, _ *Princ
 	if _, err := s.load(r.Context(), id, &Principal{Namespaces: []string{ns}}); err != nil {
 		return err
 	}
-	return s.deliver(w, r, id, req.toStore())
+	return s.deliver(w, r, id, req.ToStore())
 }
 
 func (s *Server) extend(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	var req extendRequest
+	var req wire.ExtendRequest
 	if err := decode(w, r, s.cfg.MaxBody, &req, false); err != nil {
 		return err
 	}
@@ -208,7 +206,7 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request, p *Principal) er
 	if err != nil {
 		return err
 	}
-	j := toJSON(res.Correlation)
+	j := wire.FromStore(res.Correlation)
 	j.ReplyToken = s.replyToken(res.Correlation) // the old one expires with the old deadline
 	w.Header().Set("ETag", etag(res.Correlation))
 	writeJSON(w, http.StatusOK, j)
@@ -225,7 +223,7 @@ func (s *Server) expire(w http.ResponseWriter, r *http.Request, p *Principal) er
 
 func (s *Server) decideWith(w http.ResponseWriter, r *http.Request, p *Principal,
 	op func(store.Store, context.Context, string, string) (store.Result, error)) error {
-	var req reasonRequest
+	var req wire.ReasonRequest
 	if err := decode(w, r, s.cfg.MaxBody, &req, true); err != nil {
 		return err
 	}
@@ -241,7 +239,7 @@ func (s *Server) decideWith(w http.ResponseWriter, r *http.Request, p *Principal
 		return err
 	}
 	w.Header().Set("ETag", etag(res.Correlation))
-	writeJSON(w, http.StatusOK, toJSON(res.Correlation))
+	writeJSON(w, http.StatusOK, wire.FromStore(res.Correlation))
 	return nil
 }
 
@@ -259,7 +257,7 @@ func (s *Server) redispatch(w http.ResponseWriter, r *http.Request, p *Principal
 		return err
 	}
 	w.Header().Set("ETag", etag(res.Correlation))
-	writeJSON(w, http.StatusOK, toJSON(res.Correlation))
+	writeJSON(w, http.StatusOK, wire.FromStore(res.Correlation))
 	return nil
 }
 
@@ -343,11 +341,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, p *Principal) erro
 	if err != nil {
 		return err
 	}
-	out := listResponse{Items: make([]*correlationJSON, 0, len(page.Items)), NextCursor: page.NextCursor}
-	for _, c := range page.Items {
-		out.Items = append(out.Items, toJSON(c))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, wire.ListFromStore(page))
 	return nil
 }
 
@@ -377,12 +371,7 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request, p *Principal) err
 			st.EarlyReplies = one.EarlyReplies
 		}
 	}
-	now := s.clock.Now()
-	out := statsResponse{Namespaces: map[string]nsStatsJSON{}, Total: toNSStats(st.Total(), now), EarlyReplies: st.EarlyReplies}
-	for n, v := range st.Namespaces {
-		out.Namespaces[n] = toNSStats(v, now)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, wire.StatsFromStore(st, s.clock.Now()))
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,35 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
-// registerRequest is the body of POST /v1/correlations. Durations and times
-// are strings so that a bad one is reported with its field's name.
-type registerRequest struct {
-	ID             string            `json:"id"`
-	Namespace      string            `json:"namespace"`
-	Pattern        string            `json:"pattern"`
-	Timeout        string            `json:"timeout"`
-	Deadline       string            `json:"deadline"`
-	Expect         int               `json:"expect"`
-	Quorum         int               `json:"quorum"`
-	Optional       bool              `json:"optional"`
-	Destination    string            `json:"destination"`
-	ReplyTo        string            `json:"reply_to"`
-	Owner          string            `json:"owner"`
-	Callback       *callbackRequest  `json:"callback"`
-	Labels         map[string]string `json:"labels"`
-	IdempotencyKey string            `json:"idempotency_key"`
-}
-
-type callbackRequest struct {
-	Handler string          `json:"handler"`
-	Data    json.RawMessage `json:"data"`
-}
-
-// toStore converts a registration; the store validates the rest.
-func (r *registerRequest) toStore() (*store.Correlation, error) {
+// registration converts a registration; the store validates the rest.
+func registration(r *wire.RegisterRequest) (*store.Correlation, error) {
 	c := &store.Correlation{
 		ID:             r.ID,
 		Namespace:      r.Namespace,
@@ -60,213 +36,17 @@ func (r *registerRequest) toStore() (*store.Correlation, error) {
 		return nil, err
 	}
 	if r.Callback != nil {
-		c.Callback = store.Callback{Handler: r.Callback.Handler, Data: rawBytes(r.Callback.Data)}
+		c.Callback = r.Callback.ToStore()
 	}
 	return c, nil
 }
 
-// replyRequest is the body of a reply.
-type replyRequest struct {
-	ID    string          `json:"id"`
-	From  string          `json:"from"`
-	Seq   int             `json:"seq"`
-	Final bool            `json:"final"`
-	Body  json.RawMessage `json:"body"`
-	Error string          `json:"error"`
-}
-
-func (r *replyRequest) toStore() store.Reply {
-	return store.Reply{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Body: rawBytes(r.Body), Error: r.Error}
-}
-
-// rawBytes keeps a JSON value as the bytes stored; null is no value.
-func rawBytes(m json.RawMessage) []byte {
-	if len(m) == 0 || string(m) == "null" {
-		return nil
-	}
-	return []byte(m)
-}
-
-type extendRequest struct {
-	Deadline string `json:"deadline"`
-	Timeout  string `json:"timeout"`
-}
-
-type reasonRequest struct {
-	Reason string `json:"reason"`
-}
-
-// correlationJSON is a correlation as the API shows it.
-type correlationJSON struct {
-	ID             string            `json:"id"`
-	Namespace      string            `json:"namespace"`
-	Pattern        store.Pattern     `json:"pattern"`
-	Expect         int               `json:"expect,omitempty"`
-	Quorum         int               `json:"quorum,omitempty"`
-	Optional       bool              `json:"optional,omitempty"`
-	Deadline       time.Time         `json:"deadline"`
-	Destination    string            `json:"destination,omitempty"`
-	ReplyTo        string            `json:"reply_to,omitempty"`
-	Owner          string            `json:"owner,omitempty"`
-	Callback       *callbackJSON     `json:"callback,omitempty"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	IdempotencyKey string            `json:"idempotency_key,omitempty"`
-	State          store.State       `json:"state"`
-	CreatedAt      time.Time         `json:"created_at"`
-	UpdatedAt      time.Time         `json:"updated_at"`
-	Version        int64             `json:"version"`
-	Replies        []replyJSON       `json:"replies"`
-	Late           []replyJSON       `json:"late"`
-	LateCount      int               `json:"late_count"`
-	DuplicateCount int               `json:"duplicate_count"`
-	Outcome        *outcomeJSON      `json:"outcome,omitempty"`
-	Dispatch       dispatchJSON      `json:"dispatch"`
-	Events         []eventJSON       `json:"events"`
-	EventsDropped  int               `json:"events_dropped,omitempty"`
-	ReplyToken     string            `json:"reply_token,omitempty"`
-}
-
-type callbackJSON struct {
-	Handler string          `json:"handler"`
-	Data    json.RawMessage `json:"data,omitempty"`
-	// DataBase64 carries data that is not JSON (stored by a Go client).
-	DataBase64 string `json:"data_base64,omitempty"`
-}
-
-type replyJSON struct {
-	ID    string          `json:"id,omitempty"`
-	From  string          `json:"from,omitempty"`
-	Seq   int             `json:"seq"`
-	Final bool            `json:"final,omitempty"`
-	Body  json.RawMessage `json:"body,omitempty"`
-	// BodyBase64 carries a body that is not JSON (stored by a Go client).
-	BodyBase64 string    `json:"body_base64,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	ReceivedAt time.Time `json:"received_at"`
-}
-
-type outcomeJSON struct {
-	State   store.State `json:"state"`
-	At      time.Time   `json:"at"`
-	Reason  string      `json:"reason,omitempty"`
-	Partial bool        `json:"partial"`
-	NoReply bool        `json:"no_reply"`
-}
-
-type dispatchJSON struct {
-	State     store.DispatchState `json:"state"`
-	Attempts  int                 `json:"attempts"`
-	NextAt    *time.Time          `json:"next_at,omitempty"`
-	LastError string              `json:"last_error,omitempty"`
-}
-
-type eventJSON struct {
-	At     time.Time       `json:"at"`
-	Type   store.EventType `json:"type"`
-	Detail string          `json:"detail,omitempty"`
-}
-
-// jsonOrBase64 returns b as raw JSON when it is JSON, else as base64.
-func jsonOrBase64(b []byte) (json.RawMessage, string) {
-	if len(b) == 0 {
-		return nil, ""
-	}
-	if json.Valid(b) {
-		return json.RawMessage(b), ""
-	}
-	return nil, base64.StdEncoding.EncodeToString(b)
-}
-
-func toReplies(rs []store.Reply) []replyJSON {
-	out := make([]replyJSON, 0, len(rs))
-	for _, r := range rs {
-		j := replyJSON{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Error: r.Error, ReceivedAt: r.ReceivedAt.UTC()}
-		j.Body, j.BodyBase64 = jsonOrBase64(r.Body)
-		out = append(out, j)
-	}
-	return out
-}
-
-func toJSON(c *store.Correlation) *correlationJSON {
-	j := &correlationJSON{
-		ID: c.ID, Namespace: c.Namespace, Pattern: c.Pattern, Expect: c.Expect, Quorum: c.Quorum,
-		Optional: c.Optional, Deadline: c.Deadline.UTC(), Destination: c.Destination, ReplyTo: c.ReplyTo,
-		Owner: c.Owner, Labels: c.Labels, IdempotencyKey: c.IdempotencyKey, State: c.State,
-		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(), Version: c.Version,
-		Replies: toReplies(c.Replies), Late: toReplies(c.Late), LateCount: c.LateCount,
-		DuplicateCount: c.DuplicateCount, EventsDropped: c.EventsDropped,
-		Dispatch: dispatchJSON{State: c.Dispatch.State, Attempts: c.Dispatch.Attempts, LastError: c.Dispatch.LastError},
-		Events:   make([]eventJSON, 0, len(c.Events)),
-	}
-	if c.Callback.Handler != "" || len(c.Callback.Data) > 0 {
-		j.Callback = &callbackJSON{Handler: c.Callback.Handler}
-		j.Callback.Data, j.Callback.DataBase64 = jsonOrBase64(c.Callback.Data)
-	}
-	if c.Outcome != nil {
-		j.Outcome = &outcomeJSON{State: c.Outcome.State, At: c.Outcome.At.UTC(), Reason: c.Outcome.Reason,
-			Partial: c.Outcome.Partial, NoReply: c.Outcome.NoReply}
-	}
-	if !c.Dispatch.NextAt.IsZero() {
-		t := c.Dispatch.NextAt.UTC()
-		j.Dispatch.NextAt = &t
-	}
-	for _, e := range c.Events {
-		j.Events = append(j.Events, eventJSON{At: e.At.UTC(), Type: e.Type, Detail: e.Detail})
-	}
-	return j
-}
-
-// deliverResponse answers a reply.
-type deliverResponse struct {
-	Status      store.DeliverStatus `json:"status"`
-	Correlation *correlationJSON    `json:"correlation,omitempty"`
-	// Outcome repeats the correlation's outcome for a late reply.
-	Outcome *outcomeJSON `json:"outcome,omitempty"`
-}
-
-type listResponse struct {
-	Items      []*correlationJSON `json:"items"`
-	NextCursor string             `json:"next_cursor,omitempty"`
-}
-
-type nsStatsJSON struct {
-	States           map[store.State]int64         `json:"states"`
-	Dispatch         map[store.DispatchState]int64 `json:"dispatch"`
-	OldestPending    *time.Time                    `json:"oldest_pending,omitempty"`
-	OldestPendingAge string                        `json:"oldest_pending_age,omitempty"`
-}
-
-type statsResponse struct {
-	Namespaces   map[string]nsStatsJSON `json:"namespaces"`
-	Total        nsStatsJSON            `json:"total"`
-	EarlyReplies int64                  `json:"early_replies"`
-}
-
-func toNSStats(n store.NamespaceStats, now time.Time) nsStatsJSON {
-	j := nsStatsJSON{States: n.States, Dispatch: n.Dispatch}
-	if j.States == nil {
-		j.States = map[store.State]int64{}
-	}
-	if j.Dispatch == nil {
-		j.Dispatch = map[store.DispatchState]int64{}
-	}
-	for _, s := range store.States {
-		j.States[s] += 0
-	}
-	if !n.OldestPending.IsZero() {
-		t := n.OldestPending.UTC()
-		j.OldestPending = &t
-		j.OldestPendingAge = n.OldestPendingAge(now).Round(time.Millisecond).String()
-	}
-	return j
-}
-
-// apiError is an error answer: {"error": {"code", "message", "field"}}.
+// apiError is an error answer, sent as a wire.ErrorResponse.
 type apiError struct {
-	Status  int    `json:"-"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
+	Status  int
+	Code    string
+	Message string
+	Field   string
 }
 
 func (e *apiError) Error() string { return e.Message }
@@ -393,5 +173,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
-	writeJSON(w, e.Status, map[string]*apiError{"error": e})
+	writeJSON(w, e.Status, wire.ErrorResponse{Error: wire.Error{Code: e.Code, Message: e.Message, Field: e.Field}})
 }

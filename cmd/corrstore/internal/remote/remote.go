@@ -7,7 +7,6 @@ package remote
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -53,15 +53,6 @@ func New(base, token string, hc *http.Client) (*Client, error) {
 func (c *Client) Close() error {
 	c.hc.CloseIdleConnections()
 	return nil
-}
-
-// apiError is the error answer of the API.
-type apiError struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-		Field   string `json:"field"`
-	} `json:"error"`
 }
 
 // do sends a request and decodes a 2xx answer into out (a 409 too when
@@ -114,7 +105,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 
 // isError tells an error answer from a 409 that carries a result (a late reply).
 func isError(data []byte) bool {
-	var e apiError
+	var e wire.ErrorResponse
 	return json.Unmarshal(data, &e) != nil || e.Error.Code != ""
 }
 
@@ -127,7 +118,7 @@ func unwrapURL(err error) error {
 }
 
 func errorOf(status int, data []byte) error {
-	var e apiError
+	var e wire.ErrorResponse
 	msg := strings.TrimSpace(string(data))
 	if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
 		msg = e.Error.Message
@@ -179,37 +170,37 @@ func (c *Client) Get(ctx context.Context, id string) (*store.Correlation, error)
 	if err := store.ValidateID(id); err != nil {
 		return nil, err
 	}
-	var j correlationJSON
+	var j wire.Correlation
 	if _, err := c.do(ctx, http.MethodGet, idPath(id, ""), nil, nil, &j, false); err != nil {
 		return nil, err
 	}
-	return j.toStore(), nil
+	return j.ToStore(), nil
 }
 
 func (c *Client) result(ctx context.Context, id, suffix string, body any) (store.Result, error) {
 	if err := store.ValidateID(id); err != nil {
 		return store.Result{}, err
 	}
-	var j correlationJSON
+	var j wire.Correlation
 	if _, err := c.do(ctx, http.MethodPost, idPath(id, suffix), nil, body, &j, false); err != nil {
 		return store.Result{}, err
 	}
-	return store.Result{Correlation: j.toStore()}, nil
+	return store.Result{Correlation: j.ToStore()}, nil
 }
 
 // Extend moves the deadline (POST …/extend).
 func (c *Client) Extend(ctx context.Context, id string, deadline time.Time) (store.Result, error) {
-	return c.result(ctx, id, "/extend", map[string]string{"deadline": deadline.UTC().Format(time.RFC3339Nano)})
+	return c.result(ctx, id, "/extend", wire.ExtendRequest{Deadline: deadline.UTC().Format(time.RFC3339Nano)})
 }
 
 // Cancel cancels a pending correlation (POST …/cancel).
 func (c *Client) Cancel(ctx context.Context, id, reason string) (store.Result, error) {
-	return c.result(ctx, id, "/cancel", map[string]string{"reason": reason})
+	return c.result(ctx, id, "/cancel", wire.ReasonRequest{Reason: reason})
 }
 
 // Expire forces the deadline outcome now (POST …/expire).
 func (c *Client) Expire(ctx context.Context, id, reason string) (store.Result, error) {
-	return c.result(ctx, id, "/expire", map[string]string{"reason": reason})
+	return c.result(ctx, id, "/expire", wire.ReasonRequest{Reason: reason})
 }
 
 // Redispatch makes a dead or done dispatch due again (POST …/redispatch).
@@ -220,57 +211,42 @@ func (c *Client) Redispatch(ctx context.Context, id string) (store.Result, error
 // Register registers a correlation (POST /v1/correlations). Callback data
 // must be JSON: the API carries it as a JSON value.
 func (c *Client) Register(ctx context.Context, r *store.Correlation) (store.RegisterResult, error) {
-	req := map[string]any{"pattern": r.Pattern}
-	set := func(k string, v any, ok bool) {
-		if ok {
-			req[k] = v
-		}
+	req := wire.RegisterRequest{
+		ID: r.ID, Namespace: r.Namespace, Pattern: string(r.Pattern), Optional: r.Optional,
+		Destination: r.Destination, ReplyTo: r.ReplyTo, Owner: r.Owner, Labels: r.Labels,
+		IdempotencyKey: r.IdempotencyKey,
 	}
-	set("id", r.ID, r.ID != "")
-	set("namespace", r.Namespace, r.Namespace != "")
-	set("timeout", r.Timeout.String(), r.Timeout > 0)
-	set("deadline", r.Deadline.UTC().Format(time.RFC3339Nano), !r.Deadline.IsZero())
-	set("expect", r.Expect, r.Expect > 0)
-	set("quorum", r.Quorum, r.Quorum > 0)
-	set("optional", r.Optional, r.Optional)
-	set("destination", r.Destination, r.Destination != "")
-	set("reply_to", r.ReplyTo, r.ReplyTo != "")
-	set("owner", r.Owner, r.Owner != "")
-	set("labels", r.Labels, len(r.Labels) > 0)
-	set("idempotency_key", r.IdempotencyKey, r.IdempotencyKey != "")
+	if r.Expect > 0 {
+		req.Expect = r.Expect
+	}
+	if r.Quorum > 0 {
+		req.Quorum = r.Quorum
+	}
+	if r.Timeout > 0 {
+		req.Timeout = r.Timeout.String()
+	}
+	if !r.Deadline.IsZero() {
+		req.Deadline = r.Deadline.UTC().Format(time.RFC3339Nano)
+	}
 	if r.Callback.Handler != "" || len(r.Callback.Data) > 0 {
-		cb := map[string]any{"handler": r.Callback.Handler}
-		if len(r.Callback.Data) > 0 {
-			cb["data"] = json.RawMessage(r.Callback.Data)
-		}
-		req["callback"] = cb
+		req.Callback = &wire.CallbackRequest{Handler: r.Callback.Handler, Data: json.RawMessage(r.Callback.Data)}
 	}
-	var j correlationJSON
+	var j wire.Correlation
 	status, err := c.do(ctx, http.MethodPost, "/v1/correlations", nil, req, &j, false)
 	if err != nil {
 		return store.RegisterResult{}, err
 	}
-	return store.RegisterResult{Correlation: j.toStore(), Created: status == http.StatusCreated}, nil
+	return store.RegisterResult{Correlation: j.ToStore(), Created: status == http.StatusCreated}, nil
 }
 
 // Deliver delivers a reply (POST …/replies). The body must be JSON.
 func (c *Client) Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error) {
-	req := replyJSON{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Error: r.Error}
-	if len(r.Body) > 0 {
-		req.Body = json.RawMessage(r.Body)
-	}
-	var out struct {
-		Status      store.DeliverStatus `json:"status"`
-		Correlation *correlationJSON    `json:"correlation"`
-	}
+	req := wire.ReplyRequest{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Body: json.RawMessage(r.Body), Error: r.Error}
+	var out wire.DeliverResponse
 	if _, err := c.do(ctx, http.MethodPost, idPath(id, "/replies"), nil, req, &out, true); err != nil {
 		return store.DeliverResult{}, err
 	}
-	res := store.DeliverResult{Status: out.Status}
-	if out.Correlation != nil {
-		res.Correlation = out.Correlation.toStore()
-	}
-	return res, nil
+	return out.ToStore(), nil
 }
 
 // List lists a page (GET /v1/correlations).
@@ -304,18 +280,11 @@ func (c *Client) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	for k, v := range f.Labels {
 		q.Add("label", k+"="+v)
 	}
-	var out struct {
-		Items      []*correlationJSON `json:"items"`
-		NextCursor string             `json:"next_cursor"`
-	}
+	var out wire.ListResponse
 	if _, err := c.do(ctx, http.MethodGet, "/v1/correlations", q, nil, &out, false); err != nil {
 		return store.Page{}, err
 	}
-	page := store.Page{NextCursor: out.NextCursor, Items: make([]*store.Correlation, 0, len(out.Items))}
-	for _, j := range out.Items {
-		page.Items = append(page.Items, j.toStore())
-	}
-	return page, nil
+	return out.ToStore(), nil
 }
 
 // Stats counts correlations (GET /v1/stats).
@@ -324,123 +293,15 @@ func (c *Client) Stats(ctx context.Context, namespace string) (store.Stats, erro
 	if namespace != "" {
 		q.Set("namespace", namespace)
 	}
-	var out struct {
-		Namespaces map[string]struct {
-			States        map[store.State]int64         `json:"states"`
-			Dispatch      map[store.DispatchState]int64 `json:"dispatch"`
-			OldestPending *time.Time                    `json:"oldest_pending"`
-		} `json:"namespaces"`
-		EarlyReplies int64 `json:"early_replies"`
-	}
+	var out wire.StatsResponse
 	if _, err := c.do(ctx, http.MethodGet, "/v1/stats", q, nil, &out, false); err != nil {
 		return store.Stats{}, err
 	}
-	st := store.Stats{Namespaces: map[string]store.NamespaceStats{}, EarlyReplies: out.EarlyReplies}
-	for ns, n := range out.Namespaces {
-		v := store.NamespaceStats{States: n.States, Dispatch: n.Dispatch}
-		if n.OldestPending != nil {
-			v.OldestPending = *n.OldestPending
-		}
-		st.Namespaces[ns] = v
-	}
-	return st, nil
+	return out.ToStore(), nil
 }
 
 // Ready checks GET /readyz: the server is up and its store answers.
 func (c *Client) Ready(ctx context.Context) error {
 	_, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil, nil, false)
 	return err
-}
-
-// The API's JSON shapes, as this client reads them.
-type correlationJSON struct {
-	ID             string            `json:"id"`
-	Namespace      string            `json:"namespace"`
-	Pattern        store.Pattern     `json:"pattern"`
-	Expect         int               `json:"expect"`
-	Quorum         int               `json:"quorum"`
-	Optional       bool              `json:"optional"`
-	Deadline       time.Time         `json:"deadline"`
-	Destination    string            `json:"destination"`
-	ReplyTo        string            `json:"reply_to"`
-	Owner          string            `json:"owner"`
-	Callback       *callbackJSON     `json:"callback"`
-	Labels         map[string]string `json:"labels"`
-	IdempotencyKey string            `json:"idempotency_key"`
-	State          store.State       `json:"state"`
-	CreatedAt      time.Time         `json:"created_at"`
-	UpdatedAt      time.Time         `json:"updated_at"`
-	Version        int64             `json:"version"`
-	Replies        []replyJSON       `json:"replies"`
-	Late           []replyJSON       `json:"late"`
-	LateCount      int               `json:"late_count"`
-	DuplicateCount int               `json:"duplicate_count"`
-	Outcome        *store.Outcome    `json:"outcome"`
-	Dispatch       struct {
-		State     store.DispatchState `json:"state"`
-		Attempts  int                 `json:"attempts"`
-		NextAt    *time.Time          `json:"next_at"`
-		LastError string              `json:"last_error"`
-	} `json:"dispatch"`
-	Events        []store.TimelineEvent `json:"events"`
-	EventsDropped int                   `json:"events_dropped"`
-}
-
-type callbackJSON struct {
-	Handler    string          `json:"handler"`
-	Data       json.RawMessage `json:"data"`
-	DataBase64 string          `json:"data_base64"`
-}
-
-type replyJSON struct {
-	ID         string          `json:"id,omitempty"`
-	From       string          `json:"from,omitempty"`
-	Seq        int             `json:"seq,omitempty"`
-	Final      bool            `json:"final,omitempty"`
-	Body       json.RawMessage `json:"body,omitempty"`
-	BodyBase64 string          `json:"body_base64,omitempty"`
-	Error      string          `json:"error,omitempty"`
-	ReceivedAt time.Time       `json:"received_at,omitzero"`
-}
-
-func bytesOf(raw json.RawMessage, b64 string) []byte {
-	if len(raw) > 0 {
-		return []byte(raw)
-	}
-	if b64 != "" {
-		if b, err := base64.StdEncoding.DecodeString(b64); err == nil {
-			return b
-		}
-	}
-	return nil
-}
-
-func (j *correlationJSON) toStore() *store.Correlation {
-	c := &store.Correlation{
-		ID: j.ID, Namespace: j.Namespace, Pattern: j.Pattern, Expect: j.Expect, Quorum: j.Quorum,
-		Optional: j.Optional, Deadline: j.Deadline, Destination: j.Destination, ReplyTo: j.ReplyTo,
-		Owner: j.Owner, Labels: j.Labels, IdempotencyKey: j.IdempotencyKey, State: j.State,
-		Outcome: j.Outcome, LateCount: j.LateCount, DuplicateCount: j.DuplicateCount,
-		Events: j.Events, EventsDropped: j.EventsDropped, Version: j.Version,
-		CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
-		Dispatch: store.Dispatch{State: j.Dispatch.State, Attempts: j.Dispatch.Attempts, LastError: j.Dispatch.LastError},
-	}
-	if j.Dispatch.NextAt != nil {
-		c.Dispatch.NextAt = *j.Dispatch.NextAt
-	}
-	if j.Callback != nil {
-		c.Callback = store.Callback{Handler: j.Callback.Handler, Data: bytesOf(j.Callback.Data, j.Callback.DataBase64)}
-	}
-	for _, r := range j.Replies {
-		c.Replies = append(c.Replies, r.toStore())
-	}
-	for _, r := range j.Late {
-		c.Late = append(c.Late, r.toStore())
-	}
-	return c
-}
-
-func (r replyJSON) toStore() store.Reply {
-	return store.Reply{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Body: bytesOf(r.Body, r.BodyBase64),
-		Error: r.Error, ReceivedAt: r.ReceivedAt}
 }

@@ -1,0 +1,407 @@
+// Package wire holds the JSON documents of the HTTP API (DESIGN §7), defined
+// once for both ends: the server (package httpapi) encodes its answers with
+// these types and the operator client (package remote) decodes them with the
+// same ones, so the two cannot drift apart. docs/openapi.yaml describes the
+// same documents; a change of a json tag here is a change of the API.
+//
+// # Correlations
+//
+// [FromStore] turns a store.Correlation into a [Correlation] and
+// [Correlation.ToStore] turns it back. Bytes that are JSON (callback data,
+// reply bodies) travel as JSON values, other bytes as base64 in the
+// data_base64 or body_base64 field. Times are sent in UTC. What the API does
+// not show (Timeout, Fingerprint, the dispatch lease and its bookkeeping)
+// does not come back; everything else does, except that JSON bytes come back
+// as encoding/json re-encodes them (compacted, with <, > and & escaped).
+//
+// # Requests
+//
+// The request bodies are here too, so that the client sends what the server
+// reads. Their omitempty tags only trim what a client sends: the server
+// decodes an absent field and a zero one alike.
+package wire
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"time"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// Correlation is a correlation as the API shows it.
+type Correlation struct {
+	ID             string            `json:"id"`
+	Namespace      string            `json:"namespace"`
+	Pattern        store.Pattern     `json:"pattern"`
+	Expect         int               `json:"expect,omitempty"`
+	Quorum         int               `json:"quorum,omitempty"`
+	Optional       bool              `json:"optional,omitempty"`
+	Deadline       time.Time         `json:"deadline"`
+	Destination    string            `json:"destination,omitempty"`
+	ReplyTo        string            `json:"reply_to,omitempty"`
+	Owner          string            `json:"owner,omitempty"`
+	Callback       *Callback         `json:"callback,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	State          store.State       `json:"state"`
+	CreatedAt      time.Time         `json:"created_at"`
+	UpdatedAt      time.Time         `json:"updated_at"`
+	Version        int64             `json:"version"`
+	Replies        []Reply           `json:"replies"`
+	Late           []Reply           `json:"late"`
+	LateCount      int               `json:"late_count"`
+	DuplicateCount int               `json:"duplicate_count"`
+	Outcome        *Outcome          `json:"outcome,omitempty"`
+	Dispatch       Dispatch          `json:"dispatch"`
+	Events         []Event           `json:"events"`
+	EventsDropped  int               `json:"events_dropped,omitempty"`
+	// ReplyToken is set by the server on register and extend; the store
+	// has no such field.
+	ReplyToken string `json:"reply_token,omitempty"`
+}
+
+// Callback is a correlation's callback.
+type Callback struct {
+	Handler string          `json:"handler"`
+	Data    json.RawMessage `json:"data,omitempty"`
+	// DataBase64 carries data that is not JSON (stored by a Go client).
+	DataBase64 string `json:"data_base64,omitempty"`
+}
+
+// Reply is a reply as the API shows it.
+type Reply struct {
+	ID    string          `json:"id,omitempty"`
+	From  string          `json:"from,omitempty"`
+	Seq   int             `json:"seq"`
+	Final bool            `json:"final,omitempty"`
+	Body  json.RawMessage `json:"body,omitempty"`
+	// BodyBase64 carries a body that is not JSON (stored by a Go client).
+	BodyBase64 string    `json:"body_base64,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// Outcome is how a correlation ended.
+type Outcome struct {
+	State   store.State `json:"state"`
+	At      time.Time   `json:"at"`
+	Reason  string      `json:"reason,omitempty"`
+	Partial bool        `json:"partial"`
+	NoReply bool        `json:"no_reply"`
+}
+
+// Dispatch is the part of a correlation's dispatch the API shows.
+type Dispatch struct {
+	State     store.DispatchState `json:"state"`
+	Attempts  int                 `json:"attempts"`
+	NextAt    *time.Time          `json:"next_at,omitempty"`
+	LastError string              `json:"last_error,omitempty"`
+}
+
+// Event is one entry of a correlation's timeline.
+type Event struct {
+	At     time.Time       `json:"at"`
+	Type   store.EventType `json:"type"`
+	Detail string          `json:"detail,omitempty"`
+}
+
+// FromStore returns c as the API shows it, without a reply token.
+func FromStore(c *store.Correlation) *Correlation {
+	j := &Correlation{
+		ID: c.ID, Namespace: c.Namespace, Pattern: c.Pattern, Expect: c.Expect, Quorum: c.Quorum,
+		Optional: c.Optional, Deadline: c.Deadline.UTC(), Destination: c.Destination, ReplyTo: c.ReplyTo,
+		Owner: c.Owner, Labels: c.Labels, IdempotencyKey: c.IdempotencyKey, State: c.State,
+		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(), Version: c.Version,
+		Replies: fromReplies(c.Replies), Late: fromReplies(c.Late), LateCount: c.LateCount,
+		DuplicateCount: c.DuplicateCount, EventsDropped: c.EventsDropped,
+		Dispatch: Dispatch{State: c.Dispatch.State, Attempts: c.Dispatch.Attempts, LastError: c.Dispatch.LastError},
+		Events:   make([]Event, 0, len(c.Events)),
+	}
+	if c.Callback.Handler != "" || len(c.Callback.Data) > 0 {
+		j.Callback = &Callback{Handler: c.Callback.Handler}
+		j.Callback.Data, j.Callback.DataBase64 = jsonOrBase64(c.Callback.Data)
+	}
+	if c.Outcome != nil {
+		j.Outcome = &Outcome{State: c.Outcome.State, At: c.Outcome.At.UTC(), Reason: c.Outcome.Reason,
+			Partial: c.Outcome.Partial, NoReply: c.Outcome.NoReply}
+	}
+	if !c.Dispatch.NextAt.IsZero() {
+		t := c.Dispatch.NextAt.UTC()
+		j.Dispatch.NextAt = &t
+	}
+	for _, e := range c.Events {
+		j.Events = append(j.Events, Event{At: e.At.UTC(), Type: e.Type, Detail: e.Detail})
+	}
+	return j
+}
+
+// ToStore returns the correlation j shows; it inverts [FromStore]. Empty
+// lists come back nil.
+func (j *Correlation) ToStore() *store.Correlation {
+	c := &store.Correlation{
+		ID: j.ID, Namespace: j.Namespace, Pattern: j.Pattern, Expect: j.Expect, Quorum: j.Quorum,
+		Optional: j.Optional, Deadline: j.Deadline, Destination: j.Destination, ReplyTo: j.ReplyTo,
+		Owner: j.Owner, Labels: j.Labels, IdempotencyKey: j.IdempotencyKey, State: j.State,
+		Replies: toReplies(j.Replies), Late: toReplies(j.Late), LateCount: j.LateCount,
+		DuplicateCount: j.DuplicateCount, EventsDropped: j.EventsDropped, Version: j.Version,
+		CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
+		Dispatch: store.Dispatch{State: j.Dispatch.State, Attempts: j.Dispatch.Attempts, LastError: j.Dispatch.LastError},
+	}
+	if j.Dispatch.NextAt != nil {
+		c.Dispatch.NextAt = *j.Dispatch.NextAt
+	}
+	if j.Callback != nil {
+		c.Callback = store.Callback{Handler: j.Callback.Handler, Data: bytesOf(j.Callback.Data, j.Callback.DataBase64)}
+	}
+	if j.Outcome != nil {
+		c.Outcome = j.Outcome.ToStore()
+	}
+	for _, e := range j.Events {
+		c.Events = append(c.Events, store.TimelineEvent{At: e.At, Type: e.Type, Detail: e.Detail})
+	}
+	return c
+}
+
+// ToStore returns the outcome o shows.
+func (o *Outcome) ToStore() *store.Outcome {
+	return &store.Outcome{State: o.State, At: o.At, Reason: o.Reason, Partial: o.Partial, NoReply: o.NoReply}
+}
+
+// ToStore returns the reply r shows.
+func (r Reply) ToStore() store.Reply {
+	return store.Reply{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Body: bytesOf(r.Body, r.BodyBase64),
+		Error: r.Error, ReceivedAt: r.ReceivedAt}
+}
+
+// fromReplies never returns nil: the API shows an empty list as [].
+func fromReplies(rs []store.Reply) []Reply {
+	out := make([]Reply, 0, len(rs))
+	for _, r := range rs {
+		j := Reply{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Error: r.Error, ReceivedAt: r.ReceivedAt.UTC()}
+		j.Body, j.BodyBase64 = jsonOrBase64(r.Body)
+		out = append(out, j)
+	}
+	return out
+}
+
+func toReplies(rs []Reply) []store.Reply {
+	var out []store.Reply
+	for _, r := range rs {
+		out = append(out, r.ToStore())
+	}
+	return out
+}
+
+// jsonOrBase64 returns b as raw JSON when it is JSON, else as base64.
+func jsonOrBase64(b []byte) (json.RawMessage, string) {
+	if len(b) == 0 {
+		return nil, ""
+	}
+	if json.Valid(b) {
+		return json.RawMessage(b), ""
+	}
+	return nil, base64.StdEncoding.EncodeToString(b)
+}
+
+// bytesOf inverts jsonOrBase64; base64 that does not decode is no bytes.
+func bytesOf(raw json.RawMessage, b64 string) []byte {
+	if len(raw) > 0 {
+		return []byte(raw)
+	}
+	if b64 != "" {
+		if b, err := base64.StdEncoding.DecodeString(b64); err == nil {
+			return b
+		}
+	}
+	return nil
+}
+
+// DeliverResponse answers a reply.
+type DeliverResponse struct {
+	Status      store.DeliverStatus `json:"status"`
+	Correlation *Correlation        `json:"correlation,omitempty"`
+	// Outcome repeats the correlation's outcome for a late reply.
+	Outcome *Outcome `json:"outcome,omitempty"`
+}
+
+// DeliverFromStore returns the answer to a reply that had result res.
+func DeliverFromStore(res store.DeliverResult) DeliverResponse {
+	out := DeliverResponse{Status: res.Status}
+	if res.Correlation != nil {
+		out.Correlation = FromStore(res.Correlation)
+		if res.Status == store.DeliverLate {
+			out.Outcome = out.Correlation.Outcome
+		}
+	}
+	return out
+}
+
+// ToStore returns the result d shows.
+func (d *DeliverResponse) ToStore() store.DeliverResult {
+	res := store.DeliverResult{Status: d.Status}
+	if d.Correlation != nil {
+		res.Correlation = d.Correlation.ToStore()
+	}
+	return res
+}
+
+// ListResponse is a page of correlations.
+type ListResponse struct {
+	Items      []*Correlation `json:"items"`
+	NextCursor string         `json:"next_cursor,omitempty"`
+}
+
+// ListFromStore returns page as the API shows it.
+func ListFromStore(page store.Page) ListResponse {
+	out := ListResponse{Items: make([]*Correlation, 0, len(page.Items)), NextCursor: page.NextCursor}
+	for _, c := range page.Items {
+		out.Items = append(out.Items, FromStore(c))
+	}
+	return out
+}
+
+// ToStore returns the page l shows.
+func (l *ListResponse) ToStore() store.Page {
+	page := store.Page{NextCursor: l.NextCursor, Items: make([]*store.Correlation, 0, len(l.Items))}
+	for _, j := range l.Items {
+		page.Items = append(page.Items, j.ToStore())
+	}
+	return page
+}
+
+// NSStats counts one namespace's correlations.
+type NSStats struct {
+	States           map[store.State]int64         `json:"states"`
+	Dispatch         map[store.DispatchState]int64 `json:"dispatch"`
+	OldestPending    *time.Time                    `json:"oldest_pending,omitempty"`
+	OldestPendingAge string                        `json:"oldest_pending_age,omitempty"`
+}
+
+// StatsResponse counts correlations by namespace.
+type StatsResponse struct {
+	Namespaces   map[string]NSStats `json:"namespaces"`
+	Total        NSStats            `json:"total"`
+	EarlyReplies int64              `json:"early_replies"`
+}
+
+// StatsFromStore returns st as the API shows it, with ages as of now.
+func StatsFromStore(st store.Stats, now time.Time) StatsResponse {
+	out := StatsResponse{Namespaces: map[string]NSStats{}, Total: NSStatsFromStore(st.Total(), now), EarlyReplies: st.EarlyReplies}
+	for n, v := range st.Namespaces {
+		out.Namespaces[n] = NSStatsFromStore(v, now)
+	}
+	return out
+}
+
+// NSStatsFromStore returns n as the API shows it, with every state counted
+// (zero included) and the oldest pending age as of now.
+func NSStatsFromStore(n store.NamespaceStats, now time.Time) NSStats {
+	j := NSStats{States: n.States, Dispatch: n.Dispatch}
+	if j.States == nil {
+		j.States = map[store.State]int64{}
+	}
+	if j.Dispatch == nil {
+		j.Dispatch = map[store.DispatchState]int64{}
+	}
+	for _, s := range store.States {
+		j.States[s] += 0
+	}
+	if !n.OldestPending.IsZero() {
+		t := n.OldestPending.UTC()
+		j.OldestPending = &t
+		j.OldestPendingAge = n.OldestPendingAge(now).Round(time.Millisecond).String()
+	}
+	return j
+}
+
+// ToStore returns the counts s shows; the total is derived, not read.
+func (s *StatsResponse) ToStore() store.Stats {
+	st := store.Stats{Namespaces: map[string]store.NamespaceStats{}, EarlyReplies: s.EarlyReplies}
+	for ns, n := range s.Namespaces {
+		v := store.NamespaceStats{States: n.States, Dispatch: n.Dispatch}
+		if n.OldestPending != nil {
+			v.OldestPending = *n.OldestPending
+		}
+		st.Namespaces[ns] = v
+	}
+	return st
+}
+
+// ErrorResponse is every error answer.
+type ErrorResponse struct {
+	Error Error `json:"error"`
+}
+
+// Error says what went wrong: a code to branch on, a message for people and
+// the field at fault, if one is.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// RegisterRequest is the body of POST /v1/correlations. Durations and times
+// are strings so that the server can report a bad one with its field's name.
+type RegisterRequest struct {
+	ID             string            `json:"id,omitempty"`
+	Namespace      string            `json:"namespace,omitempty"`
+	Pattern        string            `json:"pattern"`
+	Timeout        string            `json:"timeout,omitempty"`
+	Deadline       string            `json:"deadline,omitempty"`
+	Expect         int               `json:"expect,omitempty"`
+	Quorum         int               `json:"quorum,omitempty"`
+	Optional       bool              `json:"optional,omitempty"`
+	Destination    string            `json:"destination,omitempty"`
+	ReplyTo        string            `json:"reply_to,omitempty"`
+	Owner          string            `json:"owner,omitempty"`
+	Callback       *CallbackRequest  `json:"callback,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+}
+
+// CallbackRequest is the callback of a registration; its data is JSON.
+type CallbackRequest struct {
+	Handler string          `json:"handler"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// ToStore returns the callback r asks for.
+func (r *CallbackRequest) ToStore() store.Callback {
+	return store.Callback{Handler: r.Handler, Data: rawBytes(r.Data)}
+}
+
+// ReplyRequest is the body of a reply; its body is JSON.
+type ReplyRequest struct {
+	ID    string          `json:"id,omitempty"`
+	From  string          `json:"from,omitempty"`
+	Seq   int             `json:"seq,omitempty"`
+	Final bool            `json:"final,omitempty"`
+	Body  json.RawMessage `json:"body,omitempty"`
+	Error string          `json:"error,omitempty"`
+}
+
+// ToStore returns the reply r asks to deliver.
+func (r *ReplyRequest) ToStore() store.Reply {
+	return store.Reply{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Body: rawBytes(r.Body), Error: r.Error}
+}
+
+// ExtendRequest is the body of POST …/extend: a deadline or a timeout from
+// now, exactly one.
+type ExtendRequest struct {
+	Deadline string `json:"deadline,omitempty"`
+	Timeout  string `json:"timeout,omitempty"`
+}
+
+// ReasonRequest is the optional body of POST …/cancel and …/expire.
+type ReasonRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// rawBytes keeps a JSON value as the bytes stored; null is no value.
+func rawBytes(m json.RawMessage) []byte {
+	if len(m) == 0 || string(m) == "null" {
+		return nil
+	}
+	return []byte(m)
+}
