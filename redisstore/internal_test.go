@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 package redisstore
 
@@ -148,7 +148,7 @@ func TestCorruptRecordSetAside(t *testing.T) {
 		require.NoError(t, err)
 	}
 	key := func(id string) string { return s.keys.record(s.keys.shard(id), id) }
-	mr.Set(key("bad-json"), header(1, newToken())+"\x01{not json")
+	mr.Set(key("bad-json"), header("", newToken())+"\x01{not json")
 	mr.Set(key("bad-header"), "garbage")
 	other, err := mr.Get(key("good-1"))
 	require.NoError(t, err)

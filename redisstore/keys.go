@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 package redisstore
 
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/corrstore/corrstore/store"
@@ -15,7 +16,7 @@ import (
 // that points at it, lives under the hash tag of its shard, "{prefix:shard}",
 // so one script touches one slot.
 //
-//	{p:s}:c:<id>   string  header (write sequence, write token) ‖ record
+//	{p:s}:c:<id>   string  header (write sequence, recent write tokens) ‖ record
 //	{p:s}:e:<id>   hash    early replies for an unregistered id: digest → seq ‖ reply
 //	{p:s}:i:<d>    string  id registered under the idempotency key whose derived id is d
 //	{p:s}:dl       zset    pending ids by deadline (µs)
@@ -88,12 +89,31 @@ func microsBefore(t time.Time) int64 {
 	return m
 }
 
-// Record header: the write sequence and the token of the write that stored
-// it, each 16 hex digits. The update script compares the header it was given
-// with the stored one: any write in between changes it.
-const headerLen = 32
+// Record header: the write sequence (16 hex digits) and the tokens of the
+// last headerTokens writes, newest first (16 hex digits each; zeros before
+// there were that many). The update script compares the header it was given
+// with the stored one: any write in between changes it. A write sent again
+// by go-redis after its answer was lost finds its token among the recent
+// ones and answers "done", even when other writes came after it; only a
+// retry that arrives more than headerTokens writes late is told "moved",
+// and then the caller reads again and decides again (no effect is applied
+// twice either way: the compare-and-set sees the record as it is).
+const (
+	headerTokens = 8
+	headerLen    = 16 + 16*headerTokens // lua/update.lua and lua/create.lua use 144
+	noToken      = "0000000000000000"
+)
 
-func header(w uint64, token string) string { return fmt.Sprintf("%016x%s", w, token) }
+// header is the header of the write token that follows the one in prev
+// (empty for a new record).
+func header(prev, token string) string {
+	w, _ := parseHeader(prev)
+	tokens := strings.Repeat(noToken, headerTokens-1)
+	if len(prev) == headerLen {
+		tokens = prev[16 : headerLen-16]
+	}
+	return fmt.Sprintf("%016x%s%s", w+1, token, tokens)
+}
 
 func parseHeader(v string) (w uint64, ok bool) {
 	if len(v) < headerLen {

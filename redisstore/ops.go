@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 package redisstore
 
@@ -61,7 +61,7 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 			}
 			sc.hincr(s.keys.counters(sh), fieldEarly, -int64(len(fields)))
 		}
-		v, err := value(n, 1, token)
+		v, err := value(n, "", token)
 		if err != nil {
 			return store.RegisterResult{}, err
 		}

@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 package redisstore
 
@@ -79,12 +79,13 @@ func (s *Store) decodeLoaded(id, v string) (*loaded, error) {
 }
 
 // value encodes a record with its header.
-func value(c *store.Correlation, w uint64, token string) (string, error) {
+// prev is the header read ("" for a new record); token names this write.
+func value(c *store.Correlation, prev, token string) (string, error) {
 	b, err := store.MarshalCorrelation(c)
 	if err != nil {
 		return "", err
 	}
-	return header(w, token) + string(b), nil
+	return header(prev, token) + string(b), nil
 }
 
 func eventPayload(c *store.Correlation) string {
@@ -134,9 +135,8 @@ func (s *Store) updateCall(l *loaded, c *store.Correlation, before entries, publ
 	sc.reindex(s.keys, sh, l.id, before, entriesOf(c))
 	v, ev := "", ""
 	if c != nil {
-		w, _ := parseHeader(l.header)
 		var err error
-		if v, err = value(c, w+1, token); err != nil {
+		if v, err = value(c, l.header, token); err != nil {
 			return call{}, err
 		}
 		if publish {

@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 package redisstore
 
@@ -66,19 +66,45 @@ const (
 // shards. A record another writer changed meanwhile is read and decided
 // again. Corrupt records are set aside and reported in soft; index entries
 // whose record is gone are dropped.
+//
+// Entries another writer got to first (a concurrent pass, a reply) take a
+// place in the batch but are not reported; the sweep then reads the index
+// again for the places left, so that a batch comes back short only when
+// fewer than limit records are due, as in one bbolt transaction. (A pass
+// stops at a short batch: without this, racing reapers would each stop
+// early and leave due records undecided.)
 func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 	decide func(c *store.Correlation) verdict) (out []*store.Correlation, soft error, err error) {
 	if err := s.check(); err != nil {
 		return nil, nil, err
 	}
+	var softs []error
+	for len(out) < limit {
+		got, soft, wrote, err := s.sweepOnce(ctx, ix, maxScore, limit-len(out), decide)
+		out = append(out, got...)
+		if soft != nil {
+			softs = append(softs, soft)
+		}
+		if err != nil || !wrote {
+			return out, errors.Join(softs...), err
+		}
+	}
+	return out, errors.Join(softs...), nil
+}
+
+// sweepOnce is one read of the index and the writes it leads to; wrote says
+// whether anything was written (when nothing was, reading again would find
+// the same entries).
+func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int,
+	decide func(c *store.Correlation) verdict) (out []*store.Correlation, soft error, wrote bool, err error) {
 	cands, err := s.dueEntries(ctx, func(sh int) string { return s.keys.indexKey(ix, sh, "") }, maxScore, limit)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	var corrupt []error
 	for attempt := 0; len(cands) > 0; attempt++ {
 		if attempt == maxAttempts {
-			return out, errors.Join(append(corrupt, contention(cands[0].id))...), nil
+			return out, errors.Join(append(corrupt, contention(cands[0].id))...), true, nil
 		}
 		pipe := s.rdb.Pipeline()
 		gets := make([]*redis.StringCmd, len(cands))
@@ -86,7 +112,7 @@ func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 			gets[i] = pipe.Get(ctx, s.keys.record(d.sh, d.id))
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return out, errors.Join(corrupt...), s.redisErr("read due records", err)
+			return out, errors.Join(corrupt...), wrote, s.redisErr("read due records", err)
 		}
 		var calls []call
 		type pending struct {
@@ -132,23 +158,26 @@ func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 			}
 			cl, err := s.updateCall(l, next, before, v != keep, newToken())
 			if err != nil {
-				return out, errors.Join(corrupt...), err
+				return out, errors.Join(corrupt...), wrote, err
 			}
 			calls = append(calls, cl)
 			todo = append(todo, pending{d: d, c: c, v: v, update: true})
+		}
+		if len(calls) > 0 {
+			wrote = true
 		}
 		cmds := s.run(ctx, calls)
 		var again []due
 		for i, p := range todo {
 			if !p.update {
 				if err := cmds[i].Err(); err != nil {
-					return out, errors.Join(corrupt...), s.redisErr("drop index entry of "+p.d.id, err)
+					return out, errors.Join(corrupt...), wrote, s.redisErr("drop index entry of "+p.d.id, err)
 				}
 				continue
 			}
 			ok, err := s.updated(p.d.id, cmds[i])
 			if err != nil {
-				return out, errors.Join(corrupt...), err
+				return out, errors.Join(corrupt...), wrote, err
 			}
 			if !ok {
 				again = append(again, p.d)
@@ -168,7 +197,7 @@ func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 		}
 		cands = again
 	}
-	return out, errors.Join(corrupt...), nil
+	return out, errors.Join(corrupt...), wrote, nil
 }
 
 // ExpireDue implements store.Store.
@@ -187,7 +216,7 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*sto
 		return keep
 	})
 	if err != nil {
-		return nil, err
+		return out, err // the ones decided before the error are written
 	}
 	return out, soft
 }
@@ -211,7 +240,7 @@ func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Tim
 		return keep
 	})
 	if err != nil {
-		return nil, err
+		return out, err // the ones decided before the error are written
 	}
 	return out, soft
 }
@@ -231,7 +260,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		return keep
 	})
 	if err != nil {
-		return 0, err
+		return len(out), err
 	}
 	return len(out), soft
 }

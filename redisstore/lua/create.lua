@@ -9,7 +9,7 @@
 -- ARGV[1]   token of this write (16 hex digits)
 -- ARGV[2]   the value: header ‖ record
 -- ARGV[3]   event channel
--- ARGV[4]   event payload
+-- ARGV[4]   event payload; '' publishes nothing (an import)
 -- ARGV[5]   '1': the id is derived from an idempotency key; a mapping to another id wins
 -- ARGV[6]   n: how many early-reply fields the caller applied; ARGV[7..6+n] those fields
 -- ARGV[7+n..] ops
@@ -21,8 +21,10 @@
 --   {'badops'}                      malformed ops (a bug): nothing written
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  if string.sub(cur, 17, 32) == ARGV[1] then
-    return {'created'}
+  for i = 0, 7 do
+    if string.sub(cur, 17 + 16 * i, 32 + 16 * i) == ARGV[1] then
+      return {'created'}
+    end
   end
   return {'exists', cur}
 end
@@ -50,5 +52,7 @@ if not check_ops(7 + n) then
 end
 redis.call('SET', KEYS[1], ARGV[2])
 apply_ops(7 + n)
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+if ARGV[4] ~= '' then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
 return {'created'}

@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 package redistest
 
@@ -83,7 +83,8 @@ func (c *Cluster) PIDs() []int {
 
 // Options returns cluster client options seeded with every node.
 func (c *Cluster) Options() *redis.ClusterOptions {
-	return &redis.ClusterOptions{Addrs: c.Addrs()}
+	return &redis.ClusterOptions{Addrs: c.Addrs(), DialTimeout: TestTimeout, ReadTimeout: TestTimeout,
+		WriteTimeout: TestTimeout, PoolTimeout: TestTimeout}
 }
 
 // NewClient returns a cluster client, closed at the test's cleanup. tweak,

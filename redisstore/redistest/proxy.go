@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 package redistest
 

@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 package redistest
 
@@ -138,10 +138,18 @@ func (s *Server) Restart() {
 }
 
 // Options returns client options for the server. Change them freely: each
-// call returns a new value.
+// call returns a new value. The timeouts are long (TestTimeout): the tests
+// are about what happens, and a -race build on a loaded 2-core machine
+// stalls for seconds at times; go-redis's defaults (5s dial, 3s read) then
+// fail a test that is right.
 func (s *Server) Options() *redis.Options {
-	return &redis.Options{Addr: s.Addr()}
+	return &redis.Options{Addr: s.Addr(), DialTimeout: TestTimeout, ReadTimeout: TestTimeout,
+		WriteTimeout: TestTimeout, PoolTimeout: TestTimeout}
 }
+
+// TestTimeout is the dial, read, write and pool timeout of the clients the
+// harness makes.
+const TestTimeout = 30 * time.Second
 
 // NewClient returns a client of the server, closed at the test's cleanup.
 // tweak, when not nil, may change the options first.

@@ -1,13 +1,96 @@
+//go:build redis
+
 package storeurl
 
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/store"
 )
 
-// openRedis waits for the redisstore package.
-func openRedis(_ context.Context, raw string, _ Options) (store.Store, error) {
-	return nil, fmt.Errorf("--store %s: redis is not available in this build yet", Redact(raw))
+// ownedRedis is a Redis store that owns its client: Close closes both.
+type ownedRedis struct {
+	*redisstore.Store
+	rdb redis.UniversalClient
+}
+
+func (o *ownedRedis) Close() error {
+	err := o.Store.Close()
+	if cerr := o.rdb.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// openRedis opens redis://, rediss:// (one server) or redis+cluster://
+// (a Redis Cluster). corrstore's own options ride in the query:
+// prefix=P, shards=N, strict=true; the rest is go-redis's (redis.ParseURL).
+func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) {
+	shown := Redact(raw)
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--store %s: %v", shown, err)
+	}
+	q := u.Query()
+	cfg := redisstore.Config{Prefix: q.Get("prefix"), Clock: o.Clock, Logger: o.Logger, Limits: o.Limits}
+	if v := q.Get("shards"); v != "" {
+		if cfg.Shards, err = strconv.Atoi(v); err != nil {
+			return nil, fmt.Errorf("--store %s: shards: want a number, got %q", shown, v)
+		}
+	}
+	if v := q.Get("strict"); v != "" {
+		if cfg.Strict, err = strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("--store %s: strict: want true or false, got %q", shown, v)
+		}
+	}
+	q.Del("prefix")
+	q.Del("shards")
+	q.Del("strict")
+	u.RawQuery = q.Encode()
+
+	var rdb redis.UniversalClient
+	if u.Scheme == "redis+cluster" {
+		if u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("--store %s: a cluster has no database number (drop %q)", shown, u.Path)
+		}
+		if len(q) > 0 {
+			return nil, fmt.Errorf("--store %s: unknown option %q (prefix, shards, strict)", shown, firstKey(q))
+		}
+		co := &redis.ClusterOptions{Addrs: strings.Split(u.Host, ",")}
+		if u.User != nil {
+			co.Username = u.User.Username()
+			co.Password, _ = u.User.Password()
+		}
+		rdb = redis.NewClusterClient(co)
+	} else {
+		ro, err := redis.ParseURL(u.String())
+		if err != nil {
+			return nil, fmt.Errorf("--store %s: %v", shown, err)
+		}
+		rdb = redis.NewClient(ro)
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("--store %s: cannot reach Redis: %v", shown, err)
+	}
+	st, err := redisstore.New(ctx, rdb, cfg)
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("--store %s: %w", shown, err)
+	}
+	return &ownedRedis{Store: st, rdb: rdb}, nil
+}
+
+func firstKey(q url.Values) string {
+	for k := range q {
+		return k
+	}
+	return ""
 }

@@ -1,0 +1,156 @@
+//go:build redis
+
+package redisstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/corrstore/corrstore/store"
+)
+
+// Import writes c exactly as it is — state, outcome, replies, late replies,
+// events, dispatch state, version and times — for moving correlations
+// between stores (corrstore import). It is idempotent: when a record with
+// the same ID and the same content exists it returns created false and
+// changes nothing. Errors: ErrInvalid (c is not a record a store could hold),
+// ErrConflict (another record holds the ID, or the namespace's idempotency
+// key), ErrClosed.
+//
+// Import publishes no events and applies no early replies: it restores a
+// decided history, it does not make one. Early replies buffered for the ID
+// are dropped, since the imported record carries the replies it got.
+func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool, err error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	if c == nil {
+		return false, fmt.Errorf("%w: import: nil correlation", store.ErrInvalid)
+	}
+	// A round trip through the record codec checks c as every stored record
+	// is checked when read, and gives the canonical bytes to compare.
+	raw, err := store.MarshalCorrelation(c)
+	if err != nil {
+		return false, fmt.Errorf("%w: import %s: %w", store.ErrInvalid, c.ID, err)
+	}
+	n, err := store.UnmarshalCorrelation(raw)
+	if err != nil {
+		return false, fmt.Errorf("%w: import %s: %w", store.ErrInvalid, c.ID, err)
+	}
+	if raw, err = store.MarshalCorrelation(n); err != nil {
+		return false, err
+	}
+	keyConflict := func(holder string) error {
+		return fmt.Errorf("%w: import %s: idempotency key %q of namespace %s belongs to %s here",
+			store.ErrConflict, n.ID, n.IdempotencyKey, n.Namespace, holder)
+	}
+	derived := ""
+	if n.IdempotencyKey != "" {
+		derived = store.DeriveID(n.Namespace, n.IdempotencyKey)
+	}
+	if derived != "" && derived != n.ID {
+		sh := s.keys.shard(derived)
+		keys := []string{s.keys.record(sh, derived), s.keys.idem(sh, derived)}
+		stale := ""
+		for {
+			holder, err := s.run(ctx, []call{{scriptClaimIdem, keys, []any{derived, n.ID, stale}}})[0].Text()
+			if err != nil {
+				return false, s.redisErr("import "+n.ID+": idempotency key", err)
+			}
+			if holder == n.ID {
+				break
+			}
+			if gone, err := s.gone(ctx, holder); err != nil || !gone || stale == holder {
+				return false, cmp.Or(err, keyConflict(holder))
+			}
+			stale = holder // a mapping to a purged record: replace it
+		}
+	}
+
+	sh := s.keys.shard(n.ID)
+	token := newToken()
+	v, err := value(n, "", token)
+	if err != nil {
+		return false, err
+	}
+	keyOnly := "0"
+	if derived == n.ID {
+		keyOnly = "1"
+	}
+	var fields []string
+	for range maxAttempts {
+		sc := newScript(s.keys.record(sh, n.ID))
+		sc.key(s.keys.early(sh, n.ID))
+		sc.key(s.keys.idem(sh, n.ID))
+		sc.reindex(s.keys, sh, n.ID, entries{}, entriesOf(n))
+		if len(fields) > 0 {
+			sc.del(s.keys.early(sh, n.ID))
+			for _, f := range fields {
+				sc.zrem(s.keys.earlyTime(sh), f+" "+n.ID)
+			}
+			sc.hincr(s.keys.counters(sh), fieldEarly, -int64(len(fields)))
+		}
+		args := []any{token, v, s.keys.channel(), "", keyOnly, len(fields)}
+		for _, f := range fields {
+			args = append(args, f)
+		}
+		args = append(args, sc.ops...)
+		res, err := s.run(ctx, []call{{scriptCreate, sc.keys, args}})[0].Slice()
+		if err != nil {
+			return false, s.redisErr("import "+n.ID, err)
+		}
+		kind, _ := res[0].(string)
+		switch kind {
+		case "created":
+			return true, nil
+		case "exists":
+			cur, _ := res[1].(string)
+			existing, err := decodeValue(n.ID, cur)
+			if err != nil {
+				return false, err
+			}
+			have, err := store.MarshalCorrelation(existing)
+			if err != nil {
+				return false, err
+			}
+			if bytes.Equal(have, raw) {
+				return false, nil
+			}
+			return false, fmt.Errorf("%w: import %s: the store holds a different record with this ID (version %d there, %d imported)",
+				store.ErrConflict, n.ID, existing.Version, n.Version)
+		case "redirect":
+			holder, _ := res[1].(string)
+			if gone, err := s.gone(ctx, holder); err != nil || !gone {
+				return false, cmp.Or(err, keyConflict(holder))
+			}
+			s.unmapIdem(ctx, derived, holder)
+			continue
+		case "early":
+			fields = fields[:0]
+			for i := 1; i < len(res); i += 2 {
+				f, _ := res[i].(string)
+				fields = append(fields, f)
+			}
+			continue
+		default:
+			return false, fmt.Errorf("redisstore: import %s: unexpected answer %v", n.ID, res)
+		}
+	}
+	return false, contention(n.ID)
+}
+
+// gone reports whether no record is stored under id.
+func (s *Store) gone(ctx context.Context, id string) (bool, error) {
+	_, err := s.load(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	var ce *store.CorruptError
+	if errors.As(err, &ce) {
+		return false, nil
+	}
+	return false, err
+}
