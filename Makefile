@@ -21,6 +21,11 @@ build: ## build bin/corrstore
 test: ## run every test with the race detector (the CI command)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
+.PHONY: test-redis
+test-redis: ## the Redis store and transport: miniredis, then a real redis-server and a 3-master cluster (needs redis-server)
+	$(GO) test -tags redis -count=1 -timeout 20m -run Miniredis ./redisstore/
+	$(GO) test -race -tags redis -count=1 -timeout 30m ./redisstore/... ./client/redisstream/ ./cmd/corrstore/internal/storeurl/
+
 .PHONY: lint
 lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -44,9 +49,9 @@ crash: ## SIGKILL a writer 200+ times and check every acknowledged registration 
 
 .PHONY: bench-redis
 bench-redis: ## Redis store against raw MULTI/HSET/ZADD/EXEC on a real redis-server, then bytes per pending
-	$(GO) test -tags unverified -run '^$$' -bench 'Register|Deliver' -benchtime $(BENCHTIME) ./redisstore/
-	$(GO) test -tags unverified -run '^$$' -bench MemoryPerPending -benchtime 1x ./redisstore/
+	$(GO) test -tags redis -run '^$$' -bench 'Register|Deliver' -benchtime $(BENCHTIME) ./redisstore/
+	$(GO) test -tags redis -run '^$$' -bench MemoryPerPending -benchtime 1x ./redisstore/
 
 .PHONY: redis-restart
 redis-restart: ## kill -9 a real redis-server under load (KILLS, default 20): always loses nothing; everysec measured
-	CORRSTORE_REDIS_KILLS=$${KILLS:-20} $(GO) test -tags unverified -run 'TestRestart' -count=1 -timeout 30m -v ./redisstore/
+	CORRSTORE_REDIS_KILLS=$${KILLS:-20} $(GO) test -tags redis -run 'TestRestart' -count=1 -timeout 30m -v ./redisstore/

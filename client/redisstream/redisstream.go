@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 // Package redisstream is a client.Transport on Redis Streams.
 //

@@ -1,4 +1,4 @@
-//go:build unverified
+//go:build redis
 
 package redisstream_test
 
@@ -23,7 +23,12 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if runReplica() {
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
