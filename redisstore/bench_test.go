@@ -57,9 +57,9 @@ func benchCorrelation(id string) *store.Correlation {
 }
 
 // benchHeaderLen is the length of the header the store writes before each
-// record (a version and a write token); the baseline pads its value by as
+// record (a write sequence and the 8 latest write tokens); the baseline pads its value by as
 // much so that both write the same number of bytes.
-const benchHeaderLen = 32
+const benchHeaderLen = 144
 
 var benchHeader = strings.Repeat("0", benchHeaderLen)
 

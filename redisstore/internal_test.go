@@ -216,3 +216,53 @@ func TestConfigValidation(t *testing.T) {
 	_, err := New(ctx, nil, Config{})
 	require.ErrorIs(t, err, store.ErrInvalid)
 }
+
+// A write sent again after its answer was lost is recognised as already in
+// while its token is among the record's 8 latest, even after other writes;
+// later it is told to read again, and nothing is applied twice either way.
+func TestUpdateResentAfterOtherWrites(t *testing.T) {
+	s, _, _ := openMini(t, Config{Clock: store.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))})
+	ctx := t.Context()
+	_, err := s.Register(ctx, &store.Correlation{ID: "c", Pattern: store.PatternGather, Expect: 20, Timeout: time.Hour})
+	require.NoError(t, err)
+
+	// The lost write: its call is kept to be sent again.
+	l, err := s.load(ctx, "c")
+	require.NoError(t, err)
+	c := l.c.Clone()
+	before := entriesOf(c)
+	_, err = c.ApplyReply(store.Reply{From: "lost"}, s.clock.Now(), s.lim)
+	require.NoError(t, err)
+	lost, err := s.updateCall(l, c, before, true, newToken())
+	require.NoError(t, err)
+	answer := func() string {
+		t.Helper()
+		a, err := s.run(ctx, []call{lost})[0].Text()
+		require.NoError(t, err)
+		return a
+	}
+	require.Equal(t, "ok", answer())
+
+	for i := range headerTokens {
+		require.Equal(t, "done", answer(), "after %d other writes", i)
+		_, err := s.Deliver(ctx, "c", store.Reply{From: fmt.Sprint("other-", i)})
+		require.NoError(t, err)
+	}
+	require.Equal(t, "moved", answer(), "after %d other writes the token has left the header", headerTokens)
+
+	got, err := s.Get(ctx, "c")
+	require.NoError(t, err)
+	require.Len(t, got.Replies, 1+headerTokens, "the lost write applied once")
+	require.Equal(t, "lost", got.Replies[0].From)
+}
+
+func TestHeaderKeepsLatestTokens(t *testing.T) {
+	h := header("", "aaaaaaaaaaaaaaaa")
+	require.Len(t, h, headerLen)
+	require.Equal(t, "0000000000000001aaaaaaaaaaaaaaaa"+strings.Repeat(noToken, headerTokens-1), h)
+	h = header(h, "bbbbbbbbbbbbbbbb")
+	require.Equal(t, "0000000000000002bbbbbbbbbbbbbbbbaaaaaaaaaaaaaaaa"+strings.Repeat(noToken, headerTokens-2), h)
+	w, ok := parseHeader(h)
+	require.True(t, ok)
+	require.EqualValues(t, 2, w)
+}
