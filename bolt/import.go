@@ -25,20 +25,8 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 	if s.closed.Load() {
 		return false, store.ErrClosed
 	}
-	if c == nil {
-		return false, fmt.Errorf("%w: import: nil correlation", store.ErrInvalid)
-	}
-	// A round trip through the record codec checks c as every stored record
-	// is checked when read, and gives the canonical bytes to compare.
-	raw, err := store.MarshalCorrelation(c)
+	n, raw, err := store.PrepareImport(c)
 	if err != nil {
-		return false, fmt.Errorf("%w: import %s: %w", store.ErrInvalid, c.ID, err)
-	}
-	n, err := store.UnmarshalCorrelation(raw)
-	if err != nil {
-		return false, fmt.Errorf("%w: import %s: %w", store.ErrInvalid, c.ID, err)
-	}
-	if raw, err = store.MarshalCorrelation(n); err != nil {
 		return false, err
 	}
 	err = s.write(ctx, func(tx *bbolt.Tx, _ *op) error {

@@ -27,20 +27,8 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 	if err := s.check(); err != nil {
 		return false, err
 	}
-	if c == nil {
-		return false, fmt.Errorf("%w: import: nil correlation", store.ErrInvalid)
-	}
-	// A round trip through the record codec checks c as every stored record
-	// is checked when read, and gives the canonical bytes to compare.
-	raw, err := store.MarshalCorrelation(c)
+	n, raw, err := store.PrepareImport(c)
 	if err != nil {
-		return false, fmt.Errorf("%w: import %s: %w", store.ErrInvalid, c.ID, err)
-	}
-	n, err := store.UnmarshalCorrelation(raw)
-	if err != nil {
-		return false, fmt.Errorf("%w: import %s: %w", store.ErrInvalid, c.ID, err)
-	}
-	if raw, err = store.MarshalCorrelation(n); err != nil {
 		return false, err
 	}
 	keyConflict := func(holder string) error {
@@ -70,35 +58,15 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 		}
 	}
 
-	sh := s.keys.shard(n.ID)
 	token := newToken()
 	v, err := value(n, "", token)
 	if err != nil {
 		return false, err
 	}
-	keyOnly := "0"
-	if derived == n.ID {
-		keyOnly = "1"
-	}
 	var fields []string
 	for range maxAttempts {
-		sc := newScript(s.keys.record(sh, n.ID))
-		sc.key(s.keys.early(sh, n.ID))
-		sc.key(s.keys.idem(sh, n.ID))
-		sc.reindex(s.keys, sh, n.ID, entries{}, entriesOf(n))
-		if len(fields) > 0 {
-			sc.del(s.keys.early(sh, n.ID))
-			for _, f := range fields {
-				sc.zrem(s.keys.earlyTime(sh), f+" "+n.ID)
-			}
-			sc.hincr(s.keys.counters(sh), fieldEarly, -int64(len(fields)))
-		}
-		args := []any{token, v, s.keys.channel(), "", keyOnly, len(fields)}
-		for _, f := range fields {
-			args = append(args, f)
-		}
-		args = append(args, sc.ops...)
-		res, err := s.run(ctx, []call{{scriptCreate, sc.keys, args}})[0].Slice()
+		cl := s.createCall(n, v, token, "", derived == n.ID, fields)
+		res, err := s.run(ctx, []call{cl})[0].Slice()
 		if err != nil {
 			return false, s.redisErr("import "+n.ID, err)
 		}

@@ -266,3 +266,43 @@ func TestHeaderKeepsLatestTokens(t *testing.T) {
 	require.True(t, ok)
 	require.EqualValues(t, 2, w)
 }
+
+// Import writes a decided record as it is, indexed; the same again changes
+// nothing; another record under the ID is a conflict.
+func TestImport(t *testing.T) {
+	clock := store.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	src, _, _ := openMini(t, Config{Clock: clock})
+	dst, _, _ := openMini(t, Config{Clock: clock})
+	ctx := t.Context()
+	_, err := src.Register(ctx, &store.Correlation{ID: "done", Timeout: time.Minute, IdempotencyKey: "k", Callback: store.Callback{Handler: "h"}})
+	require.NoError(t, err)
+	_, err = src.Deliver(ctx, "done", store.Reply{Body: []byte(`"ok"`)})
+	require.NoError(t, err)
+	c, err := src.Get(ctx, "done")
+	require.NoError(t, err)
+
+	created, err := dst.Import(ctx, c)
+	require.NoError(t, err)
+	require.True(t, created)
+	created, err = dst.Import(ctx, c)
+	require.NoError(t, err)
+	require.False(t, created, "importing twice changes nothing")
+	got, err := dst.Get(ctx, "done")
+	require.NoError(t, err)
+	require.Equal(t, c.Version, got.Version)
+	require.Equal(t, store.StateCompleted, got.State)
+	st, err := dst.Stats(ctx, "")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.Total().States[store.StateCompleted])
+	require.EqualValues(t, 1, st.Total().Dispatch[store.DispatchPending])
+	claimed, err := dst.ClaimDispatch(ctx, "i", clock.Now(), time.Minute, 10)
+	require.NoError(t, err)
+	require.Len(t, claimed, 1, "the imported outcome is indexed for dispatch")
+
+	other := c.Clone()
+	other.Owner = "someone else"
+	_, err = dst.Import(ctx, other)
+	require.ErrorIs(t, err, store.ErrConflict)
+	_, err = dst.Import(ctx, nil)
+	require.ErrorIs(t, err, store.ErrInvalid)
+}

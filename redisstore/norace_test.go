@@ -1,4 +1,4 @@
-//go:build !race
+//go:build redis && !race
 
 package redisstore_test
 

@@ -45,36 +45,16 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 		claimed = true
 	}
 
-	sh := s.keys.shard(p.ID)
 	token := newToken()
 	n, applied := p, 0
 	var fields []string
 	for range maxAttempts {
-		sc := newScript(s.keys.record(sh, p.ID))
-		sc.key(s.keys.early(sh, p.ID))
-		sc.key(s.keys.idem(sh, p.ID))
-		sc.reindex(s.keys, sh, p.ID, entries{}, entriesOf(n))
-		if len(fields) > 0 {
-			sc.del(s.keys.early(sh, p.ID))
-			for _, f := range fields {
-				sc.zrem(s.keys.earlyTime(sh), f+" "+p.ID)
-			}
-			sc.hincr(s.keys.counters(sh), fieldEarly, -int64(len(fields)))
-		}
 		v, err := value(n, "", token)
 		if err != nil {
 			return store.RegisterResult{}, err
 		}
-		keyOnly := "0"
-		if derived == p.ID {
-			keyOnly = "1"
-		}
-		args := []any{token, v, s.keys.channel(), eventPayload(n), keyOnly, len(fields)}
-		for _, f := range fields {
-			args = append(args, f)
-		}
-		args = append(args, sc.ops...)
-		res, err := s.run(ctx, []call{{scriptCreate, sc.keys, args}})[0].Slice()
+		cl := s.createCall(n, v, token, eventPayload(n), derived == p.ID, fields)
+		res, err := s.run(ctx, []call{cl})[0].Slice()
 		if err != nil {
 			return store.RegisterResult{}, s.redisErr("register "+p.ID, err)
 		}
@@ -148,6 +128,35 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 		}
 	}
 	return store.RegisterResult{}, contention(p.ID)
+}
+
+// createCall is the create script's call for the new record n stored as
+// value v: its index entries, and the removal of the early replies fields
+// that were applied (see lua/create.lua). keyOnly: the ID is derived from
+// the idempotency key, whose mapping to another ID wins. An empty event
+// publishes nothing.
+func (s *Store) createCall(n *store.Correlation, v, token, event string, keyOnly bool, fields []string) call {
+	sh := s.keys.shard(n.ID)
+	sc := newScript(s.keys.record(sh, n.ID))
+	sc.key(s.keys.early(sh, n.ID))
+	sc.key(s.keys.idem(sh, n.ID))
+	sc.reindex(s.keys, sh, n.ID, entries{}, entriesOf(n))
+	if len(fields) > 0 {
+		sc.del(s.keys.early(sh, n.ID))
+		for _, f := range fields {
+			sc.zrem(s.keys.earlyTime(sh), f+" "+n.ID)
+		}
+		sc.hincr(s.keys.counters(sh), fieldEarly, -int64(len(fields)))
+	}
+	flag := "0"
+	if keyOnly {
+		flag = "1"
+	}
+	args := []any{token, v, s.keys.channel(), event, flag, len(fields)}
+	for _, f := range fields {
+		args = append(args, f)
+	}
+	return call{scriptCreate, sc.keys, append(args, sc.ops...)}
 }
 
 // claimIdem binds the idempotency key of a registration with an explicit ID

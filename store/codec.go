@@ -71,3 +71,25 @@ func unmarshalRecord(b []byte, v any) error {
 	}
 	return nil
 }
+
+// PrepareImport checks a correlation to be written as it is (an import
+// between stores) as every stored record is checked when read, and returns
+// it in canonical form with its canonical encoding, the bytes a store
+// compares to tell the same record from another. Errors wrap ErrInvalid.
+func PrepareImport(c *Correlation) (*Correlation, []byte, error) {
+	if c == nil {
+		return nil, nil, fmt.Errorf("%w: import: nil correlation", ErrInvalid)
+	}
+	raw, err := MarshalCorrelation(c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: import %s: %w", ErrInvalid, c.ID, err)
+	}
+	n, err := UnmarshalCorrelation(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: import %s: %w", ErrInvalid, c.ID, err)
+	}
+	if raw, err = MarshalCorrelation(n); err != nil {
+		return nil, nil, err
+	}
+	return n, raw, nil
+}
