@@ -79,7 +79,9 @@ func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 		return nil, nil, err
 	}
 	var softs []error
-	for len(out) < limit {
+	// Bounded like a compare-and-set retry: racing writers cannot keep a
+	// pass here.
+	for round := 0; len(out) < limit && round < maxAttempts; round++ {
 		got, soft, wrote, err := s.sweepOnce(ctx, ix, maxScore, limit-len(out), decide)
 		out = append(out, got...)
 		if soft != nil {
