@@ -74,6 +74,9 @@ type Store struct {
 	// by them.
 	lastBatch  int
 	lastCommit time.Duration
+	// noSync: commits are not fsync'd, so there is nothing for a batch to
+	// share and collect does not wait.
+	noSync bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -81,14 +84,15 @@ var _ store.Store = (*Store)(nil)
 // Open opens (creating when needed, unless ReadOnly) the database file.
 func Open(opts Options) (*Store, error) {
 	s := &Store{
-		path:  cmp.Or(opts.Path, "corrstore.db"),
-		clock: opts.Clock,
-		lim:   opts.Limits.WithDefaults(),
-		log:   cmp.Or(opts.Logger, slog.Default()).With("component", "bolt"),
-		max:   cmp.Or(opts.MaxBatch, 1024),
-		ro:    opts.ReadOnly,
-		reqs:  make(chan *op),
-		stop:  make(chan struct{}),
+		path:   cmp.Or(opts.Path, "corrstore.db"),
+		clock:  opts.Clock,
+		lim:    opts.Limits.WithDefaults(),
+		log:    cmp.Or(opts.Logger, slog.Default()).With("component", "bolt"),
+		max:    cmp.Or(opts.MaxBatch, 1024),
+		ro:     opts.ReadOnly,
+		noSync: opts.NoSync,
+		reqs:   make(chan *op),
+		stop:   make(chan struct{}),
 	}
 	if s.clock == nil {
 		s.clock = store.RealClock{}
@@ -254,11 +258,12 @@ func (s *Store) writer() {
 // small batch and a large one, each paying a whole fsync. So when the batch
 // is smaller than the last one, collect waits for the rest, at most half as
 // long as the last commit took, and commits as soon as the batch is as large
-// as the last. A lone caller (last batch of one) never waits.
+// as the last. A lone caller (last batch of one) never waits, nor does a
+// store opened with NoSync.
 func (s *Store) collect(batch []*op) []*op {
 	batch = s.drain(batch)
 	want := min(s.lastBatch, s.max)
-	if len(batch) >= want {
+	if len(batch) >= want || s.noSync {
 		return batch
 	}
 	wait := min(s.lastCommit/2, maxCollectWait)

@@ -29,22 +29,20 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 	if err != nil {
 		return false, err
 	}
+	// A record already there (an import run again, or resumed) is checked
+	// in a read transaction: only a new one waits for the writer.
+	var there bool
+	err = s.view(func(tx *bbolt.Tx) (err error) {
+		there, err = txn{tx, s}.holds(n, raw)
+		return err
+	})
+	if err != nil || there {
+		return false, err
+	}
 	err = s.write(ctx, func(tx *bbolt.Tx, _ *op) error {
 		t := txn{tx, s}
 		created = false
-		existing, err := t.load(n.ID)
-		switch {
-		case err == nil:
-			have, err := store.MarshalCorrelation(existing)
-			if err != nil {
-				return err
-			}
-			if bytes.Equal(have, raw) {
-				return nil
-			}
-			return fmt.Errorf("%w: import %s: the store holds a different record with this ID (version %d there, %d imported)",
-				store.ErrConflict, n.ID, existing.Version, n.Version)
-		case !errors.Is(err, store.ErrNotFound):
+		if there, err := t.holds(n, raw); err != nil || there {
 			return err
 		}
 		var idemKey []byte
@@ -70,4 +68,25 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 		return nil
 	})
 	return created, err
+}
+
+// holds says whether the store holds n's record with exactly the content
+// raw; ErrConflict when it holds another record under the ID.
+func (t txn) holds(n *store.Correlation, raw []byte) (bool, error) {
+	existing, err := t.load(n.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	have, err := store.MarshalCorrelation(existing)
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Equal(have, raw) {
+		return false, fmt.Errorf("%w: import %s: the store holds a different record with this ID (version %d there, %d imported)",
+			store.ErrConflict, n.ID, existing.Version, n.Version)
+	}
+	return true, nil
 }
