@@ -47,6 +47,10 @@ fuzz: ## fuzz the record decoder (FUZZTIME, default 60s)
 crash: ## SIGKILL a writer 200+ times and check every acknowledged registration (CRASH_KILLS)
 	CORRSTORE_CRASH_KILLS=$${CRASH_KILLS:-200} $(GO) test -run TestCrashLoop -count=1 -timeout 60m -v ./bolt/
 
+.PHONY: import-100k
+import-100k: ## export and import 100,000 correlations between bolt files, verified
+	CORRSTORE_EXPORT_N=100000 $(GO) test -run 'TestExportImport$$' -count=1 -timeout 60m -v ./cmd/corrstore/
+
 .PHONY: bench-redis
 bench-redis: ## Redis store against raw MULTI/HSET/ZADD/EXEC on a real redis-server, then bytes per pending
 	$(GO) test -tags redis -run '^$$' -bench 'Register|Deliver' -benchtime $(BENCHTIME) ./redisstore/
