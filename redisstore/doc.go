@@ -1,15 +1,3 @@
-//go:build redis
-
-// Status: behind the redis build tag, out of `make test` for now. Verified
-// so far: the whole conformance suite passes on miniredis, and every test
-// of it that did not hit a client timeout passed on a real redis-server
-// under -race (the timeouts came from this 2-core VM stalling; the test
-// clients now wait 30 s). Not yet passed: the real-server and cluster
-// suites end to end, the retry proxy test, the restart test, the
-// benchmarks. `make test-redis` runs them. The tag comes off, and the tests
-// join `make test`, when they pass and fit its time budget: go-redis alone
-// costs minutes of -race compile on this machine. See the notes on issue 5.
-
 // Package redisstore is a store.Store on Redis (standalone or Redis Cluster),
 // so that replicas of a service share pending correlations.
 //

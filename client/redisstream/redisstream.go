@@ -1,5 +1,3 @@
-//go:build redis
-
 // Package redisstream is a client.Transport on Redis Streams.
 //
 // A message for address A is an entry of the stream Prefix+A. Receivers

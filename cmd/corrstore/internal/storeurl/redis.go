@@ -1,13 +1,16 @@
-//go:build redis
-
 package storeurl
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -55,7 +58,10 @@ func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) 
 	q.Del("strict")
 	u.RawQuery = q.Encode()
 
-	var rdb redis.UniversalClient
+	var (
+		rdb   redis.UniversalClient
+		addrs []string
+	)
 	if u.Scheme == "redis+cluster" {
 		if u.Path != "" && u.Path != "/" {
 			return nil, fmt.Errorf("--store %s: a cluster has no database number (drop %q)", shown, u.Path)
@@ -63,7 +69,8 @@ func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) 
 		if len(q) > 0 {
 			return nil, fmt.Errorf("--store %s: unknown option %q (prefix, shards, strict)", shown, firstKey(q))
 		}
-		co := &redis.ClusterOptions{Addrs: strings.Split(u.Host, ",")}
+		addrs = strings.Split(u.Host, ",")
+		co := &redis.ClusterOptions{Addrs: addrs}
 		if u.User != nil {
 			co.Username = u.User.Username()
 			co.Password, _ = u.User.Password()
@@ -74,7 +81,13 @@ func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) 
 		if err != nil {
 			return nil, fmt.Errorf("--store %s: %v", shown, err)
 		}
+		addrs = []string{ro.Addr}
 		rdb = redis.NewClient(ro)
+	}
+	routeRedisLog(o.Logger)
+	if err := reachable(ctx, addrs); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("--store %s: cannot reach Redis: %v", shown, err)
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
@@ -86,6 +99,40 @@ func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) 
 		return nil, fmt.Errorf("--store %s: %w", shown, err)
 	}
 	return &ownedRedis{Store: st, rdb: rdb}, nil
+}
+
+// reachable dials the addresses once each, so that a server that is not
+// there fails at once with the dial's own error, rather than after
+// go-redis's retries (about 25 s).
+func reachable(ctx context.Context, addrs []string) error {
+	var errs []error
+	for _, a := range addrs {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		conn, err := d.DialContext(ctx, "tcp", a)
+		if err == nil {
+			return conn.Close()
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+var redisLogOnce sync.Once
+
+// routeRedisLog sends go-redis's own log lines (dial failures of its pool,
+// which it otherwise prints to stderr) to the logger at debug level: the
+// store's errors say what failed, once, in corrstore's words.
+func routeRedisLog(l *slog.Logger) {
+	if l == nil {
+		l = slog.Default()
+	}
+	redisLogOnce.Do(func() { redis.SetLogger(redisLog{l.With("component", "go-redis")}) })
+}
+
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, fmt.Sprintf(format, v...))
 }
 
 func firstKey(q url.Values) string {
