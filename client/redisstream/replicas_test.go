@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,8 +36,13 @@ const (
 	replicaRedisEnv = "CORRSTORE_REPLICA_REDIS"
 	replicaRequests = 200
 	replicaPrefix   = "replicas"
-	replicaTimeout  = 4 * time.Second
-	replicaLease    = 2 * time.Second
+	// replicaTimeout is the deadline of the requests meant to time out (the
+	// responder ignores every fourth); the others get replyTimeout, long
+	// enough that a slow machine never turns an answered one into a
+	// timeout (sending the 200 took 44 s under -race on a 2-core VM).
+	replicaTimeout = 4 * time.Second
+	replyTimeout   = 5 * time.Minute
+	replicaLease   = 2 * time.Second
 )
 
 // runReplica runs the replica CORRSTORE_REPLICA names, if any; it never
@@ -82,9 +88,13 @@ func replicaMain(name, addr string) error {
 		out.Flush()
 	}
 	var first sync.Once
+	// a dies in the first handler it starts once every request is out
+	// (the last ones time out 4 s later, so there is always one), with a
+	// fresh lease that b must wait out.
+	var sent atomic.Bool
 	c.Handle("resume", func(ctx context.Context, o client.Outcome) error {
 		crash := false
-		if name == "a" {
+		if name == "a" && sent.Load() {
 			first.Do(func() { crash = true })
 		}
 		if crash {
@@ -102,13 +112,18 @@ func replicaMain(name, addr string) error {
 	go func() { _ = c.Run(ctx) }()
 	if name == "a" {
 		for i := range replicaRequests {
+			timeout := replyTimeout
+			if i%4 == 0 {
+				timeout = replicaTimeout
+			}
 			if _, err := c.Send(ctx, "payments", fmt.Appendf(nil, "body-%d", i), client.Options{
-				ID: fmt.Sprintf("r-%03d", i), Timeout: replicaTimeout, Handler: "resume", Data: fmt.Appendf(nil, "wf-%d", i),
+				ID: fmt.Sprintf("r-%03d", i), Timeout: timeout, Handler: "resume", Data: fmt.Appendf(nil, "wf-%d", i),
 			}); err != nil {
 				return err
 			}
 		}
 		println("SENT")
+		sent.Store(true)
 	}
 	select {}
 }
@@ -195,11 +210,14 @@ func TestTwoReplicasRedis(t *testing.T) {
 	}()
 
 	got := map[string][]replicaRun{}
+	sentAll := false
 	read := func(who, s string) (crashed string) {
 		f := strings.Fields(s)
 		switch {
 		case len(f) == 1 && f[0] == "SENT":
+			sentAll = true
 		case len(f) == 2 && f[0] == "CRASH":
+			require.True(t, sentAll, "replica a crashed before it sent every request")
 			return f[1]
 		case len(f) == 5 && f[0] == "RAN":
 			n, err := strconv.Atoi(f[3])
@@ -212,7 +230,7 @@ func TestTwoReplicasRedis(t *testing.T) {
 	}
 
 	// Until a dies in a handler, read both replicas.
-	timeout := time.After(time.Minute)
+	timeout := time.After(3 * time.Minute) // sending alone took 26-52 s under -race here
 	crashed := ""
 	for crashed == "" {
 		select {
@@ -223,7 +241,7 @@ func TestTwoReplicasRedis(t *testing.T) {
 			require.True(t, ok, "replica b ended: %s", b.stderr)
 			read("b", s)
 		case <-timeout:
-			require.FailNow(t, "replica a ran no handler within a minute", "ran so far: %d", len(got))
+			require.FailNow(t, "replica a did not crash within 3 minutes", "ran so far: %d", len(got))
 		}
 	}
 	a.kill()
