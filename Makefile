@@ -18,8 +18,9 @@ build: ## build bin/corrstore
 	$(GO) build -o bin/corrstore ./cmd/corrstore
 
 .PHONY: test
-test: ## run every test with the race detector (the CI command)
+test: ## run every test with the race detector (the CI command), then the full-size exactly-once test without it
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -count=1 -timeout 10m -run '^TestExactlyOnceBolt$$' ./reaper/
 
 .PHONY: test-redis
 test-redis: ## the Redis store and transport: miniredis, then a real redis-server and a 3-master cluster (needs redis-server)

@@ -96,6 +96,17 @@ type delivery struct {
 //     record carry the outcome the deciding call returned.
 func ExactlyOnce(t *testing.T, stores []store.Store, clock *store.FakeClock) {
 	t.Helper()
+	ExactlyOnceN(t, stores, clock, Correlations)
+}
+
+// ExactlyOnceN is ExactlyOnce with n correlations instead of Correlations
+// (a multiple of 10, so that every kind of correlation is there): for a
+// run under -race, where the full size costs minutes.
+func ExactlyOnceN(t *testing.T, stores []store.Store, clock *store.FakeClock, n int) {
+	t.Helper()
+	if n <= 0 || n%10 != 0 {
+		t.Fatalf("reapertest.ExactlyOnceN: n = %d, want a positive multiple of 10", n)
+	}
 	if len(stores) == 0 {
 		t.Fatal("reapertest.ExactlyOnce: no stores")
 	}
@@ -107,7 +118,7 @@ func ExactlyOnce(t *testing.T, stores []store.Store, clock *store.FakeClock) {
 	deadline := func(i int) time.Time { return first.Add(time.Duration(i%groups) * step) }
 
 	// Register, 64 at a time.
-	forEach(Correlations, 64, func(i int) {
+	forEach(n, 64, func(i int) {
 		c := &store.Correlation{ID: id(i), Deadline: deadline(i), Labels: map[string]string{"test": "exactly-once"}}
 		switch kindOf(i) {
 		case kindGather:
@@ -126,7 +137,7 @@ func ExactlyOnce(t *testing.T, stores []store.Store, clock *store.FakeClock) {
 	ev := subscribe(t, stores[0])
 
 	// The first reply of each gather comes well before its deadline.
-	forEach(Correlations, 16, func(i int) {
+	forEach(n, 16, func(i int) {
 		if kindOf(i) != kindGather {
 			return
 		}
@@ -139,7 +150,7 @@ func ExactlyOnce(t *testing.T, stores []store.Store, clock *store.FakeClock) {
 	// Plan the replies around the deadlines.
 	plan := map[time.Time][]delivery{}
 	instants := map[time.Time]bool{}
-	for i := range Correlations {
+	for i := range n {
 		d := deadline(i)
 		instants[d] = true
 		var dl delivery
@@ -207,8 +218,8 @@ func ExactlyOnce(t *testing.T, stores []store.Store, clock *store.FakeClock) {
 				mu.Unlock()
 			})
 		}
-		for n, dl := range plan[now] {
-			st := stores[n%len(stores)]
+		for k, dl := range plan[now] {
+			st := stores[k%len(stores)]
 			wg.Go(func() {
 				cid := id(dl.idx)
 				res, err := st.Deliver(ctx, cid, dl.reply)
@@ -266,15 +277,15 @@ func ExactlyOnce(t *testing.T, stores []store.Store, clock *store.FakeClock) {
 		}
 		decided[cid] = o
 	}
-	if len(decided) != Correlations {
-		t.Errorf("%d correlations decided, want %d", len(decided), Correlations)
+	if len(decided) != n {
+		t.Errorf("%d correlations decided, want %d", len(decided), n)
 	}
 
 	// Every outcome event seen, and none contradicting the decision.
-	firstEvent, mismatch := ev.wait(t, prefix, Correlations)
+	firstEvent, mismatch := ev.wait(t, prefix, n)
 
 	counts := map[string]int{}
-	for i := range Correlations {
+	for i := range n {
 		cid := id(i)
 		c, err := stores[i%len(stores)].Get(ctx, cid)
 		if err != nil {
@@ -303,7 +314,7 @@ func ExactlyOnce(t *testing.T, stores []store.Store, clock *store.FakeClock) {
 		t.Errorf("%s: a later event carried another outcome: %+v", cid, o)
 	}
 	t.Logf("%d correlations: %d decided by %d reapers (%+v), %d by replies; outcomes %v; %d late replies",
-		Correlations, byReaper, Reapers, reported, len(completedBy), counts, sum(lates))
+		n, byReaper, Reapers, reported, len(completedBy), counts, sum(lates))
 }
 
 // checkStatus checks what a planned reply got.
