@@ -215,7 +215,10 @@ func TestCancelWakesWaiter(t *testing.T) {
 // duplicate and changes nothing.
 func TestServeRedeliveryIsHarmless(t *testing.T) {
 	e := newEnv(t)
-	c := e.client(t, "a", nil)
+	// A duplicate publishes no store event: the test hears of it here.
+	dups := make(chan string, 4)
+	watch := func(cfg *client.Config) { cfg.Store = dupSignal{cfg.Store, dups} }
+	c := e.client(t, "a", watch)
 	rec := newRecorder()
 	c.Handle("resume", rec.handle)
 	run(t, c)
@@ -225,7 +228,7 @@ func TestServeRedeliveryIsHarmless(t *testing.T) {
 		return []byte(time.Now().String()), nil // not even the same body twice
 	})
 	// Play the broker: hold the request and deliver it twice.
-	holder := e.client(t, "h", func(cfg *client.Config) { cfg.Transport = heldTransport{e.tr} })
+	holder := e.client(t, "h", func(cfg *client.Config) { watch(cfg); cfg.Transport = heldTransport{e.tr} })
 	run(t, holder)
 	id, err := holder.Send(t.Context(), "payments", nil, client.Options{ID: "o1", Handler: "resume"})
 	require.NoError(t, err)
@@ -235,12 +238,33 @@ func TestServeRedeliveryIsHarmless(t *testing.T) {
 	require.NoError(t, e.tr.Send(t.Context(), "payments", msgs[0]))
 	<-calls
 	<-calls
-	got := e.waitState(t, id, func(c *store.Correlation) bool { return c.DuplicateCount == 1 })
+	select {
+	case got := <-dups:
+		require.Equal(t, id, got, "the second answer was taken in as a duplicate")
+	case <-time.After(30 * time.Second):
+		require.FailNow(t, "the second answer never reached the store as a duplicate")
+	}
+	got := e.get(t, id)
+	require.Equal(t, 1, got.DuplicateCount)
 	require.Len(t, got.Replies, 1)
 	require.Zero(t, got.LateCount)
 	require.Equal(t, store.StateCompleted, rec.next(t).State)
 	e.waitState(t, id, dispatchIs(store.DispatchDone))
 	require.Len(t, rec.got, 1)
+}
+
+// dupSignal tells dups the ID of each Deliver that was a duplicate.
+type dupSignal struct {
+	store.Store
+	dups chan<- string
+}
+
+func (d dupSignal) Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error) {
+	res, err := d.Store.Deliver(ctx, id, r)
+	if err == nil && res.Status == store.DeliverDuplicate {
+		d.dups <- id
+	}
+	return res, err
 }
 
 // heldTransport sends requests to "held:"+dest, for a test to play them.
