@@ -1,7 +1,6 @@
 package bolt
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -80,13 +79,8 @@ func (t txn) holds(n *store.Correlation, raw []byte) (bool, error) {
 	case err != nil:
 		return false, err
 	}
-	have, err := store.MarshalCorrelation(existing)
-	if err != nil {
+	if err := store.CheckImported(existing, n, raw); err != nil {
 		return false, err
-	}
-	if !bytes.Equal(have, raw) {
-		return false, fmt.Errorf("%w: import %s: the store holds a different record with this ID (version %d there, %d imported)",
-			store.ErrConflict, n.ID, existing.Version, n.Version)
 	}
 	return true, nil
 }

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -78,15 +77,7 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 			if err != nil {
 				return false, err
 			}
-			have, err := store.MarshalCorrelation(existing)
-			if err != nil {
-				return false, err
-			}
-			if bytes.Equal(have, raw) {
-				return false, nil
-			}
-			return false, fmt.Errorf("%w: import %s: the store holds a different record with this ID (version %d there, %d imported)",
-				store.ErrConflict, n.ID, existing.Version, n.Version)
+			return false, store.CheckImported(existing, n, raw)
 		case "redirect":
 			holder, _ := res[1].(string)
 			if gone, err := s.gone(ctx, holder); err != nil || !gone {

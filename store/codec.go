@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -92,4 +93,20 @@ func PrepareImport(c *Correlation) (*Correlation, []byte, error) {
 		return nil, nil, err
 	}
 	return n, raw, nil
+}
+
+// CheckImported tells an import what to do with the record a store already
+// holds under the ID of n (raw is n's encoding from PrepareImport): nil when
+// it is the same record (the import changes nothing), ErrConflict naming
+// both versions when it is another.
+func CheckImported(existing, n *Correlation, raw []byte) error {
+	have, err := MarshalCorrelation(existing)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(have, raw) {
+		return fmt.Errorf("%w: import %s: the store holds a different record with this ID (version %d there, %d imported)",
+			ErrConflict, n.ID, existing.Version, n.Version)
+	}
+	return nil
 }
