@@ -70,7 +70,11 @@ const (
 // again for the places left, so that a batch comes back short only when
 // fewer than limit records are due, as in one bbolt transaction. (A pass
 // stops at a short batch: without this, racing reapers would each stop
-// early and leave due records undecided.)
+// early and leave due records undecided.) The exception is a removal whose
+// record vanished before its write was confirmed (see sweepOnce): its place
+// is not refilled, so a Purge whose answer go-redis had to resend removes
+// what the same Purge without the fault removes. A short Purge batch costs
+// nothing: the next pass purges the rest.
 func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 	decide func(c *store.Correlation) verdict) (out []*store.Correlation, soft error, err error) {
 	if err := s.check(); err != nil {
@@ -79,9 +83,11 @@ func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 	var softs []error
 	// Bounded like a compare-and-set retry: racing writers cannot keep a
 	// pass here.
-	for round := 0; len(out) < limit && round < maxAttempts; round++ {
-		got, soft, wrote, err := s.sweepOnce(ctx, ix, maxScore, limit-len(out), decide)
+	gone := 0 // places taken by records removed under us, not refilled
+	for round := 0; len(out)+gone < limit && round < maxAttempts; round++ {
+		got, g, soft, wrote, err := s.sweepOnce(ctx, ix, maxScore, limit-len(out)-gone, decide)
 		out = append(out, got...)
+		gone += g
 		if soft != nil {
 			softs = append(softs, soft)
 		}
@@ -95,16 +101,24 @@ func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 // sweepOnce is one read of the index and the writes it leads to; wrote says
 // whether anything was written (when nothing was, reading again would find
 // the same entries).
+//
+// gone counts the removals (Purge) whose record was found gone when its
+// write was not confirmed: either our own removal, sent again by go-redis
+// after its answer was lost (the record has no header left to recognise the
+// resend by), or another pass's. Either way the place is taken: the sweep
+// does not refill it, or a lost answer would make Purge remove more than
+// limit.
 func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int,
-	decide func(c *store.Correlation) verdict) (out []*store.Correlation, soft error, wrote bool, err error) {
+	decide func(c *store.Correlation) verdict) (out []*store.Correlation, gone int, soft error, wrote bool, err error) {
 	cands, err := s.dueEntries(ctx, func(sh int) string { return s.keys.indexKey(ix, sh, "") }, maxScore, limit)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, 0, nil, false, err
 	}
 	var corrupt []error
+	removing := map[string]bool{} // removals not confirmed, read again
 	for attempt := 0; len(cands) > 0; attempt++ {
 		if attempt == maxAttempts {
-			return out, errors.Join(append(corrupt, contention(cands[0].id))...), true, nil
+			return out, gone, errors.Join(append(corrupt, contention(cands[0].id))...), true, nil
 		}
 		pipe := s.rdb.Pipeline()
 		gets := make([]*redis.StringCmd, len(cands))
@@ -112,7 +126,7 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 			gets[i] = pipe.Get(ctx, s.keys.record(d.sh, d.id))
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return out, errors.Join(corrupt...), wrote, s.redisErr("read due records", err)
+			return out, gone, errors.Join(corrupt...), wrote, s.redisErr("read due records", err)
 		}
 		var calls []call
 		type pending struct {
@@ -126,6 +140,9 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 			idx := s.keys.indexKey(ix, d.sh, "")
 			raw, err := gets[i].Result()
 			if errors.Is(err, redis.Nil) {
+				if removing[d.id] {
+					gone++
+				}
 				calls = append(calls, call{scriptUnindex, []string{s.keys.record(d.sh, d.id), idx}, []any{d.id}})
 				todo = append(todo, pending{d: d})
 				continue
@@ -158,7 +175,7 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 			}
 			cl, err := s.updateCall(l, next, before, v != keep, newToken())
 			if err != nil {
-				return out, errors.Join(corrupt...), wrote, err
+				return out, gone, errors.Join(corrupt...), wrote, err
 			}
 			calls = append(calls, cl)
 			todo = append(todo, pending{d: d, c: c, v: v, update: true})
@@ -171,15 +188,18 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 		for i, p := range todo {
 			if !p.update {
 				if err := cmds[i].Err(); err != nil {
-					return out, errors.Join(corrupt...), wrote, s.redisErr("drop index entry of "+p.d.id, err)
+					return out, gone, errors.Join(corrupt...), wrote, s.redisErr("drop index entry of "+p.d.id, err)
 				}
 				continue
 			}
 			ok, err := s.updated(p.d.id, cmds[i])
 			if err != nil {
-				return out, errors.Join(corrupt...), wrote, err
+				return out, gone, errors.Join(corrupt...), wrote, err
 			}
 			if !ok {
+				if p.v == remove {
+					removing[p.d.id] = true
+				}
 				again = append(again, p.d)
 				continue
 			}
@@ -197,7 +217,7 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 		}
 		cands = again
 	}
-	return out, errors.Join(corrupt...), wrote, nil
+	return out, gone, errors.Join(corrupt...), wrote, nil
 }
 
 // ExpireDue implements store.Store.
