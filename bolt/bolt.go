@@ -174,6 +174,12 @@ func (s *Store) init() error {
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }
 
+// DBStats returns bbolt's statistics for the file: among them, summed over
+// every closed transaction, the B+tree nodes a write touched and the pages
+// it wrote. A measure of work that a slow or busy machine does not change,
+// for benchmarks and diagnostics.
+func (s *Store) DBStats() bbolt.Stats { return s.db.Stats() }
+
 // Close stops the writer once the batch in flight is answered, closes every
 // subscription and the file. Calls after Close return store.ErrClosed.
 func (s *Store) Close() error {
