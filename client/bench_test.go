@@ -11,9 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/client"
 	"github.com/corrstore/corrstore/client/memtransport"
+	"github.com/corrstore/corrstore/client/redisstream"
+	"github.com/corrstore/corrstore/redisstore"
+	"github.com/corrstore/corrstore/redisstore/redistest"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -35,6 +40,33 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("baseline-inmemory", func(b *testing.B) {
 		benchBaseline(b, memtransport.New())
 	})
+	// The same on Redis: redisstore and the redisstream transport on a
+	// real redis-server (appendonly, appendfsync always, data on disk) of
+	// its own, next to the in-memory map through the same transport.
+	// Skipped with a message when redis-server is not installed.
+	pool := func(o *redis.Options) { o.PoolSize = 4 * requesters }
+	b.Run("client+redis", func(b *testing.B) {
+		srv := redistest.StartServer(b, redistest.ServerOptions{})
+		st, err := redisstore.New(context.Background(), srv.NewClient(b, pool), redisstore.Config{Strict: true, Logger: quiet()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		benchClient(b, st, streams(b, srv, pool))
+	})
+	b.Run("baseline-redisstream", func(b *testing.B) {
+		srv := redistest.StartServer(b, redistest.ServerOptions{})
+		benchBaseline(b, streams(b, srv, pool))
+	})
+}
+
+// streams is a redisstream transport on srv.
+func streams(b *testing.B, srv *redistest.Server, tweak func(*redis.Options)) client.Transport {
+	tr, err := redisstream.New(srv.NewClient(b, tweak), redisstream.Config{Block: 100 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tr
 }
 
 const requesters = 64

@@ -36,7 +36,7 @@ func openBoltAt(t testing.TB, path string, clock store.Clock) *bolt.Store {
 }
 
 // TestExactlyOnceBolt runs the 5,000 correlations of reapertest.ExactlyOnce;
-// under -race, 1,000: every bolt write goes through one writer goroutine,
+// under -race, 500: every bolt write goes through one writer goroutine,
 // and under -race the 5,000 took 330-400 s on a 2-core VM, the longest item
 // of make test. make test runs it a second time without -race at full size.
 func TestExactlyOnceBolt(t *testing.T) {
@@ -44,7 +44,7 @@ func TestExactlyOnceBolt(t *testing.T) {
 	st := openBolt(t, clk)
 	n := reapertest.Correlations
 	if raceEnabled {
-		n = 1000
+		n = 500
 	}
 	reapertest.ExactlyOnceN(t, []store.Store{st, st, st, st}, clk, n)
 	if err := st.Verify(t.Context()); err != nil {

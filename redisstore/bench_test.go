@@ -1,7 +1,3 @@
-//go:build redis
-
-// Behind the redis build tag: `make test-redis` runs it (see doc.go).
-
 package redisstore_test
 
 import (

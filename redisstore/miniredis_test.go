@@ -1,5 +1,3 @@
-//go:build redis
-
 package redisstore_test
 
 import (
@@ -56,6 +54,7 @@ func TestConformanceMiniredis(t *testing.T) {
 	if raceOn {
 		t.Skip("miniredis under -race takes over ten minutes: make test runs this test without -race")
 	}
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T, cfg storetest.Config) store.Store {
 		_, rdb := newMiniredis(t)
 		return openOn(t, rdb, redisstore.Config{Clock: cfg.Clock, Limits: cfg.Limits, Logger: quiet})

@@ -1,4 +1,4 @@
-//go:build redis && !race
+//go:build !race
 
 package redisstore_test
 

@@ -1,13 +1,11 @@
-//go:build redis
-
-// Behind the redis build tag: `make test-redis` runs it (see doc.go).
-
 package redisstore_test
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -27,6 +25,32 @@ import (
 // started by hand.
 
 var prefixes atomic.Int64
+
+// exactlyOnceN is how many correlations the reapers' exactly-once test
+// decides here: 500 under -race (the first step of make test), 1,000
+// without (its second step), CORRSTORE_REDIS_EXACTLY_ONCE when set (make
+// test-redis: reapertest's 5,000, which take five minutes under -race on
+// this project's 2-core machine).
+func exactlyOnceN(t *testing.T) int {
+	if v := os.Getenv("CORRSTORE_REDIS_EXACTLY_ONCE"); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(t, err, "CORRSTORE_REDIS_EXACTLY_ONCE")
+		return n
+	}
+	if raceOn {
+		return 500
+	}
+	return 1000
+}
+
+// skipUnderRace skips a test that make test runs in its second step,
+// without -race: on this 2-core VM the Redis suites under -race alone take
+// longer than the whole of make test may.
+func skipUnderRace(t *testing.T) {
+	if raceOn {
+		t.Skip("make test runs this without -race, in its second step")
+	}
+}
 
 // uniquePrefix isolates a store on a server other tests share.
 func uniquePrefix(kind string) string {
@@ -59,10 +83,16 @@ func openReal(t testing.TB, rdb redis.UniversalClient, cfg redisstore.Config) *r
 // The data lives on tmpfs: these tests are about semantics, and an fsync of
 // this machine's disk (25-100 ms) would make them take minutes;
 // restart_test.go is the one about durability, on disk.
+//
+// Under -race only the exactly-once test runs (500 correlations, every
+// store on its own client: the concurrency the race detector is for); the
+// conformance suite runs in make test's second step, without it.
 func TestRealServer(t *testing.T) {
+	t.Parallel() // with the other real-server tests: they wait on round trips more than on the CPU
 	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})
 
 	t.Run("Conformance", func(t *testing.T) {
+		skipUnderRace(t)
 		storetest.Run(t, func(t *testing.T, cfg storetest.Config) store.Store {
 			rdb := srv.NewClient(t, nil)
 			return openReal(t, rdb, redisstore.Config{Prefix: uniquePrefix("conf"), Strict: true, Clock: cfg.Clock, Limits: cfg.Limits})
@@ -76,14 +106,16 @@ func TestRealServer(t *testing.T) {
 		for i := range stores {
 			stores[i] = openReal(t, srv.NewClient(t, nil), redisstore.Config{Prefix: prefix, Strict: true, Clock: clock})
 		}
-		reapertest.ExactlyOnce(t, stores, clock)
+		reapertest.ExactlyOnceN(t, stores, clock, exactlyOnceN(t))
 	})
 }
 
 // TestRealCluster runs the same on a Redis Cluster of 3 masters started for
 // this test (all its subtests share it; startup takes seconds), through
-// redis.ClusterClient.
+// redis.ClusterClient. Without -race only: make test's second step.
 func TestRealCluster(t *testing.T) {
+	skipUnderRace(t)
+	t.Parallel()
 	cluster := redistest.StartCluster(t, redistest.ClusterOptions{Dir: redistest.MemDir(t)})
 
 	t.Run("Conformance", func(t *testing.T) {
@@ -100,7 +132,7 @@ func TestRealCluster(t *testing.T) {
 		for i := range stores {
 			stores[i] = openReal(t, cluster.NewClient(t, nil), redisstore.Config{Prefix: prefix, Strict: true, Clock: clock})
 		}
-		reapertest.ExactlyOnce(t, stores, clock)
+		reapertest.ExactlyOnceN(t, stores, clock, exactlyOnceN(t))
 	})
 
 	t.Run("ShardsSpreadOverMasters", func(t *testing.T) {

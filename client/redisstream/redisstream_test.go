@@ -1,5 +1,3 @@
-//go:build redis
-
 package redisstream_test
 
 import (

@@ -50,11 +50,18 @@ var addrRE = regexp.MustCompile(`msg="corrstore serving".* addr=(\S+)`)
 // start runs `corrstore serve` on dbPath and waits for its listen address.
 func start(t *testing.T, dbPath string, args ...string) *proc {
 	t.Helper()
+	return startOn(t, "bolt://"+dbPath, args...)
+}
+
+// startOn runs `corrstore serve --store storeURL` and waits for its listen
+// address.
+func startOn(t *testing.T, storeURL string, args ...string) *proc {
+	t.Helper()
 	bin, err := binary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--store", "bolt://" + dbPath}, args...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--store", storeURL}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

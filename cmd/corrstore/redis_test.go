@@ -2,11 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/require"
+
+	"github.com/corrstore/corrstore/redisstore/redistest"
 )
 
 // TestMoveToRedisAndBack is the runbook's migration on miniredis: import a
@@ -65,4 +73,77 @@ func (f *fixture) run1(args ...string) string {
 	out, stderr, err := f.run(args...)
 	require.NoError(f.t, err, "%v: %s", args, stderr)
 	return out
+}
+
+// TestTwoServersOnRedis runs two `corrstore serve` processes on one real
+// redis-server (started for the test; skipped with a message when
+// redis-server is not installed): a correlation registered on A, a long
+// poll on A, and the reply sent to B. The reply completes the correlation
+// and wakes A's long poll, and each server's reaper decides what either
+// registered.
+func TestTwoServersOnRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})
+	storeURL := "redis://" + srv.Addr() + "/0?strict=true"
+	// Replicas share the secret that signs reply tokens, so that a token
+	// made by one is good on any (docs/OPERATIONS.md).
+	secret := filepath.Join(t.TempDir(), "reply-secret")
+	require.NoError(t, os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef-shared"), 0o600))
+	a := startOn(t, storeURL, "--reaper-interval", "50ms", "--reply-secret-file", secret)
+	b := startOn(t, storeURL, "--reaper-interval", "50ms", "--reply-secret-file", secret)
+
+	reg := a.must("POST", "/v1/correlations", m{"id": "shared", "timeout": "5m"}, 201)
+	if got := b.must("GET", "/v1/correlations/shared", nil, 200); got["state"] != "pending" {
+		t.Fatalf("B does not see A's registration: %v", got)
+	}
+	before := inFlight(t, a)
+	poll := make(chan map[string]any, 1)
+	go func() {
+		_, v, _ := a.call("GET", "/v1/correlations/shared/outcome?wait=2m", nil)
+		poll <- v
+	}()
+	// The long poll is being served on A before the reply goes to B.
+	for inFlight(t, a) <= before {
+		select {
+		case v := <-poll:
+			t.Fatalf("the long poll returned before any reply: %v", v)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	d := b.must("POST", "/v1/replies/"+reg["reply_token"].(string), m{"id": "r1", "body": m{"from": "b"}}, 200)
+	require.Equal(t, "completed", d["status"], "the reply sent to B")
+	select {
+	case v := <-poll:
+		require.Equal(t, "completed", v["state"], "A's long poll: %v", v)
+	case <-time.After(time.Minute):
+		t.Fatal("A's long poll was not woken by the reply sent to B")
+	}
+	got := a.must("GET", "/v1/correlations/shared", nil, 200)
+	require.Equal(t, "completed", got["state"])
+
+	// Deadlines: registered on B, decided by whichever reaper gets there.
+	b.must("POST", "/v1/correlations", m{"id": "short", "timeout": "200ms"}, 201)
+	v := a.must("GET", "/v1/correlations/short/outcome?wait=1m", nil, 200)
+	require.Equal(t, "timed_out", v["state"], "a deadline set on B, seen from A")
+	a.stop()
+	b.stop()
+}
+
+var inFlightRE = regexp.MustCompile(`(?m)^corrstore_http_requests_in_flight (\d+)`)
+
+// inFlight reads p's corrstore_http_requests_in_flight gauge.
+func inFlight(t *testing.T, p *proc) int {
+	t.Helper()
+	res, err := http.Get(p.base + "/metrics")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	mm := inFlightRE.FindSubmatch(body)
+	require.NotNil(t, mm, "no corrstore_http_requests_in_flight in /metrics")
+	n, err := strconv.Atoi(string(mm[1]))
+	require.NoError(t, err)
+	return n
 }

@@ -19,8 +19,10 @@ import (
 )
 
 // StartTimeout bounds how long the harness waits for a redis-server to
-// answer PING after it starts (or restarts and reloads its AOF).
-const StartTimeout = 60 * time.Second
+// answer PING after it starts (or restarts and reloads its AOF), and for a
+// cluster to form. Long: under make test this 2-core VM also runs other
+// packages' tests, and a cluster's nodes took over a minute to join.
+const StartTimeout = 3 * time.Minute
 
 // ServerOptions configure StartServer.
 type ServerOptions struct {
