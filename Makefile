@@ -19,11 +19,13 @@ build: ## build bin/corrstore
 
 .PHONY: test
 test: ## every test with the race detector (the CI command; Redis tests start their own redis-servers), then the runs -race makes too slow
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
-	$(GO) test -count=1 -timeout 15m -run '^(TestExactlyOnceBolt|TestConformanceMiniredis|TestRetryDroppedReplies|TestRealServer|TestRealCluster|TestCluster|TestSharedCluster)$$' ./reaper/ ./redisstore/...
+	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+	$(GO) test -count=1 -timeout 15m -run '^(TestExactlyOnceBolt|TestConformanceMiniredis)$$' ./reaper/ ./redisstore/
+	$(GO) test -count=1 -timeout 15m -run '^TestReal(Server|Cluster)$$/^(Conformance|ShardsSpreadOverMasters|StrictRefusesEverysec)$$' ./redisstore/
 
 .PHONY: test-redis
-test-redis: ## the reapers' exactly-once test at 5,000 correlations on a real redis-server and a 3-master cluster (make test: 500 and 1,000)
+test-redis: ## the long Redis runs: retry proxy, harness cluster tests, exactly-once at 5,000 on a real redis-server and a cluster
+	$(GO) test -count=1 -timeout 30m -run '^(TestRetryDroppedReplies|TestCluster|TestSharedCluster)$$' ./redisstore/...
 	CORRSTORE_REDIS_EXACTLY_ONCE=5000 $(GO) test -count=1 -timeout 30m -run '^TestReal(Server|Cluster)$$/^ExactlyOnce$$' -v ./redisstore/
 
 .PHONY: lint

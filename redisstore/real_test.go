@@ -28,9 +28,9 @@ var prefixes atomic.Int64
 
 // exactlyOnceN is how many correlations the reapers' exactly-once test
 // decides here: 500 under -race (the first step of make test), 1,000
-// without (its second step), CORRSTORE_REDIS_EXACTLY_ONCE when set (make
-// test-redis: reapertest's 5,000, which take five minutes under -race on
-// this project's 2-core machine).
+// without, CORRSTORE_REDIS_EXACTLY_ONCE when set (make test-redis:
+// reapertest's 5,000, which take five minutes under -race on this
+// project's 2-core machine).
 func exactlyOnceN(t *testing.T) int {
 	if v := os.Getenv("CORRSTORE_REDIS_EXACTLY_ONCE"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -43,12 +43,12 @@ func exactlyOnceN(t *testing.T) int {
 	return 1000
 }
 
-// skipUnderRace skips a test that make test runs in its second step,
-// without -race: on this 2-core VM the Redis suites under -race alone take
-// longer than the whole of make test may.
+// skipUnderRace skips a test that runs without -race only (make test's
+// later steps, make test-redis): on this 2-core VM the Redis suites under
+// -race alone take longer than the whole of make test may.
 func skipUnderRace(t *testing.T) {
 	if raceOn {
-		t.Skip("make test runs this without -race, in its second step")
+		t.Skip("runs without -race only: make test's later steps, make test-redis")
 	}
 }
 
@@ -85,8 +85,8 @@ func openReal(t testing.TB, rdb redis.UniversalClient, cfg redisstore.Config) *r
 // restart_test.go is the one about durability, on disk.
 //
 // Under -race only the exactly-once test runs (500 correlations, every
-// store on its own client: the concurrency the race detector is for); the
-// conformance suite runs in make test's second step, without it.
+// store on its own client: the concurrency the race detector is for); make
+// test runs the conformance suite in a later step, without -race.
 func TestRealServer(t *testing.T) {
 	t.Parallel() // with the other real-server tests: they wait on round trips more than on the CPU
 	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})
@@ -112,7 +112,8 @@ func TestRealServer(t *testing.T) {
 
 // TestRealCluster runs the same on a Redis Cluster of 3 masters started for
 // this test (all its subtests share it; startup takes seconds), through
-// redis.ClusterClient. Without -race only: make test's second step.
+// redis.ClusterClient. Without -race only: make test runs the conformance
+// suite and the two checks after it, make test-redis the exactly-once test.
 func TestRealCluster(t *testing.T) {
 	skipUnderRace(t)
 	t.Parallel()
@@ -166,7 +167,7 @@ func TestRealCluster(t *testing.T) {
 		ctx := t.Context()
 		rdb := cluster.NewClient(t, nil)
 		addr := cluster.Addrs()[1]
-		node := redis.NewClient(&redis.Options{Addr: addr})
+		node := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: redistest.TestTimeout, ReadTimeout: redistest.TestTimeout})
 		defer node.Close()
 		require.NoError(t, node.ConfigSet(ctx, "appendfsync", "everysec").Err())
 		defer func() { require.NoError(t, node.ConfigSet(context.Background(), "appendfsync", "always").Err()) }()

@@ -105,7 +105,9 @@ func restartData(id string) string { return `{"id":"` + id + `"}` }
 // before the kill or failed.
 func registerUntilKilled(t *testing.T, srv *redistest.Server, round, killAt int, cfg redisstore.Config) []string {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, PoolSize: 32})
+	opt := srv.Options() // the harness's long timeouts: a VM stall is not the kill
+	opt.MaxRetries, opt.PoolSize = -1, 32
+	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	s, err := redisstore.New(t.Context(), rdb, cfg)
 	require.NoError(t, err)

@@ -45,11 +45,11 @@ const retryDropEvery = 8
 // the ones the first send had already taken.
 //
 // It is about what a resend does, not about data races, and under -race it
-// takes six minutes here: it skips there, and make test runs it in its
-// second step, without -race, next to the miniredis conformance run.
+// takes six minutes here: it skips there; make test-redis runs it (2½
+// minutes without -race).
 func TestRetryDroppedReplies(t *testing.T) {
 	if raceOn {
-		t.Skip("six minutes under -race: make test runs this test without -race")
+		t.Skip("six minutes under -race: make test-redis runs this test without -race")
 	}
 	t.Parallel()
 	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})

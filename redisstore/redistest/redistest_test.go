@@ -263,11 +263,12 @@ func configGet(t *testing.T, rdb *redis.Client, key string) string {
 	return m[key]
 }
 
-// skipClusterUnderRace: starting a cluster takes a minute under -race on
-// this project's 2-core VM while make test runs other packages; make test
-// runs the cluster tests in its second step, without -race.
+// skipClusterUnderRace: starting a cluster takes a minute or more under
+// -race on this project's 2-core VM while make test runs other packages;
+// make test-redis runs these without -race (and make test starts a
+// cluster for the conformance suite, redisstore's TestRealCluster).
 func skipClusterUnderRace(t *testing.T) {
 	if raceOn {
-		t.Skip("make test runs the cluster tests without -race, in its second step")
+		t.Skip("make test-redis runs the harness's cluster tests, without -race")
 	}
 }
