@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/internal/race"
 	"github.com/corrstore/corrstore/reaper"
 	"github.com/corrstore/corrstore/reaper/reapertest"
 	"github.com/corrstore/corrstore/store"
@@ -43,7 +44,7 @@ func TestExactlyOnceBolt(t *testing.T) {
 	clk := store.NewFakeClock(t0)
 	st := openBolt(t, clk)
 	n := reapertest.Correlations
-	if raceEnabled {
+	if race.Enabled {
 		n = 500
 	}
 	reapertest.ExactlyOnceN(t, []store.Store{st, st, st, st}, clk, n)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corrstore/corrstore/internal/race"
 	"github.com/corrstore/corrstore/reaper"
 	"github.com/corrstore/corrstore/store"
 )
@@ -100,7 +101,7 @@ func TestStartStopStress(t *testing.T) {
 // still commit: what is decided must stay decided, once, and the store
 // consistent.
 func TestStartStopStressBolt(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		// bolt's write returns on ctx.Done while its writer still fills the
 		// caller's results (sweep's soft, Register's res, ...): a data race
 		// in bolt, not here. Run this under -race again once it is fixed.

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/corrstore/corrstore/internal/race"
 	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/store"
 	"github.com/corrstore/corrstore/store/storetest"
@@ -51,7 +52,7 @@ func openOn(t *testing.T, rdb redis.UniversalClient, cfg redisstore.Config) *red
 // test in a second step without -race; the same store code runs under
 // -race on the real server and the cluster (real_test.go).
 func TestConformanceMiniredis(t *testing.T) {
-	if raceOn {
+	if race.Enabled {
 		t.Skip("miniredis under -race takes over ten minutes: make test runs this test without -race")
 	}
 	t.Parallel()

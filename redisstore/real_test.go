@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/corrstore/corrstore/internal/race"
 	"github.com/corrstore/corrstore/reaper/reapertest"
 	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/redisstore/redistest"
@@ -37,7 +38,7 @@ func exactlyOnceN(t *testing.T) int {
 		require.NoError(t, err, "CORRSTORE_REDIS_EXACTLY_ONCE")
 		return n
 	}
-	if raceOn {
+	if race.Enabled {
 		return 500
 	}
 	return 1000
@@ -47,7 +48,7 @@ func exactlyOnceN(t *testing.T) int {
 // later steps, make test-redis): on this 2-core VM the Redis suites under
 // -race alone take longer than the whole of make test may.
 func skipUnderRace(t *testing.T) {
-	if raceOn {
+	if race.Enabled {
 		t.Skip("runs without -race only: make test's later steps, make test-redis")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/corrstore/corrstore/internal/race"
 	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/redisstore/redistest"
 	"github.com/corrstore/corrstore/store"
@@ -48,7 +49,7 @@ const retryDropEvery = 8
 // takes six minutes here: it skips there; make test-redis runs it (2½
 // minutes without -race).
 func TestRetryDroppedReplies(t *testing.T) {
-	if raceOn {
+	if race.Enabled {
 		t.Skip("six minutes under -race: make test-redis runs this test without -race")
 	}
 	t.Parallel()

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/corrstore/corrstore/internal/race"
 	"github.com/corrstore/corrstore/redisstore/redistest"
 )
 
@@ -268,7 +269,7 @@ func configGet(t *testing.T, rdb *redis.Client, key string) string {
 // make test-redis runs these without -race (and make test starts a
 // cluster for the conformance suite, redisstore's TestRealCluster).
 func skipClusterUnderRace(t *testing.T) {
-	if raceOn {
+	if race.Enabled {
 		t.Skip("make test-redis runs the harness's cluster tests, without -race")
 	}
 }

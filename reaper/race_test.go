@@ -1,5 +1,0 @@
-//go:build race
-
-package reaper_test
-
-const raceEnabled = true
