@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -33,15 +31,11 @@ var prefixes atomic.Int64
 // reapertest's 5,000, which take five minutes under -race on this
 // project's 2-core machine).
 func exactlyOnceN(t *testing.T) int {
-	if v := os.Getenv("CORRSTORE_REDIS_EXACTLY_ONCE"); v != "" {
-		n, err := strconv.Atoi(v)
-		require.NoError(t, err, "CORRSTORE_REDIS_EXACTLY_ONCE")
-		return n
-	}
+	def := 1000
 	if race.Enabled {
-		return 500
+		def = 500
 	}
-	return 1000
+	return envInt(t, "CORRSTORE_REDIS_EXACTLY_ONCE", def)
 }
 
 // skipUnderRace skips a test that runs without -race only (make test's

@@ -22,13 +22,17 @@ import (
 
 // restartKills is how many times the restart tests kill the server:
 // CORRSTORE_REDIS_KILLS when set (make redis-restart), def otherwise.
-func restartKills(t *testing.T, def int) int {
-	if v := os.Getenv("CORRSTORE_REDIS_KILLS"); v != "" {
-		n, err := strconv.Atoi(v)
-		require.NoError(t, err, "CORRSTORE_REDIS_KILLS")
-		return n
+func restartKills(t *testing.T, def int) int { return envInt(t, "CORRSTORE_REDIS_KILLS", def) }
+
+// envInt is the integer in the environment variable name, def when unset.
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	require.NoError(t, err, name)
+	return n
 }
 
 // TestRestartAppendfsyncAlways kills redis-server with SIGKILL in the middle
