@@ -36,7 +36,7 @@ func openBoltAt(t testing.TB, path string, clock store.Clock) *bolt.Store {
 	return st
 }
 
-// TestExactlyOnceBolt runs the 5,000 correlations of reapertest.ExactlyOnce;
+// TestExactlyOnceBolt runs the 5,000 correlations of reapertest.ExactlyOnceN;
 // under -race, 500: every bolt write goes through one writer goroutine,
 // and under -race the 5,000 took 330-400 s on a 2-core VM, the longest item
 // of make test. make test runs it a second time without -race at full size.

@@ -1,6 +1,6 @@
 // Package reapertest holds tests that every store backend runs with the
 // reaper, so that the reaper's promises are checked on each engine: call
-// ExactlyOnce from the backend's tests.
+// ExactlyOnceN from the backend's tests.
 package reapertest
 
 import (
@@ -18,10 +18,10 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// Correlations is how many correlations ExactlyOnce registers.
+// Correlations is how many correlations ExactlyOnceN registers in a full run.
 const Correlations = 5000
 
-// Reapers is how many reapers ExactlyOnce runs at once.
+// Reapers is how many reapers ExactlyOnceN runs at once.
 const Reapers = 4
 
 // step is the time between the deadline groups, and the offset of a reply
@@ -73,7 +73,7 @@ type delivery struct {
 	again bool // sent a second time right after: must be a duplicate
 }
 
-// ExactlyOnce checks that reapers racing each other and racing replies give
+// ExactlyOnceN checks that reapers racing each other and racing replies give
 // every correlation exactly one outcome. stores are handles to the same
 // backing data (for bbolt the same *bolt.Store; for Redis one client per
 // replica), each made with clock as its Clock; the test does not close them.
@@ -94,21 +94,17 @@ type delivery struct {
 //     optional one) with the deadline as its time;
 //   - no outcome was overwritten: every event from Subscribe and the final
 //     record carry the outcome the deciding call returned.
-func ExactlyOnce(t *testing.T, stores []store.Store, clock *store.FakeClock) {
-	t.Helper()
-	ExactlyOnceN(t, stores, clock, Correlations)
-}
-
-// ExactlyOnceN is ExactlyOnce with n correlations instead of Correlations
-// (a multiple of 10, so that every kind of correlation is there): for a
-// run under -race, where the full size costs minutes.
+//
+// n is the number of correlations, a multiple of 10 so that every kind is
+// there: Correlations for the full run, fewer under -race, where the full
+// size costs minutes.
 func ExactlyOnceN(t *testing.T, stores []store.Store, clock *store.FakeClock, n int) {
 	t.Helper()
 	if n <= 0 || n%10 != 0 {
 		t.Fatalf("reapertest.ExactlyOnceN: n = %d, want a positive multiple of 10", n)
 	}
 	if len(stores) == 0 {
-		t.Fatal("reapertest.ExactlyOnce: no stores")
+		t.Fatal("reapertest.ExactlyOnceN: no stores")
 	}
 	ctx := t.Context()
 	prefix := "eo-" + store.NewID() + "-"
