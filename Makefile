@@ -20,8 +20,7 @@ build: ## build bin/corrstore
 .PHONY: test
 test: ## every test with the race detector (the CI command; Redis tests start their own redis-servers), then the runs -race makes too slow
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
-	$(GO) test -count=1 -timeout 15m -run '^(TestExactlyOnceBolt|TestConformanceMiniredis)$$' ./reaper/ ./redisstore/
-	$(GO) test -count=1 -timeout 15m -run '^TestReal(Server|Cluster)$$/^(Conformance|ShardsSpreadOverMasters|StrictRefusesEverysec)$$' ./redisstore/
+	$(GO) test -count=1 -timeout 20m -run '^(TestCrash|TestExactlyOnceBolt|TestMiniredis|TestRealServer|TestRealCluster)$$/^(Conformance|ExactlyOnce|ShardsSpreadOverMasters|StrictRefusesEverysec)$$' ./bolt/ ./reaper/ ./redisstore/
 
 .PHONY: test-redis
 test-redis: ## the long Redis runs: retry proxy, harness cluster tests, exactly-once at 5,000 on a real redis-server and a cluster

@@ -46,19 +46,20 @@ func openOn(t *testing.T, rdb redis.UniversalClient, cfg redisstore.Config) *red
 	return s
 }
 
-// TestConformanceMiniredis runs the conformance suite on miniredis. Under
-// -race, gopher-lua (miniredis's Lua, which compiles every script call) is
-// so slow that the suite takes over ten minutes, so `make test` runs this
-// test in a second step without -race; the same store code runs under
-// -race on the real server and the cluster (real_test.go).
-func TestConformanceMiniredis(t *testing.T) {
+// TestMiniredis runs the conformance suite on miniredis. Without -race
+// only: under -race, gopher-lua (miniredis's Lua, which compiles every
+// script call) is so slow that the suite takes over ten minutes. make test
+// runs it in its second step, with the real server and the cluster.
+func TestMiniredis(t *testing.T) {
 	if race.Enabled {
 		t.Skip("miniredis under -race takes over ten minutes: make test runs this test without -race")
 	}
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, cfg storetest.Config) store.Store {
-		_, rdb := newMiniredis(t)
-		return openOn(t, rdb, redisstore.Config{Clock: cfg.Clock, Limits: cfg.Limits, Logger: quiet})
+	t.Run("Conformance", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T, cfg storetest.Config) store.Store {
+			_, rdb := newMiniredis(t)
+			return openOn(t, rdb, redisstore.Config{Clock: cfg.Clock, Limits: cfg.Limits, Logger: quiet})
+		})
 	})
 }
 

@@ -26,16 +26,11 @@ import (
 var prefixes atomic.Int64
 
 // exactlyOnceN is how many correlations the reapers' exactly-once test
-// decides here: 500 under -race (the first step of make test), 1,000
-// without, CORRSTORE_REDIS_EXACTLY_ONCE when set (make test-redis:
-// reapertest's 5,000, which take five minutes under -race on this
-// project's 2-core machine).
+// decides here: 1,000 (make test, without -race), or
+// CORRSTORE_REDIS_EXACTLY_ONCE when set (make test-redis: reapertest's
+// 5,000).
 func exactlyOnceN(t *testing.T) int {
-	def := 1000
-	if race.Enabled {
-		def = 500
-	}
-	return envInt(t, "CORRSTORE_REDIS_EXACTLY_ONCE", def)
+	return envInt(t, "CORRSTORE_REDIS_EXACTLY_ONCE", 1000)
 }
 
 // skipUnderRace skips a test that runs without -race only (make test's
@@ -79,15 +74,16 @@ func openReal(t testing.TB, rdb redis.UniversalClient, cfg redisstore.Config) *r
 // this machine's disk (25-100 ms) would make them take minutes;
 // restart_test.go is the one about durability, on disk.
 //
-// Under -race only the exactly-once test runs (500 correlations, every
-// store on its own client: the concurrency the race detector is for); make
-// test runs the conformance suite in a later step, without -race.
+// Without -race only: make test's last step runs both subtests (500
+// correlations under -race took two minutes of make test's ten; the race
+// detector still sees this store's concurrency in the tests on miniredis
+// and the restart tests).
 func TestRealServer(t *testing.T) {
+	skipUnderRace(t)
 	t.Parallel() // with the other real-server tests: they wait on round trips more than on the CPU
 	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})
 
 	t.Run("Conformance", func(t *testing.T) {
-		skipUnderRace(t)
 		storetest.Run(t, func(t *testing.T, cfg storetest.Config) store.Store {
 			rdb := srv.NewClient(t, nil)
 			return openReal(t, rdb, redisstore.Config{Prefix: uniquePrefix("conf"), Strict: true, Clock: cfg.Clock, Limits: cfg.Limits})
@@ -107,8 +103,7 @@ func TestRealServer(t *testing.T) {
 
 // TestRealCluster runs the same on a Redis Cluster of 3 masters started for
 // this test (all its subtests share it; startup takes seconds), through
-// redis.ClusterClient. Without -race only: make test runs the conformance
-// suite and the two checks after it, make test-redis the exactly-once test.
+// redis.ClusterClient. Without -race only, like TestRealServer.
 func TestRealCluster(t *testing.T) {
 	skipUnderRace(t)
 	t.Parallel()
