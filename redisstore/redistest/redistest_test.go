@@ -31,6 +31,7 @@ func requireGone(t *testing.T, pid int) {
 }
 
 func TestServerKillRestart(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := redistest.StartServer(t, redistest.ServerOptions{})
 	rdb := s.NewClient(t, nil)
@@ -65,6 +66,7 @@ func TestServerKillRestart(t *testing.T) {
 }
 
 func TestServerOptions(t *testing.T) {
+	t.Parallel()
 	s := redistest.StartServer(t, redistest.ServerOptions{AppendFsync: "everysec", Args: []string{"--maxmemory-policy", "allkeys-lru"}})
 	rdb := s.NewClient(t, nil)
 	require.Equal(t, "everysec", configGet(t, rdb, "appendfsync"))
@@ -74,6 +76,7 @@ func TestServerOptions(t *testing.T) {
 // TestServerStoppedAtCleanup: the process is gone once the test that
 // started it is over, failed or not.
 func TestServerStoppedAtCleanup(t *testing.T) {
+	t.Parallel()
 	var pid int
 	var dir string
 	t.Run("owner", func(t *testing.T) {
@@ -146,6 +149,7 @@ func TestSharedCluster(t *testing.T) {
 // repeat, INCR, to show what the proxy does: each dropped reply is an INCR
 // the server ran and go-redis sent again.
 func TestProxyDropsAfterTheServerRan(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := redistest.StartServer(t, redistest.ServerOptions{AppendFsync: "no"})
 	p := redistest.StartProxy(t, s.Addr(), redistest.ProxyOptions{DropEvery: 4, Seed: 1})
@@ -153,7 +157,7 @@ func TestProxyDropsAfterTheServerRan(t *testing.T) {
 	defer rdb.Close()
 	direct := s.NewClient(t, nil)
 
-	const calls = 200
+	const calls = 100
 	for range calls {
 		require.NoError(t, rdb.Incr(ctx, "n").Err(), "go-redis retries a dropped reply")
 	}
@@ -178,6 +182,7 @@ func TestProxyDropsAfterTheServerRan(t *testing.T) {
 }
 
 func TestProxyWithoutRetries(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	s := redistest.StartServer(t, redistest.ServerOptions{AppendFsync: "no"})
 	p := redistest.StartProxy(t, s.Addr(), redistest.ProxyOptions{DropEvery: 1,
@@ -201,8 +206,10 @@ func TestProxyWithoutRetries(t *testing.T) {
 // TestProxyPubSub: a subscribed connection passes through untouched while
 // other commands are being dropped, RESP2 and RESP3.
 func TestProxyPubSub(t *testing.T) {
+	t.Parallel()
 	for _, protocol := range []int{2, 3} {
 		t.Run(fmt.Sprintf("resp%d", protocol), func(t *testing.T) {
+			t.Parallel()
 			ctx := t.Context()
 			s := redistest.StartServer(t, redistest.ServerOptions{AppendFsync: "no"})
 			p := redistest.StartProxy(t, s.Addr(), redistest.ProxyOptions{DropEvery: 2, Seed: 7})
@@ -240,6 +247,7 @@ func TestProxyPubSub(t *testing.T) {
 // TestProxyClose: closing the proxy cuts live connections and ends its
 // goroutines (goleak checks at the end of the package).
 func TestProxyClose(t *testing.T) {
+	t.Parallel()
 	s := redistest.StartServer(t, redistest.ServerOptions{AppendFsync: "no"})
 	p := redistest.StartProxy(t, s.Addr(), redistest.ProxyOptions{})
 	conn, err := net.Dial("tcp", p.Addr())
