@@ -12,6 +12,7 @@ import (
 )
 
 func TestExpireCancelExtendOnServer(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, true)
 	f.seed()
 	srv := []string{"--server", f.srv.URL, "--token-file", f.tokenFile}
@@ -48,6 +49,7 @@ func TestExpireCancelExtendOnServer(t *testing.T) {
 }
 
 func TestWritesOnStore(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false)
 	f.seed()
 	// While the daemon holds the file: one line, nothing changed.
@@ -66,6 +68,7 @@ func TestWritesOnStore(t *testing.T) {
 }
 
 func TestRedispatch(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, true)
 	f.seed()
 	srv := []string{"--server", f.srv.URL, "--token-file", f.tokenFile}
@@ -91,6 +94,7 @@ func TestRedispatch(t *testing.T) {
 }
 
 func TestReap(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false)
 	f.seed()
 	_, _, err := f.run("reap", "--store", f.storeURL())

@@ -15,6 +15,7 @@ import (
 // TestBadInput: each mistake exits non-zero with one line naming it, and
 // changes nothing.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, true)
 	f.seed()
 	admin := []string{"--server", f.srv.URL, "--token-file", f.tokenFile}
@@ -56,6 +57,7 @@ func TestBadInput(t *testing.T) {
 // TestCommandsOnBinary runs each operator command through the real binary,
 // against the server and on the file the server holds.
 func TestCommandsOnBinary(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}

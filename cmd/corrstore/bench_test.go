@@ -8,6 +8,7 @@ import (
 )
 
 func TestBench(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false)
 	for _, pattern := range []string{"single", "gather", "stream"} {
 		out, _, err := f.run("bench", "--server", f.srv.URL, "--duration", "200ms", "--concurrency", "2", "--pattern", pattern, "-o", "json")

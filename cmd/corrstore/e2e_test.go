@@ -162,6 +162,7 @@ func (p *proc) must(method, path string, body any, want int) map[string]any {
 type m = map[string]any
 
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
@@ -211,6 +212,7 @@ func TestEndToEnd(t *testing.T) {
 // it on the same file, and checks that every registration that got a 201
 // is there and is decided exactly once.
 func TestKillAndRestart(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}

@@ -90,6 +90,7 @@ func readSummary(t *testing.T, path string) *summary {
 }
 
 func TestExportResumes(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false)
 	f.seed()
 	file := filepath.Join(f.dir, "out.jsonl")

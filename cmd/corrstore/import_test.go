@@ -23,6 +23,7 @@ import (
 // (each costs tens of ms under -race on a 2-core VM);
 // CORRSTORE_EXPORT_N=100000 (make import-100k) for the full-size run.
 func TestExportImport(t *testing.T) {
+	t.Parallel()
 	n := 400
 	if v := os.Getenv("CORRSTORE_EXPORT_N"); v != "" {
 		var err error
@@ -45,7 +46,7 @@ func TestExportImport(t *testing.T) {
 	t.Logf("export: %s", time.Since(start))
 
 	start = time.Now()
-	out, stderr, err := f.run("import", "--store", "bolt://"+dst, file, "-o", "json")
+	out, stderr, err := f.run("import", "--store", "bolt://"+dst, file, "-o", "json", "--workers", "8")
 	require.NoError(t, err, stderr)
 	t.Logf("import: %s", time.Since(start))
 	var res importOut
@@ -61,7 +62,7 @@ func TestExportImport(t *testing.T) {
 
 	// Again: idempotent.
 	start = time.Now()
-	out, _, err = f.run("import", "--store", "bolt://"+dst, file, "-o", "json")
+	out, _, err = f.run("import", "--store", "bolt://"+dst, file, "-o", "json", "--workers", "8")
 	require.NoError(t, err)
 	t.Logf("import again: %s", time.Since(start))
 	res = importOut{}
@@ -96,6 +97,7 @@ func TestExportImport(t *testing.T) {
 }
 
 func TestImportRefuses(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false)
 	f.seed()
 	file := filepath.Join(f.dir, "out.jsonl")

@@ -24,6 +24,7 @@ func lsIDs(t *testing.T, out string) []string {
 }
 
 func TestLs(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false)
 	f.seed()
 	for _, tc := range []struct {

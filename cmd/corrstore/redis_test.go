@@ -22,6 +22,7 @@ import (
 // commands through --store redis://, export it, and import the export into
 // a fresh bolt file. Every step verifies; the stats agree end to end.
 func TestMoveToRedisAndBack(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false)
 	f.seed()
 	want := f.run1("stats", "-o", "json", "--store", f.storeURL())
@@ -82,6 +83,7 @@ func (f *fixture) run1(args ...string) string {
 // and wakes A's long poll, and each server's reaper decides what either
 // registered.
 func TestTwoServersOnRedis(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}

@@ -10,6 +10,7 @@ import (
 )
 
 func TestShow(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false)
 	f.seed()
 	outs := f.both("show", "done-1")

@@ -8,6 +8,7 @@ import (
 )
 
 func TestStats(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false)
 	f.seed()
 	for _, out := range f.both("stats", "-o", "json") {
