@@ -25,7 +25,7 @@ import (
 func restartKills(t *testing.T, def int) int { return envInt(t, "CORRSTORE_REDIS_KILLS", def) }
 
 // envInt is the integer in the environment variable name, def when unset.
-func envInt(t *testing.T, name string, def int) int {
+func envInt(t testing.TB, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
 		return def
