@@ -78,9 +78,7 @@ func init() {
 // what a SIGKILL leaves in the file, and with race-built children the five
 // rounds took 39-71 s on this project's 2-core VM, 1.3 s without.
 func TestCrash(t *testing.T) {
-	if race.Enabled {
-		t.Skip("runs without -race: make test's second step")
-	}
+	race.SkipTest(t, "runs without -race: make test's second step")
 	crashLoop(t, 5)
 }
 

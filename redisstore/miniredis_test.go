@@ -51,9 +51,7 @@ func openOn(t *testing.T, rdb redis.UniversalClient, cfg redisstore.Config) *red
 // script call) is so slow that the suite takes over ten minutes. make test
 // runs it in its second step, with the real server and the cluster.
 func TestMiniredis(t *testing.T) {
-	if race.Enabled {
-		t.Skip("miniredis under -race takes over ten minutes: make test runs this test without -race")
-	}
+	race.SkipTest(t, "miniredis under -race takes over ten minutes: make test runs this test without -race")
 	t.Parallel()
 	t.Run("Conformance", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T, cfg storetest.Config) store.Store {

@@ -34,15 +34,6 @@ func exactlyOnceN(t *testing.T) int {
 	return envInt(t, "CORRSTORE_REDIS_EXACTLY_ONCE", 500)
 }
 
-// skipUnderRace skips a test that runs without -race only (make test's
-// later steps, make test-redis): on this 2-core VM the Redis suites under
-// -race alone take longer than the whole of make test may.
-func skipUnderRace(t *testing.T) {
-	if race.Enabled {
-		t.Skip("runs without -race only: make test's later steps, make test-redis")
-	}
-}
-
 // uniquePrefix isolates a store on a server other tests share.
 func uniquePrefix(kind string) string {
 	return fmt.Sprintf("%s%d", kind, prefixes.Add(1))
@@ -75,12 +66,12 @@ func openReal(t testing.TB, rdb redis.UniversalClient, cfg redisstore.Config) *r
 // this machine's disk (25-100 ms) would make them take minutes;
 // restart_test.go is the one about durability, on disk.
 //
-// Without -race only: make test's last step runs both subtests (500
+// Without -race only: make test's second step runs both subtests (500
 // correlations under -race took two minutes of make test's ten; the race
-// detector still sees this store's concurrency in the tests on miniredis
-// and the restart tests).
+// detector still sees this store's concurrency in its unit tests on
+// miniredis and the restart tests).
 func TestRealServer(t *testing.T) {
-	skipUnderRace(t)
+	race.SkipTest(t, "runs without -race only: make test's second step, make test-redis")
 	t.Parallel() // with the other real-server tests: they wait on round trips more than on the CPU
 	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})
 
@@ -106,7 +97,7 @@ func TestRealServer(t *testing.T) {
 // this test (all its subtests share it; startup takes seconds), through
 // redis.ClusterClient. Without -race only, like TestRealServer.
 func TestRealCluster(t *testing.T) {
-	skipUnderRace(t)
+	race.SkipTest(t, "runs without -race only: make test's second step, make test-redis")
 	t.Parallel()
 	cluster := redistest.StartCluster(t, redistest.ClusterOptions{Dir: redistest.MemDir(t)})
 

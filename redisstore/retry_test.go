@@ -49,9 +49,7 @@ const retryDropEvery = 8
 // takes six minutes here: it skips there; make test-redis runs it (2½
 // minutes without -race).
 func TestRetryDroppedReplies(t *testing.T) {
-	if race.Enabled {
-		t.Skip("six minutes under -race: make test-redis runs this test without -race")
-	}
+	race.SkipTest(t, "six minutes under -race: make test-redis runs this test without -race")
 	t.Parallel()
 	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})
 	const seed = 20261127

@@ -91,7 +91,7 @@ func TestServerStoppedAtCleanup(t *testing.T) {
 // TestCluster starts a cluster owned by a subtest, checks it, and that its
 // nodes are gone once the subtest is over.
 func TestCluster(t *testing.T) {
-	skipClusterUnderRace(t)
+	race.SkipTest(t, "make test-redis runs the harness's cluster tests, without -race")
 	var pids []int
 	t.Run("owner", func(t *testing.T) {
 		ctx := t.Context()
@@ -132,7 +132,7 @@ func TestCluster(t *testing.T) {
 
 // TestSharedCluster: one cluster per test binary, stopped by StopShared.
 func TestSharedCluster(t *testing.T) {
-	skipClusterUnderRace(t)
+	race.SkipTest(t, "make test-redis runs the harness's cluster tests, without -race")
 	c := redistest.SharedCluster(t)
 	require.Same(t, c, redistest.SharedCluster(t), "one shared cluster per test binary")
 	rdb := c.NewClient(t, nil)
@@ -270,14 +270,4 @@ func configGet(t *testing.T, rdb *redis.Client, key string) string {
 	m, err := rdb.ConfigGet(t.Context(), key).Result()
 	require.NoError(t, err)
 	return m[key]
-}
-
-// skipClusterUnderRace: starting a cluster takes a minute or more under
-// -race on this project's 2-core VM while make test runs other packages;
-// make test-redis runs these without -race (and make test starts a
-// cluster for the conformance suite, redisstore's TestRealCluster).
-func skipClusterUnderRace(t *testing.T) {
-	if race.Enabled {
-		t.Skip("make test-redis runs the harness's cluster tests, without -race")
-	}
 }
