@@ -17,18 +17,17 @@ import (
 // resendWrites plays what go-redis does when the answer to a script call
 // is lost on the way back (the server ran it): it sends the same call again
 // and returns the second answer. Armed, it does so once, for the first
-// pipeline or command that runs a script.
+// pipeline or command that runs a script; fired says it did.
 type resendWrites struct{ armed, fired atomic.Bool }
-
-func isScript(cmd redis.Cmder) bool {
-	n := strings.ToLower(cmd.Name())
-	return n == "evalsha" || n == "eval"
-}
 
 func (h *resendWrites) take(cmds []redis.Cmder) bool {
 	for _, c := range cmds {
-		if isScript(c) {
-			return h.armed.CompareAndSwap(true, false) && !h.fired.Swap(true)
+		if n := strings.ToLower(c.Name()); n == "evalsha" || n == "eval" {
+			if h.armed.CompareAndSwap(true, false) {
+				h.fired.Store(true)
+				return true
+			}
+			return false
 		}
 	}
 	return false
@@ -36,15 +35,10 @@ func (h *resendWrites) take(cmds []redis.Cmder) bool {
 
 func (h *resendWrites) DialHook(next redis.DialHook) redis.DialHook { return next }
 
+// ProcessHook treats a lone command as a pipeline of one.
 func (h *resendWrites) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if !h.take([]redis.Cmder{cmd}) {
-			return next(ctx, cmd)
-		}
-		_ = next(ctx, cmd) // ran; its answer is lost
-		cmd.SetErr(nil)
-		return next(ctx, cmd)
-	}
+	pipe := h.ProcessPipelineHook(func(ctx context.Context, cmds []redis.Cmder) error { return next(ctx, cmds[0]) })
+	return func(ctx context.Context, cmd redis.Cmder) error { return pipe(ctx, []redis.Cmder{cmd}) }
 }
 
 func (h *resendWrites) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
@@ -52,7 +46,7 @@ func (h *resendWrites) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 		if !h.take(cmds) {
 			return next(ctx, cmds)
 		}
-		_ = next(ctx, cmds)
+		_ = next(ctx, cmds) // ran; the answers are lost
 		for _, c := range cmds {
 			c.SetErr(nil)
 		}
