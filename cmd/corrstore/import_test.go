@@ -48,7 +48,7 @@ func TestExportImport(t *testing.T) {
 	t.Logf("export: %s", time.Since(start))
 
 	start = time.Now()
-	out, stderr, err := f.run("import", "--store", "bolt://"+dst, file, "-o", "json", "--workers", "8")
+	out, stderr, err := f.run("import", "--store", "bolt://"+dst, file, "-o", "json")
 	require.NoError(t, err, stderr)
 	t.Logf("import: %s", time.Since(start))
 	var res importOut
@@ -64,7 +64,7 @@ func TestExportImport(t *testing.T) {
 
 	// Again: idempotent.
 	start = time.Now()
-	out, _, err = f.run("import", "--store", "bolt://"+dst, file, "-o", "json", "--workers", "8")
+	out, _, err = f.run("import", "--store", "bolt://"+dst, file, "-o", "json")
 	require.NoError(t, err)
 	t.Logf("import again: %s", time.Since(start))
 	res = importOut{}
