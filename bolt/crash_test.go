@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/internal/race"
+	"github.com/corrstore/corrstore/internal/testenv"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -84,11 +84,10 @@ func TestCrash(t *testing.T) {
 
 // TestCrashLoop is the long form, run by make crash.
 func TestCrashLoop(t *testing.T) {
-	if os.Getenv("CORRSTORE_CRASH_KILLS") == "" {
+	n := testenv.Int(t, "CORRSTORE_CRASH_KILLS", 0)
+	if n == 0 {
 		t.Skip("the long crash loop runs with make crash (sets CORRSTORE_CRASH_KILLS)")
 	}
-	n, err := strconv.Atoi(os.Getenv("CORRSTORE_CRASH_KILLS"))
-	require.NoError(t, err, "CORRSTORE_CRASH_KILLS")
 	crashLoop(t, n)
 }
 

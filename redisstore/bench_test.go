@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/corrstore/corrstore/internal/testenv"
 	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/redisstore/redistest"
 	"github.com/corrstore/corrstore/store"
@@ -215,7 +216,7 @@ func BenchmarkDeliver(b *testing.B) {
 // fresh prefix; run it with -benchtime 1x. CORRSTORE_MEMORY_PENDING sets
 // another count (for a quick look; the figure is taken at 100,000).
 func BenchmarkMemoryPerPending(b *testing.B) {
-	pending := int64(envInt(b, "CORRSTORE_MEMORY_PENDING", 100_000))
+	pending := int64(testenv.Int(b, "CORRSTORE_MEMORY_PENDING", 100_000))
 	srv := redistest.StartServer(b, redistest.ServerOptions{Dir: redistest.MemDir(b)}) // memory, not the disk, is measured
 	rdb := benchClient(b, srv, 64)
 	used := func() int64 {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/corrstore/corrstore/internal/race"
+	"github.com/corrstore/corrstore/internal/testenv"
 	"github.com/corrstore/corrstore/reaper/reapertest"
 	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/redisstore/redistest"
@@ -31,7 +32,7 @@ var prefixes atomic.Int64
 // CORRSTORE_REDIS_EXACTLY_ONCE when set (make test-redis: reapertest's
 // 5,000).
 func exactlyOnceN(t *testing.T) int {
-	return envInt(t, "CORRSTORE_REDIS_EXACTLY_ONCE", 500)
+	return testenv.Int(t, "CORRSTORE_REDIS_EXACTLY_ONCE", 500)
 }
 
 // uniquePrefix isolates a store on a server other tests share.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/corrstore/corrstore/internal/testenv"
 	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/redisstore/redistest"
 	"github.com/corrstore/corrstore/store"
@@ -22,18 +21,7 @@ import (
 
 // restartKills is how many times the restart tests kill the server:
 // CORRSTORE_REDIS_KILLS when set (make redis-restart), def otherwise.
-func restartKills(t *testing.T, def int) int { return envInt(t, "CORRSTORE_REDIS_KILLS", def) }
-
-// envInt is the integer in the environment variable name, def when unset.
-func envInt(t testing.TB, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	require.NoError(t, err, name)
-	return n
-}
+func restartKills(t *testing.T, def int) int { return testenv.Int(t, "CORRSTORE_REDIS_KILLS", def) }
 
 // TestRestartAppendfsyncAlways kills redis-server with SIGKILL in the middle
 // of concurrent registrations, restarts it from its AOF, and requires every

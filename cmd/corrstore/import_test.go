@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/internal/testenv"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -26,13 +26,8 @@ import (
 // CORRSTORE_EXPORT_N=100000 (make import-100k) for the full-size run.
 func TestExportImport(t *testing.T) {
 	t.Parallel()
-	n := 200
-	if v := os.Getenv("CORRSTORE_EXPORT_N"); v != "" {
-		var err error
-		n, err = strconv.Atoi(v)
-		require.NoError(t, err, "CORRSTORE_EXPORT_N")
-		require.Zero(t, n%4, "CORRSTORE_EXPORT_N: a multiple of 4")
-	}
+	n := testenv.Int(t, "CORRSTORE_EXPORT_N", 200)
+	require.Zero(t, n%4, "CORRSTORE_EXPORT_N: a multiple of 4")
 	dir := t.TempDir()
 	src, dst, file := filepath.Join(dir, "src.db"), filepath.Join(dir, "dst.db"), filepath.Join(dir, "all.jsonl")
 	start := time.Now()
