@@ -32,9 +32,11 @@ func newMiniredis(t *testing.T) (*miniredis.Miniredis, *redis.Client) {
 // miniOptions are the client options for a miniredis. It runs each Lua
 // script in gopher-lua, compiling it on every call, one at a time under its
 // global lock: the concurrent tests queue for seconds, so the timeouts are
-// long (a real redis-server answers these in microseconds).
+// long (a real redis-server answers these in microseconds). The dial's too:
+// on a loaded machine a loopback dial outlasted go-redis's default 5 s in
+// make test.
 func miniOptions(mr *miniredis.Miniredis) *redis.Options {
-	return &redis.Options{Addr: mr.Addr(), ReadTimeout: time.Minute, WriteTimeout: time.Minute}
+	return &redis.Options{Addr: mr.Addr(), DialTimeout: time.Minute, ReadTimeout: time.Minute, WriteTimeout: time.Minute}
 }
 
 // openOn opens a store on rdb; it is closed at cleanup.
