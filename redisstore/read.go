@@ -28,14 +28,72 @@ type shardIter struct {
 	sh      int
 	buf     []pos
 	from    *pos // fetch after this
+	skip    int  // entries at from.score, all at or before from.id, to skip server-side
 	drained bool
 }
 
+// query adds to pipe the read of the next batch entries of the shard's
+// creation index key within [lo, hi]. The range starts at the score of from,
+// inclusive: entries there that sort at or before from are dropped by
+// refill, which keeps the cursor exact when many entries share a
+// microsecond. (A sorted set orders equal scores by member, byte-wise, as
+// strings.Compare does.)
+func (it *shardIter) query(ctx context.Context, pipe redis.Pipeliner, key string, asc bool, lo, hi string, batch int) *redis.ZSliceCmd {
+	if it.from != nil {
+		cs := strconv.FormatInt(it.from.score, 10)
+		if asc && (lo == "-inf" || it.from.score > mustInt(lo)) {
+			lo = cs
+		}
+		if !asc && (hi == "+inf" || it.from.score < mustInt(hi)) {
+			hi = cs
+		}
+	}
+	by := &redis.ZRangeBy{Min: lo, Max: hi, Offset: int64(it.skip), Count: int64(batch)}
+	if asc {
+		return pipe.ZRangeByScoreWithScores(ctx, key, by)
+	}
+	return pipe.ZRevRangeByScoreWithScores(ctx, key, by)
+}
+
+// refill takes in the answer to query.
+func (it *shardIter) refill(res []redis.Z, asc bool, batch int) {
+	kept := res
+	if it.from != nil {
+		for len(kept) > 0 {
+			p := pos{int64(kept[0].Score), kept[0].Member.(string)}
+			c := comparePos(p, *it.from)
+			if (asc && c > 0) || (!asc && c < 0) {
+				break
+			}
+			kept = kept[1:]
+		}
+	}
+	if len(kept) == 0 && len(res) == batch {
+		it.skip += batch // a whole batch at the cursor's microsecond: read past it
+		return
+	}
+	for _, z := range kept {
+		it.buf = append(it.buf, pos{int64(z.Score), z.Member.(string)})
+	}
+	it.drained = len(res) < batch
+	if len(kept) > 0 {
+		last := it.buf[len(it.buf)-1]
+		it.from, it.skip = &last, 0
+	}
+}
+
+// mustInt parses a bound List formatted itself.
+func mustInt(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
 // List implements store.Store. Each shard's creation index is read in
-// order after the cursor (the list_page script) and the shards are merged,
-// so a page costs a few round trips whatever the number of shards. The
-// cursor is the (creation µs, id) of the last item: entries inserted while
-// a client pages land before or after it and are never listed twice.
+// order after the cursor (ZRANGEBYSCORE, all shards in one pipeline) and
+// the shards are merged, so a page costs a few round trips whatever the
+// number of shards. The cursor is the (creation µs, id) of the last item:
+// entries inserted while a client pages land before or after it and are
+// never listed twice.
 func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if err := s.check(); err != nil {
 		return store.Page{}, err
@@ -61,47 +119,28 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		iters[sh] = &shardIter{sh: sh, from: start}
 	}
 	batch := min(f.Limit+1, 256)
-	dir := "desc"
-	if asc {
-		dir = "asc"
-	}
 	var page store.Page
 	for {
 		if err := ctx.Err(); err != nil {
 			return store.Page{}, err
 		}
 		// Refill every shard whose buffer ran dry, in one round trip.
-		var calls []call
 		var refill []*shardIter
+		var cmds []*redis.ZSliceCmd
+		pipe := s.rdb.Pipeline()
 		for _, it := range iters {
 			if len(it.buf) == 0 && !it.drained {
-				cs, cid := "", ""
-				if it.from != nil {
-					cs, cid = strconv.FormatInt(it.from.score, 10), it.from.id
-				}
-				calls = append(calls, call{scriptListPage, []string{s.keys.created(it.sh)}, []any{dir, lo, hi, cs, cid, batch}})
 				refill = append(refill, it)
+				cmds = append(cmds, it.query(ctx, pipe, s.keys.created(it.sh), asc, lo, hi, batch))
 			}
 		}
-		for i, cmd := range s.run(ctx, calls) {
-			res, err := cmd.Slice()
-			if err != nil {
+		if len(cmds) > 0 {
+			if _, err := pipe.Exec(ctx); err != nil {
 				return store.Page{}, s.redisErr("list", err)
 			}
-			it := refill[i]
-			for j := 0; j+1 < len(res); j += 2 {
-				id, _ := res[j].(string)
-				sc, _ := res[j+1].(string)
-				score, _ := strconv.ParseFloat(sc, 64)
-				it.buf = append(it.buf, pos{int64(score), id})
-			}
-			if len(it.buf) < batch {
-				it.drained = true
-			}
-			if len(it.buf) > 0 {
-				last := it.buf[len(it.buf)-1]
-				it.from = &last
-			}
+		}
+		for i, cmd := range cmds {
+			refill[i].refill(cmd.Val(), asc, batch)
 		}
 		// Merge while every shard that may hold more has a head.
 		var picks []pos

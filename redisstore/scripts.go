@@ -28,8 +28,6 @@ var (
 	claimIdemLua string
 	//go:embed lua/unmap_idem.lua
 	unmapIdemLua string
-	//go:embed lua/list_page.lua
-	listPageLua string
 )
 
 var (
@@ -41,5 +39,4 @@ var (
 	scriptUnindex    = redis.NewScript(unindexLua)
 	scriptClaimIdem  = redis.NewScript(claimIdemLua)
 	scriptUnmapIdem  = redis.NewScript(unmapIdemLua)
-	scriptListPage   = redis.NewScript(listPageLua)
 )

@@ -120,9 +120,22 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 		if attempt == maxAttempts {
 			return out, gone, errors.Join(append(corrupt, contention(cands[0].id))...), true, nil
 		}
+		// A record read again after a failed compare-and-set is read with
+		// its index entry: when the entry is gone, the writer that beat us
+		// decided the record and there is nothing left to do or fix. (Racing
+		// reapers all read the same earliest entries; without this each
+		// loser spent a second script call re-deciding and "fixing" an
+		// entry already dropped.)
 		pipe := s.rdb.Pipeline()
 		gets := make([]*redis.StringCmd, len(cands))
+		var scores []*redis.FloatCmd
+		if attempt > 0 {
+			scores = make([]*redis.FloatCmd, len(cands))
+		}
 		for i, d := range cands {
+			if scores != nil {
+				scores[i] = pipe.ZScore(ctx, s.keys.indexKey(ix, d.sh, ""), d.id)
+			}
 			gets[i] = pipe.Get(ctx, s.keys.record(d.sh, d.id))
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -138,6 +151,12 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 		var todo []pending
 		for i, d := range cands {
 			idx := s.keys.indexKey(ix, d.sh, "")
+			if scores != nil && errors.Is(scores[i].Err(), redis.Nil) {
+				if removing[d.id] {
+					gone++
+				}
+				continue
+			}
 			raw, err := gets[i].Result()
 			if errors.Is(err, redis.Nil) {
 				if removing[d.id] {
