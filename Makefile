@@ -17,9 +17,21 @@ run: ## run the service on the embedded bbolt default (./corrstore.db, 127.0.0.1
 build: ## build bin/corrstore
 	$(GO) build -o bin/corrstore ./cmd/corrstore
 
+# make test's two steps run side by side: most of each waits on fsyncs,
+# round trips and child processes, so together they take little more than
+# the longer one (docs/TESTING.md has the figures). Each step's output is
+# printed whole when it ends; make fails if either does.
+
 .PHONY: test
-test: ## every test with the race detector (the CI command; Redis tests start their own redis-servers), then the runs -race makes too slow
+test: ## the CI command: test-race and test-norace side by side (Redis tests start their own redis-servers)
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-race test-norace
+
+.PHONY: test-race
+test-race: ## make test's first step: every test of every package with the race detector
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+
+.PHONY: test-norace
+test-norace: ## make test's second step: what -race makes too slow (bolt crash and 5,000 exactly-once, Redis conformance on three engines)
 	$(GO) test -count=1 -timeout 20m -run '^(TestCrash|TestExactlyOnceBolt|TestMiniredis|TestRealServer|TestRealCluster)$$/^(Conformance|ExactlyOnce|ShardsSpreadOverMasters|StrictRefusesEverysec)$$' ./bolt/ ./reaper/ ./redisstore/
 
 .PHONY: test-redis
