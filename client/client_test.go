@@ -135,7 +135,7 @@ func TestReplyAfterWaiterGone(t *testing.T) {
 // on a short tick, since a send changes nothing in the store.
 func (e *env) waitQueued(t *testing.T, addr string) {
 	t.Helper()
-	require.Eventually(t, func() bool { return e.tr.Len(addr) > 0 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return e.tr.Len(addr) > 0 }, waitFor, time.Millisecond)
 }
 
 // A cancelled wait does not forget the correlation: at its deadline the

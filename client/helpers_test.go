@@ -19,6 +19,12 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
+// waitFor bounds the waits for a signal (an outcome, an event, a queued
+// send). It is a safety net, not a sleep: each returns as soon as its signal
+// comes, and a long bound keeps a loaded machine (make test runs its two
+// steps side by side on two cores) from failing a test that is right.
+const waitFor = time.Minute
+
 func TestMain(m *testing.M) {
 	if runChild() {
 		return
@@ -113,7 +119,7 @@ func (e *env) get(t *testing.T, id string) *store.Correlation {
 // that it is already there). Subscribing before reading leaves no gap.
 func (e *env) waitState(t *testing.T, id string, want func(*store.Correlation) bool) *store.Correlation {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	for {
 		sub, err := e.st.Subscribe(ctx)
@@ -207,8 +213,8 @@ func (r *recorder) next(t *testing.T) client.Outcome {
 	select {
 	case o := <-r.ch:
 		return o
-	case <-time.After(10 * time.Second):
-		require.FailNow(t, "no outcome dispatched within 10s")
+	case <-time.After(waitFor):
+		require.FailNow(t, "no outcome dispatched within "+waitFor.String())
 		return client.Outcome{}
 	}
 }
@@ -228,8 +234,8 @@ func (s *settled) next(t *testing.T) string {
 	select {
 	case r := <-s.ch:
 		return r
-	case <-time.After(10 * time.Second):
-		require.FailNow(t, "no dispatch settled within 10s")
+	case <-time.After(waitFor):
+		require.FailNow(t, "no dispatch settled within "+waitFor.String())
 		return ""
 	}
 }
