@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -33,22 +34,20 @@ type shardIter struct {
 }
 
 // query adds to pipe the read of the next batch entries of the shard's
-// creation index key within [lo, hi]. The range starts at the score of from,
-// inclusive: entries there that sort at or before from are dropped by
-// refill, which keeps the cursor exact when many entries share a
+// creation index key with scores within [lo, hi]. The range starts at the
+// score of from, inclusive: entries there that sort at or before from are
+// dropped by refill, which keeps the cursor exact when many entries share a
 // microsecond. (A sorted set orders equal scores by member, byte-wise, as
 // strings.Compare does.)
-func (it *shardIter) query(ctx context.Context, pipe redis.Pipeliner, key string, asc bool, lo, hi string, batch int) *redis.ZSliceCmd {
+func (it *shardIter) query(ctx context.Context, pipe redis.Pipeliner, key string, asc bool, lo, hi int64, batch int) *redis.ZSliceCmd {
 	if it.from != nil {
-		cs := strconv.FormatInt(it.from.score, 10)
-		if asc && (lo == "-inf" || it.from.score > mustInt(lo)) {
-			lo = cs
-		}
-		if !asc && (hi == "+inf" || it.from.score < mustInt(hi)) {
-			hi = cs
+		if asc {
+			lo = max(lo, it.from.score)
+		} else {
+			hi = min(hi, it.from.score)
 		}
 	}
-	by := &redis.ZRangeBy{Min: lo, Max: hi, Offset: int64(it.skip), Count: int64(batch)}
+	by := &redis.ZRangeBy{Min: scoreBound(lo), Max: scoreBound(hi), Offset: int64(it.skip), Count: int64(batch)}
 	if asc {
 		return pipe.ZRangeByScoreWithScores(ctx, key, by)
 	}
@@ -60,8 +59,7 @@ func (it *shardIter) refill(res []redis.Z, asc bool, batch int) {
 	kept := res
 	if it.from != nil {
 		for len(kept) > 0 {
-			p := pos{int64(kept[0].Score), kept[0].Member.(string)}
-			c := comparePos(p, *it.from)
+			c := comparePos(posOf(kept[0]), *it.from)
 			if (asc && c > 0) || (!asc && c < 0) {
 				break
 			}
@@ -73,7 +71,7 @@ func (it *shardIter) refill(res []redis.Z, asc bool, batch int) {
 		return
 	}
 	for _, z := range kept {
-		it.buf = append(it.buf, pos{int64(z.Score), z.Member.(string)})
+		it.buf = append(it.buf, posOf(z))
 	}
 	it.drained = len(res) < batch
 	if len(kept) > 0 {
@@ -82,10 +80,21 @@ func (it *shardIter) refill(res []redis.Z, asc bool, batch int) {
 	}
 }
 
-// mustInt parses a bound List formatted itself.
-func mustInt(s string) int64 {
-	n, _ := strconv.ParseInt(s, 10, 64)
-	return n
+// posOf is the place of a sorted-set entry read with its score.
+func posOf(z redis.Z) pos {
+	id, _ := z.Member.(string)
+	return pos{int64(z.Score), id}
+}
+
+// scoreBound is a ZRANGEBYSCORE bound; the extreme int64s stand for no bound.
+func scoreBound(n int64) string {
+	switch n {
+	case math.MinInt64:
+		return "-inf"
+	case math.MaxInt64:
+		return "+inf"
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // List implements store.Store. Each shard's creation index is read in
@@ -102,12 +111,12 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		return store.Page{}, err
 	}
 	asc := f.Order == store.OldestFirst
-	lo, hi := "-inf", "+inf"
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64) // no bound
 	if !f.CreatedAfter.IsZero() {
-		lo = strconv.FormatInt(micros(f.CreatedAfter), 10)
+		lo = micros(f.CreatedAfter)
 	}
 	if !f.CreatedBefore.IsZero() {
-		hi = strconv.FormatInt(microsBefore(f.CreatedBefore), 10)
+		hi = microsBefore(f.CreatedBefore)
 	}
 	var start *pos
 	if f.Cursor != "" {

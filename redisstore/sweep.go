@@ -37,8 +37,8 @@ func (s *Store) dueEntries(ctx context.Context, keyOf func(sh int) string, maxSc
 	var out []due
 	for sh, cmd := range cmds {
 		for _, z := range cmd.Val() {
-			id, _ := z.Member.(string)
-			out = append(out, due{sh: sh, id: id, score: int64(z.Score)})
+			p := posOf(z)
+			out = append(out, due{sh: sh, id: p.id, score: p.score})
 		}
 	}
 	slices.SortFunc(out, func(a, b due) int { return cmp.Or(cmp.Compare(a.score, b.score), cmp.Compare(a.id, b.id)) })
@@ -151,17 +151,16 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 		var todo []pending
 		for i, d := range cands {
 			idx := s.keys.indexKey(ix, d.sh, "")
-			if scores != nil && errors.Is(scores[i].Err(), redis.Nil) {
-				if removing[d.id] {
-					gone++
-				}
+			entryGone := scores != nil && errors.Is(scores[i].Err(), redis.Nil)
+			raw, err := gets[i].Result()
+			recordGone := errors.Is(err, redis.Nil)
+			if (entryGone || recordGone) && removing[d.id] {
+				gone++
+			}
+			if entryGone {
 				continue
 			}
-			raw, err := gets[i].Result()
-			if errors.Is(err, redis.Nil) {
-				if removing[d.id] {
-					gone++
-				}
+			if recordGone {
 				calls = append(calls, call{scriptUnindex, []string{s.keys.record(d.sh, d.id), idx}, []any{d.id}})
 				todo = append(todo, pending{d: d})
 				continue
