@@ -98,30 +98,13 @@ type call struct {
 	args   []any
 }
 
-// run runs calls in one round trip (a pipeline of EVALSHA; a script the
-// server lost, after a restart or failover, is sent again with EVAL).
+// run runs calls in one round trip, shared with concurrent callers (see
+// batch.go), and returns their answers in order.
 func (s *Store) run(ctx context.Context, calls []call) []*redis.Cmd {
-	cmds := make([]*redis.Cmd, len(calls))
 	if len(calls) == 0 {
-		return cmds
+		return nil
 	}
-	if len(calls) == 1 {
-		c := calls[0]
-		cmds[0] = c.script.Run(ctx, s.rdb, c.keys, c.args...)
-		return cmds
-	}
-	pipe := s.rdb.Pipeline()
-	for i, c := range calls {
-		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
-	}
-	_, _ = pipe.Exec(ctx)
-	for i, cmd := range cmds {
-		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			c := calls[i]
-			cmds[i] = c.script.Run(ctx, s.rdb, c.keys, c.args...)
-		}
-	}
-	return cmds
+	return s.batch.run(ctx, calls)
 }
 
 // updateCall is the compare-and-set that replaces the record read as l

@@ -59,6 +59,7 @@ type Store struct {
 	closed atomic.Bool
 	once   sync.Once
 	subs   subscriber
+	batch  *batcher
 }
 
 var _ store.Store = (*Store)(nil)
@@ -82,6 +83,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Store, er
 	}
 	s := &Store{
 		rdb:   rdb,
+		batch: newBatcher(rdb),
 		keys:  newLayout(prefix, shards),
 		clock: cfg.Clock,
 		lim:   cfg.Limits.WithDefaults(),
