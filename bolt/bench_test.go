@@ -163,6 +163,36 @@ func BenchmarkDeliver(b *testing.B) {
 	})
 }
 
+// BenchmarkRegisterDeliver is the store's share of make bench-http's
+// register+reply pair: 64 callers each registering a correlation and then
+// completing it, durable, without HTTP. One op of its ops/s is a pair;
+// it also reports what a group commit writes.
+func BenchmarkRegisterDeliver(b *testing.B) {
+	s, err := bolt.Open(bolt.Options{Path: filepath.Join(benchDir(b), "c.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	before, commits := s.DBStats(), s.Commits()
+	runCallers(b, 64, func(i int64) error {
+		c := benchCorrelation(i)
+		if _, err := s.Register(ctx, c); err != nil {
+			return err
+		}
+		r, err := s.Deliver(ctx, c.ID, store.Reply{Body: []byte(`{"ok":true}`)})
+		if err == nil && r.Status != store.DeliverCompleted {
+			err = fmt.Errorf("status %s", r.Status)
+		}
+		return err
+	})
+	after := s.DBStats()
+	diff := after.Sub(&before)
+	n := float64(s.Commits() - commits)
+	b.ReportMetric(float64(2*b.N)/n, "ops/commit")
+	b.ReportMetric(float64(diff.TxStats.GetWrite())/n, "pages/commit")
+}
+
 // BenchmarkExpireDue measures deciding due correlations in batches of 500
 // while 10 times as many are pending and not due.
 func BenchmarkExpireDue(b *testing.B) {
