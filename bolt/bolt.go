@@ -46,9 +46,10 @@ type Options struct {
 
 // Store is a store.Store on one bbolt file, owned by one process.
 //
-// Every write goes through one writer goroutine that collects the operations
-// waiting at that moment, applies them in one transaction, fsyncs once, and
-// then answers each caller (group commit). An operation that fails its checks
+// Every write goes through one writer goroutine that applies the operations
+// waiting at that moment, and those that arrive while the group fills, in
+// one transaction, commits once, and then answers each caller (group
+// commit). An operation that fails its checks
 // fails alone: operations do every check before their first write, and if a
 // write itself fails the batch is rolled back and each operation is retried
 // in a transaction of its own.
@@ -70,12 +71,12 @@ type Store struct {
 	// tests and benchmarks can see how many operations share an fsync.
 	commits atomic.Uint64
 	// lastBatch and lastCommit (the size and duration of the last group
-	// commit) belong to the writer goroutine; collect sizes the next batch
+	// commit) belong to the writer goroutine; collectInto sizes the next group
 	// by them.
 	lastBatch  int
 	lastCommit time.Duration
 	// noSync: commits are not fsync'd, so there is nothing for a batch to
-	// share and collect does not wait.
+	// share and collectInto does not wait.
 	noSync bool
 }
 
@@ -212,6 +213,15 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
+func newOp(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) *op {
+	o := &op{ctx: ctx, done: make(chan struct{})}
+	o.fn = func(tx *bbolt.Tx) error {
+		o.events = o.events[:0]
+		return fn(tx, o)
+	}
+	return o
+}
+
 func (s *Store) write(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) error {
 	if s.closed.Load() {
 		return store.ErrClosed
@@ -222,11 +232,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{ctx: ctx, done: make(chan struct{})}
-	o.fn = func(tx *bbolt.Tx) error {
-		o.events = o.events[:0]
-		return fn(tx, o)
-	}
+	o := newOp(ctx, fn)
 	select {
 	case s.reqs <- o:
 	case <-s.stop:
@@ -245,112 +251,162 @@ func (s *Store) write(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) e
 
 func (s *Store) writer() {
 	defer s.wg.Done()
-	batch := make([]*op, 0, s.max)
+	g := &group{s: s, live: make([]*op, 0, s.max)}
 	for {
 		select {
 		case o := <-s.reqs:
-			batch = append(batch[:0], o)
+			g.run(o)
 		case <-s.stop:
 			return
 		}
-		batch = s.collect(batch)
-		s.commit(batch)
 	}
 }
 
-// collect adds what is waiting to the batch. When all callers are released
-// at once by a commit, they come back one by one while they prepare their
-// next operation; committing the first few alone would split them into a
-// small batch and a large one, each paying a whole fsync. So when the batch
-// is smaller than the last one, collect waits for the rest, at most half as
-// long as the last commit took, and commits as soon as the batch is as large
-// as the last. A lone caller (last batch of one) never waits, nor does a
-// store opened with NoSync.
-func (s *Store) collect(batch []*op) []*op {
-	batch = s.drain(batch)
-	want := min(s.lastBatch, s.max)
-	if len(batch) >= want || s.noSync {
-		return batch
-	}
-	wait := min(s.lastCommit/2, maxCollectWait)
-	if wait <= 0 {
-		return batch
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for len(batch) < want {
-		select {
-		case o := <-s.reqs:
-			batch = s.drain(append(batch, o))
-		case <-timer.C:
-			return batch
-		case <-s.stop:
-			return batch
-		}
-	}
-	return batch
+// group is one group commit: a write transaction that the operations join
+// as they arrive, committed once. It belongs to the writer goroutine.
+type group struct {
+	s       *Store
+	tx      *bbolt.Tx
+	live    []*op // joined: applied, or waiting to run alone when spoiled
+	n       int   // received, including those whose caller gave up
+	spoiled bool  // an operation's write failed: the transaction is lost
 }
 
-// maxCollectWait bounds how long a batch waits to fill, whatever a commit
-// costs.
-const maxCollectWait = 10 * time.Millisecond
-
-// drain adds, without blocking, what is already waiting.
-func (s *Store) drain(batch []*op) []*op {
-	for len(batch) < s.max {
-		select {
-		case o := <-s.reqs:
-			batch = append(batch, o)
-		default:
-			return batch
-		}
+// run commits first together with what arrives while it collects (see
+// collect). Each operation is applied when it arrives, so the time spent
+// waiting for the rest of a batch is also the time spent applying it; the
+// commit (the fsync) follows the last one.
+func (g *group) run(first *op) {
+	s := g.s
+	g.live, g.n, g.spoiled = g.live[:0], 0, false
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		first.err = fmt.Errorf("begin a write on %s: %w", s.path, err)
+		close(first.done)
+		return
 	}
-	return batch
-}
-
-// commit runs a batch in one transaction; on a write failure it runs each
-// operation alone so that only the failing one fails.
-func (s *Store) commit(batch []*op) {
-	live := batch[:0:0]
-	for _, o := range batch {
-		if err := o.ctx.Err(); err != nil {
-			o.err = err
-			close(o.done)
-			continue
+	g.tx = tx
+	defer func() {
+		if g.tx != nil { // a panic in an operation: leave the file as it was
+			_ = g.tx.Rollback()
+			g.tx = nil
 		}
-		live = append(live, o)
-	}
-	if len(live) == 0 {
+	}()
+	g.add(first)
+	g.collectInto(g.add)
+	if len(g.live) == 0 {
+		_ = tx.Rollback()
+		g.tx = nil
 		return
 	}
 	s.commits.Add(1)
-	s.lastBatch = len(live)
+	s.lastBatch = g.n
 	began := time.Now()
-	defer func() { s.lastCommit = time.Since(began) }()
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		for _, o := range live {
-			o.err = o.fn(tx)
-			var we *writeError
-			if errors.As(o.err, &we) {
-				return we
-			}
-		}
-		return nil
-	})
-	var we *writeError
-	if errors.As(err, &we) && len(live) > 1 {
-		for _, o := range live {
-			err := s.db.Update(func(tx *bbolt.Tx) error {
-				o.err = o.fn(tx)
-				return o.err
-			})
+	if g.spoiled {
+		_ = tx.Rollback()
+		g.tx = nil
+		g.alone()
+	} else {
+		err = tx.Commit()
+		g.tx = nil
+		for _, o := range g.live {
 			s.finish(o, err)
 		}
+	}
+	s.lastCommit = time.Since(began)
+}
+
+// join takes o into the group unless its caller has given up.
+func (g *group) join(o *op) bool {
+	g.n++
+	if err := o.ctx.Err(); err != nil {
+		o.err = err
+		close(o.done)
+		return false
+	}
+	g.live = append(g.live, o)
+	return true
+}
+
+// add joins o and applies it, unless an earlier write failed: then it
+// waits to run alone.
+func (g *group) add(o *op) {
+	if !g.join(o) || g.spoiled {
 		return
 	}
-	for _, o := range live {
-		s.finish(o, err)
+	o.err = o.fn(g.tx)
+	var we *writeError
+	if errors.As(o.err, &we) {
+		g.spoiled = true
 	}
+}
+
+// alone runs each operation of a spoiled group in a transaction of its
+// own, so that only the failing one fails.
+func (g *group) alone() {
+	for _, o := range g.live {
+		err := g.s.db.Update(func(tx *bbolt.Tx) error {
+			o.err = o.fn(tx)
+			return o.err
+		})
+		g.s.finish(o, err)
+	}
+}
+
+// collectInto hands to add what is waiting, then, when all callers are
+// released at once by a commit, what comes back: they come back one by one
+// while they prepare their next operation, and committing the first few
+// alone would split them into a small batch and a large one, each paying a
+// whole fsync. So when the group is smaller than the last one, it waits for
+// the rest, at most half as long as the last commit took, and stops as soon
+// as the group is as large as the last. A lone caller (last group of one)
+// never waits, nor does a store opened with NoSync.
+func (g *group) collectInto(add func(*op)) {
+	s := g.s
+	if !g.drain(add) {
+		return
+	}
+	want := min(s.lastBatch, s.max)
+	if g.n >= want || s.noSync {
+		return
+	}
+	wait := min(s.lastCommit/2, maxCollectWait)
+	if wait <= 0 {
+		return
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for g.n < want {
+		select {
+		case o := <-s.reqs:
+			add(o)
+			if !g.drain(add) {
+				return
+			}
+		case <-timer.C:
+			return
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// maxCollectWait bounds how long a group waits to fill, whatever a commit
+// costs.
+const maxCollectWait = 10 * time.Millisecond
+
+// drain hands to add, without blocking, what is already waiting; false when
+// the group is full.
+func (g *group) drain(add func(*op)) bool {
+	for g.n < g.s.max {
+		select {
+		case o := <-g.s.reqs:
+			add(o)
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) finish(o *op, txErr error) {

@@ -1,0 +1,137 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"go.etcd.io/bbolt"
+)
+
+// groupTest opens a store whose writer goroutine is stopped: the test
+// queues operations and runs the group commit itself, so that it knows
+// which operations share a group.
+func groupTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(Options{Path: filepath.Join(t.TempDir(), "w.db"), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(s.stop)
+	s.wg.Wait()
+	s.stop = make(chan struct{})
+	s.reqs = make(chan *op, 16)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// runGroup queues ops and runs one group commit of them; it returns each
+// operation's error.
+func runGroup(s *Store, ops ...*op) []error {
+	for _, o := range ops {
+		s.reqs <- o
+	}
+	g := &group{s: s}
+	g.run(<-s.reqs)
+	errs := make([]error, len(ops))
+	for i, o := range ops {
+		<-o.done
+		errs[i] = o.err
+	}
+	return errs
+}
+
+// putMeta writes key in the meta bucket and counts its runs.
+func putMeta(key string, runs *atomic.Int32) func(tx *bbolt.Tx, o *op) error {
+	return func(tx *bbolt.Tx, o *op) error {
+		runs.Add(1)
+		return put(tx.Bucket(bucketMeta), []byte(key), []byte("v"))
+	}
+}
+
+func hasMeta(t *testing.T, s *Store, key string) bool {
+	t.Helper()
+	var found bool
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		found = tx.Bucket(bucketMeta).Get([]byte(key)) != nil
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+func TestGroupCommitsTogether(t *testing.T) {
+	s := groupTest(t)
+	var runs [3]atomic.Int32
+	ctx := context.Background()
+	errs := runGroup(s,
+		newOp(ctx, putMeta("test-a", &runs[0])),
+		newOp(ctx, putMeta("test-b", &runs[1])),
+		newOp(ctx, putMeta("test-c", &runs[2])))
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("operation %d: %v", i, err)
+		}
+		if runs[i].Load() != 1 {
+			t.Errorf("operation %d ran %d times, want once", i, runs[i].Load())
+		}
+	}
+	if s.Commits() != 1 || s.lastBatch != 3 {
+		t.Errorf("%d commits of %d, want one of 3", s.Commits(), s.lastBatch)
+	}
+	for _, k := range []string{"test-a", "test-b", "test-c"} {
+		if !hasMeta(t, s, k) {
+			t.Errorf("%s not written", k)
+		}
+	}
+}
+
+func TestWriteFailureFailsOnlyItsOperation(t *testing.T) {
+	s := groupTest(t)
+	errDisk := errors.New("disk on fire")
+	var runsA, runsC atomic.Int32
+	ctx := context.Background()
+	errs := runGroup(s,
+		newOp(ctx, putMeta("test-a", &runsA)),
+		newOp(ctx, func(tx *bbolt.Tx, o *op) error { return &writeError{errDisk} }),
+		newOp(ctx, putMeta("test-c", &runsC)))
+	if errs[0] != nil || errs[2] != nil {
+		t.Fatalf("the good operations failed: %v, %v", errs[0], errs[2])
+	}
+	if !errors.Is(errs[1], errDisk) {
+		t.Fatalf("the failing operation: err = %v, want %v", errs[1], errDisk)
+	}
+	// The group's transaction was lost with the failure: the operation
+	// before the failure ran in the group and then alone, the one after
+	// it only alone.
+	if runsA.Load() != 2 || runsC.Load() != 1 {
+		t.Errorf("good operations ran %d and %d times, want 2 and 1", runsA.Load(), runsC.Load())
+	}
+	for _, k := range []string{"test-a", "test-c"} {
+		if !hasMeta(t, s, k) {
+			t.Errorf("%s not written", k)
+		}
+	}
+}
+
+func TestGivenUpOperationIsNotApplied(t *testing.T) {
+	s := groupTest(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var runsA, runsGone atomic.Int32
+	errs := runGroup(s,
+		newOp(context.Background(), putMeta("test-a", &runsA)),
+		newOp(ctx, putMeta("test-gone", &runsGone)))
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if !errors.Is(errs[1], context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", errs[1])
+	}
+	if runsGone.Load() != 0 || hasMeta(t, s, "test-gone") {
+		t.Error("an operation whose caller gave up before it was applied was applied")
+	}
+}
