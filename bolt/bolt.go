@@ -70,9 +70,10 @@ type Store struct {
 	// commits counts group commits (one fsync'd transaction each), so that
 	// tests and benchmarks can see how many operations share an fsync.
 	commits atomic.Uint64
-	// lastBatch and lastCommit (the size and duration of the last group
-	// commit) belong to the writer goroutine; collectInto sizes the next group
-	// by them.
+	// lastBatch and lastCommit (how many operations the last group commit
+	// applied, and how long its commit took, not counting the time the
+	// operations took while the group filled) belong to the writer
+	// goroutine; collectInto sizes the next group by them.
 	lastBatch  int
 	lastCommit time.Duration
 	// noSync: commits are not fsync'd, so there is nothing for a batch to
@@ -242,9 +243,10 @@ func (s *Store) write(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) e
 	}
 	// Once queued, wait for the writer even if ctx ends: the operation's
 	// results are written by the writer goroutine, and returning early would
-	// let the caller read them while they are written. A cancelled operation
-	// that has not started is skipped by commit (o.err = ctx.Err()), so this
-	// waits at most for the commit in progress.
+	// let the caller read them while they are written. An operation whose
+	// ctx has ended when the writer takes it is not applied (o.err =
+	// ctx.Err()), so this waits at most for the group being filled and its
+	// commit.
 	<-o.done
 	return o.err
 }
@@ -300,13 +302,18 @@ func (g *group) run(first *op) {
 		return
 	}
 	s.commits.Add(1)
-	s.lastBatch = g.n
+	s.lastBatch = len(g.live)
 	began := time.Now()
-	if g.spoiled {
+	switch {
+	case g.spoiled && len(g.live) == 1: // it failed alone already
+		_ = tx.Rollback()
+		g.tx = nil
+		s.finish(g.live[0], nil)
+	case g.spoiled:
 		_ = tx.Rollback()
 		g.tx = nil
 		g.alone()
-	} else {
+	default:
 		err = tx.Commit()
 		g.tx = nil
 		for _, o := range g.live {

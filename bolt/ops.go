@@ -422,19 +422,22 @@ func (s *Store) Redispatch(ctx context.Context, id string) (store.Result, error)
 }
 
 // sweep walks the due entries of one index inside one write and hands each
-// decodable record to fn. Corrupt records are set aside and reported; index
-// entries that lead nowhere are dropped.
+// decodable record to fn; the records for which fn says true are returned.
+// Corrupt records are set aside and reported; index entries that lead
+// nowhere are dropped. The write may run twice (in a group, then alone,
+// when another operation's write failed), so what it returns is built
+// afresh on each run.
 func (s *Store) sweep(ctx context.Context, index []byte, bound []byte, limit int,
-	fn func(t txn, c *store.Correlation, before entries) error) (soft error, err error) {
+	fn func(t txn, c *store.Correlation, before entries) (bool, error)) (out []*store.Correlation, soft error, err error) {
 	if s.closed.Load() {
-		return nil, store.ErrClosed
+		return nil, nil, store.ErrClosed
 	}
 	if err := store.ValidateLimit(limit); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	err = s.write(ctx, func(tx *bbolt.Tx, o *op) error {
 		t := txn{tx, s}
-		soft = nil
+		out, soft = nil, nil
 		var corrupt []error
 		b := tx.Bucket(index)
 		for _, k := range due(b, bound, limit) {
@@ -460,26 +463,32 @@ func (s *Store) sweep(ctx context.Context, index []byte, bound []byte, limit int
 			// moved to where the record says it belongs.
 			before := entriesOf(c)
 			before.set(index, k)
-			if err := fn(t, c, before); err != nil {
+			picked, err := fn(t, c, before)
+			if err != nil {
 				return err
+			}
+			if picked {
+				out = append(out, c)
 			}
 			o.events = append(o.events, store.EventOf(c))
 		}
 		soft = errors.Join(corrupt...)
 		return nil
 	})
-	return soft, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, soft, nil
 }
 
 // ExpireDue implements store.Store.
 func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*store.Correlation, error) {
-	var out []*store.Correlation
-	soft, err := s.sweep(ctx, bucketDeadline, timeBound(now), limit, func(t txn, c *store.Correlation, before entries) error {
-		if c.State == store.StatePending && !c.Deadline.After(now) {
+	out, soft, err := s.sweep(ctx, bucketDeadline, timeBound(now), limit, func(t txn, c *store.Correlation, before entries) (bool, error) {
+		due := c.State == store.StatePending && !c.Deadline.After(now)
+		if due {
 			c.DecideAtDeadline(now, store.ReasonDeadline, s.lim)
-			out = append(out, c)
 		}
-		return t.save(c, before)
+		return due, t.save(c, before)
 	})
 	if err != nil {
 		return nil, err
@@ -492,12 +501,9 @@ func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Tim
 	if err := store.ValidateClaim(instance, lease, limit); err != nil {
 		return nil, err
 	}
-	var out []*store.Correlation
-	soft, err := s.sweep(ctx, bucketDispatch, timeBound(now), limit, func(t txn, c *store.Correlation, before entries) error {
-		if c.ClaimDispatch(instance, now, lease, s.lim) {
-			out = append(out, c)
-		}
-		return t.save(c, before)
+	out, soft, err := s.sweep(ctx, bucketDispatch, timeBound(now), limit, func(t txn, c *store.Correlation, before entries) (bool, error) {
+		claimed := c.ClaimDispatch(instance, now, lease, s.lim)
+		return claimed, t.save(c, before)
 	})
 	if err != nil {
 		return nil, err
@@ -507,21 +513,19 @@ func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Tim
 
 // Purge implements store.Store.
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
-	n := 0
-	soft, err := s.sweep(ctx, bucketPurge, appendTime(nil, before), limit, func(t txn, c *store.Correlation, e entries) error {
+	purged, soft, err := s.sweep(ctx, bucketPurge, appendTime(nil, before), limit, func(t txn, c *store.Correlation, e entries) (bool, error) {
 		if entriesOf(c).purge == nil || !c.Outcome.At.Before(before) {
-			return t.save(c, e) // a stale entry: save moves it where it belongs
+			return false, t.save(c, e) // a stale entry: save moves it where it belongs
 		}
-		n++
 		if err := t.reindex(e, entriesOf(c)); err != nil { // drops a stale key, if any
-			return err
+			return false, err
 		}
-		return t.remove(c)
+		return true, t.remove(c)
 	})
 	if err != nil {
 		return 0, err
 	}
-	return n, soft
+	return len(purged), soft
 }
 
 // DropEarlyReplies implements store.Store.

@@ -4,18 +4,26 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/corrstore/corrstore/store"
 )
 
 // groupTest opens a store whose writer goroutine is stopped: the test
 // queues operations and runs the group commit itself, so that it knows
 // which operations share a group.
-func groupTest(t *testing.T) *Store {
+func groupTest(t *testing.T, clock ...store.Clock) *Store {
 	t.Helper()
-	s, err := Open(Options{Path: filepath.Join(t.TempDir(), "w.db"), NoSync: true})
+	opts := Options{Path: filepath.Join(t.TempDir(), "w.db"), NoSync: true}
+	if len(clock) > 0 {
+		opts.Clock = clock[0]
+	}
+	s, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,5 +141,96 @@ func TestGivenUpOperationIsNotApplied(t *testing.T) {
 	}
 	if runsGone.Load() != 0 || hasMeta(t, s, "test-gone") {
 		t.Error("an operation whose caller gave up before it was applied was applied")
+	}
+}
+
+// drive runs group commits for operations sent by other goroutines until
+// stop is closed.
+func drive(s *Store, stop chan struct{}) {
+	for {
+		select {
+		case o := <-s.reqs:
+			(&group{s: s}).run(o)
+		case <-stop:
+			return
+		}
+	}
+}
+
+// waitQueued waits until n operations wait in s.reqs.
+func waitQueued(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for len(s.reqs) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d operations queued, want %d", len(s.reqs), n)
+		}
+		runtime.Gosched()
+	}
+}
+
+// A pass that shares its group with a failing write runs twice (in the
+// group, then alone): it must answer with what its second run decided,
+// not with both runs' records.
+func TestSweepRunTwiceAnswersOnce(t *testing.T) {
+	clk := store.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	s := groupTest(t, clk)
+	ctx := context.Background()
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { drive(s, stop); close(stopped) }()
+	for _, id := range []string{"a", "b"} {
+		if _, err := s.Register(ctx, &store.Correlation{ID: id, Timeout: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-stopped // the test runs the next group itself
+
+	type answer struct {
+		cs  []*store.Correlation
+		err error
+	}
+	expired := make(chan answer, 1)
+	go func() {
+		cs, err := s.ExpireDue(ctx, clk.Now().Add(time.Hour), 10)
+		expired <- answer{cs, err}
+	}()
+	waitQueued(t, s, 1)
+	errDisk := errors.New("disk on fire")
+	failing := newOp(ctx, func(tx *bbolt.Tx, o *op) error { return &writeError{errDisk} })
+	s.reqs <- failing
+	(&group{s: s}).run(<-s.reqs)
+	<-failing.done
+	if !errors.Is(failing.err, errDisk) {
+		t.Fatalf("failing operation: %v", failing.err)
+	}
+	got := <-expired
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if len(got.cs) != 2 {
+		t.Fatalf("ExpireDue answered %d correlations, want the 2 it decided", len(got.cs))
+	}
+	for _, c := range got.cs {
+		if c.State != store.StateTimedOut {
+			t.Errorf("%s: state %s, want timed_out", c.ID, c.State)
+		}
+	}
+}
+
+// An operation that fails alone is answered once, not run again.
+func TestLoneWriteFailureNotRunAgain(t *testing.T) {
+	s := groupTest(t)
+	errDisk := errors.New("disk on fire")
+	var runs atomic.Int32
+	errs := runGroup(s, newOp(context.Background(), func(tx *bbolt.Tx, o *op) error {
+		runs.Add(1)
+		return &writeError{errDisk}
+	}))
+	if !errors.Is(errs[0], errDisk) {
+		t.Fatalf("err = %v, want %v", errs[0], errDisk)
+	}
+	if runs.Load() != 1 {
+		t.Errorf("ran %d times, want once", runs.Load())
 	}
 }
