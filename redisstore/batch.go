@@ -2,7 +2,9 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -12,22 +14,31 @@ import (
 // caller's goroutine and context; one that finds them all busy waits in a
 // queue, and the queue leaves as one pipeline as soon as a pipeline on the
 // wire comes back. A lone caller therefore pays nothing, and under load the
-// server reads and answers many scripts per system call instead of one,
-// which is where most of its time went with a connection per caller.
+// server reads and answers many scripts per system call instead of one.
 //
 // Every script is safe to send twice (each write carries its token), so a
 // pipeline that go-redis retries whole changes nothing. A queued call whose
 // context ends before its pipeline leaves is not sent; one that ends while
 // its pipeline is on the wire returns the context's error, and its script
-// may or may not have run — as with any request abandoned in flight.
+// may or may not have run — as with any request abandoned in flight. A
+// shared pipeline runs until the latest deadline of its callers (or the
+// client's timeouts, when one of them has none).
+//
+// On Redis Cluster calls are not shared: a pipeline there waits for every
+// node it touches, so one slow or failed master would hold up callers whose
+// keys live elsewhere. Each caller's calls go in a pipeline of their own.
 const (
 	maxFlying = 4   // pipelines on the wire at once
-	maxBatch  = 512 // script calls in one pipeline
+	maxBatch  = 512 // script calls in one pipeline, unless one caller has more
 )
+
+// errBatchAborted answers the calls of a pipeline that ended in a panic.
+var errBatchAborted = errors.New("redisstore: pipeline aborted")
 
 // batcher queues script calls; the zero value is not usable (see newBatcher).
 type batcher struct {
-	rdb redis.UniversalClient
+	rdb    redis.UniversalClient
+	shared bool // callers share pipelines (not on a cluster)
 
 	mu     sync.Mutex
 	queue  []*batchCall
@@ -42,12 +53,19 @@ type batchCall struct {
 	done  chan struct{}
 }
 
-func newBatcher(rdb redis.UniversalClient) *batcher { return &batcher{rdb: rdb} }
+func newBatcher(rdb redis.UniversalClient) *batcher {
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &batcher{rdb: rdb, shared: !cluster}
+}
 
 // run sends calls, alone or with other callers' calls, and returns their
 // answers in order.
 func (b *batcher) run(ctx context.Context, calls []call) []*redis.Cmd {
 	bc := &batchCall{ctx: ctx, calls: calls, cmds: make([]*redis.Cmd, len(calls)), done: make(chan struct{})}
+	if !b.shared {
+		b.send([]*batchCall{bc})
+		return bc.cmds
+	}
 	b.mu.Lock()
 	b.queue = append(b.queue, bc)
 	var batch []*batchCall
@@ -58,8 +76,7 @@ func (b *batcher) run(ctx context.Context, calls []call) []*redis.Cmd {
 	}
 	b.mu.Unlock()
 	if batch != nil {
-		b.send(batch)
-		b.next()
+		b.sendThenNext(batch)
 	}
 	select {
 	case <-bc.done:
@@ -74,10 +91,13 @@ func (b *batcher) run(ctx context.Context, calls []call) []*redis.Cmd {
 func (b *batcher) takeLocked() []*batchCall {
 	var batch []*batchCall
 	n, i := 0, 0
-	for ; i < len(b.queue) && n < maxBatch; i++ {
+	for ; i < len(b.queue); i++ {
 		bc := b.queue[i]
 		if bc.ctx.Err() != nil {
 			continue
+		}
+		if len(batch) > 0 && n+len(bc.calls) > maxBatch {
+			break
 		}
 		batch = append(batch, bc)
 		n += len(bc.calls)
@@ -86,6 +106,14 @@ func (b *batcher) takeLocked() []*batchCall {
 	clear(b.queue[rest:])
 	b.queue = b.queue[:rest]
 	return batch
+}
+
+// sendThenNext sends batch, then what queued meanwhile (see next), even if
+// sending panics (a hook's panic may be recovered by the caller: the
+// pipeline's place on the wire must not be lost with it).
+func (b *batcher) sendThenNext(batch []*batchCall) {
+	defer b.next()
+	b.send(batch)
 }
 
 // next sends what queued while a pipeline was on the wire, on a goroutine
@@ -98,30 +126,33 @@ func (b *batcher) next() {
 	}
 	b.mu.Unlock()
 	if batch != nil {
-		go func() {
-			b.send(batch)
-			b.next()
-		}()
+		go b.sendThenNext(batch)
 	}
 }
 
 // send runs the calls of batch in one pipeline of EVALSHA; a script the
 // server does not have (after a restart, a failover, on a new cluster node)
-// is sent again with EVAL. A batch of one caller runs on its context; a
-// shared one on a context of its own, bounded by the client's timeouts.
+// is sent again with EVAL. A batch of one caller runs on its context.
 func (b *batcher) send(batch []*batchCall) {
 	defer func() {
 		for _, bc := range batch {
+			for i, cmd := range bc.cmds {
+				if cmd == nil { // a panic left it unsent
+					bc.cmds[i] = redis.NewCmd(bc.ctx)
+					bc.cmds[i].SetErr(errBatchAborted)
+				}
+			}
 			close(bc.done)
 		}
 	}()
-	ctx := context.Background()
-	if len(batch) == 1 {
-		ctx = batch[0].ctx
-		if cl := batch[0].calls; len(cl) == 1 {
-			batch[0].cmds[0] = cl[0].script.Run(ctx, b.rdb, cl[0].keys, cl[0].args...)
-			return
-		}
+	ctx := batch[0].ctx
+	if len(batch) > 1 {
+		var cancel context.CancelFunc
+		ctx, cancel = sharedContext(batch)
+		defer cancel()
+	} else if cl := batch[0].calls; len(cl) == 1 {
+		batch[0].cmds[0] = cl[0].script.Run(ctx, b.rdb, cl[0].keys, cl[0].args...)
+		return
 	}
 	pipe := b.rdb.Pipeline()
 	for _, bc := range batch {
@@ -151,11 +182,28 @@ func (b *batcher) send(batch []*batchCall) {
 	}
 }
 
+// sharedContext is the context of a pipeline several callers share: none of
+// their cancellations (the others still want their answers), and the
+// latest of their deadlines, or none when one of them has none.
+func sharedContext(batch []*batchCall) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, bc := range batch {
+		d, ok := bc.ctx.Deadline()
+		if !ok {
+			return context.Background(), func() {}
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
+}
+
 // unanswered gives err to the calls of batch that have neither an answer
-// nor an error: when a pipeline breaks (a connection lost), go-redis
-// returns the error from Exec but leaves the calls it did not read as they
-// were. (A script's nil answer is redis.Nil, an error, so a call with
-// neither was not answered.)
+// nor an error. go-redis leaves a pipeline's commands so when it gives up
+// before sending them — its retries spent on getting a connection — and
+// returns the error only from Exec. (A script's nil answer is redis.Nil, an
+// error, so a call with neither was not answered.)
 func unanswered(batch []*batchCall, err error) {
 	for _, bc := range batch {
 		for _, cmd := range bc.cmds {

@@ -217,3 +217,67 @@ func TestBatchFailsEveryCallOnConnectionError(t *testing.T) {
 		require.Error(t, err, "caller %d", i)
 	}
 }
+
+func TestBatchKeepsPipelinesBounded(t *testing.T) {
+	b, h, _ := newBatchTest(t)
+	// Load the script, so that each pipeline is one round trip.
+	require.NoError(t, b.run(context.Background(), []call{{scriptIncr, []string{"k"}, []any{1}}})[0].Err())
+	h.take()
+	b.busy()
+	const perCaller = 300 // two callers exceed maxBatch together
+	var wg sync.WaitGroup
+	for c := range 2 {
+		wg.Go(func() {
+			calls := make([]call, perCaller)
+			for i := range calls {
+				calls[i] = call{scriptIncr, []string{fmt.Sprintf("c%d", c)}, []any{1}}
+			}
+			for i, cmd := range b.run(context.Background(), calls) {
+				if v, err := cmd.Int64(); err != nil || v != int64(i+1) {
+					t.Errorf("caller %d call %d: %d, %v", c, i, v, err)
+				}
+			}
+		})
+	}
+	waitState(t, b, 2, maxFlying)
+	b.next()
+	wg.Wait()
+	trips := h.take()
+	require.Len(t, trips, 2, "one pipeline per caller: together they exceed %d calls", maxBatch)
+	require.Len(t, trips[0], perCaller)
+	require.Len(t, trips[1], perCaller)
+}
+
+func TestBatchSharedContext(t *testing.T) {
+	soon, later := time.Now().Add(time.Minute), time.Now().Add(time.Hour)
+	withDeadline := func(d time.Time) context.Context {
+		ctx, cancel := context.WithDeadline(context.Background(), d)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	ctx, cancel := sharedContext([]*batchCall{{ctx: withDeadline(soon)}, {ctx: withDeadline(later)}})
+	d, ok := ctx.Deadline()
+	cancel()
+	require.True(t, ok)
+	require.Equal(t, later, d, "the latest of the callers' deadlines")
+
+	ctx, cancel = sharedContext([]*batchCall{{ctx: withDeadline(soon)}, {ctx: context.Background()}})
+	_, ok = ctx.Deadline()
+	cancel()
+	require.False(t, ok, "no deadline when a caller has none")
+
+	gone, stop := context.WithCancel(context.Background())
+	stop()
+	ctx, cancel = sharedContext([]*batchCall{{ctx: gone}, {ctx: context.Background()}})
+	defer cancel()
+	require.NoError(t, ctx.Err(), "a caller's cancellation does not end the others' pipeline")
+}
+
+func TestBatchNotSharedOnCluster(t *testing.T) {
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	defer rdb.Close()
+	require.False(t, newBatcher(rdb).shared)
+	single := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer single.Close()
+	require.True(t, newBatcher(single).shared)
+}
