@@ -234,3 +234,29 @@ func TestLoneWriteFailureNotRunAgain(t *testing.T) {
 		t.Errorf("ran %d times, want once", runs.Load())
 	}
 }
+
+// A group whose callers have all given up commits nothing.
+func TestGroupOfGivenUpCommitsNothing(t *testing.T) {
+	s := groupTest(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var runs atomic.Int32
+	before := s.Commits()
+	errs := runGroup(s, newOp(ctx, putMeta("test-gone", &runs)), newOp(ctx, putMeta("test-gone-too", &runs)))
+	for _, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	}
+	if runs.Load() != 0 || s.Commits() != before {
+		t.Errorf("%d runs and %d commits, want none", runs.Load(), s.Commits()-before)
+	}
+	// The writer goes on: the next group commits.
+	var ok atomic.Int32
+	if errs := runGroup(s, newOp(context.Background(), putMeta("test-next", &ok))); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if !hasMeta(t, s, "test-next") {
+		t.Error("the next group did not commit")
+	}
+}
