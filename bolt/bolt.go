@@ -73,11 +73,11 @@ type Store struct {
 	// lastBatch and lastCommit (how many operations the last group commit
 	// applied, and how long its commit took, not counting the time the
 	// operations took while the group filled) belong to the writer
-	// goroutine; collectInto sizes the next group by them.
+	// goroutine; fill sizes the next group by them.
 	lastBatch  int
 	lastCommit time.Duration
 	// noSync: commits are not fsync'd, so there is nothing for a batch to
-	// share and collectInto does not wait.
+	// share and fill does not wait.
 	noSync bool
 }
 
@@ -274,9 +274,9 @@ type group struct {
 	spoiled bool  // an operation's write failed: the transaction is lost
 }
 
-// run commits first together with what arrives while it collects (see
-// collect). Each operation is applied when it arrives, so the time spent
-// waiting for the rest of a batch is also the time spent applying it; the
+// run commits first together with what arrives while the group fills (see
+// fill). Each operation is applied when it arrives, so the time spent
+// waiting for the rest of a group is also the time spent applying it; the
 // commit (the fsync) follows the last one.
 func (g *group) run(first *op) {
 	s := g.s
@@ -295,7 +295,7 @@ func (g *group) run(first *op) {
 		}
 	}()
 	g.add(first)
-	g.collectInto(g.add)
+	g.fill()
 	if len(g.live) == 0 {
 		_ = tx.Rollback()
 		g.tx = nil
@@ -360,17 +360,16 @@ func (g *group) alone() {
 	}
 }
 
-// collectInto hands to add what is waiting, then, when all callers are
-// released at once by a commit, what comes back: they come back one by one
-// while they prepare their next operation, and committing the first few
-// alone would split them into a small batch and a large one, each paying a
-// whole fsync. So when the group is smaller than the last one, it waits for
+// fill adds what is waiting, then, when all callers are released at once
+// by a commit, what comes back: they come back one by one while they
+// prepare their next operation, and committing the first few alone would
+// split them into a small group and a large one, each paying a whole fsync. So when the group is smaller than the last one, it waits for
 // the rest, at most half as long as the last commit took, and stops as soon
 // as the group is as large as the last. A lone caller (last group of one)
 // never waits, nor does a store opened with NoSync.
-func (g *group) collectInto(add func(*op)) {
+func (g *group) fill() {
 	s := g.s
-	if !g.drain(add) {
+	if !g.drain() {
 		return
 	}
 	want := min(s.lastBatch, s.max)
@@ -386,8 +385,8 @@ func (g *group) collectInto(add func(*op)) {
 	for g.n < want {
 		select {
 		case o := <-s.reqs:
-			add(o)
-			if !g.drain(add) {
+			g.add(o)
+			if !g.drain() {
 				return
 			}
 		case <-timer.C:
@@ -402,13 +401,13 @@ func (g *group) collectInto(add func(*op)) {
 // costs.
 const maxCollectWait = 10 * time.Millisecond
 
-// drain hands to add, without blocking, what is already waiting; false when
-// the group is full.
-func (g *group) drain(add func(*op)) bool {
+// drain adds, without blocking, what is already waiting; false when the
+// group is full.
+func (g *group) drain() bool {
 	for g.n < g.s.max {
 		select {
 		case o := <-g.s.reqs:
-			add(o)
+			g.add(o)
 		default:
 			return true
 		}
