@@ -288,34 +288,26 @@ func (g *group) run(first *op) {
 		return
 	}
 	g.tx = tx
-	defer func() {
-		if g.tx != nil { // a panic in an operation: leave the file as it was
-			_ = g.tx.Rollback()
-			g.tx = nil
-		}
-	}()
+	// After a commit or an earlier rollback this does nothing; after a
+	// panic in an operation it leaves the file as it was.
+	defer func() { _ = tx.Rollback() }()
 	g.add(first)
 	g.fill()
 	if len(g.live) == 0 {
-		_ = tx.Rollback()
-		g.tx = nil
 		return
 	}
 	s.commits.Add(1)
 	s.lastBatch = len(g.live)
 	began := time.Now()
-	switch {
-	case g.spoiled && len(g.live) == 1: // it failed alone already
-		_ = tx.Rollback()
-		g.tx = nil
-		s.finish(g.live[0], nil)
-	case g.spoiled:
-		_ = tx.Rollback()
-		g.tx = nil
-		g.alone()
-	default:
+	if g.spoiled {
+		_ = tx.Rollback() // now: the operations' own transactions need the write lock
+		if len(g.live) > 1 {
+			g.alone()
+		} else {
+			s.finish(g.live[0], nil) // it failed alone already
+		}
+	} else {
 		err = tx.Commit()
-		g.tx = nil
 		for _, o := range g.live {
 			s.finish(o, err)
 		}
@@ -363,9 +355,10 @@ func (g *group) alone() {
 // fill adds what is waiting, then, when all callers are released at once
 // by a commit, what comes back: they come back one by one while they
 // prepare their next operation, and committing the first few alone would
-// split them into a small group and a large one, each paying a whole fsync. So when the group is smaller than the last one, it waits for
-// the rest, at most half as long as the last commit took, and stops as soon
-// as the group is as large as the last. A lone caller (last group of one)
+// split them into a small group and a large one, each paying a whole
+// fsync. So when the group is smaller than the last one, it waits for the
+// rest, at most half as long as the last commit took, and stops as soon as
+// the group is as large as the last. A lone caller (last group of one)
 // never waits, nor does a store opened with NoSync.
 func (g *group) fill() {
 	s := g.s
@@ -376,7 +369,7 @@ func (g *group) fill() {
 	if g.n >= want || s.noSync {
 		return
 	}
-	wait := min(s.lastCommit/2, maxCollectWait)
+	wait := min(s.lastCommit/2, maxFillWait)
 	if wait <= 0 {
 		return
 	}
@@ -397,9 +390,9 @@ func (g *group) fill() {
 	}
 }
 
-// maxCollectWait bounds how long a group waits to fill, whatever a commit
+// maxFillWait bounds how long a group waits to fill, whatever a commit
 // costs.
-const maxCollectWait = 10 * time.Millisecond
+const maxFillWait = 10 * time.Millisecond
 
 // drain adds, without blocking, what is already waiting; false when the
 // group is full.
