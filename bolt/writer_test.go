@@ -14,25 +14,34 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// groupTest opens a store whose writer goroutine is stopped: the test
-// queues operations and runs the group commit itself, so that it knows
-// which operations share a group.
-func groupTest(t *testing.T, clock ...store.Clock) *Store {
+// groupTest opens a store whose writer goroutine is stopped (see
+// stopWriter).
+func groupTest(t *testing.T) *Store {
 	t.Helper()
-	opts := Options{Path: filepath.Join(t.TempDir(), "w.db"), NoSync: true}
-	if len(clock) > 0 {
-		opts.Clock = clock[0]
-	}
+	s := openTest(t, Options{})
+	stopWriter(s)
+	return s
+}
+
+func openTest(t *testing.T, opts Options) *Store {
+	t.Helper()
+	opts.Path, opts.NoSync = filepath.Join(t.TempDir(), "w.db"), true
 	s, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// stopWriter stops the writer goroutine: the test then queues operations
+// and runs the group commit itself, so that it knows which operations
+// share a group.
+func stopWriter(s *Store) {
 	close(s.stop)
 	s.wg.Wait()
 	s.stop = make(chan struct{})
 	s.reqs = make(chan *op, 16)
-	t.Cleanup(func() { s.Close() })
-	return s
 }
 
 // runGroup queues ops and runs one group commit of them; it returns each
@@ -144,19 +153,6 @@ func TestGivenUpOperationIsNotApplied(t *testing.T) {
 	}
 }
 
-// drive runs group commits for operations sent by other goroutines until
-// stop is closed.
-func drive(s *Store, stop chan struct{}) {
-	for {
-		select {
-		case o := <-s.reqs:
-			(&group{s: s}).run(o)
-		case <-stop:
-			return
-		}
-	}
-}
-
 // waitQueued waits until n operations wait in s.reqs.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
@@ -174,17 +170,14 @@ func waitQueued(t *testing.T, s *Store, n int) {
 // not with both runs' records.
 func TestSweepRunTwiceAnswersOnce(t *testing.T) {
 	clk := store.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	s := groupTest(t, clk)
+	s := openTest(t, Options{Clock: clk})
 	ctx := context.Background()
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() { drive(s, stop); close(stopped) }()
 	for _, id := range []string{"a", "b"} {
 		if _, err := s.Register(ctx, &store.Correlation{ID: id, Timeout: time.Second}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	close(stop)
-	<-stopped // the test runs the next group itself
+	stopWriter(s) // the test runs the next group itself
 
 	type answer struct {
 		cs  []*store.Correlation
