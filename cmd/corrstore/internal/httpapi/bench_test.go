@@ -76,7 +76,7 @@ func BenchmarkRegisterReply(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer st.Close()
-		api, err := New(Config{Store: &memStore{Store: st, recs: map[string][]byte{}}, Logger: discardLogger()})
+		api, err := New(Config{Store: &memStore{Store: st, lim: store.Limits{}.WithDefaults(), recs: map[string][]byte{}}, Logger: discardLogger()})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,13 +88,14 @@ func BenchmarkRegisterReply(b *testing.B) {
 // memStore keeps records in a map, encoded as a store keeps them, for
 // Register and Deliver; every other method is the embedded store's.
 type memStore struct {
+	lim store.Limits // store defaults
 	store.Store
 	mu   sync.Mutex
 	recs map[string][]byte
 }
 
 func (m *memStore) Register(_ context.Context, c *store.Correlation) (store.RegisterResult, error) {
-	p, err := store.Prepare(c, time.Now(), store.Limits{}.WithDefaults())
+	p, err := store.Prepare(c, time.Now(), m.lim)
 	if err != nil {
 		return store.RegisterResult{}, err
 	}
@@ -120,7 +121,7 @@ func (m *memStore) Deliver(_ context.Context, id string, r store.Reply) (store.D
 	}
 	now := time.Now()
 	r.ReceivedAt = now
-	st, err := c.ApplyReply(r, now, store.Limits{}.WithDefaults())
+	st, err := c.ApplyReply(r, now, m.lim)
 	if err != nil {
 		return store.DeliverResult{}, err
 	}
