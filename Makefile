@@ -24,7 +24,7 @@ build: ## build bin/corrstore
 
 .PHONY: test
 test: ## the CI command: test-race and test-norace side by side (Redis tests start their own redis-servers)
-	@echo "make test: test-race and test-norace side by side; each prints its output when it ends (5-10 min)"
+	@echo "make test: test-race and test-norace side by side; each prints its output when it ends (20 s on a quiet 2-core machine, up to ~10 min on a loaded one)"
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-race test-norace
 
 .PHONY: test-race
