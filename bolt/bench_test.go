@@ -155,7 +155,7 @@ func BenchmarkDeliver(b *testing.B) {
 	ctx := context.Background()
 	fill(b, s, b.N, benchCorrelation)
 	runCallers(b, 64, func(i int64) error {
-		r, err := s.Deliver(ctx, fmt.Sprintf("bench-%d", i), store.Reply{Body: []byte(`{"ok":true}`)})
+		r, err := s.Deliver(ctx, store.RefOf(fmt.Sprintf("bench-%d", i)), store.Reply{Body: []byte(`{"ok":true}`)})
 		if err == nil && r.Status != store.DeliverCompleted {
 			err = fmt.Errorf("status %s", r.Status)
 		}
@@ -180,7 +180,7 @@ func BenchmarkRegisterDeliver(b *testing.B) {
 		if _, err := s.Register(ctx, c); err != nil {
 			return err
 		}
-		r, err := s.Deliver(ctx, c.ID, store.Reply{Body: []byte(`{"ok":true}`)})
+		r, err := s.Deliver(ctx, c.Ref(), store.Reply{Body: []byte(`{"ok":true}`)})
 		if err == nil && r.Status != store.DeliverCompleted {
 			err = fmt.Errorf("status %s", r.Status)
 		}

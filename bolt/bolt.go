@@ -40,7 +40,8 @@ type Options struct {
 	Clock store.Clock
 	// Limits the store enforces; zero fields take store defaults.
 	Limits store.Limits
-	// Logger for corrupt records and the like. Default slog.Default().
+	// Logger for the schema upgrade, corrupt records and the like. Default
+	// slog.Default().
 	Logger *slog.Logger
 }
 
@@ -79,6 +80,8 @@ type Store struct {
 	// noSync: commits are not fsync'd, so there is nothing for a batch to
 	// share and fill does not wait.
 	noSync bool
+	// upgraded is what Open's upgrade did (From == To when nothing).
+	upgraded UpgradeReport
 }
 
 var _ store.Store = (*Store)(nil)
@@ -139,24 +142,55 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
+// SchemaError is Open's answer for a file whose layout this build cannot
+// use as it is: a newer schema (a newer corrstore wrote it), or schema 1
+// opened read-only (only a read-write open upgrades it). Its message is one
+// line that says what to do.
+type SchemaError struct {
+	Path string
+	Have int // the file's schema
+	Want int // the schema this build reads and writes
+}
+
+func (e *SchemaError) Error() string {
+	if e.Have > e.Want {
+		return fmt.Sprintf("corrstore: %s has schema %d; this build reads up to %d: upgrade corrstore", e.Path, e.Have, e.Want)
+	}
+	return fmt.Sprintf("corrstore: %s has schema %d; this build reads %d and upgrades the file on a read-write open: "+
+		"open it read-write once (run `corrstore serve` on it, or `corrstore upgrade --store bolt://%s`)", e.Path, e.Have, e.Want, e.Path)
+}
+
+// schemaOf reads the file's schema number and checks that every bucket is
+// there.
+func (s *Store) schemaOf(tx *bbolt.Tx) (int, error) {
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return 0, fmt.Errorf("open %s: bucket %q is missing: not a corrstore database", s.path, name)
+		}
+	}
+	v := tx.Bucket(bucketMeta).Get(metaSchema)
+	got, err := strconv.Atoi(string(v))
+	if err != nil || got < 1 {
+		return 0, fmt.Errorf("open %s: schema version %q is not one corrstore writes: not a corrstore database", s.path, v)
+	}
+	return got, nil
+}
+
+// init lays out a new file, checks the schema of an existing one, and, on a
+// read-write open, upgrades an older schema in the same transaction.
 func (s *Store) init() error {
-	check := func(tx *bbolt.Tx) error {
-		for _, name := range allBuckets {
-			if tx.Bucket(name) == nil {
-				return fmt.Errorf("open %s: bucket %q is missing: not a corrstore database", s.path, name)
-			}
-		}
-		v := tx.Bucket(bucketMeta).Get(metaSchema)
-		got, err := strconv.Atoi(string(v))
-		if err != nil || got != schemaVersion {
-			return fmt.Errorf("open %s: schema version %q, this build reads version %d", s.path, v, schemaVersion)
-		}
-		return nil
-	}
+	s.upgraded = UpgradeReport{Path: s.path, From: schemaVersion, To: schemaVersion}
 	if s.ro {
-		return s.db.View(check)
+		return s.db.View(func(tx *bbolt.Tx) error {
+			got, err := s.schemaOf(tx)
+			if err == nil && got != schemaVersion {
+				err = &SchemaError{Path: s.path, Have: got, Want: schemaVersion}
+			}
+			return err
+		})
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	var report UpgradeReport
+	err := s.db.Update(func(tx *bbolt.Tx) error {
 		empty := true
 		_ = tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
 		if empty { // a new file: lay it out
@@ -169,8 +203,26 @@ func (s *Store) init() error {
 				return err
 			}
 		}
-		return check(tx)
+		got, err := s.schemaOf(tx)
+		switch {
+		case err != nil:
+			return err
+		case got > schemaVersion:
+			return &SchemaError{Path: s.path, Have: got, Want: schemaVersion}
+		case got < schemaVersion:
+			report, err = upgrade(tx, s.path, got)
+			return err
+		}
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if report.From != 0 {
+		s.upgraded = report
+		s.log.Info("upgraded the file's schema", report.attrs()...)
+	}
+	return nil
 }
 
 // Path returns the database file's path.
@@ -208,8 +260,12 @@ type op struct {
 	done   chan struct{}
 }
 
-// writeError is a failed bbolt write: it spoils the whole transaction.
-type writeError struct{ err error }
+// writeError is a failed bbolt write: it spoils the whole transaction. A
+// bug (a record that does not encode) is not the store being unavailable.
+type writeError struct {
+	err error
+	bug bool
+}
 
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
@@ -231,7 +287,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) e
 		return ErrReadOnly
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return notThrough(err)
 	}
 	o := newOp(ctx, fn)
 	select {
@@ -239,7 +295,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) e
 	case <-s.stop:
 		return store.ErrClosed
 	case <-ctx.Done():
-		return ctx.Err()
+		return notThrough(ctx.Err())
 	}
 	// Once queued, wait for the writer even if ctx ends: the operation's
 	// results are written by the writer goroutine, and returning early would
@@ -249,6 +305,13 @@ func (s *Store) write(ctx context.Context, fn func(tx *bbolt.Tx, o *op) error) e
 	// commit.
 	<-o.done
 	return o.err
+}
+
+// notThrough is the error of a write whose caller's ctx ended before the
+// writer applied it: nothing was written, and errors.Is finds both
+// store.ErrUnavailable and the ctx's error.
+func notThrough(ctxErr error) error {
+	return fmt.Errorf("%w: the write was not applied before the caller's context ended: %w", store.ErrUnavailable, ctxErr)
 }
 
 func (s *Store) writer() {
@@ -283,7 +346,7 @@ func (g *group) run(first *op) {
 	g.live, g.n, g.spoiled = g.live[:0], 0, false
 	tx, err := s.db.Begin(true)
 	if err != nil {
-		first.err = fmt.Errorf("begin a write on %s: %w", s.path, err)
+		first.err = fmt.Errorf("%w: begin a write on %s: %w", store.ErrUnavailable, s.path, err)
 		close(first.done)
 		return
 	}
@@ -319,7 +382,7 @@ func (g *group) run(first *op) {
 func (g *group) join(o *op) bool {
 	g.n++
 	if err := o.ctx.Err(); err != nil {
-		o.err = err
+		o.err = notThrough(err)
 		close(o.done)
 		return false
 	}
@@ -341,12 +404,18 @@ func (g *group) add(o *op) {
 }
 
 // alone runs each operation of a spoiled group in a transaction of its
-// own, so that only the failing one fails.
+// own, so that only the failing one fails. An operation that answers an
+// error after saving a change (a deadline outcome found on the way) is
+// committed like one that succeeded.
 func (g *group) alone() {
 	for _, o := range g.live {
 		err := g.s.db.Update(func(tx *bbolt.Tx) error {
 			o.err = o.fn(tx)
-			return o.err
+			var we *writeError
+			if errors.As(o.err, &we) {
+				return o.err
+			}
+			return nil
 		})
 		g.s.finish(o, err)
 	}
@@ -408,15 +477,21 @@ func (g *group) drain() bool {
 	return false
 }
 
+// finish answers o once its transaction committed (txErr nil) or failed.
+// An operation may answer an error and still have changed a record (a
+// deadline outcome found on the way): its events are published whenever
+// the commit went through.
 func (s *Store) finish(o *op, txErr error) {
 	var we *writeError
 	switch {
-	case errors.As(o.err, &we):
+	case errors.As(o.err, &we) && we.bug:
 		o.err = fmt.Errorf("write %s: %w", s.path, we.err)
-	case o.err == nil && txErr != nil:
-		o.err = fmt.Errorf("commit %s: %w", s.path, txErr)
-	}
-	if o.err == nil {
+	case errors.As(o.err, &we):
+		o.err = fmt.Errorf("%w: write %s: %w", store.ErrUnavailable, s.path, we.err)
+	case txErr != nil && (o.err == nil || len(o.events) > 0):
+		// An answer that wrote nothing stands; one that did was not stored.
+		o.err = fmt.Errorf("%w: commit %s: %w", store.ErrUnavailable, s.path, txErr)
+	case txErr == nil:
 		s.hub.Publish(o.events...)
 	}
 	close(o.done)

@@ -66,12 +66,12 @@ func TestReadOnly(t *testing.T) {
 	ro, err := bolt.Open(bolt.Options{Path: path, ReadOnly: true})
 	require.NoError(t, err)
 	defer ro.Close()
-	c, err := ro.Get(ctx, "ro-1")
+	c, err := ro.Get(ctx, store.RefOf("ro-1"))
 	require.NoError(t, err)
 	require.Equal(t, store.StatePending, c.State)
 	_, err = ro.Register(ctx, &store.Correlation{ID: "ro-2"})
 	require.ErrorIs(t, err, bolt.ErrReadOnly)
-	_, err = ro.Cancel(ctx, "ro-1", "x")
+	_, err = ro.Cancel(ctx, store.RefOf("ro-1"), "x")
 	require.ErrorIs(t, err, bolt.ErrReadOnly)
 
 	_, err = bolt.Open(bolt.Options{Path: filepath.Join(t.TempDir(), "missing.db"), ReadOnly: true})
@@ -126,7 +126,7 @@ func TestGroupCommitFailsAlone(t *testing.T) {
 		switch {
 		case r.err == nil:
 			ok++
-			_, err := s.Get(ctx, r.id)
+			_, err := s.Get(ctx, store.RefOf(r.id))
 			require.NoError(t, err)
 		case errors.Is(r.err, store.ErrConflict), errors.Is(r.err, store.ErrInvalid):
 		default:

@@ -132,7 +132,7 @@ func crashLoop(t *testing.T, kills int) {
 		require.NoError(t, err, "round %d: reopen", round)
 		require.NoError(t, s.Verify(context.Background()), "round %d", round)
 		for id := range acked {
-			c, err := s.Get(context.Background(), id)
+			c, err := s.Get(context.Background(), store.RefOf(id))
 			require.NoError(t, err, "round %d: acknowledged %s is gone", round, id)
 			require.Equal(t, id, c.ID)
 		}

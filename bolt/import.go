@@ -13,9 +13,9 @@ import (
 // Import writes c exactly as it is — state, outcome, replies, late replies,
 // events, dispatch state, version and times — for moving correlations
 // between stores (corrstore import). It is idempotent: when a record with
-// the same ID and the same content exists it returns created false and
+// the same ref and the same content exists it returns created false and
 // changes nothing. Errors: ErrInvalid (c is not a record a store could hold),
-// ErrConflict (another record holds the ID, or the namespace's idempotency
+// ErrConflict (another record holds the ref, or the namespace's idempotency
 // key), ErrReadOnly, ErrClosed.
 //
 // Import publishes no events and applies no early replies: it restores a
@@ -44,22 +44,23 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 		if there, err := t.holds(n, raw); err != nil || there {
 			return err
 		}
+		key := n.Ref().String()
 		var idemKey []byte
 		if n.IdempotencyKey != "" {
 			idemKey = nsKey(n.Namespace, []byte(n.IdempotencyKey))
-			if other := tx.Bucket(bucketIdem).Get(idemKey); other != nil && string(other) != n.ID {
+			if other := tx.Bucket(bucketIdem).Get(idemKey); other != nil && string(other) != key {
 				return fmt.Errorf("%w: import %s: idempotency key %q of namespace %s belongs to %s here",
-					store.ErrConflict, n.ID, n.IdempotencyKey, n.Namespace, other)
+					store.ErrConflict, key, n.IdempotencyKey, n.Namespace, other)
 			}
 		}
-		if err := put(tx.Bucket(bucketCorr), []byte(n.ID), raw); err != nil {
+		if err := put(tx.Bucket(bucketCorr), []byte(key), raw); err != nil {
 			return err
 		}
 		if err := t.reindex(entries{}, entriesOf(n)); err != nil {
 			return err
 		}
 		if idemKey != nil {
-			if err := put(tx.Bucket(bucketIdem), idemKey, []byte(n.ID)); err != nil {
+			if err := put(tx.Bucket(bucketIdem), idemKey, []byte(key)); err != nil {
 				return err
 			}
 		}
@@ -70,9 +71,9 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 }
 
 // holds says whether the store holds n's record with exactly the content
-// raw; ErrConflict when it holds another record under the ID.
+// raw; ErrConflict when it holds another record under the ref.
 func (t txn) holds(n *store.Correlation, raw []byte) (bool, error) {
-	existing, err := t.load(n.ID)
+	existing, err := t.load(n.Ref().String())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return false, nil

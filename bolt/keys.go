@@ -8,23 +8,24 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// Buckets. Every index key is an 8-byte big-endian UnixNano followed by the
-// ID, so a cursor walks an index in time order and stops at the first key
-// past the bound: the cost of a pass is the number of entries due, not the
-// number stored.
+// Buckets (schema 2). A record's key is its ref string "namespace/id"
+// (store.Ref.String). Every index key is an 8-byte big-endian UnixNano
+// followed by the ref, so a cursor walks an index in time order and stops at
+// the first key past the bound: the cost of a pass is the number of entries
+// due, not the number stored.
 var (
-	bucketMeta       = []byte("meta")       // schema version, early-reply count
-	bucketCorr       = []byte("corr")       // id → record (store.MarshalCorrelation)
-	bucketDeadline   = []byte("deadline")   // deadline‖id, pending only
-	bucketDispatch   = []byte("dispatch")   // next_at‖id, dispatch pending only (leased: lease end)
-	bucketPurge      = []byte("purge")      // outcome_at‖id, decided and dispatch none or done
-	bucketCreated    = []byte("created")    // created‖id, every record (List)
-	bucketPending    = []byte("pending")    // ns\0created‖id, pending only (oldest pending)
+	bucketMeta       = []byte("meta")       // schema version, early-reply count, secret:<name>
+	bucketCorr       = []byte("corr")       // ref → record (store.MarshalCorrelation)
+	bucketDeadline   = []byte("deadline")   // deadline‖ref, pending only
+	bucketDispatch   = []byte("dispatch")   // next_at‖ref, dispatch pending only (leased: lease end)
+	bucketPurge      = []byte("purge")      // outcome_at‖ref, decided and dispatch none or done
+	bucketCreated    = []byte("created")    // created‖ref, every record (List)
+	bucketPending    = []byte("pending")    // ns\0created‖ref, pending only (oldest pending)
 	bucketCounts     = []byte("counts")     // ns\0s:state and ns\0d:dispatch → uint64
-	bucketIdem       = []byte("idem")       // ns\0idempotency key → id
-	bucketEarly      = []byte("early")      // id\0received‖seq → store.MarshalEarly
-	bucketEarlyTime  = []byte("early_time") // received‖seq‖id → nil
-	bucketQuarantine = []byte("quarantine") // id → bytes that did not decode
+	bucketIdem       = []byte("idem")       // ns\0idempotency key → ref
+	bucketEarly      = []byte("early")      // ref\0received‖seq → store.MarshalEarly
+	bucketEarlyTime  = []byte("early_time") // received‖seq‖ref → nil
+	bucketQuarantine = []byte("quarantine") // ref → bytes that did not decode
 )
 
 var allBuckets = [][]byte{bucketMeta, bucketCorr, bucketDeadline, bucketDispatch, bucketPurge,
@@ -35,8 +36,12 @@ var (
 	metaEarlyCount = []byte("early_count")
 )
 
-// schemaVersion is the layout this package reads and writes.
-const schemaVersion = 1
+// metaSecret is the meta key of the store secret of that name.
+func metaSecret(name string) []byte { return []byte("secret:" + name) }
+
+// schemaVersion is the layout this package reads and writes. Schema 1 keyed
+// everything by the bare ID (IDs were global); Open upgrades it (upgrade.go).
+const schemaVersion = 2
 
 func appendTime(b []byte, t time.Time) []byte {
 	n := t.UnixNano()
@@ -46,12 +51,12 @@ func appendTime(b []byte, t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(n))
 }
 
-// timeKey is t‖id.
-func timeKey(t time.Time, id string) []byte {
-	return append(appendTime(make([]byte, 0, 8+len(id)), t), id...)
+// timeKey is t‖key, key being a ref string.
+func timeKey(t time.Time, key string) []byte {
+	return append(appendTime(make([]byte, 0, 8+len(key)), t), key...)
 }
 
-// splitTimeKey reads a timeKey.
+// splitTimeKey reads a timeKey: the time and the ref string.
 func splitTimeKey(k []byte) (time.Time, string, bool) {
 	if len(k) < 9 {
 		return time.Time{}, "", false
@@ -83,16 +88,17 @@ func entriesOf(c *store.Correlation) entries {
 	if c == nil {
 		return entries{}
 	}
-	e := entries{created: timeKey(c.CreatedAt, c.ID), ns: c.Namespace, state: c.State, disp: c.Dispatch.State}
+	key := c.Ref().String()
+	e := entries{created: timeKey(c.CreatedAt, key), ns: c.Namespace, state: c.State, disp: c.Dispatch.State}
 	if c.State == store.StatePending {
-		e.deadline = timeKey(c.Deadline, c.ID)
+		e.deadline = timeKey(c.Deadline, key)
 		e.pending = nsKey(c.Namespace, e.created)
 	}
 	if c.Dispatch.State == store.DispatchPending {
-		e.dispatch = timeKey(c.Dispatch.NextAt, c.ID)
+		e.dispatch = timeKey(c.Dispatch.NextAt, key)
 	}
 	if c.State.Terminal() && (c.Dispatch.State == store.DispatchNone || c.Dispatch.State == store.DispatchDone) {
-		e.purge = timeKey(c.Outcome.At, c.ID)
+		e.purge = timeKey(c.Outcome.At, key)
 	}
 	return e
 }
@@ -135,15 +141,15 @@ func encodeCount(n int64) []byte {
 	return binary.BigEndian.AppendUint64(nil, uint64(max(n, 0)))
 }
 
-// earlyKey is id\0received‖seq; earlyTimeKey is received‖seq‖id.
-func earlyKey(id string, received time.Time, seq uint64) []byte {
-	k := appendTime(append([]byte(id), 0), received)
+// earlyKey is ref\0received‖seq; earlyTimeKey is received‖seq‖ref.
+func earlyKey(ref string, received time.Time, seq uint64) []byte {
+	k := appendTime(append([]byte(ref), 0), received)
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
-func earlyTimeKey(id string, received time.Time, seq uint64) []byte {
+func earlyTimeKey(ref string, received time.Time, seq uint64) []byte {
 	k := binary.BigEndian.AppendUint64(appendTime(nil, received), seq)
-	return append(k, id...)
+	return append(k, ref...)
 }
 
 // earlyKeyFromTime rebuilds the early key from an early_time key.
@@ -154,6 +160,15 @@ func earlyKeyFromTime(k []byte) ([]byte, bool) {
 	return append(append(append([]byte(nil), k[16:]...), 0), k[:16]...), true
 }
 
-func earlyPrefix(id string) []byte { return append([]byte(id), 0) }
+func earlyPrefix(ref string) []byte { return append([]byte(ref), 0) }
+
+// earlyTimeKeyOf is the early_time key of an early key (ref\0received‖seq).
+func earlyTimeKeyOf(k []byte) ([]byte, bool) {
+	if len(k) < 18 || k[len(k)-17] != 0 {
+		return nil, false
+	}
+	ref, tail := k[:len(k)-17], k[len(k)-16:]
+	return append(append([]byte(nil), tail...), ref...), true
+}
 
 func hasPrefix(k, p []byte) bool { return bytes.HasPrefix(k, p) }

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -20,33 +21,40 @@ type txn struct {
 
 func put(b *bbolt.Bucket, k, v []byte) error {
 	if err := b.Put(k, v); err != nil {
-		return &writeError{fmt.Errorf("put: %w", err)}
+		return &writeError{err: fmt.Errorf("put: %w", err)}
 	}
 	return nil
 }
 
 func del(b *bbolt.Bucket, k []byte) error {
 	if err := b.Delete(k); err != nil {
-		return &writeError{err}
+		return &writeError{err: err}
 	}
 	return nil
 }
 
-// load reads a record: store.ErrNotFound, or a *store.CorruptError.
-func (t txn) load(id string) (*store.Correlation, error) {
-	v := t.tx.Bucket(bucketCorr).Get([]byte(id))
+// checkRef normalizes and validates a ref given by a caller.
+func checkRef(ref store.Ref) (store.Ref, error) {
+	ref = ref.Norm()
+	return ref, ref.Validate()
+}
+
+// load reads the record stored under key, a ref string: store.ErrNotFound,
+// or a *store.CorruptError.
+func (t txn) load(key string) (*store.Correlation, error) {
+	v := t.tx.Bucket(bucketCorr).Get([]byte(key))
 	if v == nil {
-		if q := t.tx.Bucket(bucketQuarantine).Get([]byte(id)); q != nil {
-			return nil, &store.CorruptError{ID: id, Err: errors.New("record was set aside as undecodable (see the quarantine bucket)")}
+		if q := t.tx.Bucket(bucketQuarantine).Get([]byte(key)); q != nil {
+			return nil, &store.CorruptError{ID: key, Err: errors.New("record was set aside as undecodable (see the quarantine bucket)")}
 		}
-		return nil, fmt.Errorf("%w: correlation %s", store.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: correlation %s", store.ErrNotFound, key)
 	}
 	c, err := store.UnmarshalCorrelation(v)
 	if err != nil {
-		return nil, &store.CorruptError{ID: id, Err: err}
+		return nil, &store.CorruptError{ID: key, Err: err}
 	}
-	if c.ID != id {
-		return nil, &store.CorruptError{ID: id, Err: fmt.Errorf("record holds id %q", c.ID)}
+	if got := c.Ref().String(); got != key {
+		return nil, &store.CorruptError{ID: key, Err: fmt.Errorf("record holds %s", got)}
 	}
 	return c, nil
 }
@@ -56,9 +64,9 @@ func (t txn) load(id string) (*store.Correlation, error) {
 func (t txn) save(c *store.Correlation, before entries) error {
 	b, err := store.MarshalCorrelation(c)
 	if err != nil {
-		return &writeError{err}
+		return &writeError{err: err, bug: true}
 	}
-	if err := put(t.tx.Bucket(bucketCorr), []byte(c.ID), b); err != nil {
+	if err := put(t.tx.Bucket(bucketCorr), []byte(c.Ref().String()), b); err != nil {
 		return err
 	}
 	return t.reindex(before, entriesOf(c))
@@ -66,13 +74,14 @@ func (t txn) save(c *store.Correlation, before entries) error {
 
 // remove deletes a record with its index entries and idempotency key.
 func (t txn) remove(c *store.Correlation) error {
-	if err := del(t.tx.Bucket(bucketCorr), []byte(c.ID)); err != nil {
+	key := c.Ref().String()
+	if err := del(t.tx.Bucket(bucketCorr), []byte(key)); err != nil {
 		return err
 	}
 	if c.IdempotencyKey != "" {
 		ib := t.tx.Bucket(bucketIdem)
 		k := nsKey(c.Namespace, []byte(c.IdempotencyKey))
-		if string(ib.Get(k)) == c.ID {
+		if string(ib.Get(k)) == key {
 			if err := del(ib, k); err != nil {
 				return err
 			}
@@ -132,19 +141,19 @@ func (t txn) addEarlyCount(delta int64) error {
 	return put(b, metaEarlyCount, encodeCount(decodeCount(b.Get(metaEarlyCount))+delta))
 }
 
-// quarantine sets an undecodable record aside so that no pass trips on it
-// again, and drops the index entry that led to it.
-func (t txn) quarantine(id string, indexBucket, indexKey []byte, cause error) error {
-	raw := t.tx.Bucket(bucketCorr).Get([]byte(id))
+// quarantine sets an undecodable record (under key, a ref string) aside so
+// that no pass trips on it again, and drops the index entry that led to it.
+func (t txn) quarantine(key string, indexBucket, indexKey []byte, cause error) error {
+	raw := t.tx.Bucket(bucketCorr).Get([]byte(key))
 	if raw != nil {
-		if err := put(t.tx.Bucket(bucketQuarantine), []byte(id), append([]byte(nil), raw...)); err != nil {
+		if err := put(t.tx.Bucket(bucketQuarantine), []byte(key), append([]byte(nil), raw...)); err != nil {
 			return err
 		}
-		if err := del(t.tx.Bucket(bucketCorr), []byte(id)); err != nil {
+		if err := del(t.tx.Bucket(bucketCorr), []byte(key)); err != nil {
 			return err
 		}
 	}
-	t.s.log.Error("corrupt record set aside", "id", id, "index", string(indexBucket), "err", cause)
+	t.s.log.Error("corrupt record set aside", "ref", key, "index", string(indexBucket), "err", cause)
 	return del(t.tx.Bucket(indexBucket), indexKey)
 }
 
@@ -158,17 +167,21 @@ func due(b *bbolt.Bucket, bound []byte, limit int) [][]byte {
 	return keys
 }
 
-// earlyFor returns the early replies buffered for id and their keys.
-func (t txn) earlyFor(id string) ([]store.Reply, [][]byte) {
+// earlyFor returns the early replies buffered for key (a ref string) and
+// their keys.
+func (t txn) earlyFor(key string) ([]store.Reply, [][]byte) {
 	var replies []store.Reply
 	var keys [][]byte
-	p := earlyPrefix(id)
+	p := earlyPrefix(key)
 	c := t.tx.Bucket(bucketEarly).Cursor()
 	for k, v := c.Seek(p); k != nil && hasPrefix(k, p); k, v = c.Next() {
 		keys = append(keys, append([]byte(nil), k...))
 		e, err := store.UnmarshalEarly(v)
-		if err != nil || e.CorrelationID != id {
-			t.s.log.Warn("undecodable early reply skipped", "id", id, "err", err)
+		if err == nil && e.Ref().String() != key {
+			err = fmt.Errorf("%w: early reply for %s stored under %s", store.ErrCorrupt, e.Ref(), key)
+		}
+		if err != nil {
+			t.s.log.Warn("undecodable early reply skipped", "ref", key, "err", err)
 			continue
 		}
 		replies = append(replies, e.Reply)
@@ -177,11 +190,10 @@ func (t txn) earlyFor(id string) ([]store.Reply, [][]byte) {
 }
 
 func (t txn) dropEarly(k []byte) error {
-	if len(k) < 17 {
+	tk, ok := earlyTimeKeyOf(k)
+	if !ok {
 		return del(t.tx.Bucket(bucketEarly), k)
 	}
-	id, tail := k[:len(k)-17], k[len(k)-16:]
-	tk := append(append([]byte(nil), tail...), id...)
 	if err := del(t.tx.Bucket(bucketEarly), k); err != nil {
 		return err
 	}
@@ -205,13 +217,13 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 	err = s.write(ctx, func(tx *bbolt.Tx, o *op) error {
 		t := txn{tx, s}
 		res = store.RegisterResult{}
-		id := p.ID
+		key := p.Ref().String()
 		if p.IdempotencyKey != "" {
 			if v := tx.Bucket(bucketIdem).Get(nsKey(p.Namespace, []byte(p.IdempotencyKey))); v != nil {
-				id = string(v)
+				key = string(v)
 			}
 		}
-		existing, err := t.load(id)
+		existing, err := t.load(key)
 		switch {
 		case err == nil:
 			if err := existing.Registration(p); err != nil {
@@ -223,7 +235,7 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 			return err
 		}
 		n := p.Clone()
-		early, keys := t.earlyFor(n.ID)
+		early, keys := t.earlyFor(n.Ref().String())
 		applied := n.ApplyEarly(early, now, s.lim)
 		for _, k := range keys {
 			if err := t.dropEarly(k); err != nil {
@@ -234,11 +246,13 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 			return err
 		}
 		if n.IdempotencyKey != "" {
-			if err := put(tx.Bucket(bucketIdem), nsKey(n.Namespace, []byte(n.IdempotencyKey)), []byte(n.ID)); err != nil {
+			if err := put(tx.Bucket(bucketIdem), nsKey(n.Namespace, []byte(n.IdempotencyKey)), []byte(n.Ref().String())); err != nil {
 				return err
 			}
 		}
-		o.events = append(o.events, store.EventOf(n))
+		// A registration is no change to announce; early replies applied
+		// at once are.
+		o.events = append(o.events, changeEvents(n, 1)...)
 		res = store.RegisterResult{Correlation: n, Created: true, EarlyApplied: applied}
 		return nil
 	})
@@ -246,11 +260,12 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 }
 
 // Deliver implements store.Store.
-func (s *Store) Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error) {
+func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
 	if s.closed.Load() {
 		return store.DeliverResult{}, store.ErrClosed
 	}
-	if err := store.ValidateID(id); err != nil {
+	ref, err := checkRef(ref)
+	if err != nil {
 		return store.DeliverResult{}, err
 	}
 	if err := store.ValidateReply(r, s.lim); err != nil {
@@ -259,30 +274,31 @@ func (s *Store) Deliver(ctx context.Context, id string, r store.Reply) (store.De
 	now := s.clock.Now()
 	r.ReceivedAt = now
 	var res store.DeliverResult
-	err := s.write(ctx, func(tx *bbolt.Tx, o *op) error {
+	err = s.write(ctx, func(tx *bbolt.Tx, o *op) error {
 		t := txn{tx, s}
 		res = store.DeliverResult{}
-		c, err := t.load(id)
+		c, err := t.load(ref.String())
 		if errors.Is(err, store.ErrNotFound) {
 			if !s.lim.EarlyBuffering() {
 				return err
 			}
 			res.Status = store.DeliverBuffered
-			return t.buffer(id, r)
+			return t.buffer(ref, r)
 		}
 		if err != nil {
 			return err
 		}
-		before := entriesOf(c)
-		st, err := c.ApplyReply(r, now, s.lim)
-		if err != nil {
+		before, v0 := entriesOf(c), c.Version
+		st, stepErr := c.ApplyReply(r, now, s.lim)
+		if stepErr != nil && c.Version == v0 {
+			return stepErr
+		}
+		if err := t.save(c, before); err != nil { // a duplicate too: it counts
 			return err
 		}
-		if err := t.save(c, before); err != nil {
-			return err
-		}
-		if st != store.DeliverDuplicate {
-			o.events = append(o.events, store.EventOf(c))
+		o.events = append(o.events, changeEvents(c, v0)...)
+		if stepErr != nil {
+			return stepErr
 		}
 		res = store.DeliverResult{Status: st, Correlation: c}
 		return nil
@@ -290,10 +306,21 @@ func (s *Store) Deliver(ctx context.Context, id string, r store.Reply) (store.De
 	return res, err
 }
 
-// buffer keeps a reply for an ID not registered yet. The same reply
+// changeEvents returns the event of a change a state-machine step made to
+// c, whose Version was v0 before it: one per change that raised the
+// Version (store.EventOf says its kind), none for a repeat.
+func changeEvents(c *store.Correlation, v0 int64) []store.Event {
+	if c.Version == v0 {
+		return nil
+	}
+	return []store.Event{store.EventOf(c)}
+}
+
+// buffer keeps a reply for a ref not registered yet. The same reply
 // buffered again is not stored twice.
-func (t txn) buffer(id string, r store.Reply) error {
-	held, _ := t.earlyFor(id)
+func (t txn) buffer(ref store.Ref, r store.Reply) error {
+	key := ref.String()
+	held, _ := t.earlyFor(key)
 	for _, h := range held {
 		if h.SameContent(r) {
 			return nil
@@ -301,122 +328,140 @@ func (t txn) buffer(id string, r store.Reply) error {
 	}
 	lim := t.s.lim
 	if len(held) >= lim.MaxEarlyPerID {
-		return fmt.Errorf("%w: early replies: %s already has %d buffered, the limit is %d", store.ErrTooLarge, id, len(held), lim.MaxEarlyPerID)
+		return fmt.Errorf("%w: early replies: %s already has %d buffered, the limit is %d", store.ErrTooLarge, key, len(held), lim.MaxEarlyPerID)
 	}
 	if n := decodeCount(t.tx.Bucket(bucketMeta).Get(metaEarlyCount)); n >= int64(lim.MaxEarlyReplies) {
 		return fmt.Errorf("%w: early replies: the store holds %d, the limit is %d", store.ErrTooLarge, n, lim.MaxEarlyReplies)
 	}
-	b, err := store.MarshalEarly(store.EarlyReply{CorrelationID: id, Reply: r})
+	b, err := store.MarshalEarly(store.EarlyReply{Namespace: ref.Namespace, CorrelationID: ref.ID, Reply: r})
 	if err != nil {
 		return err
 	}
 	eb := t.tx.Bucket(bucketEarly)
 	seq, err := eb.NextSequence()
 	if err != nil {
-		return &writeError{err}
+		return &writeError{err: err}
 	}
-	if err := put(eb, earlyKey(id, r.ReceivedAt, seq), b); err != nil {
+	if err := put(eb, earlyKey(key, r.ReceivedAt, seq), b); err != nil {
 		return err
 	}
-	if err := put(t.tx.Bucket(bucketEarlyTime), earlyTimeKey(id, r.ReceivedAt, seq), []byte{}); err != nil {
+	if err := put(t.tx.Bucket(bucketEarlyTime), earlyTimeKey(key, r.ReceivedAt, seq), []byte{}); err != nil {
 		return err
 	}
 	return t.addEarlyCount(1)
 }
 
 // Get implements store.Store.
-func (s *Store) Get(ctx context.Context, id string) (*store.Correlation, error) {
-	if err := store.ValidateID(id); err != nil {
+func (s *Store) Get(ctx context.Context, ref store.Ref) (*store.Correlation, error) {
+	ref, err := checkRef(ref)
+	if err != nil {
 		if s.closed.Load() {
 			return nil, store.ErrClosed
 		}
 		return nil, err
 	}
 	var c *store.Correlation
-	err := s.view(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		var err error
-		c, err = txn{tx, s}.load(id)
+		c, err = txn{tx, s}.load(ref.String())
 		return err
 	})
 	return c, err
 }
 
-// mutate applies one state-machine step to one record.
-func (s *Store) mutate(ctx context.Context, id string, step func(c *store.Correlation, now time.Time) (bool, error)) (store.Result, error) {
+// mutate applies one state-machine step to one record. A step that refuses
+// after changing the record (a deadline outcome found on the way: Extend and
+// Cancel then answer ErrNotPending) has its change stored, then its error
+// answered.
+func (s *Store) mutate(ctx context.Context, ref store.Ref, step func(c *store.Correlation, now time.Time) (bool, error)) (store.Result, error) {
 	if s.closed.Load() {
 		return store.Result{}, store.ErrClosed
 	}
-	if err := store.ValidateID(id); err != nil {
+	ref, err := checkRef(ref)
+	if err != nil {
 		return store.Result{}, err
 	}
 	now := s.clock.Now()
 	var res store.Result
-	err := s.write(ctx, func(tx *bbolt.Tx, o *op) error {
+	err = s.write(ctx, func(tx *bbolt.Tx, o *op) error {
 		t := txn{tx, s}
 		res = store.Result{}
-		c, err := t.load(id)
+		c, err := t.load(ref.String())
 		if err != nil {
 			return err
 		}
-		before := entriesOf(c)
-		dup, err := step(c, now)
-		if err != nil {
-			return err
-		}
-		res = store.Result{Correlation: c, Duplicate: dup}
-		if dup {
+		before, v0 := entriesOf(c), c.Version
+		dup, stepErr := step(c, now)
+		if c.Version == v0 {
+			if stepErr != nil {
+				return stepErr
+			}
+			res = store.Result{Correlation: c, Duplicate: dup}
 			return nil
 		}
-		o.events = append(o.events, store.EventOf(c))
-		return t.save(c, before)
+		if err := t.save(c, before); err != nil {
+			return err
+		}
+		o.events = append(o.events, changeEvents(c, v0)...)
+		if stepErr != nil {
+			return stepErr
+		}
+		res = store.Result{Correlation: c}
+		return nil
 	})
 	return res, err
 }
 
 // Extend implements store.Store.
-func (s *Store) Extend(ctx context.Context, id string, deadline time.Time) (store.Result, error) {
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (s *Store) Extend(ctx context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Extend(now, deadline, s.lim)
 	})
 }
 
 // Cancel implements store.Store.
-func (s *Store) Cancel(ctx context.Context, id, reason string) (store.Result, error) {
+func (s *Store) Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
+	if s.closed.Load() {
+		return store.Result{}, store.ErrClosed
+	}
 	if err := store.ValidateReason(reason); err != nil {
 		return store.Result{}, err
 	}
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Cancel(now, reason, s.lim)
 	})
 }
 
 // Expire implements store.Store.
-func (s *Store) Expire(ctx context.Context, id, reason string) (store.Result, error) {
+func (s *Store) Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
+	if s.closed.Load() {
+		return store.Result{}, store.ErrClosed
+	}
 	if err := store.ValidateReason(reason); err != nil {
 		return store.Result{}, err
 	}
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Expire(now, reason, s.lim)
 	})
 }
 
 // AckDispatch implements store.Store.
-func (s *Store) AckDispatch(ctx context.Context, id string, claim store.Claim) (store.Result, error) {
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (s *Store) AckDispatch(ctx context.Context, ref store.Ref, claim store.Claim) (store.Result, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.AckDispatch(claim, now, s.lim)
 	})
 }
 
 // NackDispatch implements store.Store.
-func (s *Store) NackDispatch(ctx context.Context, id string, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (s *Store) NackDispatch(ctx context.Context, ref store.Ref, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.NackDispatch(claim, errText, retryAt, now, s.lim)
 	})
 }
 
 // Redispatch implements store.Store.
-func (s *Store) Redispatch(ctx context.Context, id string) (store.Result, error) {
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (s *Store) Redispatch(ctx context.Context, ref store.Ref) (store.Result, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Redispatch(now, s.lim)
 	})
 }
@@ -441,8 +486,8 @@ func (s *Store) sweep(ctx context.Context, index []byte, bound []byte, limit int
 		var corrupt []error
 		b := tx.Bucket(index)
 		for _, k := range due(b, bound, limit) {
-			_, id, ok := splitTimeKey(k)
-			c, err := t.load(id)
+			_, key, ok := splitTimeKey(k)
+			c, err := t.load(key)
 			var ce *store.CorruptError
 			switch {
 			case !ok || errors.Is(err, store.ErrNotFound):
@@ -452,17 +497,18 @@ func (s *Store) sweep(ctx context.Context, index []byte, bound []byte, limit int
 				continue
 			case errors.As(err, &ce):
 				corrupt = append(corrupt, ce)
-				if err := t.quarantine(id, index, k, ce.Err); err != nil {
+				if err := t.quarantine(key, index, k, ce.Err); err != nil {
 					return err
 				}
 				continue
 			case err != nil:
-				return &writeError{err}
+				return &writeError{err: err, bug: true}
 			}
 			// before names the entry that led here, so that a stale one is
 			// moved to where the record says it belongs.
 			before := entriesOf(c)
 			before.set(index, k)
+			v0 := c.Version
 			picked, err := fn(t, c, before)
 			if err != nil {
 				return err
@@ -470,7 +516,7 @@ func (s *Store) sweep(ctx context.Context, index []byte, bound []byte, limit int
 			if picked {
 				out = append(out, c)
 			}
-			o.events = append(o.events, store.EventOf(c))
+			o.events = append(o.events, changeEvents(c, v0)...)
 		}
 		soft = errors.Join(corrupt...)
 		return nil
@@ -498,6 +544,9 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*sto
 
 // ClaimDispatch implements store.Store.
 func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
 	if err := store.ValidateClaim(instance, lease, limit); err != nil {
 		return nil, err
 	}
@@ -557,6 +606,39 @@ func (s *Store) DropEarlyReplies(ctx context.Context, before time.Time, limit in
 		return nil
 	})
 	return n, err
+}
+
+// Secret implements store.Store: 32 random bytes kept in the meta bucket
+// under secret:<name>, made by the first call.
+func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	if err := store.ValidateSecretName(name); err != nil {
+		return nil, err
+	}
+	var secret []byte
+	read := func(tx *bbolt.Tx) {
+		secret = bytes.Clone(tx.Bucket(bucketMeta).Get(metaSecret(name)))
+	}
+	if err := s.view(func(tx *bbolt.Tx) error { read(tx); return nil }); err != nil || secret != nil {
+		return secret, err
+	}
+	err := s.write(ctx, func(tx *bbolt.Tx, o *op) error {
+		if read(tx); secret != nil {
+			return nil // made by a call that came first
+		}
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		secret = b
+		return put(tx.Bucket(bucketMeta), metaSecret(name), b)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return secret, nil
 }
 
 // Subscribe implements store.Store.

@@ -35,8 +35,8 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		}
 		var after []byte // the cursor's key: strictly past it
 		if f.Cursor != "" {
-			at, id, _ := store.DecodeCursor(f.Cursor)
-			after = timeKey(at, id)
+			at, ref, _ := store.DecodeCursor(f.Cursor)
+			after = timeKey(at, ref.String())
 		}
 		inRange := func(k []byte) bool {
 			return k != nil && (lo == nil || bytes.Compare(k, lo) >= 0) && (hi == nil || bytes.Compare(k, hi) < 0)
@@ -71,13 +71,13 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		}
 		for ; inRange(k); k, _ = next() {
 			if err := ctx.Err(); err != nil {
-				return err
+				return fmt.Errorf("%w: list: %w", store.ErrUnavailable, err)
 			}
-			_, id, ok := splitTimeKey(k)
+			_, key, ok := splitTimeKey(k)
 			if !ok {
 				continue
 			}
-			r, err := t.load(id)
+			r, err := t.load(key)
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {
 				continue // set aside, or removed: Get reports which
 			}
@@ -89,7 +89,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			}
 			page.Items = append(page.Items, r)
 			if len(page.Items) == f.Limit {
-				page.NextCursor = store.EncodeCursor(r.CreatedAt, r.ID)
+				page.NextCursor = store.EncodeCursor(r.CreatedAt, r.Ref())
 				break
 			}
 		}
@@ -164,14 +164,19 @@ func nsStats(st store.Stats, ns string) store.NamespaceStats {
 }
 
 // Verify checks the file's page structure (bbolt's tx.Check) and that every
-// index entry and counter agrees with the records: what tests run after each
-// test and after a crash, and what an operator can run on a copy.
+// index entry, counter, idempotency key and early reply agrees with the
+// records and with its key: what tests run after each test and after a
+// crash, and what an operator can run on a copy.
 func (s *Store) Verify(ctx context.Context) error {
 	return s.view(func(tx *bbolt.Tx) error {
 		var errs []error
 		for err := range tx.Check() {
 			errs = append(errs, err)
 		}
+		if got, err := s.schemaOf(tx); err != nil || got != schemaVersion {
+			errs = append(errs, fmt.Errorf("schema %d, want %d (%v)", got, schemaVersion, err))
+		}
+		idem := map[string]string{} // the idempotency entries the records imply
 		want := map[string]map[string]bool{}
 		for _, b := range [][]byte{bucketDeadline, bucketDispatch, bucketPurge, bucketCreated, bucketPending} {
 			want[string(b)] = map[string]bool{}
@@ -196,6 +201,9 @@ func (s *Store) Verify(ctx context.Context) error {
 			counts[string(countKey(c.Namespace, "s", string(c.State)))]++
 			if c.Dispatch.State != store.DispatchNone {
 				counts[string(countKey(c.Namespace, "d", string(c.Dispatch.State)))]++
+			}
+			if c.IdempotencyKey != "" {
+				idem[string(nsKey(c.Namespace, []byte(c.IdempotencyKey)))] = string(k)
 			}
 			return nil
 		})
@@ -226,14 +234,67 @@ func (s *Store) Verify(ctx context.Context) error {
 		for k, n := range counts {
 			errs = append(errs, fmt.Errorf("counter %q is missing, the records count %d", k, n))
 		}
-		var early int64
-		tx.Bucket(bucketEarly).ForEach(func(_, _ []byte) error { early++; return nil })
-		if got := decodeCount(tx.Bucket(bucketMeta).Get(metaEarlyCount)); got != early {
-			errs = append(errs, fmt.Errorf("early reply count is %d, the bucket holds %d", got, early))
+		q := tx.Bucket(bucketQuarantine)
+		tx.Bucket(bucketIdem).ForEach(func(k, v []byte) error {
+			want, ok := idem[string(k)]
+			if !ok && q.Get(v) != nil {
+				return nil // its record was set aside: Register reports it
+			}
+			if !ok || want != string(v) {
+				errs = append(errs, fmt.Errorf("idempotency key %q leads to %q, the records imply %q", k, v, want))
+			}
+			delete(idem, string(k))
+			return nil
+		})
+		for k, ref := range idem {
+			errs = append(errs, fmt.Errorf("idempotency key %q of %s is missing", k, ref))
 		}
-		if n := tx.Bucket(bucketEarlyTime).Stats().KeyN; n != int(early) {
-			errs = append(errs, fmt.Errorf("early_time index holds %d, early holds %d", n, early))
-		}
+		errs = append(errs, verifyEarly(tx)...)
+		q.ForEach(func(k, _ []byte) error {
+			if _, err := store.ParseRef(string(k)); err != nil {
+				errs = append(errs, fmt.Errorf("quarantine key %q is not a ref: %w", k, err))
+			}
+			return nil
+		})
 		return errors.Join(errs...)
 	})
+}
+
+// verifyEarly checks that each early reply sits under the ref it is for,
+// that early_time indexes exactly the early replies, and the count.
+func verifyEarly(tx *bbolt.Tx) []error {
+	var errs []error
+	times := map[string]bool{}
+	var early int64
+	tx.Bucket(bucketEarly).ForEach(func(k, v []byte) error {
+		early++
+		tk, ok := earlyTimeKeyOf(k)
+		if !ok {
+			errs = append(errs, fmt.Errorf("early reply key %q is malformed", k))
+			return nil
+		}
+		times[string(tk)] = true
+		e, err := store.UnmarshalEarly(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("early reply %q: %w", k, err))
+		} else if !bytes.Equal(earlyPrefix(e.Ref().String()), k[:len(k)-16]) {
+			errs = append(errs, fmt.Errorf("early reply for %s is stored under %q", e.Ref(), k))
+		}
+		return nil
+	})
+	if got := decodeCount(tx.Bucket(bucketMeta).Get(metaEarlyCount)); got != early {
+		errs = append(errs, fmt.Errorf("early reply count is %d, the bucket holds %d", got, early))
+	}
+	n := 0
+	tx.Bucket(bucketEarlyTime).ForEach(func(k, _ []byte) error {
+		n++
+		if !times[string(k)] {
+			errs = append(errs, fmt.Errorf("early_time entry %x has no early reply", k))
+		}
+		return nil
+	})
+	if n != int(early) {
+		errs = append(errs, fmt.Errorf("early_time index holds %d, early holds %d", n, early))
+	}
+	return errs
 }

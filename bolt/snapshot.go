@@ -64,6 +64,11 @@ func OpenSnapshot(ctx context.Context, opts Options) (*Snapshot, error) {
 		if err == nil {
 			return snap, nil
 		}
+		var se *SchemaError
+		if errors.As(err, &se) { // another copy would not change it
+			se.Path = src
+			return nil, se
+		}
 		last = err
 	}
 	return nil, fmt.Errorf("snapshot %s: no consistent copy in %d attempts (the file is being written too fast; read through the server instead): %w",

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,7 +114,7 @@ func TestWriteFailureFailsOnlyItsOperation(t *testing.T) {
 	ctx := context.Background()
 	errs := runGroup(s,
 		newOp(ctx, putMeta("test-a", &runsA)),
-		newOp(ctx, func(tx *bbolt.Tx, o *op) error { return &writeError{errDisk} }),
+		newOp(ctx, func(tx *bbolt.Tx, o *op) error { return &writeError{err: errDisk} }),
 		newOp(ctx, putMeta("test-c", &runsC)))
 	if errs[0] != nil || errs[2] != nil {
 		t.Fatalf("the good operations failed: %v, %v", errs[0], errs[2])
@@ -145,8 +146,8 @@ func TestGivenUpOperationIsNotApplied(t *testing.T) {
 	if errs[0] != nil {
 		t.Fatal(errs[0])
 	}
-	if !errors.Is(errs[1], context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", errs[1])
+	if !errors.Is(errs[1], context.Canceled) || !errors.Is(errs[1], store.ErrUnavailable) {
+		t.Fatalf("err = %v, want context.Canceled and store.ErrUnavailable", errs[1])
 	}
 	if runsGone.Load() != 0 || hasMeta(t, s, "test-gone") {
 		t.Error("an operation whose caller gave up before it was applied was applied")
@@ -190,7 +191,7 @@ func TestSweepRunTwiceAnswersOnce(t *testing.T) {
 	}()
 	waitQueued(t, s, 1)
 	errDisk := errors.New("disk on fire")
-	failing := newOp(ctx, func(tx *bbolt.Tx, o *op) error { return &writeError{errDisk} })
+	failing := newOp(ctx, func(tx *bbolt.Tx, o *op) error { return &writeError{err: errDisk} })
 	s.reqs <- failing
 	(&group{s: s}).run(<-s.reqs)
 	<-failing.done
@@ -218,7 +219,7 @@ func TestLoneWriteFailureNotRunAgain(t *testing.T) {
 	var runs atomic.Int32
 	errs := runGroup(s, newOp(context.Background(), func(tx *bbolt.Tx, o *op) error {
 		runs.Add(1)
-		return &writeError{errDisk}
+		return &writeError{err: errDisk}
 	}))
 	if !errors.Is(errs[0], errDisk) {
 		t.Fatalf("err = %v, want %v", errs[0], errDisk)
@@ -251,5 +252,57 @@ func TestGroupOfGivenUpCommitsNothing(t *testing.T) {
 	}
 	if !hasMeta(t, s, "test-next") {
 		t.Error("the next group did not commit")
+	}
+}
+
+// A failed write is the store being unavailable (disk full), not a bug;
+// a record that does not encode is a bug.
+func TestWriteFailureIsUnavailable(t *testing.T) {
+	s := groupTest(t)
+	ctx := context.Background()
+	errs := runGroup(s,
+		newOp(ctx, func(tx *bbolt.Tx, o *op) error { return &writeError{err: syscall.ENOSPC} }),
+		newOp(ctx, func(tx *bbolt.Tx, o *op) error { return &writeError{err: errors.New("no encoding"), bug: true} }))
+	if !errors.Is(errs[0], store.ErrUnavailable) || !errors.Is(errs[0], syscall.ENOSPC) {
+		t.Errorf("disk full: %v, want store.ErrUnavailable and ENOSPC", errs[0])
+	}
+	if errs[1] == nil || errors.Is(errs[1], store.ErrUnavailable) {
+		t.Errorf("a bug: %v, want an error that is not store.ErrUnavailable", errs[1])
+	}
+}
+
+// A step that answers ErrNotPending after finding the deadline passed has
+// its deadline outcome stored even when it runs alone after a spoiled group.
+func TestRefusedStepStoredWhenAlone(t *testing.T) {
+	clk := store.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	s := openTest(t, Options{Clock: clk})
+	ctx := context.Background()
+	if _, err := s.Register(ctx, &store.Correlation{ID: "late", Timeout: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Second)
+	stopWriter(s)
+	extended := make(chan error, 1)
+	go func() {
+		_, err := s.Extend(ctx, store.RefOf("late"), clk.Now().Add(time.Hour))
+		extended <- err
+	}()
+	waitQueued(t, s, 1)
+	failing := newOp(ctx, func(tx *bbolt.Tx, o *op) error { return &writeError{err: syscall.EIO} })
+	s.reqs <- failing
+	(&group{s: s}).run(<-s.reqs)
+	<-failing.done
+	if err := <-extended; !errors.Is(err, store.ErrNotPending) {
+		t.Fatalf("extend: %v, want ErrNotPending", err)
+	}
+	c, err := s.Get(ctx, store.RefOf("late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != store.StateTimedOut || c.Outcome.Reason != store.ReasonDeadline {
+		t.Errorf("state %s, outcome %+v: want timed_out by the deadline", c.State, c.Outcome)
+	}
+	if err := s.Verify(ctx); err != nil {
+		t.Error(err)
 	}
 }

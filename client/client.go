@@ -42,8 +42,13 @@ type Config struct {
 	// registers and the holder of the dispatch leases it takes. It must be
 	// unique among running replicas. Default hostname-pid-random.
 	Instance string
-	// Namespace of the correlations registered. Default the store's
-	// default namespace.
+	// Namespace is the one namespace this client works in: it registers its
+	// correlations there, and every call that names one by ID (Extend,
+	// Cancel, the waits, the delivery of replies) addresses it there. The
+	// same ID in another namespace is another correlation. Clients of
+	// different namespaces need different reply addresses (Service or
+	// ReplyTo): a reply for another namespace is dropped. Default
+	// store.DefaultNamespace.
 	Namespace string
 
 	// Logger receives what goes wrong, with "component"="client".
@@ -85,6 +90,7 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	c.Service = cmp.Or(c.Service, DefaultService)
 	c.ReplyTo = cmp.Or(c.ReplyTo, c.Service+".replies")
+	c.Namespace = cmp.Or(c.Namespace, store.DefaultNamespace)
 	if c.Instance == "" {
 		host, _ := os.Hostname()
 		c.Instance = fmt.Sprintf("%s-%d-%04x", cmp.Or(host, "host"), os.Getpid(), rand.N(1<<16))
@@ -127,10 +133,7 @@ func (c Config) validate() error {
 	case c.ReplyReceivers < 1:
 		return fmt.Errorf("%w: reply_receivers: must be at least 1, got %d", store.ErrInvalid, c.ReplyReceivers)
 	}
-	if c.Namespace != "" {
-		return store.ValidateNamespace(c.Namespace)
-	}
-	return nil
+	return store.ValidateNamespace(c.Namespace)
 }
 
 // DefaultBackoff waits 1s after the first failed attempt, doubling up to
@@ -161,6 +164,8 @@ type Client struct {
 	running  atomic.Bool
 	w        *watcher
 	kick     chan struct{} // wakes the dispatcher
+	// newAlarm makes the alarms of waiters; tests swap in a fake clock's.
+	newAlarm func() alarm
 }
 
 // New returns a Client. It fails with an error wrapping store.ErrInvalid,
@@ -179,6 +184,7 @@ func New(cfg Config) (*Client, error) {
 		handlers: map[string]HandlerFunc{},
 		kick:     make(chan struct{}, 1),
 	}
+	c.newAlarm = func() alarm { return newRealAlarm(c.clock) }
 	c.w = newWatcher(c)
 	return c, nil
 }
@@ -188,6 +194,9 @@ func (c *Client) Config() Config { return c.cfg }
 
 // Instance returns the name of this replica.
 func (c *Client) Instance() string { return c.cfg.Instance }
+
+// ref addresses the correlation id of the client's namespace.
+func (c *Client) ref(id string) store.Ref { return store.Ref{Namespace: c.cfg.Namespace, ID: id} }
 
 // Handle registers the callback handler named name: the outcomes of
 // correlations registered with Options.Handler == name are handed to it by
@@ -256,24 +265,34 @@ func (c *Client) Run(ctx context.Context) error {
 	return recvErr
 }
 
-// takeReply delivers a reply taken from the transport to the store. What
-// the store refuses for good (a bad or unknown reply) is logged and dropped;
-// a store that fails is a reason to have the message delivered again.
+// takeReply delivers a reply taken from the transport to the store, in the
+// client's namespace. What the store refuses for good (a bad or unknown
+// reply) is logged and dropped, and so is a reply that names another
+// namespace (a reply address shared by clients of two namespaces): this
+// client must not write there. A store that fails is a reason to have the
+// message delivered again.
 func (c *Client) takeReply(ctx context.Context, m Message) error {
+	if m.Namespace != "" && m.Namespace != c.cfg.Namespace {
+		c.cfg.Metrics.ReplyDelivered("rejected")
+		c.log.Warn("reply for another namespace dropped: clients of different namespaces need different reply addresses",
+			"namespace", m.Namespace, "id", m.CorrelationID, "from", m.From)
+		return nil
+	}
+	ref := c.ref(m.CorrelationID)
 	r := store.Reply{ID: m.ID, From: m.From, Seq: m.Seq, Final: m.Final, Body: m.Body, Error: m.Error}
-	res, err := c.st.Deliver(ctx, m.CorrelationID, r)
+	res, err := c.st.Deliver(ctx, ref, r)
 	switch {
 	case err == nil:
 		c.cfg.Metrics.ReplyDelivered(res.Status)
 		if res.Status == store.DeliverLate {
-			c.log.Info("late reply kept", "id", m.CorrelationID, "from", m.From, "outcome", res.Correlation.State)
+			c.log.Info("late reply kept", "ref", ref.String(), "from", m.From, "outcome", res.Correlation.State)
 		}
 		return nil
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrTooLarge):
 		c.cfg.Metrics.ReplyDelivered("rejected")
-		c.log.Warn("reply dropped", "id", m.CorrelationID, "from", m.From, "err", err)
+		c.log.Warn("reply dropped", "ref", ref.String(), "from", m.From, "err", err)
 		return nil
 	default:
-		return fmt.Errorf("deliver reply for %s: %w", m.CorrelationID, err)
+		return fmt.Errorf("deliver reply for %s: %w", ref, err)
 	}
 }

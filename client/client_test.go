@@ -160,7 +160,7 @@ func TestCancelledWaitTimesOutInTheStore(t *testing.T) {
 	require.Equal(t, "o1", o.ID)
 	require.Equal(t, store.StateTimedOut, o.State)
 	require.ErrorIs(t, o.Err(), client.ErrTimedOut)
-	_, err = e.st.Get(t.Context(), "o2")
+	_, err = e.st.Get(t.Context(), store.RefOf("o2"))
 	require.ErrorIs(t, err, store.ErrNotFound, "a request whose ctx ended before it started registers nothing")
 }
 
@@ -204,7 +204,7 @@ func TestCancelWakesWaiter(t *testing.T) {
 		errc <- err
 	}()
 	e.waitQueued(t, "slow")
-	_, err := e.st.Cancel(t.Context(), "o1", "order withdrawn")
+	_, err := e.st.Cancel(t.Context(), store.RefOf("o1"), "order withdrawn")
 	require.NoError(t, err)
 	err = <-errc
 	require.ErrorIs(t, err, client.ErrCancelled)
@@ -259,10 +259,10 @@ type dupSignal struct {
 	dups chan<- string
 }
 
-func (d dupSignal) Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error) {
-	res, err := d.Store.Deliver(ctx, id, r)
+func (d dupSignal) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
+	res, err := d.Store.Deliver(ctx, ref, r)
 	if err == nil && res.Status == store.DeliverDuplicate {
-		d.dups <- id
+		d.dups <- ref.ID
 	}
 	return res, err
 }
@@ -323,7 +323,7 @@ func TestSubscriptionBreaks(t *testing.T) {
 	}()
 	e.waitQueued(t, "payments")
 	// The reply is delivered while the subscription is down.
-	_, err := e.st.Deliver(t.Context(), "o1", store.Reply{Body: []byte("ok")})
+	_, err := e.st.Deliver(t.Context(), store.RefOf("o1"), store.Reply{Body: []byte("ok")})
 	require.NoError(t, err)
 	close(brk.broken)
 	require.NoError(t, <-errc)

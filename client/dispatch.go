@@ -98,18 +98,20 @@ func (c *Client) claim(ctx context.Context, limit int) []*store.Correlation {
 		return got
 	}
 	for _, corr := range got {
-		if _, err := c.st.NackDispatch(cctx, corr.ID, corr.Dispatch.Claim(), "instance stopping", c.clock.Now()); err != nil {
-			c.log.Warn("could not hand back a claim while stopping; it is taken over after the lease", "id", corr.ID, "err", err)
+		if _, err := c.st.NackDispatch(cctx, corr.Ref(), corr.Dispatch.Claim(), "instance stopping", c.clock.Now()); err != nil {
+			c.log.Warn("could not hand back a claim while stopping; it is taken over after the lease", "ref", corr.Ref().String(), "err", err)
 		}
 	}
 	return nil
 }
 
 // dispatch runs the handler of one claimed outcome and settles the claim.
+// A claim names its correlation by its own ref: ClaimDispatch hands out the
+// due outcomes of every namespace.
 func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
 	claim := corr.Dispatch.Claim()
 	name := corr.Callback.Handler
-	log := c.log.With("id", corr.ID, "handler", name, "attempt", claim.Attempt)
+	log := c.log.With("ref", corr.Ref().String(), "handler", name, "attempt", claim.Attempt)
 	start := time.Now()
 	var err error
 	if h, ok := c.handler(name); !ok {
@@ -132,7 +134,7 @@ func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
 	var serr error
 	if err == nil {
 		result = "done"
-		_, serr = c.st.AckDispatch(sctx, corr.ID, claim)
+		_, serr = c.st.AckDispatch(sctx, corr.Ref(), claim)
 	} else {
 		now := c.clock.Now()
 		var retryAt time.Time
@@ -146,7 +148,7 @@ func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
 			retryAt, result = now.Add(c.cfg.Backoff(claim.Attempt)), "retry"
 		}
 		var res store.Result
-		res, serr = c.st.NackDispatch(sctx, corr.ID, claim, err.Error(), retryAt)
+		res, serr = c.st.NackDispatch(sctx, corr.Ref(), claim, err.Error(), retryAt)
 		if serr == nil && res.Correlation.Dispatch.State == store.DispatchDead {
 			result = "dead"
 		}

@@ -34,7 +34,7 @@ func TestDispatchRetryThenDead(t *testing.T) {
 
 	_, err := e.st.Register(t.Context(), &store.Correlation{ID: "o1", Callback: store.Callback{Handler: "resume"}})
 	require.NoError(t, err)
-	_, err = e.st.Deliver(t.Context(), "o1", store.Reply{Body: []byte("ok")})
+	_, err = e.st.Deliver(t.Context(), store.RefOf("o1"), store.Reply{Body: []byte("ok")})
 	require.NoError(t, err)
 
 	require.Equal(t, 1, rec.next(t).Attempt)
@@ -59,7 +59,7 @@ func TestDispatchRetryThenDead(t *testing.T) {
 
 	// An operator redispatches; this time the handler succeeds.
 	rec.fail = nil
-	_, err = e.st.Redispatch(t.Context(), "o1")
+	_, err = e.st.Redispatch(t.Context(), store.RefOf("o1"))
 	require.NoError(t, err)
 	c.Config() // (the client needs no nudge: the redispatch is an event)
 	require.Equal(t, 4, rec.next(t).Attempt)
@@ -79,7 +79,7 @@ func TestDispatchPermanentAndPanic(t *testing.T) {
 	for _, h := range []string{"give-up", "panics"} {
 		_, err := e.st.Register(t.Context(), &store.Correlation{ID: h, Callback: store.Callback{Handler: h}})
 		require.NoError(t, err)
-		_, err = e.st.Cancel(t.Context(), h, "test")
+		_, err = e.st.Cancel(t.Context(), store.RefOf(h), "test")
 		require.NoError(t, err)
 	}
 	results := map[string]bool{m.next(t): true, m.next(t): true}
@@ -99,20 +99,20 @@ func TestReconcileOnStart(t *testing.T) {
 			Callback: store.Callback{Handler: "resume", Data: fmt.Appendf(nil, "step %d", i)}})
 		require.NoError(t, err)
 	}
-	_, err := e.st.Cancel(ctx, "o1", "withdrawn")
+	_, err := e.st.Cancel(ctx, store.RefOf("o1"), "withdrawn")
 	require.NoError(t, err)
-	_, err = e.st.Deliver(ctx, "o2", store.Reply{Body: []byte("done")})
+	_, err = e.st.Deliver(ctx, store.RefOf("o2"), store.Reply{Body: []byte("done")})
 	require.NoError(t, err)
 	// A dead instance had claimed o2 and never acked: its lease runs 30s.
 	claimed, err := e.st.ClaimDispatch(ctx, "dead-instance", e.clock.Now(), 30*time.Second, 10)
 	require.NoError(t, err)
 	require.Len(t, claimed, 2)
-	_, err = e.st.AckDispatch(ctx, "o1", claimed[0].Dispatch.Claim()) // o1 was handled
+	_, err = e.st.AckDispatch(ctx, store.RefOf("o1"), claimed[0].Dispatch.Claim()) // o1 was handled
 	if claimed[0].ID != "o1" {
-		_, err = e.st.AckDispatch(ctx, "o1", claimed[1].Dispatch.Claim())
+		_, err = e.st.AckDispatch(ctx, store.RefOf("o1"), claimed[1].Dispatch.Claim())
 	}
 	require.NoError(t, err)
-	_, err = e.st.Deliver(ctx, "o0", store.Reply{Body: []byte("done")})
+	_, err = e.st.Deliver(ctx, store.RefOf("o0"), store.Reply{Body: []byte("done")})
 	require.NoError(t, err)
 
 	c := e.client(t, "b", nil)
@@ -156,7 +156,7 @@ func TestDispatchUnknownHandler(t *testing.T) {
 	run(t, c)
 	_, err := e.st.Register(t.Context(), &store.Correlation{ID: "o1", Callback: store.Callback{Handler: "missing"}})
 	require.NoError(t, err)
-	_, err = e.st.Cancel(t.Context(), "o1", "x")
+	_, err = e.st.Cancel(t.Context(), store.RefOf("o1"), "x")
 	require.NoError(t, err)
 	require.Equal(t, "retry", m.next(t))
 	got := e.get(t, "o1")
@@ -171,7 +171,7 @@ func TestDispatchLeaseExpiredOnLastAttempt(t *testing.T) {
 	ctx := t.Context()
 	_, err := e.st.Register(ctx, &store.Correlation{ID: "o1", Callback: store.Callback{Handler: "resume"}})
 	require.NoError(t, err)
-	_, err = e.st.Cancel(ctx, "o1", "x")
+	_, err = e.st.Cancel(ctx, store.RefOf("o1"), "x")
 	require.NoError(t, err)
 	_, err = e.st.ClaimDispatch(ctx, "dead-instance", e.clock.Now(), time.Second, 1)
 	require.NoError(t, err)
@@ -205,7 +205,7 @@ func TestStopDuringHandler(t *testing.T) {
 	go func() { done <- c.Run(ctx) }()
 	_, err := e.st.Register(t.Context(), &store.Correlation{ID: "o1", Callback: store.Callback{Handler: "resume"}})
 	require.NoError(t, err)
-	_, err = e.st.Cancel(t.Context(), "o1", "x")
+	_, err = e.st.Cancel(t.Context(), store.RefOf("o1"), "x")
 	require.NoError(t, err)
 	<-entered
 	cancel()

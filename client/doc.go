@@ -13,6 +13,29 @@
 // polling only when the subscription is broken). A reply whose waiter is
 // gone still decides the correlation, and its handler gets the outcome.
 //
+// # Deadlines and heartbeats
+//
+// The store decides at the stored deadline, with its clock; a waiter never
+// decides before it. Extend moves the deadline of a pending correlation
+// (the heartbeat of slow work, from any replica): waiters learn of it from
+// the store's events, or by re-reading when their alarm goes off, and keep
+// waiting. At the stored deadline a waiter asks the store, which gives the
+// correlation its deadline outcome in the same write (no reaper needed);
+// from then on a reply is late, and Extend and Cancel return
+// store.ErrNotPending. Cancel decides a pending correlation as cancelled.
+//
+// # Namespaces
+//
+// A client works in one namespace (Config.Namespace, default
+// store.DefaultNamespace): it registers its correlations there, and
+// addresses every one it waits on, extends, cancels or takes a reply for
+// there, so the same ID in another namespace is another correlation. A
+// request carries its namespace and a responder answers with it; a client
+// drops a reply for another namespace, so clients of different namespaces
+// need different reply addresses (Config.Service or Config.ReplyTo).
+// Callback handlers are the exception: Run claims the due outcomes of
+// every namespace of the store, by handler name.
+//
 // # Callback handlers
 //
 // A correlation registered with Options.Handler has its outcome
@@ -25,8 +48,8 @@
 //
 // Serve and ServeStream answer requests: the reply, or an error reply
 // carrying the error text, goes to the request's ReplyTo with its
-// correlation ID. A request delivered twice is answered twice; the store
-// counts the second answer as a duplicate.
+// correlation ID and namespace. A request delivered twice is answered
+// twice; the store counts the second answer as a duplicate.
 //
 // # Transports
 //

@@ -119,6 +119,51 @@ func ExampleClient_Send() {
 	// order-42-ship (workflow w-7, step 3): timed_out, err: client: timed out: order-42-ship (deadline, 0 replies)
 }
 
+// Extend is the heartbeat of work that takes longer than planned: the
+// waiters, on any replica, wait for the new deadline, and a reply before
+// it is not late.
+func ExampleClient_Extend() {
+	clock := store.NewFakeClock(time.Date(2030, 1, 1, 9, 0, 0, 0, time.UTC))
+	c, _, cleanup := exampleSetup(clock)
+	defer cleanup()
+
+	id, err := c.Send(context.Background(), "reports", []byte("year-end report"), client.Options{
+		ID: "report-2029", Timeout: time.Minute,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	clock.Add(50 * time.Second) // the report is not done: ask for 10 more minutes
+	corr, err := c.Extend(context.Background(), id, clock.Now().Add(10*time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(corr.Ref(), corr.State, "until", corr.Deadline.Format(time.TimeOnly))
+	// Output:
+	// default/report-2029 pending until 09:10:50
+}
+
+// Cancel decides a pending correlation: its waiters return ErrCancelled
+// and its handler gets the outcome.
+func ExampleClient_Cancel() {
+	c, _, cleanup := exampleSetup(store.RealClock{})
+	defer cleanup()
+
+	id, err := c.Send(context.Background(), "shipping", []byte("ship order 42"), client.Options{ID: "order-42-ship"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	corr, err := c.Cancel(context.Background(), id, "order withdrawn by the customer")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(corr.ID, corr.State+":", corr.Outcome.Reason)
+	fmt.Println(client.OutcomeErr(corr))
+	// Output:
+	// order-42-ship cancelled: order withdrawn by the customer
+	// client: cancelled: order-42-ship: order withdrawn by the customer
+}
+
 // Gather scatters a request and collects the replies; one responder
 // answers with an error, which stays in its reply.
 func ExampleClient_Gather() {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/corrstore/corrstore/client"
 	"github.com/corrstore/corrstore/client/memtransport"
 	"github.com/corrstore/corrstore/reaper"
+	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -38,22 +41,53 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // env is one store and one transport shared by the clients of a test.
 type env struct {
-	st    *bolt.Store
-	tr    *memtransport.Transport
-	clock *store.FakeClock
+	st     store.Store
+	tr     *memtransport.Transport
+	clock  *store.FakeClock
+	alarms *alarms
 }
 
-func newEnv(t *testing.T) *env {
+// backend opens a store on clock, closed when the test ends.
+type backend struct {
+	name string
+	open func(t *testing.T, clock store.Clock) store.Store
+}
+
+// backends are the stores the tests that depend on the store's semantics
+// run on: bbolt, and Redis (on miniredis).
+var backends = []backend{{"bolt", openBolt}, {"redis", openRedis}}
+
+func openBolt(t *testing.T, clock store.Clock) store.Store {
 	t.Helper()
-	clock := store.NewFakeClock(t0)
 	st, err := bolt.Open(bolt.Options{Path: filepath.Join(t.TempDir(), "c.db"), Clock: clock, NoSync: true, Logger: quiet()})
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
-	return &env{st: st, tr: memtransport.New(), clock: clock}
+	return st
+}
+
+func openRedis(t *testing.T, clock store.Clock) store.Store {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	st, err := redisstore.New(t.Context(), rdb, redisstore.Config{Clock: clock, Logger: quiet()})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// newEnv is an env on bbolt.
+func newEnv(t *testing.T) *env { return newEnvOn(t, backends[0]) }
+
+func newEnvOn(t *testing.T, b backend) *env {
+	t.Helper()
+	clock := store.NewFakeClock(t0)
+	return &env{st: b.open(t, clock), tr: memtransport.New(), clock: clock, alarms: newAlarms(clock)}
 }
 
 // client returns a client on the env's store and transport; edit adjusts
-// its config.
+// its config. On the env's clock, its waiters' alarms go off when the test
+// moves the clock with advance (not with clock.Add).
 func (e *env) client(t *testing.T, instance string, edit func(*client.Config)) *client.Client {
 	t.Helper()
 	cfg := client.Config{
@@ -67,7 +101,105 @@ func (e *env) client(t *testing.T, instance string, edit func(*client.Config)) *
 	}
 	c, err := client.New(cfg)
 	require.NoError(t, err)
+	if cfg.Clock == e.clock {
+		client.SetAlarms(c, e.alarms.new)
+	}
 	return c
+}
+
+// advance moves the env's clock by d and sets off the alarms that came due.
+func (e *env) advance(d time.Duration) { e.alarms.advance(d) }
+
+// alarms are the waiters' alarms on a fake clock: advance moves the clock
+// and sets off those that came due, and every setting is kept in armed, so
+// that a test knows what a waiter waits for.
+type alarms struct {
+	clock   *store.FakeClock
+	mu      sync.Mutex
+	set     map[*fakeAlarm]bool
+	armed   map[time.Time]bool
+	changed chan struct{} // gets a token at each setting
+}
+
+func newAlarms(clock *store.FakeClock) *alarms {
+	return &alarms{clock: clock, set: map[*fakeAlarm]bool{}, armed: map[time.Time]bool{}, changed: make(chan struct{}, 1)}
+}
+
+func (a *alarms) new() client.Alarm { return &fakeAlarm{a: a, c: make(chan time.Time, 1)} }
+
+func (a *alarms) advance(d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.clock.Add(d)
+	a.fire()
+}
+
+// fire sets off the alarms due at the clock's time; a.mu is held.
+func (a *alarms) fire() {
+	now := a.clock.Now()
+	for al := range a.set {
+		if !al.at.After(now) {
+			delete(a.set, al)
+			select {
+			case al.c <- now:
+			default:
+			}
+		}
+	}
+}
+
+// waitArmed waits until an alarm has been set for at. It fails at once when
+// the call a test runs returns first (res may be nil).
+func (a *alarms) waitArmed(t *testing.T, at time.Time, res <-chan callResult) {
+	t.Helper()
+	timeout := time.After(waitFor)
+	for {
+		a.mu.Lock()
+		ok := a.armed[at.UTC()]
+		a.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-a.changed:
+		case r := <-res:
+			require.FailNow(t, "the call returned while waiting for an alarm at t0+"+at.Sub(t0).String(), "got %q, %v", r.got, r.err)
+		case <-timeout:
+			require.FailNow(t, "no alarm set for t0+"+at.Sub(t0).String())
+		}
+	}
+}
+
+type fakeAlarm struct {
+	a  *alarms
+	c  chan time.Time
+	at time.Time
+}
+
+func (al *fakeAlarm) C() <-chan time.Time { return al.c }
+
+// Set drops a pending alarm of the earlier setting, as time.Timer.Reset does.
+func (al *fakeAlarm) Set(at time.Time) {
+	al.a.mu.Lock()
+	select {
+	case <-al.c:
+	default:
+	}
+	al.at = at
+	al.a.set[al] = true
+	al.a.armed[at.UTC()] = true
+	al.a.fire()
+	al.a.mu.Unlock()
+	select {
+	case al.a.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (al *fakeAlarm) Stop() {
+	al.a.mu.Lock()
+	defer al.a.mu.Unlock()
+	delete(al.a.set, al)
 }
 
 // run runs c until the test ends.
@@ -110,7 +242,12 @@ func (e *env) reap(t *testing.T) reaper.Report {
 
 func (e *env) get(t *testing.T, id string) *store.Correlation {
 	t.Helper()
-	c, err := e.st.Get(context.Background(), id)
+	return e.getRef(t, store.RefOf(id))
+}
+
+func (e *env) getRef(t *testing.T, ref store.Ref) *store.Correlation {
+	t.Helper()
+	c, err := e.st.Get(context.Background(), ref)
 	require.NoError(t, err)
 	return c
 }
@@ -125,7 +262,7 @@ func (e *env) waitState(t *testing.T, id string, want func(*store.Correlation) b
 		sub, err := e.st.Subscribe(ctx)
 		require.NoError(t, err)
 		check := func() *store.Correlation {
-			c, err := e.st.Get(ctx, id)
+			c, err := e.st.Get(ctx, store.RefOf(id))
 			if errors.Is(err, store.ErrNotFound) {
 				return nil
 			}

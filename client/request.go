@@ -42,9 +42,10 @@ func (e *ReplyError) Error() string {
 // Options describe a request. The zero value is a request with the store's
 // default timeout and no callback handler.
 type Options struct {
-	// ID of the correlation; default a new UUIDv7, or one derived from
-	// IdempotencyKey. A call repeated with the same ID or key lands on the
-	// same correlation: it sends again only while that one is pending.
+	// ID of the correlation, in the client's namespace; default a new
+	// UUIDv7, or one derived from IdempotencyKey. A call repeated with the
+	// same ID or key lands on the same correlation: it sends again only
+	// while that one is pending.
 	ID             string
 	IdempotencyKey string
 	// Timeout or Deadline (not both); default the store's (30s).
@@ -108,7 +109,7 @@ func (c *Client) register(ctx context.Context, p store.Pattern, dests []string, 
 	}
 	corr = res.Correlation
 	if wf != waitNone {
-		if wt, err = c.w.add(corr.ID, wf == waitEvery); err != nil {
+		if wt, err = c.w.add(corr, wf == waitEvery); err != nil {
 			return nil, nil, false, err
 		}
 	}
@@ -120,7 +121,7 @@ func (c *Client) register(ctx context.Context, p store.Pattern, dests []string, 
 // reply to a request that never left.
 func (c *Client) send(ctx context.Context, corr *store.Correlation, dests []string, body []byte) error {
 	for _, d := range dests {
-		m := Message{CorrelationID: corr.ID, ReplyTo: c.cfg.ReplyTo, Body: body}
+		m := Message{CorrelationID: corr.ID, Namespace: corr.Namespace, ReplyTo: c.cfg.ReplyTo, Body: body}
 		err := c.tr.Send(ctx, d, m)
 		c.cfg.Metrics.Sent(d, err)
 		if err == nil {
@@ -132,8 +133,8 @@ func (c *Client) send(ctx context.Context, corr *store.Correlation, dests []stri
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, cerr := c.st.Cancel(cctx, corr.ID, reason); cerr != nil && !errors.Is(cerr, store.ErrNotPending) {
-			c.log.Error("cannot cancel a correlation whose send failed; it will time out", "id", corr.ID, "err", cerr)
+		if _, cerr := c.st.Cancel(cctx, corr.Ref(), reason); cerr != nil && !errors.Is(cerr, store.ErrNotPending) {
+			c.log.Error("cannot cancel a correlation whose send failed; it will time out", "ref", corr.Ref().String(), "err", cerr)
 		}
 		return fmt.Errorf("%w: %s to %s: %w", ErrSend, corr.ID, d, err)
 	}
@@ -141,27 +142,37 @@ func (c *Client) send(ctx context.Context, corr *store.Correlation, dests []stri
 }
 
 // await waits until done(corr) holds for a fresh read of the correlation,
-// or it is decided. At the deadline it asks the store for the deadline
-// outcome (Expire), so a waiter does not depend on a reaper being near.
+// or it is decided. It never decides before the stored deadline: its alarm
+// follows the deadline as extends move it (events, or the re-read when the
+// alarm goes off), and at the deadline it asks the store, which decides
+// with its own clock (see atDeadline). So a waiter does not depend on a
+// reaper being near, and does not cut a heartbeat short.
 func (c *Client) await(ctx context.Context, wt *wait, corr *store.Correlation, done func(*store.Correlation) bool) (*store.Correlation, error) {
-	timer := time.NewTimer(max(corr.Deadline.Sub(c.clock.Now()), 0))
-	defer timer.Stop()
+	al := c.newAlarm()
+	defer al.Stop()
+	armed := wt.stored()
+	al.Set(armed)
 	for {
 		if wt.recheck.Swap(false) {
-			got, err := c.st.Get(ctx, corr.ID)
+			got, err := c.st.Get(ctx, wt.ref)
 			switch {
 			case err == nil:
 				corr = got
 				if corr.State.Terminal() || done(corr) {
 					return corr, nil
 				}
+				wt.learn(corr.Version, corr.Deadline)
 			case ctx.Err() != nil:
 				return nil, ctx.Err()
 			default:
 				// The store is down or lost the record: keep waiting, the
-				// next wake or the poll tries again.
-				c.log.Warn("cannot read a correlation being waited for", "id", corr.ID, "err", err)
+				// next wake, the poll or the alarm tries again.
+				c.log.Warn("cannot read a correlation being waited for", "ref", wt.ref.String(), "err", err)
 			}
+		}
+		if d := wt.stored(); !d.Equal(armed) {
+			armed = d
+			al.Set(armed)
 		}
 		select {
 		case <-wt.wake:
@@ -169,26 +180,77 @@ func (c *Client) await(ctx context.Context, wt *wait, corr *store.Correlation, d
 			return nil, ErrStopped
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-timer.C:
-			now := c.clock.Now()
-			if now.Before(corr.Deadline) {
-				timer.Reset(corr.Deadline.Sub(now))
-				continue
-			}
-			res, err := c.st.Expire(ctx, corr.ID, store.ReasonDeadline)
+		case <-al.C():
+			got, retry, err := c.atDeadline(ctx, wt, done)
 			switch {
-			case err == nil:
-				return res.Correlation, nil
-			case errors.Is(err, store.ErrNotPending):
-				wt.notify()
-			case ctx.Err() != nil:
-				return nil, ctx.Err()
+			case err != nil:
+				return nil, err
+			case got != nil:
+				return got, nil
+			case retry:
+				// Try again after a while; armed stays, so that a deadline
+				// learnt meanwhile sets the alarm again.
+				al.Set(c.clock.Now().Add(c.cfg.PollInterval))
 			default:
-				c.log.Warn("cannot decide a correlation at its deadline", "id", corr.ID, "err", err)
-				timer.Reset(c.cfg.PollInterval)
-				wt.notify()
+				armed = wt.stored()
+				al.Set(armed)
 			}
 		}
+	}
+}
+
+// atDeadline runs when a waiter's alarm goes off. It re-reads the record:
+// an extend the waiter has not heard of yet moves the alarm (it returns
+// neither a correlation nor retry). When the stored deadline has come by
+// the client's clock, the store decides, not the waiter. The call that
+// lets it is Extend to the deadline just read: while the correlation is
+// pending by the store's clock that changes nothing (a duplicate), and at
+// or after the deadline the store gives the correlation its deadline
+// outcome in the same atomic write, as for any call on a due correlation,
+// and answers ErrNotPending. Expire would decide now whatever the stored
+// deadline: it would override an extend that got in between the read and
+// the call, and cut the deadline short when the store's clock is behind
+// the client's. (Extend can still set the deadline back to the one read in
+// that one case: a store clock behind, and an extend in between.)
+//
+// It returns the correlation when it is decided or done holds, or retry
+// when the waiter should ask again after PollInterval (the store could not
+// answer, or its clock is behind the client's), or ctx's error.
+func (c *Client) atDeadline(ctx context.Context, wt *wait, done func(*store.Correlation) bool) (_ *store.Correlation, retry bool, err error) {
+	got, err := c.st.Get(ctx, wt.ref)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return nil, false, ctx.Err()
+	default:
+		c.log.Warn("cannot read a correlation at its deadline", "ref", wt.ref.String(), "err", err)
+		return nil, true, nil
+	}
+	if got.State.Terminal() || done(got) {
+		return got, false, nil
+	}
+	wt.learn(got.Version, got.Deadline)
+	if c.clock.Now().Before(got.Deadline) {
+		return nil, false, nil // extended: the alarm moves to the new deadline
+	}
+	res, err := c.st.Extend(ctx, wt.ref, got.Deadline)
+	switch {
+	case err == nil && res.Duplicate:
+		return nil, true, nil // pending by the store's clock: ask again soon
+	case err == nil:
+		// The deadline moved after all (the store capped it): wait for it.
+		wt.learn(res.Correlation.Version, res.Correlation.Deadline)
+		return nil, false, nil
+	case errors.Is(err, store.ErrNotPending), errors.Is(err, store.ErrInvalid):
+		// Decided, by this call or another; or extended meanwhile (the
+		// stored deadline is no longer the one asked for): re-read.
+		wt.notify()
+		return nil, false, nil
+	case ctx.Err() != nil:
+		return nil, false, ctx.Err()
+	default:
+		c.log.Warn("cannot ask the store for the deadline outcome", "ref", wt.ref.String(), "err", err)
+		return nil, true, nil
 	}
 }
 
@@ -236,8 +298,8 @@ func replyErr(r store.Reply) error {
 
 // Request registers a correlation, sends body to dest, and waits for the
 // reply. It returns the reply, with a *ReplyError when the responder
-// answered with an error; ErrTimedOut at the deadline; ErrNoReply for an
-// Optional request nobody answered.
+// answered with an error; ErrTimedOut at the stored deadline (which Extend
+// moves); ErrNoReply for an Optional request nobody answered.
 //
 // Nothing is sent unless the registration is stored. When ctx ends first,
 // Request returns ctx.Err() but the correlation stays: the store decides it
@@ -279,6 +341,41 @@ func (c *Client) Send(ctx context.Context, dest string, body []byte, opts Option
 		}
 	}
 	return corr.ID, nil
+}
+
+// Extend moves the deadline of the pending correlation id, in the client's
+// namespace, to deadline: the heartbeat of work that takes longer than
+// planned. The store caps it at the correlation's creation plus its
+// Limits.MaxTimeout; the returned correlation has the deadline stored.
+// Waiters on every replica keep waiting until it, and the responder's
+// reply before it is not late. A deadline that is not in the future is
+// store.ErrInvalid. At or after the stored deadline it is too late: the
+// store decides the deadline outcome and Extend returns an error wrapping
+// store.ErrNotPending, as it does for a decided correlation. Other errors:
+// store.ErrNotFound.
+func (c *Client) Extend(ctx context.Context, id string, deadline time.Time) (*store.Correlation, error) {
+	ref := c.ref(id)
+	res, err := c.st.Extend(ctx, ref, deadline)
+	if err != nil {
+		return nil, fmt.Errorf("client: extend %s: %w", ref, err)
+	}
+	return res.Correlation, nil
+}
+
+// Cancel decides the pending correlation id, in the client's namespace, as
+// cancelled with reason: its waiters return ErrCancelled and its handler
+// gets the outcome. A repeat with the same reason changes nothing and
+// returns the correlation. A decided correlation (at or after its deadline
+// too: the store decides the deadline outcome instead) is an error
+// wrapping store.ErrNotPending. Other errors: store.ErrNotFound,
+// store.ErrInvalid (the reason is too long).
+func (c *Client) Cancel(ctx context.Context, id, reason string) (*store.Correlation, error) {
+	ref := c.ref(id)
+	res, err := c.st.Cancel(ctx, ref, reason)
+	if err != nil {
+		return nil, fmt.Errorf("client: cancel %s: %w", ref, err)
+	}
+	return res.Correlation, nil
 }
 
 // Gathered is the result of a Gather.

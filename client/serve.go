@@ -28,7 +28,7 @@ type ServeFunc func(ctx context.Context, in Incoming) ([]byte, error)
 type StreamFunc func(ctx context.Context, in Incoming, send func(body []byte) error) error
 
 // Serve is the responder: it takes requests sent to dest and answers each
-// to its ReplyTo with its correlation ID, until ctx ends; then it returns
+// to its ReplyTo with its correlation ID and namespace, until ctx ends; then it returns
 // nil. Any number of replicas may serve the same destination; each request
 // goes to one of them.
 func (c *Client) Serve(ctx context.Context, dest string, fn ServeFunc) error {
@@ -124,6 +124,7 @@ func (r *responder) flush(ctx context.Context, errText string) error {
 func (r *responder) send(ctx context.Context, body []byte, final bool, errText string) error {
 	m := Message{
 		CorrelationID: r.req.CorrelationID,
+		Namespace:     r.req.Namespace,
 		ID:            r.dest + "#" + strconv.Itoa(r.seq),
 		From:          r.dest,
 		Seq:           r.seq,

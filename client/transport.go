@@ -8,6 +8,10 @@ type Message struct {
 	// CorrelationID names the correlation the request registered; a reply
 	// carries it back so that any replica can match it in the store.
 	CorrelationID string `json:"correlation_id"`
+	// Namespace is the requester's namespace, where the correlation lives;
+	// a reply carries it back. Empty (a message of an older version) means
+	// the namespace of the client that takes the reply.
+	Namespace string `json:"namespace,omitempty"`
 	// ReplyTo is where a request's replies go (requests only).
 	ReplyTo string `json:"reply_to,omitempty"`
 	// ID is a reply's dedupe key; From names the responder (a gather tells

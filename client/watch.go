@@ -18,7 +18,7 @@ type watcher struct {
 	c     *Client
 	mu    sync.Mutex
 	cur   *runState
-	waits map[string]map[*wait]struct{}
+	waits map[store.Ref]map[*wait]struct{}
 }
 
 // runState is one Run of the client, as the waits see it.
@@ -32,27 +32,59 @@ func newRunState() *runState {
 }
 
 func newWatcher(c *Client) *watcher {
-	return &watcher{c: c, cur: newRunState(), waits: map[string]map[*wait]struct{}{}}
+	return &watcher{c: c, cur: newRunState(), waits: map[store.Ref]map[*wait]struct{}{}}
 }
 
 // wait is one waiter on one correlation.
 type wait struct {
-	id string
+	ref store.Ref // normalized
 	// every: wake on any change (a stream takes replies as they come);
-	// otherwise only on an outcome.
+	// otherwise only on an outcome (and on a moved deadline, see learn).
 	every bool
 	wake  chan struct{} // capacity 1: a pending wake is never lost
 	// recheck: something the waiter cares about may have changed; re-read.
 	recheck atomic.Bool
 	run     *runState
+
+	mu sync.Mutex
+	// version and deadline are the newest stored deadline the wait has
+	// learnt of, from an event or a read: what its alarm is to be set for.
+	version  int64
+	deadline time.Time
 }
 
 func (wt *wait) notify() {
 	wt.recheck.Store(true)
+	wt.poke()
+}
+
+// poke wakes the waiter without a re-read: its deadline moved.
+func (wt *wait) poke() {
 	select {
 	case wt.wake <- struct{}{}:
 	default:
 	}
+}
+
+// learn takes the deadline of version v of the record, unless a newer
+// version was seen (events and reads may come in any order), and reports
+// whether the deadline moved.
+func (wt *wait) learn(v int64, deadline time.Time) bool {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	if v <= wt.version || deadline.IsZero() {
+		return false
+	}
+	moved := !deadline.Equal(wt.deadline)
+	wt.version, wt.deadline = v, deadline
+	return moved
+}
+
+// stored returns the newest stored deadline the wait knows.
+func (wt *wait) stored() time.Time {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	return wt.deadline
 }
 
 // ready waits until Run watches the store.
@@ -68,8 +100,9 @@ func (w *watcher) ready(ctx context.Context) error {
 	}
 }
 
-// add starts a wait on id. Call it before sending, so that no change is missed.
-func (w *watcher) add(id string, every bool) (*wait, error) {
+// add starts a wait on corr, registered a moment ago. Call it before
+// sending, so that no change is missed.
+func (w *watcher) add(corr *store.Correlation, every bool) (*wait, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r := w.cur
@@ -78,11 +111,13 @@ func (w *watcher) add(id string, every bool) (*wait, error) {
 	default:
 		return nil, ErrStopped
 	}
-	wt := &wait{id: id, every: every, wake: make(chan struct{}, 1), run: r}
-	set := w.waits[id]
+	ref := corr.Ref().Norm()
+	wt := &wait{ref: ref, every: every, wake: make(chan struct{}, 1), run: r,
+		version: corr.Version, deadline: corr.Deadline}
+	set := w.waits[ref]
 	if set == nil {
 		set = map[*wait]struct{}{}
-		w.waits[id] = set
+		w.waits[ref] = set
 	}
 	set[wt] = struct{}{}
 	return wt, nil
@@ -91,20 +126,28 @@ func (w *watcher) add(id string, every bool) (*wait, error) {
 func (w *watcher) remove(wt *wait) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if set := w.waits[wt.id]; set != nil {
+	if set := w.waits[wt.ref]; set != nil {
 		delete(set, wt)
 		if len(set) == 0 {
-			delete(w.waits, wt.id)
+			delete(w.waits, wt.ref)
 		}
 	}
 }
 
+// event wakes the waits of the correlation that changed: to re-read when it
+// is decided (whatever the kind: a reply or an extend at the deadline
+// decides it too) or, for a stream, on every change; and without a re-read
+// when the deadline moved, so that the waiter sets its alarm to the new one.
 func (w *watcher) event(e store.Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for wt := range w.waits[e.ID] {
-		if wt.every || e.State.Terminal() {
+	for wt := range w.waits[e.Ref().Norm()] {
+		moved := e.State == store.StatePending && wt.learn(e.Version, e.Deadline)
+		switch {
+		case e.State.Terminal(), wt.every && e.Kind != store.ChangeExtended:
 			wt.notify()
+		case moved:
+			wt.poke()
 		}
 	}
 }

@@ -20,28 +20,34 @@
 //
 // A pass is bounded by Config.PassTimeout. A phase that fails does not stop
 // the next; Run logs the failure and tries again an interval later, so a
-// store that is down is never a reason to exit or to spin.
+// store that is down is never a reason to exit or to spin. A store that
+// cannot answer (an error wrapping store.ErrUnavailable) is logged as a
+// warning, not as an error: nothing is wrong with the reaper.
 //
 // # Many reapers
 //
 // Any number of reapers, in one process or on many replicas, may run on one
 // store: ExpireDue is exactly once across concurrent callers, so each
-// correlation gets one outcome whoever gets there first, and a reply racing
-// the deadline either decides it or is recorded as late. Run shortens each
+// correlation gets one outcome whoever gets there first. The deadline is
+// exact whether or not a reaper ran: a reply (or an extend, a cancel) at or
+// after the deadline finds the store deciding the deadline outcome in the
+// same write, and is late. The reaper is the guarantee for the
+// correlations nobody touches, and its lag is only how late their outcome
+// is announced. Run shortens each
 // wait by a random amount below Config.Jitter so that replicas drift apart
 // instead of firing together; since a wait never exceeds Interval, the
 // expiry lag (deadline to outcome) stays within Interval plus one pass.
 // Package reapertest checks these promises on any backend.
 //
 // Each pass costs O(due), not O(stored): the store walks a deadline index
-// (bbolt: a bucket keyed deadline‖id; Redis: a sorted set per shard).
+// (bbolt: a bucket keyed deadline‖ref; Redis: a sorted set per shard).
 //
 // # Corrupt records
 //
 // A record the store cannot decode is set aside by the store and reported
 // in an error wrapping store.ErrCorrupt, next to the correlations it did
 // decide. The reaper counts and logs it (Report.Corrupt, Metrics.Corrupt,
-// one log line naming the ID) and goes on; it is not a failed pass, and the
+// one log line naming its key) and goes on; it is not a failed pass, and the
 // store does not report it again.
 //
 // # Observability

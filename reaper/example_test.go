@@ -55,7 +55,7 @@ func Example() {
 	fmt.Printf("expired %d: %d timed out, %d completed with no reply, lag up to %s\n",
 		rep.Expired.Total(), rep.Expired.TimedOut, rep.Expired.NoReply, rep.MaxLag)
 	for _, id := range []string{"order-42", "audit-7", "order-43"} {
-		c, err := st.Get(ctx, id)
+		c, err := st.Get(ctx, store.RefOf(id))
 		if err != nil {
 			log.Fatal(err)
 		}

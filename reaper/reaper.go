@@ -118,7 +118,8 @@ type Report struct {
 	// EarlyDropped counts early replies dropped after their window.
 	EarlyDropped int
 	// Corrupt counts undecodable records the store reported (and set aside);
-	// CorruptIDs names the first 100 of them whose ID is known.
+	// CorruptIDs names the first 100 of them whose key is known, as the store
+	// names them (a ref string, namespace/id).
 	Corrupt    int
 	CorruptIDs []string
 	// Duration is how long the pass took.
@@ -263,7 +264,7 @@ func (r *Reaper) expire(ctx context.Context, rep *Report, lagSum *time.Duration)
 			outcome := batch.add(c)
 			if outcome == "" {
 				r.log.Error("store returned an undecided correlation from ExpireDue; not counted",
-					"id", c.ID, "state", c.State)
+					"ref", c.Ref().String(), "state", c.State)
 				continue
 			}
 			lag := c.Outcome.At.Sub(c.Deadline)
@@ -368,6 +369,10 @@ func (r *Reaper) logPass(ctx context.Context, rep Report, err error) {
 	case err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled):
 		// Shutting down: the work done is in the report, the rest waits.
 		r.log.LogAttrs(context.Background(), slog.LevelDebug, "reaper pass interrupted", rep.attrs()...)
+	case err != nil && errors.Is(err, store.ErrUnavailable):
+		// Not a bug: the store is down or busy; the next pass tries again.
+		attrs := append(rep.attrs(), slog.Any("err", err))
+		r.log.LogAttrs(context.Background(), slog.LevelWarn, "reaper pass incomplete: store unavailable", attrs...)
 	case err != nil:
 		attrs := append(rep.attrs(), slog.Any("err", err))
 		r.log.LogAttrs(context.Background(), slog.LevelError, "reaper pass failed", attrs...)

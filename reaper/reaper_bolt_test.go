@@ -54,7 +54,7 @@ func TestExactlyOnceBolt(t *testing.T) {
 }
 
 // TestCorruptRecordBolt writes garbage straight into the bbolt file under
-// the IDs of two due correlations. The store sets them aside and reports
+// the keys (refs) of two due correlations. The store sets them aside and reports
 // them; the reaper counts them, expires the others, and is not told about
 // them again.
 func TestCorruptRecordBolt(t *testing.T) {
@@ -71,24 +71,24 @@ func TestCorruptRecordBolt(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	garbage := map[string][]byte{
-		"c-03": []byte("\x00\xff\xfenot a record at all"), // unknown version byte
-		"c-11": []byte("\x01{\"id\": \"c-11\", \"deadl"),  // right version, broken JSON
+	garbage := map[string][]byte{ // ref string → what is stored under it
+		"default/c-03": []byte("\x00\xff\xfenot a record at all"), // unknown version byte
+		"default/c-11": []byte("\x01{\"id\": \"c-11\", \"deadl"),  // right version, broken JSON
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("corr")) // id → record; see bolt/keys.go
+		b := tx.Bucket([]byte("corr")) // ref → record; see bolt/keys.go
 		if b == nil {
 			return errors.New(`bucket "corr" not found: bolt's layout changed, update this test`)
 		}
-		for id, v := range garbage {
-			if b.Get([]byte(id)) == nil {
-				return fmt.Errorf("record %s not found under its ID", id)
+		for key, v := range garbage {
+			if b.Get([]byte(key)) == nil {
+				return fmt.Errorf("record %s not found under its ref", key)
 			}
-			if err := b.Put([]byte(id), v); err != nil {
+			if err := b.Put([]byte(key), v); err != nil {
 				return err
 			}
 		}
@@ -112,15 +112,19 @@ func TestCorruptRecordBolt(t *testing.T) {
 		t.Errorf("expired %d, corrupt %d (metric %d); want 18 and 2", rep.Expired.TimedOut, rep.Corrupt, m.broken)
 	}
 	slices.Sort(rep.CorruptIDs)
-	if !slices.Equal(rep.CorruptIDs, []string{"c-03", "c-11"}) {
-		t.Errorf("CorruptIDs %v, want [c-03 c-11]", rep.CorruptIDs)
+	if !slices.Equal(rep.CorruptIDs, []string{"default/c-03", "default/c-11"}) {
+		t.Errorf("CorruptIDs %v, want [default/c-03 default/c-11]", rep.CorruptIDs)
 	}
-	for id := range garbage {
-		if !strings.Contains(logs.String(), `"id":"`+id+`"`) {
-			t.Errorf("no log line names corrupt record %s; logs:\n%s", id, logs.String())
+	for key := range garbage {
+		if !strings.Contains(logs.String(), `"id":"`+key+`"`) {
+			t.Errorf("no log line names corrupt record %s; logs:\n%s", key, logs.String())
 		}
-		if _, err := st.Get(t.Context(), id); !errors.Is(err, store.ErrCorrupt) {
-			t.Errorf("Get(%s) after quarantine: %v, want ErrCorrupt", id, err)
+		ref, err := store.ParseRef(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Get(t.Context(), ref); !errors.Is(err, store.ErrCorrupt) {
+			t.Errorf("Get(%s) after quarantine: %v, want ErrCorrupt", key, err)
 		}
 	}
 

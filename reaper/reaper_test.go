@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -274,6 +275,42 @@ func TestRunOnceFailedPhaseDoesNotStopTheOthers(t *testing.T) {
 	if line["level"] != "ERROR" || line["component"] != "reaper" || !strings.Contains(line["err"].(string), "connection refused") ||
 		line["early_dropped"] != 3.0 {
 		t.Errorf("log line %v", line)
+	}
+}
+
+// A store that cannot answer fails the pass with a warning, not an error
+// (nothing is wrong with the reaper), and the next pass does the work.
+func TestRunOnceStoreUnavailable(t *testing.T) {
+	clk := store.NewFakeClock(t0)
+	st := newFakeStore()
+	st.addDue(5, t0)
+	st.failExpire = func(call int) error {
+		if call == 1 {
+			return fmt.Errorf("%w: dial tcp 127.0.0.1:6379: connect: connection refused", store.ErrUnavailable)
+		}
+		return nil
+	}
+	m := newRecMetrics()
+	var logs bytes.Buffer
+	r := newReaper(t, st, reaper.Config{Clock: clk, Metrics: m, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	rep, err := r.RunOnce(t.Context())
+	if !errors.Is(err, store.ErrUnavailable) || rep.Expired.Total() != 0 || m.failed[reaper.PhaseExpire] != 1 {
+		t.Fatalf("pass 1: expired %d, err %v, PassFailed %v; want 0 and ErrUnavailable", rep.Expired.Total(), err, m.failed)
+	}
+	var line map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &line); err != nil {
+		t.Fatalf("want one JSON log line, got %q: %v", logs.String(), err)
+	}
+	if line["level"] != "WARN" || line["msg"] != "reaper pass incomplete: store unavailable" ||
+		!strings.Contains(line["err"].(string), "connection refused") {
+		t.Errorf("log line %v", line)
+	}
+	if st.count("Purge") != 1 || st.count("DropEarlyReplies") != 1 {
+		t.Errorf("purge %d, drop %d calls; the other phases still run", st.count("Purge"), st.count("DropEarlyReplies"))
+	}
+	rep, err = r.RunOnce(t.Context())
+	if err != nil || rep.Expired.TimedOut != 5 {
+		t.Errorf("pass 2: expired %d, err %v; want 5, nil", rep.Expired.TimedOut, err)
 	}
 }
 

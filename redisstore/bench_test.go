@@ -157,7 +157,7 @@ func BenchmarkDeliver(b *testing.B) {
 				return err
 			})
 			runCallers(b, n, func(i int64) error {
-				res, err := s.Deliver(context.Background(), fmt.Sprintf("d%d-%d", run, i), reply)
+				res, err := s.Deliver(context.Background(), store.RefOf(fmt.Sprintf("d%d-%d", run, i)), reply)
 				if err == nil && res.Status != store.DeliverCompleted {
 					err = fmt.Errorf("deliver: %s, want completed", res.Status)
 				}

@@ -14,11 +14,28 @@
 //
 // # Layout
 //
-// Every key of a correlation lives under one hash tag, {prefix:shard}, with
-// shard = FNV-1a(ID) mod Shards, so each script touches one slot and the same
-// code runs on Redis Cluster. Passes (ExpireDue, ClaimDispatch, Purge,
+// A correlation is named by its ref string, "namespace/id". Every key of a
+// correlation lives under one hash tag, {prefix:shard}, with shard =
+// FNV-1a(ref string) mod Shards, so each script touches one slot and the
+// same code runs on Redis Cluster. Passes (ExpireDue, ClaimDispatch, Purge,
 // DropEarlyReplies), List and Stats walk the shards. See docs/ARCHITECTURE.md
 // ("Redis store") for every key, its type and what each script does.
+//
+// # Schemas and upgrades
+//
+// The layout is numbered (the prefix's meta hash holds "schema"): schema 1
+// named correlations by id alone, schema 2 by ref. New refuses any other
+// schema than its own (SchemaError). A prefix written by an older corrstore
+// is brought up to date by Upgrade (`corrstore upgrade`), run with every
+// instance stopped: each Store keeps a liveness key while it runs, and
+// Upgrade refuses while one exists. Upgrade is resumable: run again after a
+// crash, it finishes the job.
+//
+// # Errors
+//
+// Whatever keeps the store from answering — a refused connection, a
+// timeout, ctx ending before the answer, contention that outlives ctx —
+// wraps store.ErrUnavailable.
 //
 // # Time
 //

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -81,7 +80,7 @@ func (s *Store) checkDurability(ctx context.Context, strict bool) error {
 		err = check(ctx, s.rdb, "")
 	}
 	if err != nil {
-		return fmt.Errorf("redisstore: check durability settings: %w", err)
+		return unavailable("check durability settings", err)
 	}
 	if len(unread) > 0 {
 		msg := "could not read the server's durability settings (CONFIG GET refused or unsupported), so they are not checked: " + strings.Join(unread, "; ")
@@ -113,31 +112,4 @@ func configGet(ctx context.Context, c redis.Cmdable) (map[string]string, error) 
 		}
 	}
 	return cfg, nil
-}
-
-// schemaVersion is the key layout this package reads and writes.
-const schemaVersion = 1
-
-// checkMeta records the shard count and layout of the prefix on first use
-// and refuses a store configured otherwise: with another shard count, IDs
-// would be looked for in the wrong shards.
-func (s *Store) checkMeta(ctx context.Context) error {
-	k := s.keys.meta()
-	pipe := s.rdb.Pipeline()
-	pipe.HSetNX(ctx, k, "shards", s.keys.shards)
-	pipe.HSetNX(ctx, k, "schema", schemaVersion)
-	got := pipe.HMGet(ctx, k, "shards", "schema")
-	if _, err := pipe.Exec(ctx); err != nil {
-		return s.redisErr("read "+k, err)
-	}
-	v := got.Val()
-	shards, _ := v[0].(string)
-	schema, _ := v[1].(string)
-	if shards != strconv.Itoa(s.keys.shards) {
-		return fmt.Errorf("redisstore: prefix %q was created with %s shards, this store is configured with %d: use the same Shards on every replica", s.keys.prefix, shards, s.keys.shards)
-	}
-	if schema != strconv.Itoa(schemaVersion) {
-		return fmt.Errorf("redisstore: prefix %q holds key layout version %s, this build reads version %d", s.keys.prefix, schema, schemaVersion)
-	}
-	return nil
 }

@@ -12,13 +12,13 @@ import (
 // Import writes c exactly as it is — state, outcome, replies, late replies,
 // events, dispatch state, version and times — for moving correlations
 // between stores (corrstore import). It is idempotent: when a record with
-// the same ID and the same content exists it returns created false and
+// the same ref and the same content exists it returns created false and
 // changes nothing. Errors: ErrInvalid (c is not a record a store could hold),
-// ErrConflict (another record holds the ID, or the namespace's idempotency
-// key), ErrClosed.
+// ErrConflict (another record holds the ref, or the namespace's idempotency
+// key), ErrClosed, ErrUnavailable.
 //
 // Import publishes no events and applies no early replies: it restores a
-// decided history, it does not make one. Early replies buffered for the ID
+// decided history, it does not make one. Early replies buffered for the ref
 // are dropped, since the imported record carries the replies it got.
 func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool, err error) {
 	if err := s.check(); err != nil {
@@ -28,24 +28,25 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 	if err != nil {
 		return false, err
 	}
+	key := n.Ref().String()
 	keyConflict := func(holder string) error {
 		return fmt.Errorf("%w: import %s: idempotency key %q of namespace %s belongs to %s here",
-			store.ErrConflict, n.ID, n.IdempotencyKey, n.Namespace, holder)
+			store.ErrConflict, key, n.IdempotencyKey, n.Namespace, holder)
 	}
-	derived := ""
+	dref := ""
 	if n.IdempotencyKey != "" {
-		derived = store.DeriveID(n.Namespace, n.IdempotencyKey)
+		dref = store.Ref{Namespace: n.Namespace, ID: store.DeriveID(n.Namespace, n.IdempotencyKey)}.String()
 	}
-	if derived != "" && derived != n.ID {
-		sh := s.keys.shard(derived)
-		keys := []string{s.keys.record(sh, derived), s.keys.idem(sh, derived)}
+	if dref != "" && dref != key {
+		sh := s.keys.shard(dref)
+		keys := []string{s.keys.record(sh, dref), s.keys.idem(sh, dref)}
 		stale := ""
 		for {
-			holder, err := s.run(ctx, []call{{scriptClaimIdem, keys, []any{derived, n.ID, stale}}})[0].Text()
+			holder, err := s.run(ctx, []call{{scriptClaimIdem, keys, []any{dref, key, stale}}})[0].Text()
 			if err != nil {
-				return false, s.redisErr("import "+n.ID+": idempotency key", err)
+				return false, s.redisErr("import "+key+": idempotency key", err)
 			}
-			if holder == n.ID {
+			if holder == key {
 				break
 			}
 			if gone, err := s.gone(ctx, holder); err != nil || !gone || stale == holder {
@@ -61,11 +62,17 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 		return false, err
 	}
 	var fields []string
-	for range maxAttempts {
-		cl := s.createCall(n, v, token, "", derived == n.ID, fields)
+	var b backoff
+	for attempt := 0; ; attempt++ {
+		if attempt > 1 {
+			if err := b.wait(ctx, key); err != nil {
+				return false, err
+			}
+		}
+		cl := s.createCall(n, v, token, "", dref == key, fields)
 		res, err := s.run(ctx, []call{cl})[0].Slice()
 		if err != nil {
-			return false, s.redisErr("import "+n.ID, err)
+			return false, s.redisErr("import "+key, err)
 		}
 		kind, _ := res[0].(string)
 		switch kind {
@@ -73,7 +80,7 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 			return true, nil
 		case "exists":
 			cur, _ := res[1].(string)
-			existing, err := decodeValue(n.ID, cur)
+			existing, err := decodeValue(key, cur)
 			if err != nil {
 				return false, err
 			}
@@ -83,7 +90,7 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 			if gone, err := s.gone(ctx, holder); err != nil || !gone {
 				return false, cmp.Or(err, keyConflict(holder))
 			}
-			s.unmapIdem(ctx, derived, holder)
+			s.unmapIdem(ctx, dref, holder)
 			continue
 		case "early":
 			fields = fields[:0]
@@ -93,15 +100,14 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 			}
 			continue
 		default:
-			return false, fmt.Errorf("redisstore: import %s: unexpected answer %v", n.ID, res)
+			return false, unexpected("import "+key, res)
 		}
 	}
-	return false, contention(n.ID)
 }
 
-// gone reports whether no record is stored under id.
-func (s *Store) gone(ctx context.Context, id string) (bool, error) {
-	_, err := s.load(ctx, id)
+// gone reports whether no record is stored under the ref string holder.
+func (s *Store) gone(ctx context.Context, holder string) (bool, error) {
+	_, err := s.loadHolder(ctx, holder)
 	if errors.Is(err, store.ErrNotFound) {
 		return true, nil
 	}

@@ -95,15 +95,20 @@ func TestDurabilityUncheckable(t *testing.T) {
 
 func TestLayout(t *testing.T) {
 	l := newLayout("corrstore", 16)
-	require.Equal(t, "{corrstore:7}:c:abc", l.record(7, "abc"))
+	require.Equal(t, "{corrstore:7}:c:shop/abc", l.record(7, "shop/abc"))
 	require.Equal(t, "{corrstore:0}:meta", l.meta())
+	require.Equal(t, "{corrstore:0}:live:i1", l.live("i1"))
+	require.Equal(t, "{corrstore:0}:secret:tokens", l.secret("tokens"))
 	require.Equal(t, "corrstore:events", l.channel())
-	// The shard of an ID is part of the stored layout: it must never change.
+	// The shard of a ref string is part of the stored layout: it must never
+	// change. (Schema 1 took the shard of the bare id: order-1 was in 13.)
 	require.Equal(t, 13, l.shard("order-1"))
 	require.Equal(t, 4, l.shard("order-2"))
+	require.Equal(t, 11, l.shard(store.RefOf("order-1").String()))
+	require.Equal(t, 12, l.shard(store.Ref{Namespace: "shop", ID: "order-1"}.String()))
 	counts := make([]int, 16)
 	for i := range 16000 {
-		counts[l.shard(fmt.Sprintf("id-%d", i))]++
+		counts[l.shard(store.RefOf(fmt.Sprintf("id-%d", i)).String())]++
 	}
 	for sh, n := range counts {
 		require.InDelta(t, 1000, n, 200, "shard %d holds %d of 16000", sh, n)
@@ -117,19 +122,20 @@ func TestOneSlotPerCorrelation(t *testing.T) {
 	clock := store.NewFakeClock(time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC))
 	s, mr, _ := openMini(t, Config{Clock: clock, Prefix: "slot"})
 	ctx := context.Background()
-	id := "slot-test-1"
-	_, err := s.Deliver(ctx, id, store.Reply{ID: "early", Body: []byte("x")})
+	ref := store.Ref{Namespace: "ns1", ID: "slot-test-1"}
+	_, err := s.Deliver(ctx, ref, store.Reply{ID: "early", Body: []byte("x")})
 	require.NoError(t, err)
 	before := mr.Keys()
-	_, err = s.Register(ctx, &store.Correlation{ID: id, Namespace: "ns1", Timeout: time.Minute,
+	_, err = s.Register(ctx, &store.Correlation{ID: ref.ID, Namespace: "ns1", Timeout: time.Minute,
 		Callback: store.Callback{Handler: "h"}, IdempotencyKey: "k"})
 	require.NoError(t, err)
 	_, err = s.ClaimDispatch(ctx, "i", clock.Now(), time.Minute, 10)
 	require.NoError(t, err)
-	tag := s.keys.tags[s.keys.shard(id)]
-	idemTag := s.keys.tags[s.keys.shard(store.DeriveID("ns1", "k"))]
+	tag := s.keys.tags[s.keys.shard(ref.String())]
+	dref := store.Ref{Namespace: "ns1", ID: store.DeriveID("ns1", "k")}.String()
+	idemTag := s.keys.tags[s.keys.shard(dref)]
 	for _, k := range append(before, mr.Keys()...) {
-		if k == s.keys.meta() || k == s.keys.idem(s.keys.shard(store.DeriveID("ns1", "k")), store.DeriveID("ns1", "k")) {
+		if k == s.keys.meta() || k == s.keys.live(s.instance) || k == s.keys.idem(s.keys.shard(dref), dref) {
 			require.True(t, strings.HasPrefix(k, "{slot:0}") || strings.HasPrefix(k, idemTag), k)
 			continue
 		}
@@ -145,7 +151,7 @@ func TestCorruptRecordSetAside(t *testing.T) {
 		_, err := s.Register(ctx, &store.Correlation{ID: id, Timeout: time.Minute})
 		require.NoError(t, err)
 	}
-	key := func(id string) string { return s.keys.record(s.keys.shard(id), id) }
+	key := func(id string) string { r := store.RefOf(id).String(); return s.keys.record(s.keys.shard(r), r) }
 	mr.Set(key("bad-json"), header("", newToken())+"\x01{not json")
 	mr.Set(key("bad-header"), "garbage")
 	other, err := mr.Get(key("good-1"))
@@ -168,17 +174,17 @@ func TestCorruptRecordSetAside(t *testing.T) {
 	require.Empty(t, out)
 
 	for _, id := range []string{"bad-json", "bad-header", "bad-id"} {
-		_, err := s.Get(ctx, id)
+		_, err := s.Get(ctx, store.RefOf(id))
 		require.ErrorIs(t, err, store.ErrCorrupt, id)
 		require.Contains(t, err.Error(), "set aside")
-		require.True(t, mr.Exists(s.keys.quarantine(s.keys.shard(id))))
+		require.True(t, mr.Exists(s.keys.quarantine(s.keys.shard(store.RefOf(id).String()))))
 	}
-	q := mr.HGet(s.keys.quarantine(s.keys.shard("bad-header")), "bad-header")
+	q := mr.HGet(s.keys.quarantine(s.keys.shard("default/bad-header")), "default/bad-header")
 	require.Equal(t, "garbage", q, "the bytes are kept for an operator")
 
 	// A corrupt record met by Get or Deliver is reported, never acted on.
 	mr.Set(key("good-1"), "garbage too")
-	_, err = s.Deliver(ctx, "good-1", store.Reply{ID: "r"})
+	_, err = s.Deliver(ctx, store.RefOf("good-1"), store.Reply{ID: "r"})
 	require.ErrorIs(t, err, store.ErrCorrupt)
 	_, err = s.Register(ctx, &store.Correlation{ID: "good-1", Timeout: time.Minute})
 	require.ErrorIs(t, err, store.ErrCorrupt)
@@ -225,7 +231,7 @@ func TestUpdateResentAfterOtherWrites(t *testing.T) {
 	require.NoError(t, err)
 
 	// The lost write: its call is kept to be sent again.
-	l, err := s.load(ctx, "c")
+	l, err := s.load(ctx, store.RefOf("c"))
 	require.NoError(t, err)
 	c := l.c.Clone()
 	before := entriesOf(c)
@@ -243,12 +249,12 @@ func TestUpdateResentAfterOtherWrites(t *testing.T) {
 
 	for i := range headerTokens {
 		require.Equal(t, "done", answer(), "after %d other writes", i)
-		_, err := s.Deliver(ctx, "c", store.Reply{From: fmt.Sprint("other-", i)})
+		_, err := s.Deliver(ctx, store.RefOf("c"), store.Reply{From: fmt.Sprint("other-", i)})
 		require.NoError(t, err)
 	}
 	require.Equal(t, "moved", answer(), "after %d other writes the token has left the header", headerTokens)
 
-	got, err := s.Get(ctx, "c")
+	got, err := s.Get(ctx, store.RefOf("c"))
 	require.NoError(t, err)
 	require.Len(t, got.Replies, 1+headerTokens, "the lost write applied once")
 	require.Equal(t, "lost", got.Replies[0].From)
@@ -274,9 +280,9 @@ func TestImport(t *testing.T) {
 	ctx := t.Context()
 	_, err := src.Register(ctx, &store.Correlation{ID: "done", Timeout: time.Minute, IdempotencyKey: "k", Callback: store.Callback{Handler: "h"}})
 	require.NoError(t, err)
-	_, err = src.Deliver(ctx, "done", store.Reply{Body: []byte(`"ok"`)})
+	_, err = src.Deliver(ctx, store.RefOf("done"), store.Reply{Body: []byte(`"ok"`)})
 	require.NoError(t, err)
-	c, err := src.Get(ctx, "done")
+	c, err := src.Get(ctx, store.RefOf("done"))
 	require.NoError(t, err)
 
 	created, err := dst.Import(ctx, c)
@@ -285,7 +291,7 @@ func TestImport(t *testing.T) {
 	created, err = dst.Import(ctx, c)
 	require.NoError(t, err)
 	require.False(t, created, "importing twice changes nothing")
-	got, err := dst.Get(ctx, "done")
+	got, err := dst.Get(ctx, store.RefOf("done"))
 	require.NoError(t, err)
 	require.Equal(t, c.Version, got.Version)
 	require.Equal(t, store.StateCompleted, got.State)

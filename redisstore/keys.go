@@ -10,24 +10,31 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// layout names the keys. Every key of a correlation, and every index entry
-// that points at it, lives under the hash tag of its shard, "{prefix:shard}",
-// so one script touches one slot.
+// layout names the keys (schema 2). A correlation is named by its ref
+// string "namespace/id" (store.Ref.String): every key, index member and
+// mapping below that names a correlation uses it, and its shard is
+// FNV-1a(ref string) mod Shards. Every key of a correlation, and every index
+// entry that points at it, lives under the hash tag of its shard,
+// "{prefix:shard}", so one script touches one slot.
 //
-//	{p:s}:c:<id>   string  header (write sequence, recent write tokens) ‖ record
-//	{p:s}:e:<id>   hash    early replies for an unregistered id: digest → seq ‖ reply
-//	{p:s}:i:<d>    string  id registered under the idempotency key whose derived id is d
-//	{p:s}:dl       zset    pending ids by deadline (µs)
-//	{p:s}:dp       zset    ids whose outcome waits for dispatch, by next attempt (µs)
-//	{p:s}:pg       zset    decided ids with dispatch none or done, by outcome time (µs)
-//	{p:s}:cr       zset    every id by creation time (µs): List
-//	{p:s}:pd:<ns>  zset    pending ids of a namespace by creation time (µs): oldest pending
-//	{p:s}:n        hash    counters: "<ns>:s:<state>", "<ns>:d:<dispatch>", "early", "eseq"
-//	{p:s}:et       zset    early replies by arrival (µs), member "<digest> <id>"
-//	{p:s}:q        hash    quarantine: id → bytes that did not decode
-//	{p:0}:meta     hash    "shards", "schema" of the prefix
+//	{p:s}:c:<ref>   string  header (write sequence, recent write tokens) ‖ record
+//	{p:s}:e:<ref>   hash    early replies for an unregistered ref: digest → seq ‖ reply
+//	{p:s}:i:<dref>  string  ref registered under the idempotency key whose derived ref is dref
+//	{p:s}:dl        zset    pending refs by deadline (µs)
+//	{p:s}:dp        zset    refs whose outcome waits for dispatch, by next attempt (µs)
+//	{p:s}:pg        zset    decided refs with dispatch none or done, by outcome time (µs)
+//	{p:s}:cr        zset    every ref by creation time (µs): List
+//	{p:s}:pd:<ns>   zset    pending refs of a namespace by creation time (µs): oldest pending
+//	{p:s}:n         hash    counters: "<ns>:s:<state>", "<ns>:d:<dispatch>", "early", "eseq"
+//	{p:s}:et        zset    early replies by arrival (µs), member "<digest> <ref>"
+//	{p:s}:q         hash    quarantine: ref → bytes that did not decode
+//	{p:0}:meta      hash    "shards", "schema" of the prefix; "upgrading" while an upgrade runs
+//	{p:0}:live:<i>  string  liveness of store instance i (TTL liveTTL, refreshed every liveEvery)
+//	{p:0}:secret:<name> string  a store secret (32 bytes), made once with SET NX
 //
-// The event channel is "<prefix>:events".
+// Schema 1 had the same keys named by the bare id (shard FNV-1a(id)); an id
+// holds no '/', a ref string always does, so the two never collide and
+// Upgrade tells them apart. The event channel is "<prefix>:events".
 type layout struct {
 	prefix string
 	shards int
@@ -42,17 +49,18 @@ func newLayout(prefix string, shards int) layout {
 	return l
 }
 
-// shard is FNV-1a of the id modulo the shard count: stable across processes
-// and releases (changing it would strand every stored record).
-func (l layout) shard(id string) int {
+// shard is FNV-1a of a ref string (schema 1: of an id) modulo the shard
+// count: stable across processes and releases (changing it would strand
+// every stored record).
+func (l layout) shard(key string) int {
 	h := fnv.New32a()
-	h.Write([]byte(id))
+	h.Write([]byte(key))
 	return int(h.Sum32() % uint32(l.shards))
 }
 
-func (l layout) record(sh int, id string) string  { return l.tags[sh] + ":c:" + id }
-func (l layout) early(sh int, id string) string   { return l.tags[sh] + ":e:" + id }
-func (l layout) idem(sh int, d string) string     { return l.tags[sh] + ":i:" + d }
+func (l layout) record(sh int, ref string) string { return l.tags[sh] + ":c:" + ref }
+func (l layout) early(sh int, ref string) string  { return l.tags[sh] + ":e:" + ref }
+func (l layout) idem(sh int, dref string) string  { return l.tags[sh] + ":i:" + dref }
 func (l layout) deadline(sh int) string           { return l.tags[sh] + ":dl" }
 func (l layout) dispatch(sh int) string           { return l.tags[sh] + ":dp" }
 func (l layout) purge(sh int) string              { return l.tags[sh] + ":pg" }
@@ -62,6 +70,8 @@ func (l layout) counters(sh int) string           { return l.tags[sh] + ":n" }
 func (l layout) earlyTime(sh int) string          { return l.tags[sh] + ":et" }
 func (l layout) quarantine(sh int) string         { return l.tags[sh] + ":q" }
 func (l layout) meta() string                     { return l.tags[0] + ":meta" }
+func (l layout) live(instance string) string      { return l.tags[0] + ":live:" + instance }
+func (l layout) secret(name string) string        { return l.tags[0] + ":secret:" + name }
 func (l layout) channel() string                  { return l.prefix + ":events" }
 
 // Counter fields of the counters hash.
@@ -217,8 +227,9 @@ func (sc *script) hincr(k, field string, delta int64) {
 }
 func (sc *script) del(k string) { sc.ops = append(sc.ops, "del", sc.key(k), "", "") }
 
-// reindex adds the ops that move a record's entries from before to after.
-func (sc *script) reindex(l layout, sh int, id string, before, after entries) {
+// reindex adds the ops that move a record's entries from before to after;
+// member is its ref string.
+func (sc *script) reindex(l layout, sh int, member string, before, after entries) {
 	bi, ai := before.index(), after.index()
 	for ix := range numIndexes {
 		b, a := bi[ix], ai[ix]
@@ -226,10 +237,10 @@ func (sc *script) reindex(l layout, sh int, id string, before, after entries) {
 			continue
 		}
 		if b.ok && (!a.ok || (ix == ixPending && before.ns != after.ns)) {
-			sc.zrem(l.indexKey(ix, sh, before.ns), id)
+			sc.zrem(l.indexKey(ix, sh, before.ns), member)
 		}
 		if a.ok {
-			sc.zadd(l.indexKey(ix, sh, after.ns), a.score, id)
+			sc.zadd(l.indexKey(ix, sh, after.ns), a.score, member)
 		}
 	}
 	counters := l.counters(sh)

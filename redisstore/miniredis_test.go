@@ -61,6 +61,14 @@ func TestMiniredis(t *testing.T) {
 			return openOn(t, rdb, redisstore.Config{Clock: cfg.Clock, Limits: cfg.Limits, Logger: quiet})
 		})
 	})
+	t.Run("TwoStores", func(t *testing.T) {
+		mr, _ := newMiniredis(t)
+		testTwoStores(t, func() redis.UniversalClient {
+			rdb := redis.NewClient(miniOptions(mr))
+			t.Cleanup(func() { rdb.Close() })
+			return rdb
+		}, "two")
+	})
 }
 
 // quiet drops log lines: miniredis has no CONFIG GET, so every store

@@ -18,7 +18,7 @@ import (
 )
 
 // Register implements store.Store. In the common case it is one round trip:
-// the create script stores the record and its index entries unless the ID
+// the create script stores the record and its index entries unless the ref
 // is taken (it returns the stored record) or early replies wait for it (it
 // returns them; they are applied here and the create is sent again).
 func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.RegisterResult, error) {
@@ -30,13 +30,14 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 	if err != nil {
 		return store.RegisterResult{}, err
 	}
-	derived := ""
+	key := p.Ref().String()
+	dref := "" // the ref derived from the idempotency key
 	if p.IdempotencyKey != "" {
-		derived = store.DeriveID(p.Namespace, p.IdempotencyKey)
+		dref = store.Ref{Namespace: p.Namespace, ID: store.DeriveID(p.Namespace, p.IdempotencyKey)}.String()
 	}
 	claimed := false
-	if derived != "" && derived != p.ID {
-		res, done, err := s.claimIdem(ctx, p, derived)
+	if dref != "" && dref != key {
+		res, done, err := s.claimIdem(ctx, p, dref)
 		if done || err != nil {
 			return res, err
 		}
@@ -46,15 +47,25 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 	token := newToken()
 	n, applied := p, 0
 	var fields []string
-	for range maxAttempts {
+	var b backoff
+	for attempt := 0; ; attempt++ {
+		if attempt > 1 {
+			if err := b.wait(ctx, key); err != nil {
+				return store.RegisterResult{}, err
+			}
+		}
 		v, err := value(n, "", token)
 		if err != nil {
 			return store.RegisterResult{}, err
 		}
-		cl := s.createCall(n, v, token, eventPayload(n), derived == p.ID, fields)
+		event := ""
+		if applied > 0 { // early replies changed it: a change subscribers hear of
+			event = eventPayload(n)
+		}
+		cl := s.createCall(n, v, token, event, dref == key, fields)
 		res, err := s.run(ctx, []call{cl})[0].Slice()
 		if err != nil {
-			return store.RegisterResult{}, s.redisErr("register "+p.ID, err)
+			return store.RegisterResult{}, s.redisErr("register "+key, err)
 		}
 		kind, _ := res[0].(string)
 		switch kind {
@@ -62,20 +73,20 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 			return store.RegisterResult{Correlation: n, Created: true, EarlyApplied: applied}, nil
 		case "exists":
 			v, _ := res[1].(string)
-			existing, err := decodeValue(p.ID, v)
+			existing, err := decodeValue(key, v)
 			if err != nil {
 				return store.RegisterResult{}, err
 			}
 			if err := existing.Registration(p); err != nil {
 				if claimed {
-					s.unmapIdem(ctx, derived, p.ID)
+					s.unmapIdem(ctx, dref, key)
 				}
 				return store.RegisterResult{}, err
 			}
 			return store.RegisterResult{Correlation: existing}, nil
 		case "redirect":
 			holder, _ := res[1].(string)
-			l, err := s.load(ctx, holder)
+			l, err := s.loadHolder(ctx, holder)
 			switch {
 			case err == nil:
 				if err := l.c.Registration(p); err != nil {
@@ -83,7 +94,7 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 				}
 				return store.RegisterResult{Correlation: l.c}, nil
 			case errors.Is(err, store.ErrNotFound): // the holder was purged: the key is free
-				s.unmapIdem(ctx, derived, holder)
+				s.unmapIdem(ctx, dref, holder)
 				continue
 			default:
 				return store.RegisterResult{}, err
@@ -100,8 +111,8 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 					continue
 				}
 				e, err := store.UnmarshalEarly([]byte(v[16:]))
-				if err != nil || e.CorrelationID != p.ID {
-					s.log.Warn("undecodable early reply dropped", "id", p.ID, "err", err)
+				if err != nil || e.Ref().String() != key {
+					s.log.Warn("undecodable early reply dropped", "ref", key, "err", err)
 					continue
 				}
 				replies = append(replies, e.Reply)
@@ -122,27 +133,37 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 			applied = n.ApplyEarly(ordered, now, s.lim)
 			continue
 		default:
-			return store.RegisterResult{}, fmt.Errorf("redisstore: register %s: unexpected answer %v", p.ID, res)
+			return store.RegisterResult{}, unexpected("register "+key, res)
 		}
 	}
-	return store.RegisterResult{}, contention(p.ID)
+}
+
+// loadHolder loads the record an idempotency mapping names; a mapping that
+// names no ref (it cannot be followed) reads as not found, so it is replaced.
+func (s *Store) loadHolder(ctx context.Context, holder string) (*loaded, error) {
+	ref, err := store.ParseRef(holder)
+	if err != nil {
+		return nil, fmt.Errorf("%w: idempotency mapping to %q", store.ErrNotFound, holder)
+	}
+	return s.load(ctx, ref)
 }
 
 // createCall is the create script's call for the new record n stored as
 // value v: its index entries, and the removal of the early replies fields
-// that were applied (see lua/create.lua). keyOnly: the ID is derived from
-// the idempotency key, whose mapping to another ID wins. An empty event
+// that were applied (see lua/create.lua). keyOnly: the ref is derived from
+// the idempotency key, whose mapping to another ref wins. An empty event
 // publishes nothing.
 func (s *Store) createCall(n *store.Correlation, v, token, event string, keyOnly bool, fields []string) call {
-	sh := s.keys.shard(n.ID)
-	sc := newScript(s.keys.record(sh, n.ID))
-	sc.key(s.keys.early(sh, n.ID))
-	sc.key(s.keys.idem(sh, n.ID))
-	sc.reindex(s.keys, sh, n.ID, entries{}, entriesOf(n))
+	key := n.Ref().String()
+	sh := s.keys.shard(key)
+	sc := newScript(s.keys.record(sh, key))
+	sc.key(s.keys.early(sh, key))
+	sc.key(s.keys.idem(sh, key))
+	sc.reindex(s.keys, sh, key, entries{}, entriesOf(n))
 	if len(fields) > 0 {
-		sc.del(s.keys.early(sh, n.ID))
+		sc.del(s.keys.early(sh, key))
 		for _, f := range fields {
-			sc.zrem(s.keys.earlyTime(sh), f+" "+n.ID)
+			sc.zrem(s.keys.earlyTime(sh), f+" "+key)
 		}
 		sc.hincr(s.keys.counters(sh), fieldEarly, -int64(len(fields)))
 	}
@@ -158,21 +179,28 @@ func (s *Store) createCall(n *store.Correlation, v, token, event string, keyOnly
 }
 
 // claimIdem binds the idempotency key of a registration with an explicit ID
-// to that ID. done is set when the key already belongs to a stored record:
+// to its ref. done is set when the key already belongs to a stored record:
 // the result (or the conflict) is the answer.
-func (s *Store) claimIdem(ctx context.Context, p *store.Correlation, derived string) (res store.RegisterResult, done bool, err error) {
-	sh := s.keys.shard(derived)
-	keys := []string{s.keys.record(sh, derived), s.keys.idem(sh, derived)}
+func (s *Store) claimIdem(ctx context.Context, p *store.Correlation, dref string) (res store.RegisterResult, done bool, err error) {
+	key := p.Ref().String()
+	sh := s.keys.shard(dref)
+	keys := []string{s.keys.record(sh, dref), s.keys.idem(sh, dref)}
 	stale := ""
-	for range maxAttempts {
-		holder, err := s.run(ctx, []call{{scriptClaimIdem, keys, []any{derived, p.ID, stale}}})[0].Text()
-		if err != nil {
-			return res, true, s.redisErr("register "+p.ID+": idempotency key", err)
+	var b backoff
+	for attempt := 0; ; attempt++ {
+		if attempt > 1 {
+			if err := b.wait(ctx, key); err != nil {
+				return res, true, err
+			}
 		}
-		if holder == p.ID {
+		holder, err := s.run(ctx, []call{{scriptClaimIdem, keys, []any{dref, key, stale}}})[0].Text()
+		if err != nil {
+			return res, true, s.redisErr("register "+key+": idempotency key", err)
+		}
+		if holder == key {
 			return res, false, nil
 		}
-		l, err := s.load(ctx, holder)
+		l, err := s.loadHolder(ctx, holder)
 		switch {
 		case err == nil:
 			if err := l.c.Registration(p); err != nil {
@@ -185,39 +213,53 @@ func (s *Store) claimIdem(ctx context.Context, p *store.Correlation, derived str
 			return res, true, err
 		}
 	}
-	return res, true, contention(p.ID)
 }
 
-// unmapIdem frees the idempotency key whose derived ID is derived, if it
-// still names id. Best effort: a mapping to a record that is gone is
+// unmapIdem frees the idempotency key whose derived ref is dref, if it
+// still names key. Best effort: a mapping to a record that is gone is
 // recognised as stale and replaced anyway.
-func (s *Store) unmapIdem(ctx context.Context, derived, id string) {
-	sh := s.keys.shard(derived)
-	if err := s.run(ctx, []call{{scriptUnmapIdem, []string{s.keys.idem(sh, derived)}, []any{id}}})[0].Err(); err != nil {
-		s.log.Warn("idempotency mapping not removed", "key_id", derived, "id", id, "err", err)
+func (s *Store) unmapIdem(ctx context.Context, dref, key string) {
+	sh := s.keys.shard(dref)
+	if err := s.run(ctx, []call{{scriptUnmapIdem, []string{s.keys.idem(sh, dref)}, []any{key}}})[0].Err(); err != nil {
+		s.log.Warn("idempotency mapping not removed", "key_ref", dref, "ref", key, "err", err)
 	}
 }
 
-// Deliver implements store.Store.
-func (s *Store) Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error) {
+// checkRef normalises and checks the ref of a call.
+func (s *Store) checkRef(ref store.Ref) (store.Ref, error) {
 	if err := s.check(); err != nil {
-		return store.DeliverResult{}, err
+		return ref, err
 	}
-	if err := store.ValidateID(id); err != nil {
+	ref = ref.Norm()
+	return ref, ref.Validate()
+}
+
+// Deliver implements store.Store. Deliveries to one ref from this process
+// take turns (see contention.go).
+func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
+	ref, err := s.checkRef(ref)
+	if err != nil {
 		return store.DeliverResult{}, err
 	}
 	if err := store.ValidateReply(r, s.lim); err != nil {
 		return store.DeliverResult{}, err
 	}
-	now := s.clock.Now()
-	r.ReceivedAt = now
-	for range maxAttempts {
-		l, err := s.load(ctx, id)
+	key := ref.String()
+	unlock, err := s.locks.lock(ctx, key)
+	if err != nil {
+		return store.DeliverResult{}, err
+	}
+	defer unlock()
+	var b backoff
+	for {
+		now := s.clock.Now()
+		r.ReceivedAt = now
+		l, err := s.load(ctx, ref)
 		if errors.Is(err, store.ErrNotFound) {
 			if !s.lim.EarlyBuffering() {
 				return store.DeliverResult{}, err
 			}
-			registered, err := s.buffer(ctx, id, r)
+			registered, err := s.buffer(ctx, ref, r)
 			if err != nil {
 				return store.DeliverResult{}, err
 			}
@@ -230,21 +272,27 @@ func (s *Store) Deliver(ctx context.Context, id string, r store.Reply) (store.De
 			return store.DeliverResult{}, err
 		}
 		c := l.c
-		before := entriesOf(c)
-		st, err := c.ApplyReply(r, now, s.lim)
-		if err != nil {
-			return store.DeliverResult{}, err
+		before, version := entriesOf(c), c.Version
+		st, stepErr := c.ApplyReply(r, now, s.lim)
+		if stepErr != nil && c.Version == version {
+			return store.DeliverResult{}, stepErr
 		}
-		// A duplicate is written too: it counts in DuplicateCount.
-		ok, err := s.update(ctx, l, c, before, st != store.DeliverDuplicate)
+		// A duplicate is written too: it counts in DuplicateCount. An error
+		// after the record changed (its deadline outcome) is saved first.
+		ok, err := s.update(ctx, l, c, before, c.Version > version)
 		if err != nil {
 			return store.DeliverResult{}, err
 		}
 		if ok {
+			if stepErr != nil {
+				return store.DeliverResult{}, stepErr
+			}
 			return store.DeliverResult{Status: st, Correlation: c}, nil
 		}
+		if err := b.wait(ctx, key); err != nil {
+			return store.DeliverResult{}, err
+		}
 	}
-	return store.DeliverResult{}, contention(id)
 }
 
 // earlyDigest names a reply's content, so the same content is buffered once.
@@ -254,28 +302,29 @@ func earlyDigest(r store.Reply) string {
 	return hex.EncodeToString(sum[:12])
 }
 
-// buffer keeps an early reply. registered reports that the ID was registered
-// meanwhile: the reply must be delivered to it instead.
+// buffer keeps an early reply. registered reports that the ref was
+// registered meanwhile: the reply must be delivered to it instead.
 //
 // The cap for the whole store is checked against counters read from the
 // other shards just before, so concurrent buffering in several shards may
 // pass it by a few: it bounds memory, it is not an exact count.
-func (s *Store) buffer(ctx context.Context, id string, r store.Reply) (registered bool, err error) {
-	sh := s.keys.shard(id)
+func (s *Store) buffer(ctx context.Context, ref store.Ref, r store.Reply) (registered bool, err error) {
+	key := ref.String()
+	sh := s.keys.shard(key)
 	others, err := s.earlyCount(ctx, sh)
 	if err != nil {
 		return false, err
 	}
-	b, err := store.MarshalEarly(store.EarlyReply{CorrelationID: id, Reply: r})
+	b, err := store.MarshalEarly(store.EarlyReply{Namespace: ref.Namespace, CorrelationID: ref.ID, Reply: r})
 	if err != nil {
 		return false, err
 	}
 	d := earlyDigest(r)
-	keys := []string{s.keys.record(sh, id), s.keys.early(sh, id), s.keys.earlyTime(sh), s.keys.counters(sh)}
-	args := []any{d, b, micros(r.ReceivedAt), d + " " + id, s.lim.MaxEarlyPerID, s.lim.MaxEarlyReplies, others}
+	keys := []string{s.keys.record(sh, key), s.keys.early(sh, key), s.keys.earlyTime(sh), s.keys.counters(sh)}
+	args := []any{d, b, micros(r.ReceivedAt), d + " " + key, s.lim.MaxEarlyPerID, s.lim.MaxEarlyReplies, others}
 	cmd := s.run(ctx, []call{{scriptBuffer, keys, args}})[0]
 	if err := cmd.Err(); err != nil {
-		return false, s.redisErr("buffer early reply for "+id, err)
+		return false, s.redisErr("buffer early reply for "+key, err)
 	}
 	switch v := cmd.Val().(type) {
 	case string:
@@ -291,13 +340,13 @@ func (s *Store) buffer(ctx context.Context, id string, r store.Reply) (registere
 			n, _ := v[1].(int64)
 			switch kind {
 			case "per_id":
-				return false, fmt.Errorf("%w: early replies: %s already has %d buffered, the limit is %d", store.ErrTooLarge, id, n, s.lim.MaxEarlyPerID)
+				return false, fmt.Errorf("%w: early replies: %s already has %d buffered, the limit is %d", store.ErrTooLarge, key, n, s.lim.MaxEarlyPerID)
 			case "full":
 				return false, fmt.Errorf("%w: early replies: the store holds %d, the limit is %d", store.ErrTooLarge, n, s.lim.MaxEarlyReplies)
 			}
 		}
 	}
-	return false, fmt.Errorf("redisstore: buffer early reply for %s: unexpected answer %v", id, cmd.Val())
+	return false, unexpected("buffer early reply for "+key, cmd.Val())
 }
 
 // earlyCount sums the early-reply counters of every shard but skip (-1: all).
@@ -324,14 +373,12 @@ func (s *Store) earlyCount(ctx context.Context, skip int) (int64, error) {
 }
 
 // Get implements store.Store.
-func (s *Store) Get(ctx context.Context, id string) (*store.Correlation, error) {
-	if err := s.check(); err != nil {
+func (s *Store) Get(ctx context.Context, ref store.Ref) (*store.Correlation, error) {
+	ref, err := s.checkRef(ref)
+	if err != nil {
 		return nil, err
 	}
-	if err := store.ValidateID(id); err != nil {
-		return nil, err
-	}
-	l, err := s.load(ctx, id)
+	l, err := s.load(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -339,25 +386,33 @@ func (s *Store) Get(ctx context.Context, id string) (*store.Correlation, error) 
 }
 
 // mutate applies one state-machine step to one record with a
-// compare-and-set, reading again when another write came first.
-func (s *Store) mutate(ctx context.Context, id string, step func(c *store.Correlation, now time.Time) (bool, error)) (store.Result, error) {
-	if err := s.check(); err != nil {
+// compare-and-set, reading again when another process wrote first. A step
+// that fails after it changed the record (a correlation found past its
+// deadline takes its deadline outcome, then Extend or Cancel refuses) has
+// the change saved before the error is returned.
+func (s *Store) mutate(ctx context.Context, ref store.Ref, step func(c *store.Correlation, now time.Time) (bool, error)) (store.Result, error) {
+	ref, err := s.checkRef(ref)
+	if err != nil {
 		return store.Result{}, err
 	}
-	if err := store.ValidateID(id); err != nil {
+	key := ref.String()
+	unlock, err := s.locks.lock(ctx, key)
+	if err != nil {
 		return store.Result{}, err
 	}
-	now := s.clock.Now()
-	for range maxAttempts {
-		l, err := s.load(ctx, id)
+	defer unlock()
+	var b backoff
+	for {
+		now := s.clock.Now()
+		l, err := s.load(ctx, ref)
 		if err != nil {
 			return store.Result{}, err
 		}
 		c := l.c
-		before := entriesOf(c)
-		dup, err := step(c, now)
-		if err != nil {
-			return store.Result{}, err
+		before, version := entriesOf(c), c.Version
+		dup, stepErr := step(c, now)
+		if stepErr != nil && c.Version == version {
+			return store.Result{}, stepErr
 		}
 		if dup {
 			return store.Result{Correlation: c, Duplicate: true}, nil
@@ -367,62 +422,67 @@ func (s *Store) mutate(ctx context.Context, id string, step func(c *store.Correl
 			return store.Result{}, err
 		}
 		if ok {
+			if stepErr != nil {
+				return store.Result{}, stepErr
+			}
 			return store.Result{Correlation: c}, nil
 		}
+		if err := b.wait(ctx, key); err != nil {
+			return store.Result{}, err
+		}
 	}
-	return store.Result{}, contention(id)
 }
 
 // Extend implements store.Store.
-func (s *Store) Extend(ctx context.Context, id string, deadline time.Time) (store.Result, error) {
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (s *Store) Extend(ctx context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Extend(now, deadline, s.lim)
 	})
 }
 
 // Cancel implements store.Store.
-func (s *Store) Cancel(ctx context.Context, id, reason string) (store.Result, error) {
+func (s *Store) Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
 	if err := s.check(); err != nil {
 		return store.Result{}, err
 	}
 	if err := store.ValidateReason(reason); err != nil {
 		return store.Result{}, err
 	}
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Cancel(now, reason, s.lim)
 	})
 }
 
 // Expire implements store.Store.
-func (s *Store) Expire(ctx context.Context, id, reason string) (store.Result, error) {
+func (s *Store) Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
 	if err := s.check(); err != nil {
 		return store.Result{}, err
 	}
 	if err := store.ValidateReason(reason); err != nil {
 		return store.Result{}, err
 	}
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Expire(now, reason, s.lim)
 	})
 }
 
 // AckDispatch implements store.Store.
-func (s *Store) AckDispatch(ctx context.Context, id string, claim store.Claim) (store.Result, error) {
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (s *Store) AckDispatch(ctx context.Context, ref store.Ref, claim store.Claim) (store.Result, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.AckDispatch(claim, now, s.lim)
 	})
 }
 
 // NackDispatch implements store.Store.
-func (s *Store) NackDispatch(ctx context.Context, id string, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (s *Store) NackDispatch(ctx context.Context, ref store.Ref, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.NackDispatch(claim, errText, retryAt, now, s.lim)
 	})
 }
 
 // Redispatch implements store.Store.
-func (s *Store) Redispatch(ctx context.Context, id string) (store.Result, error) {
-	return s.mutate(ctx, id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (s *Store) Redispatch(ctx context.Context, ref store.Ref) (store.Result, error) {
+	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Redispatch(now, s.lim)
 	})
 }

@@ -14,14 +14,15 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// pos is a place in the creation order: (score, id).
+// pos is a place in the creation order: (score, member), the member being
+// the ref string.
 type pos struct {
-	score int64
-	id    string
+	score  int64
+	member string
 }
 
 func comparePos(a, b pos) int {
-	return cmp.Or(cmp.Compare(a.score, b.score), strings.Compare(a.id, b.id))
+	return cmp.Or(cmp.Compare(a.score, b.score), strings.Compare(a.member, b.member))
 }
 
 // shardIter walks one shard's creation index from a position.
@@ -29,7 +30,7 @@ type shardIter struct {
 	sh      int
 	buf     []pos
 	from    *pos // fetch after this
-	skip    int  // entries at from.score, all at or before from.id, to skip server-side
+	skip    int  // entries at from.score, all at or before from.member, to skip server-side
 	drained bool
 }
 
@@ -82,8 +83,8 @@ func (it *shardIter) refill(res []redis.Z, asc bool, batch int) {
 
 // posOf is the place of a sorted-set entry read with its score.
 func posOf(z redis.Z) pos {
-	id, _ := z.Member.(string)
-	return pos{int64(z.Score), id}
+	m, _ := z.Member.(string)
+	return pos{int64(z.Score), m}
 }
 
 // scoreBound is a ZRANGEBYSCORE bound; the extreme int64s stand for no bound.
@@ -100,7 +101,7 @@ func scoreBound(n int64) string {
 // List implements store.Store. Each shard's creation index is read in
 // order after the cursor (ZRANGEBYSCORE, all shards in one pipeline) and
 // the shards are merged, so a page costs a few round trips whatever the
-// number of shards. The cursor is the (creation µs, id) of the last item:
+// number of shards. The cursor is the (creation µs, ref) of the last item:
 // entries inserted while a client pages land before or after it and are
 // never listed twice.
 func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
@@ -120,8 +121,8 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	}
 	var start *pos
 	if f.Cursor != "" {
-		at, id, _ := store.DecodeCursor(f.Cursor)
-		start = &pos{micros(at), id}
+		at, ref, _ := store.DecodeCursor(f.Cursor)
+		start = &pos{micros(at), ref.String()}
 	}
 	iters := make([]*shardIter, s.keys.shards)
 	for sh := range iters {
@@ -131,7 +132,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	var page store.Page
 	for {
 		if err := ctx.Err(); err != nil {
-			return store.Page{}, err
+			return store.Page{}, s.redisErr("list", err)
 		}
 		// Refill every shard whose buffer ran dry, in one round trip.
 		var refill []*shardIter
@@ -194,7 +195,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			}
 			page.Items = append(page.Items, c)
 			if len(page.Items) == f.Limit {
-				page.NextCursor = store.EncodeCursor(time.UnixMicro(picks[i].score), picks[i].id)
+				page.NextCursor = store.EncodeCursor(time.UnixMicro(picks[i].score), c.Ref())
 				return page, nil
 			}
 		}
@@ -207,7 +208,7 @@ func (s *Store) loadMany(ctx context.Context, at []pos) ([]*store.Correlation, e
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(at))
 	for i, p := range at {
-		cmds[i] = pipe.Get(ctx, s.keys.record(s.keys.shard(p.id), p.id))
+		cmds[i] = pipe.Get(ctx, s.keys.record(s.keys.shard(p.member), p.member))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, s.redisErr("list: read records", err)
@@ -218,7 +219,7 @@ func (s *Store) loadMany(ctx context.Context, at []pos) ([]*store.Correlation, e
 		if err != nil {
 			continue
 		}
-		if c, err := decodeValue(at[i].id, v); err == nil {
+		if c, err := decodeValue(at[i].member, v); err == nil {
 			out[i] = c
 		}
 	}

@@ -92,6 +92,14 @@ func TestRealServer(t *testing.T) {
 		}
 		reapertest.ExactlyOnceN(t, stores, clock, exactlyOnceN(t))
 	})
+
+	t.Run("TwoStores", func(t *testing.T) {
+		testTwoStores(t, func() redis.UniversalClient { return srv.NewClient(t, nil) }, uniquePrefix("two"))
+	})
+
+	t.Run("Upgrade", func(t *testing.T) {
+		testUpgrade(t, srv.NewClient(t, nil), uniquePrefix)
+	})
 }
 
 // TestRealCluster runs the same on a Redis Cluster of 3 masters started for
@@ -117,6 +125,14 @@ func TestRealCluster(t *testing.T) {
 			stores[i] = openReal(t, cluster.NewClient(t, nil), redisstore.Config{Prefix: prefix, Strict: true, Clock: clock})
 		}
 		reapertest.ExactlyOnceN(t, stores, clock, exactlyOnceN(t))
+	})
+
+	t.Run("TwoStores", func(t *testing.T) {
+		testTwoStores(t, func() redis.UniversalClient { return cluster.NewClient(t, nil) }, uniquePrefix("two"))
+	})
+
+	t.Run("Upgrade", func(t *testing.T) {
+		testUpgrade(t, cluster.NewClient(t, nil), uniquePrefix)
 	})
 
 	t.Run("ShardsSpreadOverMasters", func(t *testing.T) {

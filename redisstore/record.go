@@ -7,14 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/corrstore/corrstore/store"
 )
 
-// maxAttempts bounds how often an operation reads again after another
-// writer changed the record between its read and its compare-and-set.
+// maxAttempts bounds how often a pass (ExpireDue, ClaimDispatch, Purge)
+// reads a record again after another writer changed it between its read and
+// its compare-and-set: what it leaves is due again at the next pass. Single
+// operations (Deliver, Extend, …) retry until their ctx ends instead.
 const maxAttempts = 64
 
 // newToken names one write, so that the same script sent again by go-redis
@@ -27,53 +30,53 @@ func newToken() string {
 
 // loaded is a record as read: the header is what the update script compares.
 type loaded struct {
-	id     string
+	key    string // the ref string
 	c      *store.Correlation
 	header string
 }
 
-// decodeValue reads a stored value: header ‖ record.
-func decodeValue(id, v string) (*store.Correlation, error) {
+// decodeValue reads a stored value: header ‖ record. key is the ref string
+// it was stored under; a record naming another ref is corrupt.
+func decodeValue(key, v string) (*store.Correlation, error) {
 	if _, ok := parseHeader(v); !ok {
-		return nil, &store.CorruptError{ID: id, Err: fmt.Errorf("%w: value has no record header", store.ErrCorrupt)}
+		return nil, &store.CorruptError{ID: key, Err: fmt.Errorf("%w: value has no record header", store.ErrCorrupt)}
 	}
 	c, err := store.UnmarshalCorrelation([]byte(v[headerLen:]))
 	if err != nil {
-		return nil, &store.CorruptError{ID: id, Err: err}
+		return nil, &store.CorruptError{ID: key, Err: err}
 	}
-	if c.ID != id {
-		return nil, &store.CorruptError{ID: id, Err: fmt.Errorf("%w: record holds id %q", store.ErrCorrupt, c.ID)}
+	if got := c.Ref().String(); got != key {
+		return nil, &store.CorruptError{ID: key, Err: fmt.Errorf("%w: record holds %q", store.ErrCorrupt, got)}
 	}
 	return c, nil
 }
 
-func notFound(id string) error { return fmt.Errorf("%w: correlation %s", store.ErrNotFound, id) }
-
 // load reads a record: store.ErrNotFound, or a *store.CorruptError.
-func (s *Store) load(ctx context.Context, id string) (*loaded, error) {
-	sh := s.keys.shard(id)
+func (s *Store) load(ctx context.Context, ref store.Ref) (*loaded, error) {
+	key := ref.String()
+	sh := s.keys.shard(key)
 	pipe := s.rdb.Pipeline()
-	get := pipe.Get(ctx, s.keys.record(sh, id))
-	q := pipe.HExists(ctx, s.keys.quarantine(sh), id)
+	get := pipe.Get(ctx, s.keys.record(sh, key))
+	q := pipe.HExists(ctx, s.keys.quarantine(sh), key)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, s.redisErr("read "+id, err)
+		return nil, s.redisErr("read "+key, err)
 	}
 	v, err := get.Result()
 	if errors.Is(err, redis.Nil) {
 		if q.Val() {
-			return nil, &store.CorruptError{ID: id, Err: fmt.Errorf("%w: record was set aside as undecodable (see %s)", store.ErrCorrupt, s.keys.quarantine(sh))}
+			return nil, &store.CorruptError{ID: key, Err: fmt.Errorf("%w: record was set aside as undecodable (see %s)", store.ErrCorrupt, s.keys.quarantine(sh))}
 		}
-		return nil, notFound(id)
+		return nil, store.NotFound(ref)
 	}
-	return s.decodeLoaded(id, v)
+	return s.decodeLoaded(key, v)
 }
 
-func (s *Store) decodeLoaded(id, v string) (*loaded, error) {
-	c, err := decodeValue(id, v)
+func (s *Store) decodeLoaded(key, v string) (*loaded, error) {
+	c, err := decodeValue(key, v)
 	if err != nil {
 		return nil, err
 	}
-	return &loaded{id: id, c: c, header: v[:headerLen]}, nil
+	return &loaded{key: key, c: c, header: v[:headerLen]}, nil
 }
 
 // value encodes a record with its header.
@@ -86,9 +89,34 @@ func value(c *store.Correlation, prev, token string) (string, error) {
 	return header(prev, token) + string(b), nil
 }
 
+// wireEvent is a store.Event on the event channel.
+type wireEvent struct {
+	Kind      store.EventKind     `json:"kind"`
+	Namespace string              `json:"namespace"`
+	ID        string              `json:"id"`
+	State     store.State         `json:"state"`
+	Deadline  time.Time           `json:"deadline"`
+	Outcome   *store.Outcome      `json:"outcome,omitempty"`
+	Dispatch  store.DispatchState `json:"dispatch"`
+	Replies   int                 `json:"replies"`
+	Version   int64               `json:"version"`
+}
+
 func eventPayload(c *store.Correlation) string {
-	b, _ := json.Marshal(store.EventOf(c)) // plain fields: cannot fail
+	e := store.EventOf(c)
+	b, _ := json.Marshal(wireEvent(e)) // plain fields: cannot fail
 	return string(b)
+}
+
+func decodeEvent(payload string) (store.Event, error) {
+	var w wireEvent
+	if err := json.Unmarshal([]byte(payload), &w); err != nil {
+		return store.Event{}, err
+	}
+	if err := (store.Ref{Namespace: w.Namespace, ID: w.ID}).Validate(); err != nil || w.Namespace == "" {
+		return store.Event{}, fmt.Errorf("event names no correlation: %q/%q", w.Namespace, w.ID)
+	}
+	return store.Event(w), nil
 }
 
 // call is one script run.
@@ -111,9 +139,9 @@ func (s *Store) run(ctx context.Context, calls []call) []*redis.Cmd {
 // with c (nil deletes it), moving its index entries from before to what c
 // implies, and publishing c's event when publish is set.
 func (s *Store) updateCall(l *loaded, c *store.Correlation, before entries, publish bool, token string) (call, error) {
-	sh := s.keys.shard(l.id)
-	sc := newScript(s.keys.record(sh, l.id))
-	sc.reindex(s.keys, sh, l.id, before, entriesOf(c))
+	sh := s.keys.shard(l.key)
+	sc := newScript(s.keys.record(sh, l.key))
+	sc.reindex(s.keys, sh, l.key, before, entriesOf(c))
 	v, ev := "", ""
 	if c != nil {
 		var err error
@@ -130,10 +158,10 @@ func (s *Store) updateCall(l *loaded, c *store.Correlation, before entries, publ
 
 // updated reads the answer of an update: true when written (now or by this
 // very call sent before), false when another write came first.
-func (s *Store) updated(id string, cmd *redis.Cmd) (bool, error) {
+func (s *Store) updated(key string, cmd *redis.Cmd) (bool, error) {
 	st, err := cmd.Text()
 	if err != nil {
-		return false, s.redisErr("write "+id, err)
+		return false, s.redisErr("write "+key, err)
 	}
 	switch st {
 	case "ok", "done":
@@ -141,7 +169,7 @@ func (s *Store) updated(id string, cmd *redis.Cmd) (bool, error) {
 	case "moved":
 		return false, nil
 	}
-	return false, fmt.Errorf("redisstore: write %s: unexpected answer %q", id, st)
+	return false, unexpected("write "+key, st)
 }
 
 // update runs one compare-and-set.
@@ -150,9 +178,5 @@ func (s *Store) update(ctx context.Context, l *loaded, c *store.Correlation, bef
 	if err != nil {
 		return false, err
 	}
-	return s.updated(l.id, s.run(ctx, []call{cl})[0])
-}
-
-func contention(id string) error {
-	return fmt.Errorf("redisstore: %s: gave up after %d attempts: other writers kept changing the record", id, maxAttempts)
+	return s.updated(l.key, s.run(ctx, []call{cl})[0])
 }

@@ -64,7 +64,7 @@ func TestPurgeResentRemovalTakesItsPlace(t *testing.T) {
 		id := fmt.Sprintf("c-%d", i)
 		_, err := s.Register(ctx, &store.Correlation{ID: id, Timeout: time.Hour})
 		require.NoError(t, err)
-		_, err = s.Cancel(ctx, id, "done")
+		_, err = s.Cancel(ctx, store.RefOf(id), "done")
 		require.NoError(t, err)
 		clock.Add(time.Second) // distinct outcome times: a fixed purge order
 	}
@@ -73,7 +73,7 @@ func TestPurgeResentRemovalTakesItsPlace(t *testing.T) {
 		t.Helper()
 		k := 0
 		for i := range n {
-			if _, err := s.Get(ctx, fmt.Sprintf("c-%d", i)); err == nil {
+			if _, err := s.Get(ctx, store.RefOf(fmt.Sprintf("c-%d", i))); err == nil {
 				k++
 			} else {
 				require.ErrorIs(t, err, store.ErrNotFound)

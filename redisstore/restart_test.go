@@ -73,7 +73,7 @@ func restartRounds(t *testing.T, srv *redistest.Server, kills int, strict bool) 
 		s, err := redisstore.New(t.Context(), rdb, redisstore.Config{Prefix: prefix, Strict: strict, Logger: logger})
 		require.NoError(t, err, "the store opens on the restarted server")
 		for _, id := range acked {
-			c, err := s.Get(t.Context(), id)
+			c, err := s.Get(t.Context(), store.RefOf(id))
 			if errors.Is(err, store.ErrNotFound) {
 				lost = append(lost, id)
 				continue

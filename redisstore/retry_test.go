@@ -228,13 +228,14 @@ func runMixed(t *testing.T, srv *redistest.Server, seed uint64, dropEvery int) *
 
 	run.records = map[string]recordState{}
 	for _, id := range w.known {
-		c, err := s.Get(ctx, id)
+		c, err := s.Get(ctx, store.RefOf(id))
 		if errors.Is(err, store.ErrNotFound) {
 			continue // purged, or an early reply never registered
 		}
 		require.NoError(t, err)
 		dups := c.DuplicateCount
 		c.DuplicateCount = 0
+		c.Nonce = "" // random per registration, in either run
 		b, err := json.Marshal(c)
 		require.NoError(t, err)
 		run.records[id] = recordState{json: string(b), dups: dups}
@@ -323,19 +324,19 @@ func (w *mixedWorkload) step() {
 		id := w.pick()
 		deadline := now.Add(time.Duration(1+w.rng.IntN(5)) * time.Second)
 		w.do("extend", fmt.Sprintf("extend %s to %s", id, deadline.Format(time.RFC3339Nano)), func() (string, []string, error) {
-			res, err := w.s.Extend(w.ctx, id, deadline)
+			res, err := w.s.Extend(w.ctx, store.RefOf(id), deadline)
 			return resultAnswer(res), nil, err
 		})
 	case r < 67:
 		id := w.pick()
 		w.do("cancel", "cancel "+id, func() (string, []string, error) {
-			res, err := w.s.Cancel(w.ctx, id, "stop")
+			res, err := w.s.Cancel(w.ctx, store.RefOf(id), "stop")
 			return resultAnswer(res), nil, err
 		})
 	case r < 70:
 		id := w.pick()
 		w.do("expire", "expire "+id, func() (string, []string, error) {
-			res, err := w.s.Expire(w.ctx, id, "force")
+			res, err := w.s.Expire(w.ctx, store.RefOf(id), "force")
 			return resultAnswer(res), nil, err
 		})
 	case r < 78:
@@ -349,7 +350,7 @@ func (w *mixedWorkload) step() {
 	case r < 93:
 		id := w.pick()
 		w.do("redispatch", "redispatch "+id, func() (string, []string, error) {
-			res, err := w.s.Redispatch(w.ctx, id)
+			res, err := w.s.Redispatch(w.ctx, store.RefOf(id))
 			return resultAnswer(res), nil, err
 		})
 	case r < 95:
@@ -367,7 +368,7 @@ func (w *mixedWorkload) step() {
 	default:
 		id := w.pick()
 		w.do("get", "get "+id, func() (string, []string, error) {
-			c, err := w.s.Get(w.ctx, id)
+			c, err := w.s.Get(w.ctx, store.RefOf(id))
 			if err != nil {
 				return "", nil, err
 			}
@@ -426,7 +427,7 @@ func (w *mixedWorkload) reply(id string) store.Reply {
 
 func (w *mixedWorkload) deliver(id string, rep store.Reply) {
 	w.do("deliver", fmt.Sprintf("deliver %s id=%q from=%q seq=%d", id, rep.ID, rep.From, rep.Seq), func() (string, []string, error) {
-		res, err := w.s.Deliver(w.ctx, id, rep)
+		res, err := w.s.Deliver(w.ctx, store.RefOf(id), rep)
 		return string(res.Status), nil, err
 	})
 }
@@ -454,13 +455,13 @@ func (w *mixedWorkload) claim(now time.Time) {
 		switch {
 		case plan[i] < 12:
 			w.do("ack", fmt.Sprintf("ack %s %s#%d", c.ID, cl.Instance, cl.Attempt), func() (string, []string, error) {
-				res, err := w.s.AckDispatch(w.ctx, c.ID, cl)
+				res, err := w.s.AckDispatch(w.ctx, c.Ref(), cl)
 				return resultAnswer(res), nil, err
 			})
 		case plan[i] < 17:
 			retryAt := now.Add(500 * time.Millisecond)
 			w.do("nack", fmt.Sprintf("nack %s %s#%d", c.ID, cl.Instance, cl.Attempt), func() (string, []string, error) {
-				res, err := w.s.NackDispatch(w.ctx, c.ID, cl, "handler failed", retryAt)
+				res, err := w.s.NackDispatch(w.ctx, c.Ref(), cl, "handler failed", retryAt)
 				return resultAnswer(res), nil, err
 			})
 		}
@@ -495,7 +496,7 @@ func idsOf(cs []*store.Correlation, f func(*store.Correlation) string) []string 
 
 // errClass names the sentinel an error wraps.
 func errClass(err error) string {
-	for _, s := range []error{store.ErrNotFound, store.ErrConflict, store.ErrNotPending, store.ErrInvalid, store.ErrTooLarge, store.ErrClosed, store.ErrCorrupt} {
+	for _, s := range []error{store.ErrNotFound, store.ErrConflict, store.ErrNotPending, store.ErrInvalid, store.ErrTooLarge, store.ErrClosed, store.ErrCorrupt, store.ErrUnavailable} {
 		if errors.Is(err, s) {
 			return "error: " + s.Error()
 		}
@@ -553,7 +554,7 @@ func (e *eventLog) sync(t *testing.T, s store.Store, marker string) {
 	t.Helper()
 	_, err := s.Register(t.Context(), &store.Correlation{ID: marker, Timeout: time.Hour})
 	require.NoError(t, err)
-	_, err = s.Cancel(t.Context(), marker, "marker")
+	_, err = s.Cancel(t.Context(), store.RefOf(marker), "marker")
 	require.NoError(t, err)
 	timeout := time.NewTimer(30 * time.Second)
 	defer timeout.Stop()

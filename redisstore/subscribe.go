@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -34,7 +33,7 @@ func (sub *subscriber) init(s *Store) { sub.s = s }
 // subscribe adds a subscriber until ctx ends or the store closes.
 func (sub *subscriber) subscribe(ctx context.Context) (<-chan store.Event, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, unavailable("subscribe", err)
 	}
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
@@ -79,8 +78,8 @@ func (sub *subscriber) receive(ps *redis.PubSub, hub *store.Hub, done chan struc
 			hub.Close()
 			return
 		}
-		var e store.Event
-		if err := json.Unmarshal([]byte(msg.Payload), &e); err != nil {
+		e, err := decodeEvent(msg.Payload)
+		if err != nil {
 			sub.s.log.Warn("undecodable event skipped", "channel", msg.Channel, "err", err)
 			continue
 		}

@@ -14,11 +14,12 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// due is an index entry found due by a pass.
+// due is an index entry found due by a pass; member is a ref string (an
+// early reply's: "<digest> <ref>").
 type due struct {
-	sh    int
-	id    string
-	score int64
+	sh     int
+	member string
+	score  int64
 }
 
 // dueEntries reads up to limit entries with a score up to maxScore from the
@@ -38,10 +39,12 @@ func (s *Store) dueEntries(ctx context.Context, keyOf func(sh int) string, maxSc
 	for sh, cmd := range cmds {
 		for _, z := range cmd.Val() {
 			p := posOf(z)
-			out = append(out, due{sh: sh, id: p.id, score: p.score})
+			out = append(out, due{sh: sh, member: p.member, score: p.score})
 		}
 	}
-	slices.SortFunc(out, func(a, b due) int { return cmp.Or(cmp.Compare(a.score, b.score), cmp.Compare(a.id, b.id)) })
+	slices.SortFunc(out, func(a, b due) int {
+		return cmp.Or(cmp.Compare(a.score, b.score), cmp.Compare(a.member, b.member))
+	})
 	if len(out) > limit {
 		out = out[:limit]
 	}
@@ -118,7 +121,12 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 	removing := map[string]bool{} // removals not confirmed, read again
 	for attempt := 0; len(cands) > 0; attempt++ {
 		if attempt == maxAttempts {
-			return out, gone, errors.Join(append(corrupt, contention(cands[0].id))...), true, nil
+			return out, gone, errors.Join(append(corrupt, contention(cands[0].member, attempt, errors.New("left for the next pass")))...), true, nil
+		}
+		if attempt > 0 {
+			if err := pause(ctx, attempt); err != nil {
+				return out, gone, errors.Join(corrupt...), wrote, contention(cands[0].member, attempt, err)
+			}
 		}
 		// A record read again after a failed compare-and-set is read with
 		// its index entry: when the entry is gone, the writer that beat us
@@ -134,9 +142,9 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 		}
 		for i, d := range cands {
 			if scores != nil {
-				scores[i] = pipe.ZScore(ctx, s.keys.indexKey(ix, d.sh, ""), d.id)
+				scores[i] = pipe.ZScore(ctx, s.keys.indexKey(ix, d.sh, ""), d.member)
 			}
-			gets[i] = pipe.Get(ctx, s.keys.record(d.sh, d.id))
+			gets[i] = pipe.Get(ctx, s.keys.record(d.sh, d.member))
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return out, gone, errors.Join(corrupt...), wrote, s.redisErr("read due records", err)
@@ -154,25 +162,25 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 			entryGone := scores != nil && errors.Is(scores[i].Err(), redis.Nil)
 			raw, err := gets[i].Result()
 			recordGone := errors.Is(err, redis.Nil)
-			if (entryGone || recordGone) && removing[d.id] {
+			if (entryGone || recordGone) && removing[d.member] {
 				gone++
 			}
 			if entryGone {
 				continue
 			}
 			if recordGone {
-				calls = append(calls, call{scriptUnindex, []string{s.keys.record(d.sh, d.id), idx}, []any{d.id}})
+				calls = append(calls, call{scriptUnindex, []string{s.keys.record(d.sh, d.member), idx}, []any{d.member}})
 				todo = append(todo, pending{d: d})
 				continue
 			}
-			l, err := s.decodeLoaded(d.id, raw)
+			l, err := s.decodeLoaded(d.member, raw)
 			if err != nil {
 				var ce *store.CorruptError
 				if errors.As(err, &ce) {
 					corrupt = append(corrupt, ce)
-					s.log.Error("corrupt record set aside", "id", d.id, "index", idx, "err", ce.Err)
+					s.log.Error("corrupt record set aside", "ref", d.member, "index", idx, "err", ce.Err)
 				}
-				calls = append(calls, call{scriptQuarantine, []string{s.keys.record(d.sh, d.id), s.keys.quarantine(d.sh), idx}, []any{d.id, raw}})
+				calls = append(calls, call{scriptQuarantine, []string{s.keys.record(d.sh, d.member), s.keys.quarantine(d.sh), idx}, []any{d.member, raw}})
 				todo = append(todo, pending{d: d})
 				continue
 			}
@@ -206,17 +214,17 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 		for i, p := range todo {
 			if !p.update {
 				if err := cmds[i].Err(); err != nil {
-					return out, gone, errors.Join(corrupt...), wrote, s.redisErr("drop index entry of "+p.d.id, err)
+					return out, gone, errors.Join(corrupt...), wrote, s.redisErr("drop index entry of "+p.d.member, err)
 				}
 				continue
 			}
-			ok, err := s.updated(p.d.id, cmds[i])
+			ok, err := s.updated(p.d.member, cmds[i])
 			if err != nil {
 				return out, gone, errors.Join(corrupt...), wrote, err
 			}
 			if !ok {
 				if p.v == remove {
-					removing[p.d.id] = true
+					removing[p.d.member] = true
 				}
 				again = append(again, p.d)
 				continue
@@ -227,8 +235,9 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 			case remove:
 				out = append(out, p.c)
 				if p.c.IdempotencyKey != "" {
-					if d := store.DeriveID(p.c.Namespace, p.c.IdempotencyKey); d != p.c.ID {
-						s.unmapIdem(ctx, d, p.c.ID)
+					dref := store.Ref{Namespace: p.c.Namespace, ID: store.DeriveID(p.c.Namespace, p.c.IdempotencyKey)}.String()
+					if dref != p.d.member {
+						s.unmapIdem(ctx, dref, p.d.member)
 					}
 				}
 			}
@@ -324,12 +333,12 @@ func (s *Store) DropEarlyReplies(ctx context.Context, before time.Time, limit in
 			byShard[d.sh] = cl
 			order = append(order, d.sh)
 		}
-		id := d.id
-		if i := strings.IndexByte(id, ' '); i >= 0 {
-			id = id[i+1:]
+		key := d.member
+		if i := strings.IndexByte(key, ' '); i >= 0 {
+			key = key[i+1:]
 		}
-		cl.keys = append(cl.keys, s.keys.early(d.sh, id))
-		cl.args = append(cl.args, d.id)
+		cl.keys = append(cl.keys, s.keys.early(d.sh, key))
+		cl.args = append(cl.args, d.member)
 	}
 	calls := make([]call, 0, len(order))
 	for _, sh := range order {

@@ -33,11 +33,17 @@ func UnmarshalCorrelation(b []byte) (*Correlation, error) {
 	return &c, nil
 }
 
-// EarlyReply is a reply buffered for an ID not registered yet.
+// EarlyReply is a reply buffered for a ref not registered yet.
 type EarlyReply struct {
+	// Namespace is empty in early replies stored before schema 2 (read as
+	// DefaultNamespace).
+	Namespace     string `json:"namespace,omitempty"`
 	CorrelationID string `json:"correlation_id"`
 	Reply         Reply  `json:"reply"`
 }
+
+// Ref returns the address the early reply waits for.
+func (e EarlyReply) Ref() Ref { return Ref{Namespace: e.Namespace, ID: e.CorrelationID}.Norm() }
 
 // MarshalEarly encodes an early reply for storage.
 func MarshalEarly(e EarlyReply) ([]byte, error) {
@@ -54,7 +60,7 @@ func UnmarshalEarly(b []byte) (EarlyReply, error) {
 	if err := unmarshalRecord(b, &e); err != nil {
 		return EarlyReply{}, err
 	}
-	if err := ValidateID(e.CorrelationID); err != nil {
+	if err := e.Ref().Validate(); err != nil {
 		return EarlyReply{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return e, nil

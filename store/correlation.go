@@ -99,6 +99,10 @@ type Correlation struct {
 	// Fingerprint identifies the registration's content; a second Register
 	// of the same ID with another fingerprint is ErrConflict.
 	Fingerprint string `json:"fingerprint"`
+	// Nonce is 128 random bits drawn at registration: it tells this
+	// registration of the ref from any later one (reply tokens and webhook
+	// ids are bound to it). Empty on records written before schema 2.
+	Nonce string `json:"nonce,omitempty"`
 
 	Version   int64     `json:"version"`
 	CreatedAt time.Time `json:"created_at"`

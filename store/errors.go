@@ -31,6 +31,12 @@ var (
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
 
+	// ErrUnavailable: the store could not answer (Redis down or busy past the
+	// caller's deadline, disk full, a write that did not get through before
+	// ctx ended). The call may succeed if retried later; nothing is known to
+	// have been applied (a retry is safe: every method is).
+	ErrUnavailable = errors.New("store unavailable")
+
 	// ErrCorrupt: a stored record could not be decoded. Backends set such a
 	// record aside (it is not retried on every reaper pass) and report its ID.
 	ErrCorrupt = errors.New("corrupt record")

@@ -19,6 +19,9 @@ type Limits struct {
 	MaxReplies int
 	// MaxBodyBytes bounds one reply's Body. Default 1 MiB.
 	MaxBodyBytes int
+	// MaxRecordBytes bounds the reply bytes (bodies) one correlation holds.
+	// Default 16 MiB. A reply that would pass it is ErrTooLarge.
+	MaxRecordBytes int
 	// MaxLate is how many late replies are kept (the count goes on). Default 16.
 	MaxLate int
 	// MaxEvents is how many timeline events are kept (the count of dropped ones
@@ -60,6 +63,7 @@ func (l Limits) WithDefaults() Limits {
 	l.MaxTimeout = cmp.Or(l.MaxTimeout, 366*24*time.Hour)
 	l.MaxReplies = cmp.Or(l.MaxReplies, 1000)
 	l.MaxBodyBytes = cmp.Or(l.MaxBodyBytes, 1<<20)
+	l.MaxRecordBytes = cmp.Or(l.MaxRecordBytes, 16<<20)
 	l.MaxLate = cmp.Or(l.MaxLate, 16)
 	l.MaxEvents = cmp.Or(l.MaxEvents, 200)
 	l.EarlyReplyWindow = cmp.Or(l.EarlyReplyWindow, 5*time.Minute)
@@ -80,6 +84,8 @@ func (l Limits) Validate() error {
 		return invalid("limits.max_replies", "must be at least 1, got %d", l.MaxReplies)
 	case l.MaxBodyBytes < 1:
 		return invalid("limits.max_body_bytes", "must be at least 1, got %d", l.MaxBodyBytes)
+	case l.MaxRecordBytes < l.MaxBodyBytes:
+		return invalid("limits.max_record_bytes", "must be at least max_body_bytes (%d), got %d", l.MaxBodyBytes, l.MaxRecordBytes)
 	case l.MaxLate < 1, l.MaxEvents < 1, l.MaxEarlyReplies < 1, l.MaxEarlyPerID < 1, l.DispatchMaxAttempts < 1:
 		return invalid("limits", "max_late, max_events, max_early_replies, max_early_per_id and dispatch_max_attempts must be at least 1")
 	}

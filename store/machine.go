@@ -94,6 +94,7 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 			return DeliverDuplicate, nil
 		}
 	}
+	c.SettleDue(now, lim)
 	if c.State.Terminal() {
 		for _, l := range c.Late {
 			if (key != "" && DedupeKey(c.Pattern, l) == key) || l.SameContent(r) {
@@ -112,6 +113,10 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 	}
 	if len(c.Replies) >= lim.MaxReplies {
 		return "", tooLarge("replies", "correlation %s already has %d replies, the limit is %d", c.ID, len(c.Replies), lim.MaxReplies)
+	}
+	if held := c.ReplyBytes(); held+len(r.Body) > lim.MaxRecordBytes {
+		return "", tooLarge("reply.body", "correlation %s holds %d bytes of replies; %d more would pass the limit of %d (max_record_bytes)",
+			c.ID, held, len(r.Body), lim.MaxRecordBytes)
 	}
 	if c.Pattern == PatternStream {
 		if err := c.checkStreamReply(r); err != nil {
@@ -188,6 +193,36 @@ func (c *Correlation) decide(state State, now time.Time, reason string, partial,
 	c.touch(now)
 }
 
+// ReplyBytes is the size of the accepted replies' bodies, which
+// Limits.MaxRecordBytes bounds.
+func (c *Correlation) ReplyBytes() int {
+	n := 0
+	for _, r := range c.Replies {
+		n += len(r.Body)
+	}
+	return n
+}
+
+// Due reports whether c is pending at or after its deadline: whatever
+// touches it now must find the deadline outcome decided.
+func (c *Correlation) Due(now time.Time) bool {
+	return c.State == StatePending && !now.Before(c.Deadline)
+}
+
+// SettleDue gives a due correlation its deadline outcome (reason
+// ReasonDeadline, exactly as ExpireDue would) and reports whether it did.
+// Every step that acts on a pending correlation calls it first, so the
+// deadline is exact whether or not a reaper ran. A step that then refuses
+// (Extend, Cancel: ErrNotPending) has still changed the record: backends
+// store a record whose Version rose even when the step returned an error.
+func (c *Correlation) SettleDue(now time.Time, lim Limits) bool {
+	if !c.Due(now) {
+		return false
+	}
+	c.DecideAtDeadline(now, ReasonDeadline, lim)
+	return true
+}
+
 // ReasonDeadline is the outcome reason of a correlation decided by its deadline.
 const ReasonDeadline = "deadline"
 
@@ -230,6 +265,9 @@ func (c *Correlation) Expire(now time.Time, reason string, lim Limits) (duplicat
 // Cancel decides the correlation as cancelled. A repeat with the same reason
 // is a duplicate; otherwise a decided correlation is ErrNotPending.
 func (c *Correlation) Cancel(now time.Time, reason string, lim Limits) (duplicate bool, err error) {
+	if c.SettleDue(now, lim) {
+		return false, c.notPending()
+	}
 	if c.State.Terminal() {
 		if c.State == StateCancelled && c.Outcome.Reason == reason {
 			return true, nil
@@ -244,7 +282,7 @@ func (c *Correlation) Cancel(now time.Time, reason string, lim Limits) (duplicat
 // CreatedAt + MaxTimeout (a later deadline is capped there). Extending to the
 // current deadline is a duplicate.
 func (c *Correlation) Extend(now, deadline time.Time, lim Limits) (duplicate bool, err error) {
-	if c.State.Terminal() {
+	if c.SettleDue(now, lim) || c.State.Terminal() {
 		return false, c.notPending()
 	}
 	if !deadline.After(now) {
@@ -267,7 +305,11 @@ func (c *Correlation) Extend(now, deadline time.Time, lim Limits) (duplicate boo
 }
 
 func (c *Correlation) notPending() error {
-	return fmt.Errorf("%w: correlation %s is %s", ErrNotPending, c.ID, c.State)
+	if c.Outcome != nil && c.Outcome.Reason == ReasonDeadline {
+		return fmt.Errorf("%w: correlation %s is %s (deadline %s passed)", ErrNotPending, c.Ref(), c.State,
+			c.Deadline.UTC().Format(time.RFC3339Nano))
+	}
+	return fmt.Errorf("%w: correlation %s is %s", ErrNotPending, c.Ref(), c.State)
 }
 
 // DispatchDue reports whether the outcome may be claimed now.

@@ -23,24 +23,31 @@ type Store interface {
 	Register(ctx context.Context, c *Correlation) (RegisterResult, error)
 
 	// Deliver matches a reply to a correlation (see DeliverStatus). A reply to
-	// an unknown ID is buffered as an early reply, or ErrNotFound when
-	// buffering is off. Errors: ErrInvalid, ErrTooLarge, ErrNotFound.
-	Deliver(ctx context.Context, id string, r Reply) (DeliverResult, error)
+	// an unknown ref is buffered as an early reply, or ErrNotFound when
+	// buffering is off. A reply at or after the stored deadline of a pending
+	// correlation finds it decided: the store gives it its deadline outcome
+	// in the same write (as ExpireDue would) and the reply is late.
+	// Errors: ErrInvalid, ErrTooLarge (a reply over MaxBodyBytes, a record
+	// over MaxReplies or MaxRecordBytes), ErrNotFound.
+	Deliver(ctx context.Context, ref Ref, r Reply) (DeliverResult, error)
 
 	// Get returns a correlation. Errors: ErrNotFound, ErrCorrupt.
-	Get(ctx context.Context, id string) (*Correlation, error)
+	Get(ctx context.Context, ref Ref) (*Correlation, error)
 
 	// Extend moves the deadline of a pending correlation (heartbeat), capped at
-	// CreatedAt + MaxTimeout. Errors: ErrNotFound, ErrNotPending, ErrInvalid.
-	Extend(ctx context.Context, id string, deadline time.Time) (Result, error)
+	// CreatedAt + MaxTimeout. At or after the stored deadline the correlation
+	// takes its deadline outcome instead (stored) and Extend answers
+	// ErrNotPending. Errors: ErrNotFound, ErrNotPending, ErrInvalid.
+	Extend(ctx context.Context, ref Ref, deadline time.Time) (Result, error)
 
-	// Cancel decides a pending correlation as cancelled. Errors: ErrNotFound,
-	// ErrNotPending, ErrInvalid (reason too long).
-	Cancel(ctx context.Context, id, reason string) (Result, error)
+	// Cancel decides a pending correlation as cancelled. At or after the
+	// stored deadline it takes its deadline outcome instead, as Extend.
+	// Errors: ErrNotFound, ErrNotPending, ErrInvalid (reason too long).
+	Cancel(ctx context.Context, ref Ref, reason string) (Result, error)
 
 	// Expire is the operator's force-timeout: the deadline outcome, now.
 	// Errors: ErrNotFound, ErrNotPending, ErrInvalid.
-	Expire(ctx context.Context, id, reason string) (Result, error)
+	Expire(ctx context.Context, ref Ref, reason string) (Result, error)
 
 	// ExpireDue decides up to limit pending correlations whose deadline is at
 	// or before now (see DecideAtDeadline) and returns them. Exactly once across
@@ -55,16 +62,16 @@ type Store interface {
 
 	// AckDispatch marks a claimed outcome delivered. Errors: ErrNotFound,
 	// ErrConflict (the lease was lost to another claim), ErrNotPending.
-	AckDispatch(ctx context.Context, id string, claim Claim) (Result, error)
+	AckDispatch(ctx context.Context, ref Ref, claim Claim) (Result, error)
 
 	// NackDispatch records a failed attempt; the outcome is due again at
 	// retryAt, or dead when retryAt is zero or the attempts are used up.
 	// Errors as AckDispatch.
-	NackDispatch(ctx context.Context, id string, claim Claim, errText string, retryAt time.Time) (Result, error)
+	NackDispatch(ctx context.Context, ref Ref, claim Claim, errText string, retryAt time.Time) (Result, error)
 
 	// Redispatch makes a dead or done dispatch due again with a fresh budget
 	// of attempts. Errors: ErrNotFound, ErrNotPending (nothing to dispatch).
-	Redispatch(ctx context.Context, id string) (Result, error)
+	Redispatch(ctx context.Context, ref Ref) (Result, error)
 
 	// List returns a page of correlations matching f. Errors: ErrInvalid.
 	List(ctx context.Context, f Filter) (Page, error)
@@ -80,11 +87,17 @@ type Store interface {
 	// before; it returns how many.
 	DropEarlyReplies(ctx context.Context, before time.Time, limit int) (int, error)
 
-	// Subscribe returns a channel of changes (accepted replies and outcomes)
-	// until ctx ends. A subscriber that falls behind has its channel closed
+	// Subscribe returns a channel of changes (see EventKind) until ctx ends.
+	// Every backend publishes every kind, on every replica sharing the store. A subscriber that falls behind has its channel closed
 	// rather than stall writers: when the channel closes before ctx ends,
 	// changes may have been missed, so re-read and subscribe again.
 	Subscribe(ctx context.Context) (<-chan Event, error)
+
+	// Secret returns the store's secret of that name (32 random bytes),
+	// making it on the first call: every process sharing the store gets the
+	// same bytes, and they survive restarts (the HTTP API signs reply tokens
+	// with it when no secret file is given). Errors: ErrInvalid (name).
+	Secret(ctx context.Context, name string) ([]byte, error)
 
 	// Close releases the store. Calls after Close return ErrClosed.
 	Close() error
@@ -116,25 +129,79 @@ type Result struct {
 	Duplicate bool
 }
 
-// Event tells a subscriber that a correlation changed: a reply was accepted,
-// or its outcome was decided.
+// EventKind says what changed.
+type EventKind string
+
+const (
+	// ChangeReply: a reply was accepted (or an early one applied); still pending.
+	ChangeReply EventKind = "reply_accepted"
+	// ChangeExtended: the deadline moved; Event.Deadline is the new one.
+	ChangeExtended EventKind = "deadline_extended"
+	// ChangeOutcome: the outcome was decided; Event.Outcome says which.
+	ChangeOutcome EventKind = "outcome"
+	// ChangeDispatch: the dispatch of the outcome changed (claimed, acked,
+	// failed, dead, redispatched); Event.Dispatch is its state.
+	ChangeDispatch EventKind = "dispatch"
+	// ChangeLate: a late reply was recorded; the outcome did not change.
+	ChangeLate EventKind = "reply_late"
+)
+
+// Event tells a subscriber that a correlation changed. Version orders the
+// events of one correlation: a subscriber that sees version v has missed
+// nothing of that correlation up to v only if it saw every version below.
 type Event struct {
-	ID        string
+	Kind      EventKind
 	Namespace string
+	ID        string
 	State     State
+	Deadline  time.Time
 	Outcome   *Outcome
+	Dispatch  DispatchState
 	Replies   int
 	Version   int64
 }
 
-// EventOf returns the subscription event for a correlation's current state.
+// Ref returns the address of the correlation that changed.
+func (e Event) Ref() Ref { return Ref{Namespace: e.Namespace, ID: e.ID} }
+
+// EventOf returns the subscription event for a correlation just changed by
+// the state machine. Its kind is that of the last timeline entry the change
+// added, except that an outcome decided in the same change (at UpdatedAt)
+// outranks the late reply that found the deadline passed and the early
+// replies applied at registration.
 func EventOf(c *Correlation) Event {
-	e := Event{ID: c.ID, Namespace: c.Namespace, State: c.State, Replies: len(c.Replies), Version: c.Version}
+	e := Event{Kind: ChangeReply, ID: c.ID, Namespace: c.Namespace, State: c.State, Deadline: c.Deadline,
+		Dispatch: c.Dispatch.State, Replies: len(c.Replies), Version: c.Version}
+	if len(c.Events) > 0 {
+		e.Kind = changeOf(c.Events[len(c.Events)-1].Type)
+	}
+	if n := len(c.Events); n > 0 && (c.Events[n-1].Type == EventReplyLate || c.Events[n-1].Type == EventEarlyApplied) {
+		for i := n - 1; i >= 0 && c.Events[i].At.Equal(c.UpdatedAt); i-- {
+			if c.Events[i].Type == EventOutcome {
+				e.Kind = ChangeOutcome
+				break
+			}
+		}
+	}
 	if c.Outcome != nil {
 		o := *c.Outcome
 		e.Outcome = &o
 	}
 	return e
+}
+
+func changeOf(t EventType) EventKind {
+	switch t {
+	case EventExtended:
+		return ChangeExtended
+	case EventOutcome:
+		return ChangeOutcome
+	case EventReplyLate:
+		return ChangeLate
+	case EventDispatchClaimed, EventDispatchAcked, EventDispatchFailed, EventDispatchDead, EventRedispatched:
+		return ChangeDispatch
+	}
+	return ChangeReply
 }
 
 // Order is the order of List results, by creation time.
@@ -236,23 +303,25 @@ type Page struct {
 }
 
 // EncodeCursor makes a List cursor from the position of the last item
-// returned: its creation time and ID.
-func EncodeCursor(created time.Time, id string) string {
+// returned: its creation time and its ref (an ID alone no longer identifies).
+func EncodeCursor(created time.Time, ref Ref) string {
 	b := binary.BigEndian.AppendUint64(nil, uint64(created.UnixNano()))
-	return base64.RawURLEncoding.EncodeToString(append(b, id...))
+	return base64.RawURLEncoding.EncodeToString(append(b, ref.String()...))
 }
 
-// DecodeCursor reads a cursor made by EncodeCursor.
-func DecodeCursor(s string) (time.Time, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
+// DecodeCursor reads a cursor made by EncodeCursor. It accepts only the
+// canonical encoding.
+func DecodeCursor(s string) (time.Time, Ref, error) {
+	bad := invalid("cursor", "is not a cursor this store returned")
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) < 9 {
-		return time.Time{}, "", invalid("cursor", "is not a cursor this store returned")
+		return time.Time{}, Ref{}, bad
 	}
-	id := string(b[8:])
-	if err := ValidateID(id); err != nil {
-		return time.Time{}, "", invalid("cursor", "is not a cursor this store returned")
+	ref, err := ParseRef(string(b[8:]))
+	if err != nil {
+		return time.Time{}, Ref{}, bad
 	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(b[:8]))), id, nil
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b[:8]))), ref, nil
 }
 
 // Stats counts correlations per namespace.

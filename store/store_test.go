@@ -17,7 +17,7 @@ func TestFilterNormalize(t *testing.T) {
 	require.Equal(t, store.DefaultListLimit, f.Limit)
 
 	f = store.Filter{Order: store.OldestFirst, Limit: store.MaxListLimit, State: store.StateTimedOut,
-		Dispatch: store.DispatchDead, Namespace: "ns", Cursor: store.EncodeCursor(t0, "x")}
+		Dispatch: store.DispatchDead, Namespace: "ns", Cursor: store.EncodeCursor(t0, store.RefOf("x"))}
 	require.NoError(t, f.Normalize())
 	require.Equal(t, store.OldestFirst, f.Order)
 	require.Equal(t, store.MaxListLimit, f.Limit)
@@ -73,7 +73,7 @@ func TestFilterMatch(t *testing.T) {
 		{store.Filter{DeadlineBefore: t0.Add(time.Minute + 1)}, true},
 		{store.Filter{DeadlineBefore: t0.Add(time.Minute)}, false},
 		// Cursor, Order and Limit do not filter.
-		{store.Filter{Order: store.OldestFirst, Limit: 1, Cursor: store.EncodeCursor(t0.Add(time.Hour), "z")}, true},
+		{store.Filter{Order: store.OldestFirst, Limit: 1, Cursor: store.EncodeCursor(t0.Add(time.Hour), store.RefOf("z"))}, true},
 	} {
 		require.Equal(t, tc.want, tc.f.Match(c), "%+v", tc.f)
 	}
@@ -81,17 +81,18 @@ func TestFilterMatch(t *testing.T) {
 
 func TestCursor(t *testing.T) {
 	at := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
-	cur := store.EncodeCursor(at, "some:id.1")
-	gotAt, gotID, err := store.DecodeCursor(cur)
+	cur := store.EncodeCursor(at, store.Ref{Namespace: "tenant-a", ID: "some:id.1"})
+	gotAt, gotRef, err := store.DecodeCursor(cur)
 	require.NoError(t, err)
 	require.True(t, at.Equal(gotAt))
-	require.Equal(t, "some:id.1", gotID)
+	require.Equal(t, store.Ref{Namespace: "tenant-a", ID: "some:id.1"}, gotRef)
 	require.NotContains(t, cur, "/", "URL-safe")
 	require.NotContains(t, cur, "=")
 
 	for _, bad := range []string{
 		"", "!!", base64.RawURLEncoding.EncodeToString([]byte("12345678")),
-		base64.RawURLEncoding.EncodeToString(append(make([]byte, 8), "bad id"...)),
+		base64.RawURLEncoding.EncodeToString(append(make([]byte, 8), "default/bad id"...)),
+		base64.RawURLEncoding.EncodeToString(append(make([]byte, 8), "no-namespace"...)),
 		base64.StdEncoding.EncodeToString(append(make([]byte, 8), "x"...)) + "==",
 	} {
 		_, _, err := store.DecodeCursor(bad)
@@ -136,11 +137,13 @@ func TestEventOf(t *testing.T) {
 	c := prepared(t, &store.Correlation{ID: "ev", Namespace: "ns", Pattern: store.PatternGather, Expect: 2})
 	apply(t, c, store.Reply{From: "a"}, t0, lim)
 	e := store.EventOf(c)
-	require.Equal(t, store.Event{ID: "ev", Namespace: "ns", State: store.StatePending, Replies: 1, Version: c.Version}, e)
+	require.Equal(t, store.Event{Kind: store.ChangeReply, ID: "ev", Namespace: "ns", State: store.StatePending,
+		Deadline: c.Deadline, Dispatch: store.DispatchNone, Replies: 1, Version: c.Version}, e)
 
 	apply(t, c, store.Reply{From: "b"}, t0, lim)
 	e = store.EventOf(c)
 	require.Equal(t, store.StateCompleted, e.State)
+	require.Equal(t, store.ChangeOutcome, e.Kind, "the outcome outranks the reply that decided it")
 	require.Equal(t, *c.Outcome, *e.Outcome)
 	e.Outcome.Reason = "changed"
 	require.Empty(t, c.Outcome.Reason, "the event holds a copy of the outcome")

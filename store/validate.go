@@ -1,12 +1,16 @@
 package store
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -38,6 +42,9 @@ func validateID(field, id string) error {
 	}
 	if len(id) > MaxIDLen {
 		return invalid(field, "is %d characters, the limit is %d", len(id), MaxIDLen)
+	}
+	if id == "." || id == ".." {
+		return invalid(field, "must not be %q (it names a path segment in URLs)", id)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
@@ -149,7 +156,7 @@ func Prepare(c *Correlation, now time.Time, lim Limits) (*Correlation, error) {
 		{"owner", n.Owner, MaxAddressLen},
 		{"callback.handler", n.Callback.Handler, MaxHandlerLen},
 	} {
-		if err := maxLen(f.name, f.v, f.limit); err != nil {
+		if err := nameLike(f.name, f.v, f.limit); err != nil {
 			return nil, err
 		}
 	}
@@ -169,6 +176,12 @@ func Prepare(c *Correlation, now time.Time, lim Limits) (*Correlation, error) {
 		if len(k) > MaxLabelLen || len(v) > MaxLabelLen {
 			return nil, invalid("labels."+truncate(k, 32), "key and value are limited to %d bytes each", MaxLabelLen)
 		}
+		if err := nameLike("labels", k, MaxLabelLen); err != nil {
+			return nil, err
+		}
+		if err := nameLike("labels."+k, v, MaxLabelLen); err != nil {
+			return nil, err
+		}
 	}
 	if len(n.Labels) == 0 {
 		n.Labels = nil
@@ -182,6 +195,7 @@ func Prepare(c *Correlation, now time.Time, lim Limits) (*Correlation, error) {
 	n.LateCount, n.DuplicateCount, n.EventsDropped = 0, 0, 0
 	n.Dispatch = Dispatch{State: DispatchNone}
 	n.Version = 1
+	n.Nonce = NewNonce()
 	n.CreatedAt, n.UpdatedAt = now, now
 	n.addEvent(now, EventRegistered, fmt.Sprintf("pattern=%s deadline=%s", n.Pattern, n.Deadline.UTC().Format(time.RFC3339Nano)), lim)
 	return n, nil
@@ -206,14 +220,17 @@ func fingerprint(c *Correlation) string {
 
 // ValidateReply checks a reply against the limits.
 func ValidateReply(r Reply, lim Limits) error {
-	if err := maxLen("reply.id", r.ID, MaxReplyFieldLen); err != nil {
+	if err := nameLike("reply.id", r.ID, MaxReplyFieldLen); err != nil {
 		return err
 	}
-	if err := maxLen("reply.from", r.From, MaxReplyFieldLen); err != nil {
+	if err := nameLike("reply.from", r.From, MaxReplyFieldLen); err != nil {
 		return err
 	}
 	if err := maxLen("reply.error", r.Error, MaxReplyErrorLen); err != nil {
 		return err
+	}
+	if !utf8.ValidString(r.Error) {
+		return invalid("reply.error", "is not valid UTF-8")
 	}
 	if r.Seq < 0 || r.Seq >= lim.MaxReplies {
 		return invalid("reply.seq", "must be between 0 and %d, got %d", lim.MaxReplies-1, r.Seq)
@@ -225,7 +242,41 @@ func ValidateReply(r Reply, lim Limits) error {
 }
 
 // ValidateReason checks the reason given to Cancel or Expire.
-func ValidateReason(reason string) error { return maxLen("reason", reason, MaxReasonLen) }
+func ValidateReason(reason string) error { return nameLike("reason", reason, MaxReasonLen) }
+
+// nameLike checks a field an operator reads in a terminal: at most limit
+// bytes of valid UTF-8 with no control characters, so that no stored text
+// can move a cursor, clear a screen or forge a line of output.
+func nameLike(field, s string, limit int) error {
+	if err := maxLen(field, s, limit); err != nil {
+		return err
+	}
+	if !utf8.ValidString(s) {
+		return invalid(field, "is not valid UTF-8")
+	}
+	for i, r := range s {
+		if unicode.IsControl(r) {
+			return invalid(field, "holds control character %U at byte %d", r, i)
+		}
+	}
+	return nil
+}
+
+// NewNonce returns 128 random bits, URL-safe base64: the nonce that tells
+// one registration of a ref from a later one under the same ref.
+func NewNonce() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ValidateSecretName checks the name of a store secret: 1–64 of a-z0-9_-
+func ValidateSecretName(name string) error {
+	if err := ValidateNamespace(name); err != nil {
+		return invalid("secret", "name %q: must be 1 to %d characters of a-z0-9_-", name, MaxNamespaceLen)
+	}
+	return nil
+}
 
 // validateStored checks a record read back from storage, so that a record
 // written by a buggy or foreign writer is reported instead of acted upon.

@@ -225,7 +225,6 @@ func TestFingerprint(t *testing.T) {
 		func(c *store.Correlation) { c.Callback.Data = []byte("y") },
 		func(c *store.Correlation) { c.Labels = map[string]string{"a": "1"} },
 		func(c *store.Correlation) { c.Labels = map[string]string{"a": "1", "b": "3"} },
-		func(c *store.Correlation) { c.Labels = map[string]string{"a\x001": "", "b": "2"} },
 		func(c *store.Correlation) { c.IdempotencyKey = "k2" },
 		func(c *store.Correlation) { c.Pattern, c.Expect, c.Quorum = store.PatternStream, 0, 0 },
 	}

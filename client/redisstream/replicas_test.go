@@ -294,7 +294,7 @@ func waitDispatched(t *testing.T, st store.Store, id string) *store.Correlation 
 	sub, err := st.Subscribe(ctx)
 	require.NoError(t, err)
 	for {
-		c, err := st.Get(ctx, id)
+		c, err := st.Get(ctx, store.RefOf(id))
 		require.NoError(t, err)
 		if c.Dispatch.State == store.DispatchDone {
 			return c

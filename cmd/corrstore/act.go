@@ -12,6 +12,7 @@ import (
 // actResult is one line of what expire, cancel, extend and redispatch did.
 // The field names are stable.
 type actResult struct {
+	Namespace string              `json:"namespace"`
 	ID        string              `json:"id"`
 	State     store.State         `json:"state,omitempty"`
 	Dispatch  store.DispatchState `json:"dispatch,omitempty"`
@@ -20,7 +21,7 @@ type actResult struct {
 	Error     string              `json:"error,omitempty"`
 }
 
-// action is one of the write commands, applied to a list of IDs.
+// action is one of the write commands, applied to a list of correlations.
 type action struct {
 	verb string
 	// ready says why a correlation cannot take the action ("" when it can).
@@ -28,37 +29,33 @@ type action struct {
 	apply func(ctx context.Context, b backend, c *store.Correlation) (store.Result, error)
 }
 
-// act checks every ID first — it exists and can take the action — and
-// changes nothing when one cannot; then it applies the action to each and
-// prints what happened.
-func act(ctx context.Context, e *env, c conn, b backend, ids []string, a action) error {
-	if len(ids) == 0 {
+// act checks every correlation first — it exists and can take the action —
+// and changes nothing when one cannot; then it applies the action to each
+// and prints what happened.
+func act(ctx context.Context, e *env, c conn, b backend, refs []store.Ref, a action) error {
+	if len(refs) == 0 {
 		return errors.New("give at least one ID")
 	}
-	seen := map[string]bool{}
+	seen := map[store.Ref]bool{} // pend-1 and default/pend-1 are one
 	var recs []*store.Correlation
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		if err := store.ValidateID(id); err != nil {
-			return fmt.Errorf("%q: %s; nothing was changed", id, flagError(err))
-		}
-		r, err := b.Get(ctx, id)
+	for _, ref := range refs {
+		r, err := b.Get(ctx, ref)
 		if err != nil {
-			return fmt.Errorf("%s: %s; nothing was changed", id, describeErr(err))
+			return fmt.Errorf("%s: %s; nothing was changed", label(ref), describeErr(err))
 		}
 		if why := a.ready(r); why != "" {
-			return fmt.Errorf("%s: %s; nothing was changed", id, why)
+			return fmt.Errorf("%s: %s; nothing was changed", label(r.Ref()), why)
 		}
-		recs = append(recs, r)
+		if !seen[r.Ref()] {
+			seen[r.Ref()] = true
+			recs = append(recs, r)
+		}
 	}
 	results := make([]actResult, 0, len(recs))
 	failed := 0
 	for _, r := range recs {
 		res, err := a.apply(ctx, b, r)
-		out := actResult{ID: r.ID}
+		out := actResult{Namespace: r.Namespace, ID: r.ID}
 		if err != nil {
 			failed++
 			out.Error = describeErr(err)
@@ -80,18 +77,18 @@ func act(ctx context.Context, e *env, c conn, b backend, ids []string, a action)
 		}
 	} else {
 		tw := table(e.stdout)
-		fmt.Fprintln(tw, "ID\tSTATE\tDISPATCH\tRESULT")
+		fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATE\tDISPATCH\tRESULT")
 		for _, r := range results {
 			res := a.verb
 			switch {
 			case r.Error != "":
-				res = "failed: " + r.Error
+				res = "failed: " + printable(r.Error)
 			case r.Duplicate:
 				res = "already " + a.verb + " (no change)"
 			case r.Deadline != nil:
 				res = a.verb + ", deadline " + r.Deadline.Format(time.RFC3339) + " (" + relative(r.Deadline.Sub(e.now())) + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, orDash(string(r.State)), orDash(string(r.Dispatch)), res)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(r.ID), orDash(r.Namespace), orDash(string(r.State)), orDash(string(r.Dispatch)), res)
 		}
 		tw.Flush()
 	}
@@ -114,4 +111,13 @@ func writeBackend(ctx context.Context, e *env, c *conn) (backend, error) {
 		return nil, err
 	}
 	return c.open(ctx, e, false)
+}
+
+// writeRefs reads the ID arguments of a write command (see refsOf).
+func writeRefs(ns string, args []string) ([]store.Ref, error) {
+	refs, err := refsOf(ns, args)
+	if err != nil {
+		return nil, fmt.Errorf("%w; nothing was changed", err)
+	}
+	return refs, nil
 }

@@ -35,17 +35,24 @@ func TestExpireCancelExtendOnServer(t *testing.T) {
 
 	out, _, err = f.run(append([]string{"expire", "pend-1"}, srv...)...)
 	require.NoError(t, err)
-	require.Regexp(t, `pend-1 +timed_out +pending +expired`, out)
+	require.Regexp(t, `pend-1 +default +timed_out +pending +expired`, out)
 	require.Equal(t, "expired by an operator", f.get("pend-1").Outcome.Reason)
 
 	_, _, err = f.run(append([]string{"cancel", "pend-2"}, srv...)...)
 	require.EqualError(t, err, "cancel: --reason: required (it is recorded in the outcome)")
 	_, _, err = f.run(append([]string{"cancel", "pend-1", "--reason", "x"}, srv...)...)
 	require.EqualError(t, err, "cancel: pend-1: is timed_out, not pending; nothing was changed")
-	out, _, err = f.run(append([]string{"cancel", "pend-2", "--reason", "customer gave up"}, srv...)...)
+	// pend-2 is in team-a: not found in the default namespace, nothing changed.
+	_, _, err = f.run(append([]string{"cancel", "pend-2", "--reason", "customer gave up"}, srv...)...)
+	require.EqualError(t, err, "cancel: pend-2: not found; nothing was changed")
+	_, _, err = f.run(append([]string{"cancel", "team-a/pend-1", "--reason", "x"}, srv...)...)
+	require.EqualError(t, err, "cancel: team-a/pend-1: not found; nothing was changed")
+	_, _, err = f.run(append([]string{"cancel", "team-a/pend-2", "-n", "default", "--reason", "x"}, srv...)...)
+	require.EqualError(t, err, "cancel: team-a/pend-2 is in namespace team-a, but --namespace is default; nothing was changed")
+	out, _, err = f.run(append([]string{"cancel", "pend-2", "-n", "team-a", "--reason", "customer gave up"}, srv...)...)
 	require.NoError(t, err)
-	require.Regexp(t, `pend-2 +cancelled`, out)
-	require.Equal(t, "customer gave up", f.get("pend-2").Outcome.Reason)
+	require.Regexp(t, `pend-2 +team-a +cancelled`, out)
+	require.Equal(t, "customer gave up", f.get("team-a/pend-2").Outcome.Reason)
 }
 
 func TestWritesOnStore(t *testing.T) {
@@ -59,12 +66,13 @@ func TestWritesOnStore(t *testing.T) {
 	f.stopDaemon()
 	out, _, err := f.run("cancel", "pend-1", "--reason", "r", "--store", f.storeURL())
 	require.NoError(t, err)
-	require.Regexp(t, `pend-1 +cancelled`, out)
-	out, _, err = f.run("extend", "pend-2", "--deadline", "2099-01-01T00:00:00Z", "--store", f.storeURL())
+	require.Regexp(t, `pend-1 +default +cancelled`, out)
+	out, _, err = f.run("extend", "team-a/pend-2", "--deadline", "2099-01-01T00:00:00Z", "--store", f.storeURL())
 	require.NoError(t, err, out) // capped at created + the max timeout
 	require.Contains(t, out, "extended")
-	out, _, err = f.run("extend", "pend-2", "--by", "1h", "--store", f.storeURL())
+	out, _, err = f.run("extend", "pend-2", "--namespace", "team-a", "--by", "1h", "--store", f.storeURL(), "-o", "json")
 	require.NoError(t, err, out)
+	require.Contains(t, out, `"namespace": "team-a"`)
 }
 
 func TestRedispatch(t *testing.T) {
@@ -83,7 +91,7 @@ func TestRedispatch(t *testing.T) {
 	out, stderr, err := f.run(append([]string{"redispatch", "--all-matching", "--handler", "ship-order"}, srv...)...)
 	require.NoError(t, err)
 	require.Contains(t, stderr, "Redispatch 1 correlation (dead-1)? [y/N]")
-	require.Regexp(t, `dead-1 +completed +pending +redispatched`, out)
+	require.Regexp(t, `dead-1 +default +completed +pending +redispatched`, out)
 	require.Equal(t, store.DispatchPending, f.get("dead-1").Dispatch.State)
 
 	_, _, err = f.run(append([]string{"redispatch", "pend-1"}, srv...)...)
@@ -105,7 +113,7 @@ func TestReap(t *testing.T) {
 	// A correlation registered an hour ago with a one-minute timeout is due.
 	st, err := bolt.Open(bolt.Options{Path: f.dbPath, NoSync: true, Logger: quiet(), Clock: store.NewFakeClock(time.Now().Add(-time.Hour))})
 	require.NoError(t, err)
-	_, err = st.Register(t.Context(), &store.Correlation{ID: "late-1", Timeout: time.Minute})
+	_, err = st.Register(t.Context(), &store.Correlation{ID: "late-1", Namespace: "team-a", Timeout: time.Minute})
 	require.NoError(t, err)
 	require.NoError(t, st.Close())
 

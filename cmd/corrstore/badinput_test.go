@@ -30,6 +30,12 @@ func TestBadInput(t *testing.T) {
 		{append([]string{"extend", "pend-1", "--by", "5x"}, admin...), `extend: --by: "5x" is not a duration like 30s, 5m or 1h30m`},
 		{append([]string{"show", "nope"}, admin...), "show: nope: not found"},
 		{append([]string{"expire", "nope"}, admin...), "expire: nope: not found; nothing was changed"},
+		{append([]string{"expire", "team-a/pend-1"}, admin...), "expire: team-a/pend-1: not found; nothing was changed"},
+		{append([]string{"show", "Team/x"}, admin...), `show: "Team/x": namespace: `},
+		{append([]string{"show", "a/b/c"}, admin...), `show: "a/b/c": id: `},
+		{append([]string{"cancel", "x\x1b[2J", "--reason", "r"}, admin...), `cancel: "x\x1b[2J": id: `},
+		{append([]string{"expire", "x", "-n", "Bad NS"}, admin...), "expire: --namespace: "},
+		{append([]string{"ls", "-n", "Bad NS"}, admin...), "ls: --namespace: "},
 		{[]string{"ls", "--server", "http://127.0.0.1:1"}, "ls: server unreachable: GET http://127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused"},
 		{[]string{"ls", "--server", f.srv.URL, "--token-file", wrong}, "ls: the server refused the token (401): check --token-file or CORRSTORE_TOKEN"},
 		{[]string{"expire", "pend-1", "--server", f.srv.URL}, "expire: pend-1: the server refused the token (401): check --token-file or CORRSTORE_TOKEN; nothing was changed"},
@@ -82,7 +88,7 @@ func TestCommandsOnBinary(t *testing.T) {
 	require.Contains(t, sh(true, append([]string{"stats"}, srv...)...), "TOTAL")
 	require.Contains(t, sh(true, append([]string{"extend", "pend-1", "--by", "1m"}, srv...)...), "extended")
 	require.Contains(t, sh(true, append([]string{"expire", "pend-1"}, srv...)...), "timed_out")
-	require.Contains(t, sh(true, append([]string{"cancel", "pend-2", "--reason", "r"}, srv...)...), "cancelled")
+	require.Contains(t, sh(true, append([]string{"cancel", "team-a/pend-2", "--reason", "r"}, srv...)...), "cancelled")
 	require.Contains(t, sh(true, append([]string{"redispatch", "dead-1"}, srv...)...), "redispatched")
 	require.Contains(t, sh(false, append([]string{"expire", "nope"}, srv...)...), "corrstore: expire: nope: not found; nothing was changed")
 	require.Contains(t, sh(true, "bench", "--server", f.srv.URL, "--duration", "300ms", "--concurrency", "2"), "lifecycles:")
@@ -91,4 +97,9 @@ func TestCommandsOnBinary(t *testing.T) {
 	require.Contains(t, sh(true, "import", "--store", "bolt://"+filepath.Join(f.dir, "copy.db"), file), "verified")
 	require.Contains(t, sh(false, append([]string{"reap", "--once"}, st...)...), "writes need the server")
 	require.Contains(t, sh(true, "ls", "-h"), "Usage: corrstore ls")
+	old := filepath.Join(f.dir, "v1.db")
+	copyFile(t, "../../bolt/testdata/schema1.db", old)
+	require.Contains(t, sh(false, "ls", "--store", "bolt://"+old), "corrstore upgrade --store bolt://"+old)
+	require.Contains(t, sh(true, "upgrade", "--store", "bolt://"+old), "from schema 1 to 2")
+	require.Contains(t, sh(true, "show", "shop/pend-2", "--store", "bolt://"+old), "gather")
 }

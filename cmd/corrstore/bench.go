@@ -67,6 +67,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	pattern := fs.String("pattern", "single", "single, gather or stream")
 	replies := fs.Int("replies", 3, "replies per gather or stream")
 	ns := fs.String("namespace", "bench", "namespace of the records made")
+	fs.StringVar(ns, "n", "bench", "short for --namespace")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -151,7 +152,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 						rep.Seq, rep.Final = k, k == n-1
 					}
 					t2 := time.Now()
-					if _, err := b.Deliver(ctx, id, rep); err != nil {
+					if _, err := b.Deliver(ctx, c.Ref(), rep); err != nil {
 						fail("deliver", err)
 						ok = false
 						break
@@ -201,7 +202,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	tw.Flush()
 	errs := 0
 	for k, v := range out.Errors {
-		fmt.Fprintf(e.stdout, "errors: %s: %d\n", k, v)
+		fmt.Fprintf(e.stdout, "errors: %s: %d\n", printable(k), v)
 		errs += v
 	}
 	if errs == 0 {

@@ -12,11 +12,17 @@ dispatched to the handler as usual. Every ID is checked first; if one does not
 exist or is not pending, nothing is changed.`
 
 func runCancel(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "cancel", "ID… --reason R", cancelAbout)
+	fs := newFlags(e, "cancel", "[NS/]ID… --reason R", cancelAbout)
 	var c conn
 	c.flags(fs, e)
+	var ns string
+	namespaceFlag(fs, &ns, idsNamespaceUsage)
 	reason := fs.String("reason", "", "why (required; recorded in the outcome)")
 	ids, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	refs, err := writeRefs(ns, ids)
 	if err != nil {
 		return err
 	}
@@ -31,11 +37,11 @@ func runCancel(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer b.Close()
-	return act(ctx, e, c, b, ids, action{
+	return act(ctx, e, c, b, refs, action{
 		verb:  "cancelled",
 		ready: mustBePending,
 		apply: func(ctx context.Context, b backend, r *store.Correlation) (store.Result, error) {
-			return b.Cancel(ctx, r.ID, *reason)
+			return b.Cancel(ctx, r.Ref(), *reason)
 		},
 	})
 }

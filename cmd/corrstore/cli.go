@@ -51,12 +51,12 @@ func isTerminal(f *os.File) bool {
 // (--store) is one; remote.Client (--server) is the other.
 type backend interface {
 	Register(ctx context.Context, c *store.Correlation) (store.RegisterResult, error)
-	Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error)
-	Get(ctx context.Context, id string) (*store.Correlation, error)
-	Extend(ctx context.Context, id string, deadline time.Time) (store.Result, error)
-	Cancel(ctx context.Context, id, reason string) (store.Result, error)
-	Expire(ctx context.Context, id, reason string) (store.Result, error)
-	Redispatch(ctx context.Context, id string) (store.Result, error)
+	Deliver(ctx context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error)
+	Get(ctx context.Context, ref store.Ref) (*store.Correlation, error)
+	Extend(ctx context.Context, ref store.Ref, deadline time.Time) (store.Result, error)
+	Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error)
+	Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error)
+	Redispatch(ctx context.Context, ref store.Ref) (store.Result, error)
 	List(ctx context.Context, f store.Filter) (store.Page, error)
 	Stats(ctx context.Context, namespace string) (store.Stats, error)
 	Close() error
@@ -76,16 +76,17 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"ls", "[flags]", "list correlations by state, namespace, age, owner, destination, label, dispatch", runLs},
-		{"show", "ID", "one correlation: record, replies, late replies, dispatch, timeline", runShow},
+		{"show", "[NS/]ID", "one correlation: record, replies, late replies, dispatch, timeline", runShow},
 		{"stats", "[flags]", "counts per state and namespace, oldest pending, dispatch backlog", runStats},
-		{"expire", "ID…", "force the deadline outcome of pending correlations now", runExpire},
-		{"cancel", "ID… --reason R", "cancel pending correlations", runCancel},
-		{"extend", "ID --by 5m", "move a pending correlation's deadline", runExtend},
-		{"redispatch", "ID… | --all-matching", "hand dead (or done) outcomes to their handler again", runRedispatch},
+		{"expire", "[NS/]ID…", "force the deadline outcome of pending correlations now", runExpire},
+		{"cancel", "[NS/]ID… --reason R", "cancel pending correlations", runCancel},
+		{"extend", "[NS/]ID --by 5m", "move a pending correlation's deadline", runExtend},
+		{"redispatch", "[NS/]ID… | --all-matching", "hand dead (or done) outcomes to their handler again", runRedispatch},
 		{"reap", "--once", "one reaper pass: expire what is due, purge, drop stale early replies", runReap},
 		{"export", "[--to FILE]", "every correlation, as JSON lines", runExport},
 		{"import", "FILE | --from URL", "correlations from an export or another store, verified", runImport},
 		{"bench", "[flags]", "load: register→deliver, ops/s and latency", runBench},
+		{"upgrade", "--store URL", "bring a store written by an older corrstore to this build's schema", runUpgrade},
 	}
 }
 
@@ -261,8 +262,10 @@ func flagType(f *flag.Flag) string {
 	return "value"
 }
 
+// writeJSON prints v for an operator: indented, with every control
+// character escaped (see escapeJSON).
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(escapeJSON{w})
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
@@ -296,11 +299,67 @@ func age(d time.Duration) string {
 	return s
 }
 
+// orDash is s for a table cell (see printable), "-" when empty.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return printable(s)
+}
+
+// namespaceFlag adds --namespace and its short form -n.
+func namespaceFlag(fs *cmdFlags, p *string, usage string) {
+	fs.StringVar(p, "namespace", "", usage)
+	fs.StringVar(p, "n", "", "short for --namespace")
+}
+
+const idsNamespaceUsage = `namespace of the IDs (default "default"; on --server, a token's namespace when it has only one); an argument NS/ID names its own`
+
+// refsOf reads the ID arguments of a per-ID command: ID in namespace ns
+// (empty: the default, or on --server the token's only namespace), or
+// NS/ID. It checks each before anything is opened.
+func refsOf(ns string, args []string) ([]store.Ref, error) {
+	if ns != "" {
+		if err := store.ValidateNamespace(ns); err != nil {
+			return nil, flagError(err)
+		}
+	}
+	refs := make([]store.Ref, 0, len(args))
+	for _, a := range args {
+		r := store.Ref{Namespace: ns, ID: a}
+		var err error
+		if strings.Contains(a, "/") {
+			r, err = store.ParseRef(a)
+			if err == nil && ns != "" && r.Namespace != ns {
+				return nil, fmt.Errorf("%s is in namespace %s, but --namespace is %s", printable(a), r.Namespace, ns)
+			}
+		} else {
+			err = store.ValidateID(a)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%q: %s", a, fieldReason(err))
+		}
+		refs = append(refs, r)
+	}
+	return refs, nil
+}
+
+// fieldReason is a validation error without the sentinel's word: "id: must be …".
+func fieldReason(err error) string {
+	var fe *store.FieldError
+	if errors.As(err, &fe) {
+		return fe.Field + ": " + fe.Reason
+	}
+	return err.Error()
+}
+
+// label names a correlation in messages: its ID alone in the default
+// namespace (what a single-tenant operator typed), NS/ID elsewhere.
+func label(r store.Ref) string {
+	if r.Namespace == "" || r.Namespace == store.DefaultNamespace {
+		return printable(r.ID)
+	}
+	return printable(r.String())
 }
 
 // describeErr makes a store or server error one line an operator can act on.

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -43,6 +44,26 @@ type proc struct {
 	logs *bytes.Buffer
 	mu   *sync.Mutex
 	done chan struct{}
+	// token, when set, is sent as the bearer token.
+	token string
+}
+
+// httpClient bounds every request of the end-to-end tests: a server that
+// stops answering fails the test instead of hanging it (the longest long
+// poll they make is 2 minutes).
+var httpClient = &http.Client{Timeout: 3 * time.Minute}
+
+// await returns what ch gives, or fails the test when it gives nothing for
+// a minute.
+func await[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatalf("no %s after a minute", what)
+		panic("unreachable")
+	}
 }
 
 var addrRE = regexp.MustCompile(`msg="corrstore serving".* addr=(\S+)`)
@@ -109,16 +130,26 @@ func (p *proc) logText() string {
 func (p *proc) kill() {
 	if p.cmd.ProcessState == nil {
 		p.cmd.Process.Kill()
-		<-p.done
+		select {
+		case <-p.done:
+		case <-time.After(time.Minute): // a child holding stderr open
+		}
 		p.cmd.Wait()
 	}
+}
+
+// as returns p sending token as the bearer token.
+func (p *proc) as(token string) *proc {
+	q := *p
+	q.token = token
+	return &q
 }
 
 // stop sends SIGTERM and expects a clean exit.
 func (p *proc) stop() {
 	p.t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	<-p.done
+	await(p.t, "exit after SIGTERM", p.done)
 	if err := p.cmd.Wait(); err != nil {
 		p.t.Errorf("exit after SIGTERM: %v\n%s", err, p.logText())
 	}
@@ -137,7 +168,10 @@ func (p *proc) call(method, path string, body any) (int, map[string]any, error) 
 	if err != nil {
 		return 0, nil, err
 	}
-	res, err := http.DefaultClient.Do(req)
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	res, err := httpClient.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -205,12 +239,22 @@ func TestEndToEnd(t *testing.T) {
 	if s := p.must("GET", "/v1/correlations/s/outcome?wait=10s", nil, 200); s["state"] != "timed_out" {
 		t.Errorf("single at deadline: %v", s)
 	}
+
+	// A reply token outlives a restart: without --reply-secret-file the
+	// server signs with a secret kept in the store.
+	kept := p.must("POST", "/v1/correlations", m{"id": "kept", "timeout": "1h"}, 201)
+	p.stop()
+	p = start(t, filepath.Join(dir, "c.db"), "--reaper-interval", "50ms")
+	if v := p.must("POST", "/v1/replies/"+kept["reply_token"].(string), m{"id": "r1"}, 200); v["status"] != "completed" {
+		t.Errorf("a reply token made before the restart: %v", v)
+	}
 	p.stop()
 }
 
 // TestKillAndRestart SIGKILLs the server while clients register, restarts
 // it on the same file, and checks that every registration that got a 201
-// is there and is decided exactly once.
+// is there and is decided exactly once. Any answer but 201 before the kill
+// fails it, and so does any wait that takes more than a minute.
 func TestKillAndRestart(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -219,38 +263,60 @@ func TestKillAndRestart(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "c.db")
 	p := start(t, db, "--reaper-interval", "50ms")
 	var (
-		mu     sync.Mutex
-		acked  []string
-		wg     sync.WaitGroup
-		enough = make(chan struct{})
-		once   sync.Once
+		mu      sync.Mutex
+		acked   []string
+		bad     []string // answers other than 201
+		killed  atomic.Bool
+		wg      sync.WaitGroup
+		enough  = make(chan struct{})
+		once    sync.Once
+		stopped = make(chan struct{})
 	)
 	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := 0; i < 2000; i++ {
 				id := fmt.Sprintf("k-%d-%d", w, i)
-				code, _, err := p.call("POST", "/v1/correlations", m{"id": id, "timeout": "1s"})
-				if err != nil {
+				code, v, err := p.call("POST", "/v1/correlations", m{"id": id, "timeout": "1s"})
+				mu.Lock()
+				switch {
+				case err != nil && killed.Load():
+					mu.Unlock()
 					return // the server is gone
-				}
-				if code == 201 {
-					mu.Lock()
+				case err != nil:
+					bad = append(bad, fmt.Sprintf("%s: %v (before the kill)", id, err))
+				case code != 201:
+					bad = append(bad, fmt.Sprintf("%s: %d %v", id, code, v))
+				default:
 					acked = append(acked, id)
 					if len(acked) == 300 {
 						once.Do(func() { close(enough) })
 					}
-					mu.Unlock()
+				}
+				failed := len(bad) > 0
+				mu.Unlock()
+				if failed {
+					return
 				}
 			}
-		}()
+		})
 	}
-	<-enough
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-enough:
+	case <-stopped:
+	case <-time.After(time.Minute):
+	}
+	killed.Store(true)
 	p.cmd.Process.Signal(syscall.SIGKILL)
-	wg.Wait()
-	<-p.done
+	await(t, "end of the clients after SIGKILL", stopped)
+	await(t, "exit after SIGKILL", p.done)
 	p.cmd.Wait()
+	if len(bad) > 0 {
+		t.Fatalf("%d answers were not 201 (%d were), first: %s\n%s", len(bad), len(acked), bad[0], p.logText())
+	}
+	if len(acked) < 300 {
+		t.Fatalf("only %d registrations acknowledged in a minute\n%s", len(acked), p.logText())
+	}
 
 	p = start(t, db, "--reaper-interval", "50ms")
 	for _, id := range acked {
@@ -269,5 +335,201 @@ func TestKillAndRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged registrations survived SIGKILL, each decided once", len(acked))
+	p.stop()
+}
+
+// raw is an answer as it came: status and body bytes, to compare two
+// answers exactly.
+type raw struct {
+	code int
+	body string
+}
+
+func (p *proc) raw(method, path string, body any) raw {
+	p.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, p.base+path, rd)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	res, err := httpClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return raw{res.StatusCode, string(b)}
+}
+
+// TestNamespacesIsolate runs the binary with a token per namespace: the same
+// ID registered in both is two correlations, each token sees only its own,
+// and a token asking for the other namespace's ID gets exactly the answer it
+// gets for an ID that does not exist. The operator commands, given a token,
+// see what it may see.
+func TestNamespacesIsolate(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	const (
+		tokA  = "token-team-a-0123456789"
+		tokB  = "token-team-b-0123456789"
+		tokOp = "token-operator-0123456789"
+	)
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte(tokA+" writer team-a a\n"+tokB+" writer team-b b\n"+tokOp+" admin * ops\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, filepath.Join(dir, "c.db"), "--token-file", tokens, "--reaper-interval", "1h")
+	a, b, op := p.as(tokA), p.as(tokB), p.as(tokOp)
+
+	// Before team-a holds secret-1, what team-b gets when it asks for it.
+	probes := []struct{ method, path string }{
+		{"GET", "/v1/correlations/secret-1?namespace=team-a"},
+		{"GET", "/v1/correlations/secret-1/outcome?namespace=team-a"},
+		{"POST", "/v1/correlations/secret-1/extend?namespace=team-a"},
+		{"POST", "/v1/correlations/secret-1/cancel?namespace=team-a"},
+		{"GET", "/v1/correlations/secret-1"}, // in team-b, B's only namespace
+	}
+	bodies := map[string]any{"extend": m{"timeout": "1m"}, "cancel": m{"reason": "probe"}}
+	probe := func() []raw {
+		var out []raw
+		for _, pr := range probes {
+			var body any
+			for k, v := range bodies {
+				if strings.HasSuffix(pr.path, "/"+k+"?namespace=team-a") {
+					body = v
+				}
+			}
+			out = append(out, b.raw(pr.method, pr.path, body))
+		}
+		return out
+	}
+	missing := probe()
+	if missing[0].code != 404 || missing[4].code != 404 {
+		t.Fatalf("a missing ID: %v", missing)
+	}
+
+	// The same ID in both namespaces: two registrations, no conflict.
+	ra := a.must("POST", "/v1/correlations", m{"id": "order-42", "timeout": "1h", "destination": "from-a"}, 201)
+	rb := b.must("POST", "/v1/correlations", m{"id": "order-42", "namespace": "team-b", "timeout": "1h", "destination": "from-b"}, 201)
+	if ra["namespace"] != "team-a" || rb["namespace"] != "team-b" {
+		t.Fatalf("namespaces: %v / %v", ra["namespace"], rb["namespace"])
+	}
+	a.must("POST", "/v1/correlations", m{"id": "secret-1", "namespace": "team-a", "timeout": "1h"}, 201)
+	if got := probe(); fmt.Sprint(got) != fmt.Sprint(missing) {
+		t.Errorf("team-b learns that team-a holds secret-1:\nmissing: %v\nforeign: %v", missing, got)
+	}
+	if got := a.must("GET", "/v1/correlations/order-42", nil, 200); got["destination"] != "from-a" {
+		t.Errorf("A reads %v", got)
+	}
+	if got := b.must("GET", "/v1/correlations/order-42", nil, 200); got["destination"] != "from-b" {
+		t.Errorf("B reads %v", got)
+	}
+
+	// A's reply token completes A's order-42, not B's.
+	d := p.must("POST", "/v1/replies/"+ra["reply_token"].(string), m{"id": "r1", "body": m{"ok": true}}, 200)
+	if d["status"] != "completed" {
+		t.Fatalf("reply: %v", d)
+	}
+	if got := op.must("GET", "/v1/correlations/order-42?namespace=team-b", nil, 200); got["state"] != "pending" {
+		t.Errorf("team-b's order-42 after A's reply: %v", got["state"])
+	}
+
+	// The operator commands, with each token.
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := func(token string, args ...string) (string, error) {
+		tf := filepath.Join(dir, "cli-token")
+		if err := os.WriteFile(tf, []byte(token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bin, append(args, "--server", p.base, "--token-file", tf)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := cli(tokB, "ls", "-o", "json")
+	if err != nil || !strings.Contains(out, `"namespace": "team-b"`) || strings.Contains(out, "team-a") {
+		t.Errorf("ls with B's token: %v\n%s", err, out)
+	}
+	out, err = cli(tokOp, "ls", "-o", "json")
+	if err != nil || !strings.Contains(out, `"namespace": "team-b"`) || !strings.Contains(out, `"namespace": "team-a"`) {
+		t.Errorf("ls with the operator's token lists every namespace: %v\n%s", err, out)
+	}
+	if out, err = cli(tokB, "show", "order-42"); err != nil || !strings.Contains(out, "from-b") {
+		t.Errorf("show with B's token: %v\n%s", err, out)
+	}
+	if out, err = cli(tokOp, "show", "team-a/order-42"); err != nil || !strings.Contains(out, "from-a") {
+		t.Errorf("show team-a/order-42 with the operator's token: %v\n%s", err, out)
+	}
+	out, err = cli(tokB, "show", "team-a/secret-1")
+	if want := "corrstore: show: team-a/secret-1: not found\n"; err == nil || out != want {
+		t.Errorf("show of a foreign ID with B's token: %v %q, want %q", err, out, want)
+	}
+	p.stop()
+}
+
+// TestExactDeadlineOverHTTP: with the reaper far away, a reply after the
+// deadline is late, and the correlation has its deadline outcome at once.
+func TestExactDeadlineOverHTTP(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	p := start(t, filepath.Join(t.TempDir(), "c.db"), "--reaper-interval", "1h")
+	reg := p.must("POST", "/v1/correlations", m{"id": "due", "timeout": "200ms"}, 201)
+	deadline, err := time.Parse(time.RFC3339Nano, reg["deadline"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(deadline) + 20*time.Millisecond) // the real clock is what is tested
+	v := p.must("POST", "/v1/replies/"+reg["reply_token"].(string), m{"id": "r1"}, 409)
+	if v["status"] != "late" {
+		t.Errorf("a reply after the deadline: %v", v)
+	}
+	c := p.must("GET", "/v1/correlations/due", nil, 200)
+	o, _ := c["outcome"].(map[string]any)
+	if c["state"] != "timed_out" || o == nil || o["reason"] != "deadline" {
+		t.Errorf("after a late reply, before any reaper pass: %v %v", c["state"], c["outcome"])
+	}
+	p.stop()
+}
+
+// TestLimitsOverHTTP: --max-record-bytes bounds the reply bytes one
+// correlation holds (413 past it), and --max-pending-per-namespace the
+// pending correlations of a namespace (429 past it, other namespaces free).
+func TestLimitsOverHTTP(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	p := start(t, filepath.Join(t.TempDir(), "c.db"), "--reaper-interval", "1h",
+		"--max-record-bytes", "4096", "--max-pending-per-namespace", "2")
+	p.must("POST", "/v1/correlations", m{"id": "g", "pattern": "gather", "expect": 3, "timeout": "1h"}, 201)
+	body := strings.Repeat("x", 2500)
+	p.must("POST", "/v1/correlations/g/replies", m{"from": "a", "body": body}, 200)
+	v := p.must("POST", "/v1/correlations/g/replies", m{"from": "b", "body": body}, 413)
+	if msg := fmt.Sprint(v["error"]); !strings.Contains(msg, "4096") {
+		t.Errorf("the 413 names the limit: %v", msg)
+	}
+
+	p.must("POST", "/v1/correlations", m{"id": "p2", "timeout": "1h"}, 201)
+	v = p.must("POST", "/v1/correlations", m{"id": "p3", "timeout": "1h"}, 429)
+	if msg := fmt.Sprint(v["error"]); !strings.Contains(msg, "default") {
+		t.Errorf("the 429 names the namespace: %v", msg)
+	}
+	p.must("POST", "/v1/correlations", m{"id": "p3", "namespace": "other", "timeout": "1h"}, 201)
 	p.stop()
 }

@@ -12,11 +12,17 @@ is optional. The outcome is then dispatched to the handler as usual. Every ID is
 checked first; if one does not exist or is not pending, nothing is changed.`
 
 func runExpire(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "expire", "ID…", expireAbout)
+	fs := newFlags(e, "expire", "[NS/]ID…", expireAbout)
 	var c conn
 	c.flags(fs, e)
+	var ns string
+	namespaceFlag(fs, &ns, idsNamespaceUsage)
 	reason := fs.String("reason", "expired by an operator", "reason recorded in the outcome")
 	ids, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	refs, err := writeRefs(ns, ids)
 	if err != nil {
 		return err
 	}
@@ -28,11 +34,11 @@ func runExpire(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer b.Close()
-	return act(ctx, e, c, b, ids, action{
+	return act(ctx, e, c, b, refs, action{
 		verb:  "expired",
 		ready: mustBePending,
 		apply: func(ctx context.Context, b backend, r *store.Correlation) (store.Result, error) {
-			return b.Expire(ctx, r.ID, *reason)
+			return b.Expire(ctx, r.Ref(), *reason)
 		},
 	})
 }

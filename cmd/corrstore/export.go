@@ -21,6 +21,10 @@ import (
 // state. A file without its summary is an unfinished export.
 const exportFormat = "corrstore-export"
 
+// exportVersion 2: a correlation is (namespace, id); version 1 files (ids
+// global) read the same, each record in the namespace it names.
+const exportVersion = 2
+
 type exportLine struct {
 	Type        string             `json:"type"` // header, correlation, summary
 	Header      *exportHeader      `json:"header,omitempty"`
@@ -29,9 +33,11 @@ type exportLine struct {
 }
 
 type exportHeader struct {
-	Format    string    `json:"format"`
-	Version   int       `json:"version"`
-	Source    string    `json:"source"`
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+	Source  string `json:"source"`
+	// Namespace: only this namespace was exported; empty: every one.
+	Namespace string    `json:"namespace,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 }
 
@@ -135,20 +141,24 @@ func (s *summary) loadSums() error {
 	return nil
 }
 
-const exportAbout = `Writes every correlation of a store — any state, with its replies, late
-replies, events and dispatch state — as JSON lines: a header, one line per
-correlation (the store's record JSON), and a summary with a count and a
-checksum per state. A bolt file a daemon holds is read from a checked copy.
+const exportAbout = `Writes every correlation of a store — every namespace, any state, with its
+replies, late replies, events and dispatch state — as JSON lines: a header, one
+line per correlation (the store's record JSON, namespace included), and a
+summary with a count and a checksum per state. A bolt file a daemon holds is
+read from a checked copy.
 
 With --to FILE it is resumable: run it again after an interruption and it
 continues after the last complete line; on a complete file it does nothing.
-Load the file into another store with corrstore import.`
+--namespace exports one namespace only. Load the file into another store with
+corrstore import.`
 
 func runExport(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "export", "--store URL [--to FILE]", exportAbout)
 	var c conn
 	c.flags(fs, e)
 	to := fs.String("to", "-", "file to write; - is standard output")
+	var ns string
+	namespaceFlag(fs, &ns, "only this namespace (default: every namespace)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -162,12 +172,17 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if c.storeURL == "" {
 		return errors.New("give --store URL, the store to export")
 	}
+	if ns != "" {
+		if err := store.ValidateNamespace(ns); err != nil {
+			return flagError(err)
+		}
+	}
 	w := io.Writer(e.stdout)
 	sum := newSummary()
 	var cursor string
 	headerDone := false
 	if *to != "-" {
-		f, hasHeader, cur, err := openExportFile(*to, sum)
+		f, hasHeader, cur, err := openExportFile(*to, ns, sum)
 		if err != nil {
 			return err
 		}
@@ -187,7 +202,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.Close()
 	total := int64(-1)
-	if s, err := st.Stats(ctx, ""); err == nil {
+	if s, err := st.Stats(ctx, ns); err == nil {
 		t := s.Total()
 		total = 0
 		for _, n := range t.States {
@@ -198,13 +213,13 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	enc := json.NewEncoder(bw)
 	if !headerDone {
 		if err := enc.Encode(exportLine{Type: "header", Header: &exportHeader{
-			Format: exportFormat, Version: 1, Source: c.storeURL, StartedAt: e.now().UTC()}}); err != nil {
+			Format: exportFormat, Version: exportVersion, Source: c.storeURL, Namespace: ns, StartedAt: e.now().UTC()}}); err != nil {
 			return err
 		}
 	}
 	prog := newProgress(e, "exported", total)
 	prog.done = sum.Count
-	f := store.Filter{Order: store.OldestFirst, Limit: store.MaxListLimit, Cursor: cursor}
+	f := store.Filter{Namespace: ns, Order: store.OldestFirst, Limit: store.MaxListLimit, Cursor: cursor}
 	err = eachMatching(ctx, st, f, func(cs []*store.Correlation) error {
 		for _, x := range cs {
 			if err := enc.Encode(exportLine{Type: "correlation", Correlation: x}); err != nil {
@@ -237,6 +252,14 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// nsName names what --namespace ns exports.
+func nsName(ns string) string {
+	if ns == "" {
+		return "every namespace"
+	}
+	return "namespace " + ns
+}
+
 func describeSummary(s *summary) string {
 	out := plural(int(s.Count), "correlation") + ":"
 	for _, st := range store.States {
@@ -250,8 +273,9 @@ func describeSummary(s *summary) string {
 // openExportFile opens --to FILE for writing. A new or empty file starts
 // afresh. A file with a summary is complete: nil file. Otherwise it is an
 // interrupted export: the partial last line is cut, sum counts what is
-// there, and the cursor continues after the last correlation.
-func openExportFile(path string, sum *summary) (f *os.File, hasHeader bool, cursor string, err error) {
+// there, and the cursor continues after the last correlation. ns must be the
+// namespace the file was started with.
+func openExportFile(path, ns string, sum *summary) (f *os.File, hasHeader bool, cursor string, err error) {
 	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, false, "", err
@@ -280,6 +304,10 @@ func openExportFile(path string, sum *summary) (f *os.File, hasHeader bool, curs
 		switch {
 		case n == 1 && (l.Type != "header" || l.Header == nil || l.Header.Format != exportFormat):
 			return nil, false, "", fmt.Errorf("%s exists and is not a corrstore export; give another --to", path)
+		case n == 1 && l.Header.Version != exportVersion:
+			return nil, false, "", fmt.Errorf("%s is an export of format version %d, this build writes %d: give another --to", path, l.Header.Version, exportVersion)
+		case n == 1 && l.Header.Namespace != ns:
+			return nil, false, "", fmt.Errorf("%s is an export of %s, not of %s: give the same --namespace, or another --to", path, nsName(l.Header.Namespace), nsName(ns))
 		case l.Type == "summary":
 			sum.Count = l.Summary.Count
 			return nil, false, "", nil
@@ -300,5 +328,5 @@ func openExportFile(path string, sum *summary) (f *os.File, hasHeader bool, curs
 	if last == nil {
 		return f, good > 0, "", nil
 	}
-	return f, true, store.EncodeCursor(last.CreatedAt, last.ID), nil
+	return f, true, store.EncodeCursor(last.CreatedAt, last.Ref()), nil
 }

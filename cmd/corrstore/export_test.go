@@ -127,3 +127,67 @@ func TestExportResumes(t *testing.T) {
 	_, _, err = f.run("export", "--server", f.srv.URL)
 	require.ErrorContains(t, err, "export reads a store directly")
 }
+
+// TestExportNamespaces: an export carries each record's namespace, the same
+// ID in two namespaces is two records, import puts each back where it was,
+// and --namespace exports one namespace (and resumes only as that).
+func TestExportNamespaces(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	f.seed()
+	_, err := f.st.Register(t.Context(), &store.Correlation{ID: "pend-1", Namespace: "team-a", Timeout: time.Hour, Destination: "ledger"})
+	require.NoError(t, err)
+
+	all := filepath.Join(f.dir, "all.jsonl")
+	_, stderr, err := f.run("export", "--store", f.storeURL(), "--to", all)
+	require.NoError(t, err)
+	require.Contains(t, stderr, "exported 6 correlations")
+	head, _, _ := strings.Cut(f.readFile(all), "\n")
+	require.Contains(t, head, `"version":2`)
+
+	dst := "bolt://" + filepath.Join(f.dir, "dst.db")
+	require.Contains(t, f.run1("import", "--store", dst, all), "verified")
+	out := f.run1("ls", "-o", "json", "--store", dst, "--order", "oldest")
+	var page struct{ Items []lsItem }
+	require.NoError(t, json.Unmarshal([]byte(out), &page))
+	var refs []string
+	for _, it := range page.Items {
+		refs = append(refs, it.Namespace+"/"+it.ID)
+	}
+	require.Equal(t, []string{"default/pend-1", "team-a/pend-2", "default/done-1", "default/dead-1", "default/gone-1", "team-a/pend-1"}, refs)
+	require.Contains(t, f.run1("show", "team-a/pend-1", "--store", dst), "ledger")
+	require.Contains(t, f.run1("show", "pend-1", "--store", dst), "payments")
+
+	one := filepath.Join(f.dir, "team-a.jsonl")
+	_, stderr, err = f.run("export", "--store", f.storeURL(), "-n", "team-a", "--to", one)
+	require.NoError(t, err)
+	require.Contains(t, stderr, "exported 2 correlations")
+	_, stderr, err = f.run("export", "--store", f.storeURL(), "-n", "team-a", "--to", one)
+	require.NoError(t, err)
+	require.Contains(t, stderr, "complete export of 2 correlations; nothing to do")
+	lines := strings.SplitAfter(f.readFile(one), "\n")
+	require.NoError(t, os.WriteFile(one, []byte(lines[0]+lines[1]), 0o600))
+	_, _, err = f.run("export", "--store", f.storeURL(), "--to", one)
+	require.EqualError(t, err, "export: "+one+" is an export of namespace team-a, not of every namespace: give the same --namespace, or another --to")
+	_, stderr, err = f.run("export", "--store", f.storeURL(), "--namespace", "team-a", "--to", one)
+	require.NoError(t, err)
+	require.Contains(t, stderr, "resuming "+one+" after 1 correlation")
+	require.Contains(t, stderr, "exported 2 correlations")
+
+	// An export made before namespaces scoped IDs (format version 1) reads
+	// the same; a newer format is refused.
+	v1 := filepath.Join(f.dir, "v1.jsonl")
+	require.NoError(t, os.WriteFile(v1, []byte(strings.Replace(f.readFile(all), `"version":2`, `"version":1`, 1)), 0o600))
+	require.Contains(t, f.run1("import", "--store", "bolt://"+filepath.Join(f.dir, "v1.db"), v1), "verified")
+	v3 := filepath.Join(f.dir, "v3.jsonl")
+	require.NoError(t, os.WriteFile(v3, []byte(strings.Replace(f.readFile(all), `"version":2`, `"version":3`, 1)), 0o600))
+	_, _, err = f.run("import", "--store", "bolt://"+filepath.Join(f.dir, "v3.db"), v3)
+	require.ErrorContains(t, err, "export format version 3; this build reads versions 1 to 2: upgrade corrstore")
+}
+
+func (f *fixture) readFile(path string) string {
+	f.t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(f.t, err)
+	return string(b)
+}

@@ -13,12 +13,18 @@ const extendAbout = `Moves the deadline of pending correlations: --by adds to th
 --deadline sets it. The store caps it at creation + the max timeout.`
 
 func runExtend(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "extend", "ID… --by 5m | --deadline TIME", extendAbout)
+	fs := newFlags(e, "extend", "[NS/]ID… --by 5m | --deadline TIME", extendAbout)
 	var c conn
 	c.flags(fs, e)
+	var ns string
+	namespaceFlag(fs, &ns, idsNamespaceUsage)
 	by := fs.Duration("by", 0, "add this to the current deadline (5m, 2h)")
 	at := fs.String("deadline", "", "new deadline, RFC 3339 (2026-01-02T15:04:05Z)")
 	ids, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	refs, err := writeRefs(ns, ids)
 	if err != nil {
 		return err
 	}
@@ -38,7 +44,7 @@ func runExtend(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer b.Close()
-	return act(ctx, e, c, b, ids, action{
+	return act(ctx, e, c, b, refs, action{
 		verb:  "extended",
 		ready: mustBePending,
 		apply: func(ctx context.Context, b backend, r *store.Correlation) (store.Result, error) {
@@ -46,7 +52,7 @@ func runExtend(ctx context.Context, e *env, args []string) error {
 			if *by > 0 {
 				d = r.Deadline.Add(*by)
 			}
-			return b.Extend(ctx, r.ID, d)
+			return b.Extend(ctx, r.Ref(), d)
 		},
 	})
 }

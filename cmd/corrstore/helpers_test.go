@@ -106,6 +106,7 @@ func (f *fixture) both(args ...string) [2]string {
 // seed makes one correlation in each interesting state:
 //
 //	pend-1, pend-2  pending (pend-2: namespace team-a, label wf=w2, owner svc-b)
+//	                (team-a/pend-1 does not exist: IDs are per namespace)
 //	done-1          completed by a reply, dispatch pending; one late reply
 //	dead-1          completed, dispatch dead after a failed handler
 //	gone-1          cancelled
@@ -121,33 +122,44 @@ func (f *fixture) seed() {
 	reg(&store.Correlation{ID: "pend-2", Namespace: "team-a", Timeout: time.Hour, Destination: "billing", Owner: "svc-b",
 		Labels: map[string]string{"wf": "w2"}})
 	reg(&store.Correlation{ID: "done-1", Timeout: time.Hour, Destination: "payments", Callback: cb})
-	_, err := f.st.Deliver(ctx, "done-1", store.Reply{ID: "r-1", Body: []byte(`{"paid":true}`)})
+	_, err := f.st.Deliver(ctx, store.RefOf("done-1"), store.Reply{ID: "r-1", Body: []byte(`{"paid":true}`)})
 	require.NoError(f.t, err)
-	_, err = f.st.Deliver(ctx, "done-1", store.Reply{ID: "r-2", Body: []byte(`"too late"`)})
+	_, err = f.st.Deliver(ctx, store.RefOf("done-1"), store.Reply{ID: "r-2", Body: []byte(`"too late"`)})
 	require.NoError(f.t, err)
 	reg(&store.Correlation{ID: "dead-1", Timeout: time.Hour, Destination: "payments", Callback: store.Callback{Handler: "ship-order"}})
-	_, err = f.st.Deliver(ctx, "dead-1", store.Reply{ID: "r-1"})
+	_, err = f.st.Deliver(ctx, store.RefOf("dead-1"), store.Reply{ID: "r-1"})
 	require.NoError(f.t, err)
 	claimed, err := f.st.ClaimDispatch(ctx, "worker-1", time.Now().Add(time.Second), time.Minute, 10)
 	require.NoError(f.t, err)
 	for _, c := range claimed {
 		if c.ID == "dead-1" {
-			_, err = f.st.NackDispatch(ctx, c.ID, c.Dispatch.Claim(), "ship-order: warehouse API 503", time.Time{})
+			_, err = f.st.NackDispatch(ctx, c.Ref(), c.Dispatch.Claim(), "ship-order: warehouse API 503", time.Time{})
 			require.NoError(f.t, err)
 		} else {
-			_, err = f.st.NackDispatch(ctx, c.ID, c.Dispatch.Claim(), "not yet", time.Now())
+			_, err = f.st.NackDispatch(ctx, c.Ref(), c.Dispatch.Claim(), "not yet", time.Now())
 			require.NoError(f.t, err)
 		}
 	}
 	reg(&store.Correlation{ID: "gone-1", Timeout: time.Hour})
-	_, err = f.st.Cancel(ctx, "gone-1", "send failed")
+	_, err = f.st.Cancel(ctx, store.RefOf("gone-1"), "send failed")
 	require.NoError(f.t, err)
 }
 
-// get reads a record straight from the fixture's store.
-func (f *fixture) get(id string) *store.Correlation {
+// get reads a record straight from the fixture's store: ID in the default
+// namespace, or NS/ID.
+func (f *fixture) get(ref string) *store.Correlation {
 	f.t.Helper()
-	c, err := f.st.Get(context.Background(), id)
+	c, err := f.st.Get(context.Background(), testRef(f.t, ref))
 	require.NoError(f.t, err)
 	return c
+}
+
+func testRef(t *testing.T, s string) store.Ref {
+	t.Helper()
+	if !strings.Contains(s, "/") {
+		return store.RefOf(s)
+	}
+	r, err := store.ParseRef(s)
+	require.NoError(t, err)
+	return r
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,10 +26,11 @@ const importAbout = `Copies correlations into --store, each exactly as it was (s
 replies, events, dispatch state, version, times): from an export file (FILE, or
 - for standard input) or straight from another store (--from URL).
 
-It is idempotent: a record already there with the same content is left as it
-is, so an interrupted import is resumed by running it again. A record there
-with the same ID and other content is a conflict: it is left as it is and
-reported. At the end every imported record is read back from --store and the
+Each record keeps its namespace (a record of an export made before namespaces
+scoped IDs lands in the namespace it names). It is idempotent: a record
+already there with the same content is left as it is, so an interrupted import
+is resumed by running it again. A record there with the same namespace and ID
+and other content is a conflict: it is left as it is and reported. At the end every imported record is read back from --store and the
 counts and checksums per state are compared with the source.`
 
 // importOut is import -o json. The field names are stable.
@@ -39,7 +41,7 @@ type importOut struct {
 	Created      int64    `json:"created"`
 	Unchanged    int64    `json:"unchanged"`
 	Conflicts    int64    `json:"conflicts"`
-	ConflictIDs  []string `json:"conflict_ids,omitempty"`
+	ConflictIDs  []string `json:"conflict_ids,omitempty"` // NS/ID
 	Verified     bool     `json:"verified"`
 	Summary      *summary `json:"summary"`
 	Seconds      float64  `json:"seconds"`
@@ -140,7 +142,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	var created, unchanged, conflicts, readN atomic.Int64
 	var mu sync.Mutex
 	srcSum := newSummary()
-	var ids []string
+	var refs []store.Ref
 	g, gctx := newGroup(ctx)
 	ch := make(chan *store.Correlation, 4*(*workers))
 	g.Go(func() error {
@@ -158,11 +160,11 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	for range *workers {
 		g.Go(func() error {
 			sum := newSummary()
-			var mine []string
+			var mine []store.Ref
 			defer func() {
 				mu.Lock()
 				srcSum.merge(sum)
-				ids = append(ids, mine...)
+				refs = append(refs, mine...)
 				mu.Unlock()
 			}()
 			for x := range ch {
@@ -172,12 +174,12 @@ func runImport(ctx context.Context, e *env, args []string) error {
 					conflicts.Add(1)
 					mu.Lock()
 					if len(out.ConflictIDs) < 10 {
-						out.ConflictIDs = append(out.ConflictIDs, x.ID)
+						out.ConflictIDs = append(out.ConflictIDs, x.Ref().String())
 					}
 					mu.Unlock()
 					continue
 				case err != nil:
-					return fmt.Errorf("import %s: %w", x.ID, err)
+					return fmt.Errorf("import %s: %w", printable(x.Ref().String()), err)
 				case ok:
 					created.Add(1)
 				default:
@@ -186,7 +188,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 				if err := sum.add(x); err != nil {
 					return err
 				}
-				mine = append(mine, x.ID)
+				mine = append(mine, x.Ref())
 				prog.add(1)
 			}
 			return nil
@@ -200,7 +202,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	}
 
 	// Read back what was imported and compare.
-	got, err := summarize(ctx, st, ids, *workers)
+	got, err := summarize(ctx, st, refs, *workers)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
@@ -236,7 +238,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	case !out.Verified:
 		return fmt.Errorf("verify failed: the target does not hold what was read: %s", out.VerifyFailed)
 	case out.Conflicts > 0:
-		return fmt.Errorf("%d records conflict with other content under the same ID in %s (left as they are): %v", out.Conflicts, c.storeURL, out.ConflictIDs)
+		return fmt.Errorf("%d records conflict with other content under the same namespace and ID in %s (left as they are): %s", out.Conflicts, c.storeURL, printable(strings.Join(out.ConflictIDs, " ")))
 	}
 	return nil
 }
@@ -267,8 +269,8 @@ func readExport(r io.Reader, name string, yield func(*store.Correlation) error) 
 			if l.Type != "header" || l.Header == nil || l.Header.Format != exportFormat {
 				return fmt.Errorf("%s: not a corrstore export (no header line)", name)
 			}
-			if l.Header.Version != 1 {
-				return fmt.Errorf("%s: export format version %d; this build reads version 1", name, l.Header.Version)
+			if l.Header.Version < 1 || l.Header.Version > exportVersion {
+				return fmt.Errorf("%s: export format version %d; this build reads versions 1 to %d: upgrade corrstore", name, l.Header.Version, exportVersion)
 			}
 		case l.Type == "correlation" && l.Correlation != nil:
 			if err := read.add(l.Correlation); err != nil {
@@ -295,17 +297,17 @@ func readExport(r io.Reader, name string, yield func(*store.Correlation) error) 
 	return nil
 }
 
-// summarize reads every id back from st and sums the records up.
-func summarize(ctx context.Context, st store.Store, ids []string, workers int) (*summary, error) {
+// summarize reads every ref back from st and sums the records up.
+func summarize(ctx context.Context, st store.Store, refs []store.Ref, workers int) (*summary, error) {
 	total := newSummary()
 	var mu sync.Mutex
 	g, gctx := newGroup(ctx)
-	ch := make(chan string, 1024)
+	ch := make(chan store.Ref, 1024)
 	g.Go(func() error {
 		defer close(ch)
-		for _, id := range ids {
+		for _, r := range refs {
 			select {
-			case ch <- id:
+			case ch <- r:
 			case <-gctx.Done():
 				return gctx.Err()
 			}
@@ -315,10 +317,10 @@ func summarize(ctx context.Context, st store.Store, ids []string, workers int) (
 	for range workers {
 		g.Go(func() error {
 			sum := newSummary()
-			for id := range ch {
-				c, err := st.Get(gctx, id)
+			for r := range ch {
+				c, err := st.Get(gctx, r)
 				if err != nil {
-					return fmt.Errorf("%s: %w", id, err)
+					return fmt.Errorf("%s: %w", printable(r.String()), err)
 				}
 				if err := sum.add(c); err != nil {
 					return err

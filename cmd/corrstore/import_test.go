@@ -123,7 +123,7 @@ func TestImportRefuses(t *testing.T) {
 	require.ErrorContains(t, err, "writes need the server")
 
 	// A record that differs from the one there is a conflict, left as it is.
-	_, err = f.st.Cancel(context.Background(), "pend-1", "changed after the export")
+	_, err = f.st.Cancel(context.Background(), store.RefOf("pend-1"), "changed after the export")
 	require.NoError(t, err)
 	f.stopDaemon()
 	_, _, err = f.run("import", "--store", f.storeURL(), file)
@@ -131,7 +131,7 @@ func TestImportRefuses(t *testing.T) {
 	st, err := bolt.Open(bolt.Options{Path: f.dbPath, ReadOnly: true, Logger: quiet()})
 	require.NoError(t, err)
 	defer st.Close()
-	c, err := st.Get(context.Background(), "pend-1")
+	c, err := st.Get(context.Background(), store.RefOf("pend-1"))
 	require.NoError(t, err)
 	require.Equal(t, store.StateCancelled, c.State)
 

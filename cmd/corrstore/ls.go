@@ -35,7 +35,7 @@ func (l *labelFlag) Set(s string) error {
 
 func (f *filterFlags) flags(fs *cmdFlags) {
 	fs.StringVar(&f.state, "state", "", "pending, completed, timed_out or cancelled")
-	fs.StringVar(&f.namespace, "namespace", "", "only this namespace")
+	namespaceFlag(fs, &f.namespace, "only this namespace (default: every namespace the store holds, or the token may read)")
 	fs.DurationVar(&f.olderThan, "older-than", 0, "created more than this long ago (5m, 2h)")
 	fs.StringVar(&f.owner, "owner", "", "registered by this instance")
 	fs.StringVar(&f.destination, "destination", "", "request sent to this destination")
@@ -124,8 +124,9 @@ func toItem(c *store.Correlation, now time.Time) lsItem {
 	return it
 }
 
-const lsAbout = `Lists correlations, newest first. Filters combine (all must match). Without
---all it prints one page of --limit; with --all it pages through everything.
+const lsAbout = `Lists correlations, newest first, of every namespace (that the token may read)
+or of --namespace. Filters combine (all must match). Without --all it prints one
+page of --limit; with --all it pages through everything.
 The DEADLINE column is the time left for pending ones (negative: overdue, the
 reaper has not decided it yet).`
 
@@ -196,9 +197,9 @@ func runLs(ctx context.Context, e *env, args []string) error {
 		if it.DeadlineIn != nil {
 			dl = age(time.Duration(*it.DeadlineIn * float64(time.Second)))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", it.ID, it.Namespace, it.State,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", orDash(it.ID), orDash(it.Namespace), orDash(string(it.State)),
 			age(time.Duration(it.AgeSeconds*float64(time.Second))), dl, orDash(it.Destination), orDash(it.Handler),
-			it.Replies, it.Dispatch)
+			it.Replies, orDash(it.Dispatch))
 	}
 	tw.Flush()
 	switch {

@@ -34,6 +34,7 @@ func TestLs(t *testing.T) {
 		{nil, []string{"gone-1", "dead-1", "done-1", "pend-2", "pend-1"}},
 		{[]string{"--state", "pending"}, []string{"pend-2", "pend-1"}},
 		{[]string{"--namespace", "team-a"}, []string{"pend-2"}},
+		{[]string{"-n", "default", "--state", "pending"}, []string{"pend-1"}},
 		{[]string{"--owner", "svc-a"}, []string{"pend-1"}},
 		{[]string{"--destination", "payments", "--order", "oldest"}, []string{"pend-1", "done-1", "dead-1"}},
 		{[]string{"--label", "wf=w2"}, []string{"pend-2"}},

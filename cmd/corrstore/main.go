@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 )
 
 func main() {
@@ -23,13 +24,14 @@ func main() {
 	}
 }
 
-// oneLine keeps an error to the one line an operator reads.
+// oneLine keeps an error to the one line an operator reads, with any
+// control character a server or a record put in it escaped.
 func oneLine(err error) string {
 	s := err.Error()
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i] + " (…)"
 	}
-	return s
+	return printable(s)
 }
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -40,15 +42,19 @@ func usage() string {
 	b.WriteString(`corrstore is a durable correlation store for asynchronous request-reply.
 
 Usage:
-  corrstore serve [flags]   run the HTTP API, the reaper and /metrics on one store
 `)
+	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "  corrstore serve [flags]\trun the HTTP API, the reaper and /metrics on one store")
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  corrstore %-*s %s\n", 28-len(c.name), c.name+" "+c.args, c.summary)
+		fmt.Fprintf(tw, "  corrstore %s %s\t%s\n", c.name, c.args, c.summary)
 	}
-	b.WriteString(`  corrstore --version       print the version
-
+	fmt.Fprintln(tw, "  corrstore --version\tprint the version")
+	tw.Flush()
+	b.WriteString(`
 The operator commands work on a running server (--server http://HOST:PORT, token from
 --token-file or CORRSTORE_TOKEN) or directly on a store (--store bolt://PATH, redis://…).
+A correlation is an ID in a namespace: give --namespace NS (-n) or NS/ID; without
+either, the namespace is "default" (on --server: the token's, when it has only one).
 Run 'corrstore COMMAND -h' for a command's flags; docs/OPERATIONS.md has the runbook.
 `)
 	return b.String()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/corrstore/corrstore/reaper"
@@ -88,7 +89,7 @@ func runReap(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "purged:\t%d\n", out.Purged)
 		fmt.Fprintf(tw, "early replies dropped:\t%d\n", out.EarlyDropped)
 		if out.Corrupt > 0 {
-			fmt.Fprintf(tw, "corrupt, set aside:\t%d\t%v\n", out.Corrupt, out.CorruptIDs)
+			fmt.Fprintf(tw, "corrupt, set aside:\t%d\t%s\n", out.Corrupt, printable(strings.Join(out.CorruptIDs, " ")))
 		}
 		fmt.Fprintf(tw, "took:\t%s\n", rep.Duration.Round(time.Millisecond))
 		tw.Flush()

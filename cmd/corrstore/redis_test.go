@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -81,7 +80,7 @@ func (f *fixture) run1(args ...string) string {
 // redis-server is not installed): a correlation registered on A, a long
 // poll on A, and the reply sent to B. The reply completes the correlation
 // and wakes A's long poll, and each server's reaper decides what either
-// registered.
+// registered. The reply token A made is good on B without a secret file.
 func TestTwoServersOnRedis(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -89,12 +88,10 @@ func TestTwoServersOnRedis(t *testing.T) {
 	}
 	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})
 	storeURL := "redis://" + srv.Addr() + "/0?strict=true"
-	// Replicas share the secret that signs reply tokens, so that a token
-	// made by one is good on any (docs/OPERATIONS.md).
-	secret := filepath.Join(t.TempDir(), "reply-secret")
-	require.NoError(t, os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef-shared"), 0o600))
-	a := startOn(t, storeURL, "--reaper-interval", "50ms", "--reply-secret-file", secret)
-	b := startOn(t, storeURL, "--reaper-interval", "50ms", "--reply-secret-file", secret)
+	// No --reply-secret-file: the replicas sign reply tokens with the
+	// store's own secret, so that a token made by one is good on any.
+	a := startOn(t, storeURL, "--reaper-interval", "50ms")
+	b := startOn(t, storeURL, "--reaper-interval", "50ms")
 
 	reg := a.must("POST", "/v1/correlations", m{"id": "shared", "timeout": "5m"}, 201)
 	if got := b.must("GET", "/v1/correlations/shared", nil, 200); got["state"] != "pending" {

@@ -13,11 +13,12 @@ import (
 
 const redispatchAbout = `Hands decided outcomes to their callback handler again, with a fresh budget of
 attempts: after a handler was fixed, for outcomes whose dispatch is dead (or done,
-to run the handler again). Give IDs, or --all-matching with the filters of
-ls (default --dispatch dead); it asks before it acts unless --yes.`
+to run the handler again). Give IDs (in --namespace, or NS/ID), or --all-matching
+with the filters of ls (default --dispatch dead; every namespace unless
+--namespace); it asks before it acts unless --yes.`
 
 func runRedispatch(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "redispatch", "ID… | --all-matching [filters] [--yes]", redispatchAbout)
+	fs := newFlags(e, "redispatch", "[NS/]ID… | --all-matching [filters] [--yes]", redispatchAbout)
 	var c conn
 	var f filterFlags
 	c.flags(fs, e)
@@ -31,7 +32,7 @@ func runRedispatch(ctx context.Context, e *env, args []string) error {
 	filtered := false
 	fs.Visit(func(fl *flag.Flag) {
 		switch fl.Name {
-		case "state", "namespace", "older-than", "owner", "destination", "handler", "dispatch", "label":
+		case "state", "older-than", "owner", "destination", "handler", "dispatch", "label":
 			filtered = true
 		}
 	})
@@ -42,6 +43,13 @@ func runRedispatch(ctx context.Context, e *env, args []string) error {
 		return errors.New("filters need --all-matching (or give IDs)")
 	case !*allMatching && len(ids) == 0:
 		return errors.New("give IDs, or --all-matching with filters")
+	}
+	var refs []store.Ref
+	if !*allMatching {
+		if refs, err = writeRefs(f.namespace, ids); err != nil {
+			return err
+		}
+		f.namespace = "" // the IDs' namespace, not a filter
 	}
 	if *allMatching && f.dispatch == "" {
 		f.dispatch = string(store.DispatchDead)
@@ -59,24 +67,24 @@ func runRedispatch(ctx context.Context, e *env, args []string) error {
 		sf.Limit = store.MaxListLimit
 		err := eachMatching(ctx, b, sf, func(cs []*store.Correlation) error {
 			for _, x := range cs {
-				ids = append(ids, x.ID)
+				refs = append(refs, x.Ref())
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if len(ids) == 0 {
+		if len(refs) == 0 {
 			fmt.Fprintln(e.stdout, "nothing matches; nothing to redispatch")
 			return nil
 		}
 		if !*yes {
-			if err := confirm(e, fmt.Sprintf("redispatch %s (%s)", plural(len(ids), "correlation"), sample(ids))); err != nil {
+			if err := confirm(e, fmt.Sprintf("redispatch %s (%s)", plural(len(refs), "correlation"), sample(refs))); err != nil {
 				return err
 			}
 		}
 	}
-	return act(ctx, e, c, b, ids, action{
+	return act(ctx, e, c, b, refs, action{
 		verb: "redispatched",
 		ready: func(r *store.Correlation) string {
 			if d := r.Dispatch.State; d != store.DispatchDead && d != store.DispatchDone {
@@ -85,16 +93,20 @@ func runRedispatch(ctx context.Context, e *env, args []string) error {
 			return ""
 		},
 		apply: func(ctx context.Context, b backend, r *store.Correlation) (store.Result, error) {
-			return b.Redispatch(ctx, r.ID)
+			return b.Redispatch(ctx, r.Ref())
 		},
 	})
 }
 
-func sample(ids []string) string {
-	if len(ids) <= 3 {
-		return strings.Join(ids, ", ")
+func sample(refs []store.Ref) string {
+	var s []string
+	for _, r := range refs[:min(len(refs), 3)] {
+		s = append(s, label(r))
 	}
-	return strings.Join(ids[:3], ", ") + ", …"
+	if len(refs) > 3 {
+		s = append(s, "…")
+	}
+	return strings.Join(s, ", ")
 }
 
 // confirm asks on the terminal; without one it refuses and names --yes.

@@ -23,17 +23,23 @@ import (
 // Main is the serve command: ParseFlags, Run, then Close on shutdown. The
 // end-to-end tests drive the same type.
 type Main struct {
-	Listen          string
-	StoreURL        string
-	ReaperInterval  time.Duration
-	DefaultTimeout  time.Duration
-	MaxTimeout      time.Duration
-	MaxBody         int64
-	TokenFile       string
-	ReplySecretFile string
-	MaxWait         time.Duration
-	LogLevel        string
-	ShowVersion     bool
+	Listen         string
+	StoreURL       string
+	ReaperInterval time.Duration
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+	MaxBody        int64
+	// MaxRecordBytes bounds the reply bytes one correlation holds (store
+	// Limits.MaxRecordBytes).
+	MaxRecordBytes int
+	// MaxPendingPerNamespace, when positive, caps the pending correlations
+	// of each namespace (429 past it).
+	MaxPendingPerNamespace int64
+	TokenFile              string
+	ReplySecretFile        string
+	MaxWait                time.Duration
+	LogLevel               string
+	ShowVersion            bool
 
 	Logger *slog.Logger
 	// Clock, when set (tests), replaces the real clock everywhere.
@@ -63,6 +69,7 @@ func NewMain() *Main {
 		DefaultTimeout: 30 * time.Second,
 		MaxTimeout:     366 * 24 * time.Hour,
 		MaxBody:        httpapi.DefaultMaxBody,
+		MaxRecordBytes: store.Limits{}.WithDefaults().MaxRecordBytes,
 		MaxWait:        httpapi.DefaultMaxWait,
 		LogLevel:       "info",
 		errc:           make(chan error, 1),
@@ -80,8 +87,10 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.DefaultTimeout, "default-timeout", m.DefaultTimeout, "timeout of a registration that gives neither timeout nor deadline")
 	fs.DurationVar(&m.MaxTimeout, "max-timeout", m.MaxTimeout, "longest deadline after creation, at registration and on extend")
 	fs.Int64Var(&m.MaxBody, "max-body", m.MaxBody, "largest request body, in bytes (413 beyond)")
+	fs.IntVar(&m.MaxRecordBytes, "max-record-bytes", m.MaxRecordBytes, "most reply bytes one correlation holds; a reply past it is refused (413)")
+	fs.Int64Var(&m.MaxPendingPerNamespace, "max-pending-per-namespace", m.MaxPendingPerNamespace, "most pending correlations in one namespace; a registration past it is refused (429); 0: no limit")
 	fs.StringVar(&m.TokenFile, "token-file", m.TokenFile, "bearer tokens, one per line: TOKEN ROLE NAMESPACES [NAME] (see docs/OPERATIONS.md)")
-	fs.StringVar(&m.ReplySecretFile, "reply-secret-file", m.ReplySecretFile, "secret (≥ 32 bytes) that signs reply tokens; default: random per process")
+	fs.StringVar(&m.ReplySecretFile, "reply-secret-file", m.ReplySecretFile, "secrets (≥ 32 bytes each, one per line: the first signs, all verify) for reply tokens; default: a secret kept in the store, shared by its replicas")
 	fs.DurationVar(&m.MaxWait, "max-wait", m.MaxWait, "cap on the long-poll wait of GET /v1/correlations/{id}/outcome?wait=")
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&m.ShowVersion, "version", false, "print the version and exit")
@@ -112,6 +121,10 @@ func (m *Main) ParseFlags(args []string) error {
 		return fmt.Errorf("--max-timeout: must be at least --default-timeout (%s), got %s", m.DefaultTimeout, m.MaxTimeout)
 	case m.MaxBody < 1024:
 		return fmt.Errorf("--max-body: must be at least 1024 bytes, got %d", m.MaxBody)
+	case m.MaxRecordBytes < 1024:
+		return fmt.Errorf("--max-record-bytes: must be at least 1024 bytes, got %d", m.MaxRecordBytes)
+	case m.MaxPendingPerNamespace < 0:
+		return fmt.Errorf("--max-pending-per-namespace: must not be negative, got %d", m.MaxPendingPerNamespace)
 	case m.MaxWait <= 0 || m.MaxWait > 10*time.Minute:
 		return fmt.Errorf("--max-wait: must be between 1ms and 10m, got %s", m.MaxWait)
 	}
@@ -161,14 +174,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	} else if !isLoopback(m.Listen) {
 		return fmt.Errorf("--listen %s is not a loopback address and no --token-file is given: refusing to serve without auth (give --token-file, or listen on 127.0.0.1)", m.Listen)
 	}
-	var replyTokens *httpapi.ReplyTokens
+	var replyTokens *httpapi.ReplyTokens // nil: the store's own secret
 	if m.ReplySecretFile != "" {
 		if replyTokens, err = httpapi.LoadReplyTokens(m.ReplySecretFile); err != nil {
 			return err
 		}
+		log.Info("reply tokens signed with --reply-secret-file", "secrets", replyTokens.Len())
 	} else {
-		replyTokens = httpapi.GenerateReplyTokens()
-		log.Warn("no --reply-secret-file: reply tokens are signed with a random per-process secret and stop working at restart")
+		log.Info("reply tokens signed with the store's own secret (no --reply-secret-file): they survive restarts and verify on every server of the store")
 	}
 
 	clock := m.Clock
@@ -177,7 +190,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	raw, err := storeurl.Open(ctx, m.StoreURL, storeurl.Options{
 		Clock: clock, Logger: m.Logger, NoSync: m.NoSync,
-		Limits: store.Limits{DefaultTimeout: m.DefaultTimeout, MaxTimeout: m.MaxTimeout},
+		Limits: m.limits(),
 	})
 	if err != nil {
 		return err
@@ -192,7 +205,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.API, err = httpapi.New(httpapi.Config{
 		Store: m.Store, Clock: clock, Logger: m.Logger, Tokens: tokens, ReplyTokens: replyTokens,
-		MaxBody: m.MaxBody, MaxWait: m.MaxWait,
+		MaxBody: m.MaxBody, MaxWait: m.MaxWait, MaxPendingPerNamespace: m.MaxPendingPerNamespace,
 		Instrument: m.Metrics.Instrument, Metrics: m.Metrics.Handler(),
 	})
 	if err != nil {
@@ -236,6 +249,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	log.Info("corrstore serving", "addr", m.Addr.String(), "store", storeurl.Redact(m.StoreURL), "reaper_interval", m.ReaperInterval, "version", version)
 	return nil
+}
+
+// limits are the store limits the flags set. A record limit below the
+// default largest reply lowers that too: one reply cannot pass the record.
+func (m *Main) limits() store.Limits {
+	l := store.Limits{DefaultTimeout: m.DefaultTimeout, MaxTimeout: m.MaxTimeout, MaxRecordBytes: m.MaxRecordBytes}
+	l.MaxBodyBytes = min(store.Limits{}.WithDefaults().MaxBodyBytes, l.MaxRecordBytes)
+	return l
 }
 
 // Done reports an HTTP server that stopped on its own (not by Close).

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/corrstore/corrstore/store"
 )
 
 func TestMain(m *testing.M) {
@@ -35,17 +37,29 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func TestParseFlagsAndEnvironment(t *testing.T) {
 	t.Setenv("CORRSTORE_MAX_WAIT", "15s")
 	t.Setenv("CORRSTORE_LISTEN", "127.0.0.1:9999")
+	t.Setenv("CORRSTORE_MAX_PENDING_PER_NAMESPACE", "500")
 	m := NewMain()
 	m.Logger = quiet()
-	if err := m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--max-body", "4096", "--default-timeout", "1m"}); err != nil {
+	if m.MaxRecordBytes != 16<<20 {
+		t.Errorf("--max-record-bytes default: %d", m.MaxRecordBytes)
+	}
+	if err := m.ParseFlags([]string{"--listen", "127.0.0.1:0", "--max-body", "4096", "--default-timeout", "1m", "--max-record-bytes", "65536"}); err != nil {
 		t.Fatal(err)
 	}
-	if m.Listen != "127.0.0.1:0" || m.MaxWait != 15*time.Second || m.MaxBody != 4096 || m.DefaultTimeout != time.Minute {
+	if m.Listen != "127.0.0.1:0" || m.MaxWait != 15*time.Second || m.MaxBody != 4096 || m.DefaultTimeout != time.Minute ||
+		m.MaxRecordBytes != 65536 || m.MaxPendingPerNamespace != 500 {
 		t.Errorf("flags: %+v", m)
+	}
+	if l := m.limits(); l.MaxRecordBytes != 65536 || l.MaxBodyBytes != 65536 {
+		t.Errorf("limits: a record limit below a reply's lowers it: %+v", l)
+	}
+	if err := m.limits().WithDefaults().Validate(); err != nil {
+		t.Errorf("limits: %v", err)
 	}
 	for _, args := range [][]string{
 		{"--max-wait", "0s"}, {"--max-body", "10"}, {"--default-timeout", "1h", "--max-timeout", "1m"},
 		{"--reaper-interval", "-1s"}, {"--log-level", "loud"}, {"extra"},
+		{"--max-record-bytes", "100"}, {"--max-pending-per-namespace", "-1"},
 	} {
 		m := NewMain()
 		m.Logger = quiet()
@@ -140,7 +154,7 @@ func TestServeAndShutdown(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Store.Get(context.Background(), "x"); err == nil {
+	if _, err := m.Store.Get(context.Background(), store.RefOf("x")); err == nil {
 		t.Error("store still open after Close")
 	}
 }

@@ -8,18 +8,21 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corrstore/corrstore/store"
 )
 
-const showAbout = `Shows one correlation: the record, its replies, late replies, dispatch state
-and the event timeline. -o json prints the record in the store's own JSON
-(the same shape as one line of corrstore export).`
+const showAbout = `Shows one correlation — ID in --namespace, or NS/ID: the record, its replies,
+late replies, dispatch state and the event timeline. -o json prints the record
+in the store's own JSON (the same shape as one line of corrstore export).`
 
 func runShow(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "show", "ID", showAbout)
+	fs := newFlags(e, "show", "[NS/]ID", showAbout)
 	var c conn
 	c.flags(fs, e)
+	var ns string
+	namespaceFlag(fs, &ns, idsNamespaceUsage)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -30,18 +33,18 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	id := pos[0]
-	if err := store.ValidateID(id); err != nil {
-		return flagError(err)
+	refs, err := refsOf(ns, pos)
+	if err != nil {
+		return err
 	}
 	b, err := c.open(ctx, e, true)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	r, err := b.Get(ctx, id)
+	r, err := b.Get(ctx, refs[0])
 	if err != nil {
-		return fmt.Errorf("%s: %s", id, describeErr(err))
+		return fmt.Errorf("%s: %s", label(refs[0]), describeErr(err))
 	}
 	if c.output == "json" {
 		return writeJSON(e.stdout, r)
@@ -50,11 +53,14 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// printRecord prints r for a terminal: every text from the record goes
+// through printable (or preview), since records stored before schema 2 may
+// hold control characters.
 func printRecord(w io.Writer, r *store.Correlation, now time.Time) {
 	tw := table(w)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s:\t%s\n", k, printable(v))
 		}
 	}
 	ts := func(t time.Time) string {
@@ -140,7 +146,7 @@ func printRecord(w io.Writer, r *store.Correlation, now time.Time) {
 					seq += " final"
 				}
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", x.ReceivedAt.UTC().Format(time.RFC3339), orDash(x.ID), orDash(x.From), seq, body)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", x.ReceivedAt.UTC().Format(time.RFC3339), orDash(x.ID), orDash(x.From), seq, printable(body))
 		}
 		tw.Flush()
 	}
@@ -158,7 +164,7 @@ func printRecord(w io.Writer, r *store.Correlation, now time.Time) {
 	fmt.Fprintln(w, "):")
 	tw = table(w)
 	for _, ev := range r.Events {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", ev.At.UTC().Format(time.RFC3339Nano), ev.Type, ev.Detail)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", ev.At.UTC().Format(time.RFC3339Nano), printable(string(ev.Type)), printable(ev.Detail))
 	}
 	tw.Flush()
 }
@@ -177,7 +183,8 @@ func relative(d time.Duration) string {
 	return "in " + age(d)
 }
 
-// preview shows a body on one line: JSON as is, other bytes as a count.
+// preview shows a body on one line: JSON as is (printable: a JSON string may
+// hold invalid UTF-8 or C1 controls), other bytes as a count.
 func preview(b []byte) string {
 	if len(b) == 0 {
 		return "-"
@@ -185,9 +192,13 @@ func preview(b []byte) string {
 	if !json.Valid(b) {
 		return fmt.Sprintf("(%d bytes, not JSON)", len(b))
 	}
-	s := strings.Join(strings.Fields(string(b)), " ")
+	s := printable(strings.Join(strings.Fields(string(b)), " "))
 	if len(s) > 80 {
-		s = s[:77] + "…"
+		cut := 77
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
 	return s
 }

@@ -115,12 +115,12 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	require.Equal(t, http.StatusCreated, r.code)
 	require.NoError(t, <-closed)
 
-	_, err = m.Store.Get(context.Background(), "in-flight")
+	_, err = m.Store.Get(context.Background(), store.RefOf("in-flight"))
 	require.ErrorIs(t, err, store.ErrClosed, "Close closes the store")
 	st, err := bolt.Open(bolt.Options{Path: path, ReadOnly: true})
 	require.NoError(t, err)
 	defer st.Close()
-	c, err := st.Get(context.Background(), "in-flight")
+	c, err := st.Get(context.Background(), store.RefOf("in-flight"))
 	require.NoError(t, err)
 	require.Equal(t, store.StatePending, c.State)
 }

@@ -47,7 +47,8 @@ func runStats(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "stats", "[flags]", statsAbout)
 	var c conn
 	c.flags(fs, e)
-	ns := fs.String("namespace", "", "only this namespace")
+	var ns string
+	namespaceFlag(fs, &ns, "only this namespace (default: every namespace the store holds, or the token may read)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -58,8 +59,8 @@ func runStats(ctx context.Context, e *env, args []string) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	if *ns != "" {
-		if err := store.ValidateNamespace(*ns); err != nil {
+	if ns != "" {
+		if err := store.ValidateNamespace(ns); err != nil {
 			return flagError(err)
 		}
 	}
@@ -68,7 +69,7 @@ func runStats(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer b.Close()
-	st, err := b.Stats(ctx, *ns)
+	st, err := b.Stats(ctx, ns)
 	if err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func runStats(ctx context.Context, e *env, args []string) error {
 		if s.OldestPending != nil {
 			oldest = age(time.Duration(s.OldestPendingSeconds * float64(time.Second)))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\n", name, s.States[store.StatePending], s.States[store.StateCompleted],
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\n", printable(name), s.States[store.StatePending], s.States[store.StateCompleted],
 			s.States[store.StateTimedOut], s.States[store.StateCancelled], oldest, s.Dispatch[store.DispatchPending], s.Dispatch[store.DispatchDead])
 	}
 	names := make([]string, 0, len(out.Namespaces))

@@ -1,14 +1,14 @@
--- buffer keeps a reply for an id not registered yet (an early reply).
+-- buffer keeps a reply for a ref not registered yet (an early reply).
 --
--- KEYS[1]  {p:s}:c:<id>  the record (must still be absent)
--- KEYS[2]  {p:s}:e:<id>  early replies of the id: digest → seq (16 digits) ‖ reply
+-- KEYS[1]  {p:s}:c:<ref>  the record (must still be absent)
+-- KEYS[2]  {p:s}:e:<ref>  early replies of the ref: digest → seq (16 digits) ‖ reply
 -- KEYS[3]  {p:s}:et      early replies by arrival
 -- KEYS[4]  {p:s}:n       counters ("early", "eseq")
 -- ARGV[1]  digest of the reply's content (the same content is kept once)
 -- ARGV[2]  the reply, encoded
 -- ARGV[3]  arrival, Unix µs
--- ARGV[4]  member of the arrival index: digest .. ' ' .. id
--- ARGV[5]  cap per id
+-- ARGV[4]  member of the arrival index: digest .. ' ' .. ref
+-- ARGV[5]  cap per ref
 -- ARGV[6]  cap for the whole store
 -- ARGV[7]  early replies counted in the other shards
 -- Returns 'exists' (registered meanwhile: deliver to it), 'buffered' (also

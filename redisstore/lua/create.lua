@@ -1,22 +1,22 @@
--- create stores a new correlation unless its ID is taken, its idempotency
+-- create stores a new correlation unless its ref is taken, its idempotency
 -- key points elsewhere, or early replies wait for it that the caller has not
 -- applied. One round trip for a registration in the common case.
 --
--- KEYS[1]   {p:s}:c:<id>   the record
--- KEYS[2]   {p:s}:e:<id>   early replies buffered for the id
--- KEYS[3]   {p:s}:i:<id>   idempotency mapping of the id (read when ARGV[5] is '1')
+-- KEYS[1]   {p:s}:c:<ref>  the record
+-- KEYS[2]   {p:s}:e:<ref>  early replies buffered for the ref
+-- KEYS[3]   {p:s}:i:<ref>  idempotency mapping of the ref (read when ARGV[5] is '1')
 -- KEYS[4..] keys the ops name (indexes, counters, early-reply index)
 -- ARGV[1]   token of this write (16 hex digits)
 -- ARGV[2]   the value: header ‖ record
 -- ARGV[3]   event channel
 -- ARGV[4]   event payload; '' publishes nothing (an import)
--- ARGV[5]   '1': the id is derived from an idempotency key; a mapping to another id wins
+-- ARGV[5]   '1': the ref is derived from an idempotency key; a mapping to another ref wins
 -- ARGV[6]   n: how many early-reply fields the caller applied; ARGV[7..6+n] those fields
 -- ARGV[7+n..] ops
 -- Returns:
 --   {'created'}                     stored (also when this very write is sent again)
---   {'exists', value}               the id is taken: the stored value
---   {'redirect', id}                the idempotency key belongs to another id
+--   {'exists', value}               the ref is taken: the stored value
+--   {'redirect', ref}               the idempotency key belongs to another ref
 --   {'early', field, value, ...}    early replies the caller has not applied: apply them, try again
 --   {'badops'}                      malformed ops (a bug): nothing written
 local cur = redis.call('GET', KEYS[1])

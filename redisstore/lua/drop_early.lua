@@ -2,8 +2,8 @@
 --
 -- KEYS[1]   {p:s}:et      early replies by arrival
 -- KEYS[2]   {p:s}:n       counters
--- KEYS[2+i] {p:s}:e:<id>  the early replies of the id of member i
--- ARGV[i]   member i of KEYS[1]: digest .. ' ' .. id
+-- KEYS[2+i] {p:s}:e:<ref>  the early replies of the ref of member i
+-- ARGV[i]   member i of KEYS[1]: digest .. ' ' .. ref
 -- Returns how many replies were removed.
 local n = 0
 for i = 1, #ARGV do

@@ -1,7 +1,7 @@
--- unmap_idem removes an idempotency mapping if it still names the id.
+-- unmap_idem removes an idempotency mapping if it still names the ref.
 --
 -- KEYS[1]  {p:s}:i:<d>
--- ARGV[1]  the id
+-- ARGV[1]  the ref
 -- Returns 1 when removed.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])

@@ -2,7 +2,7 @@
 -- it writes the new record (or deletes it) and its index ops only when the
 -- record is still the one the caller read, and publishes the event.
 --
--- KEYS[1]   {p:s}:c:<id>   the record
+-- KEYS[1]   {p:s}:c:<ref>  the record
 -- KEYS[2..] keys the ops name (indexes, counters)
 -- ARGV[1]   header the caller read (144 characters: sequence, 8 recent write tokens)
 -- ARGV[2]   token of this write (16 hex digits)

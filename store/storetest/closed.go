@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,12 +16,13 @@ func closedTests() []testCase {
 	return []testCase{
 		{name: "EveryMethodAfterClose", run: testClosed},
 		{name: "CloseEndsSubscriptions", run: testCloseEndsSubscriptions},
+		{name: "InvalidArgumentsAfterClose", run: testClosedInvalid},
 	}
 }
 
 func testClosed(t *testing.T, e *env) {
 	e.register(single("cl-existing"))
-	e.decided("cl-decided")
+	e.decided(ref("cl-decided"))
 	require.NoError(t, e.s.Close())
 	require.NotPanics(t, func() {
 		err := e.s.Close()
@@ -35,24 +37,25 @@ func testClosed(t *testing.T, e *env) {
 	calls := map[string]func() error{
 		"Register":       func() error { _, err := e.s.Register(ctx, single("cl-new")); return err },
 		"RegisterAgain":  func() error { _, err := e.s.Register(ctx, single("cl-existing")); return err },
-		"Deliver":        func() error { _, err := e.s.Deliver(ctx, "cl-existing", reply("r")); return err },
-		"DeliverUnknown": func() error { _, err := e.s.Deliver(ctx, "cl-unknown", reply("r")); return err },
-		"Get":            func() error { _, err := e.s.Get(ctx, "cl-existing"); return err },
-		"Extend":         func() error { _, err := e.s.Extend(ctx, "cl-existing", now.Add(time.Hour)); return err },
-		"Cancel":         func() error { _, err := e.s.Cancel(ctx, "cl-existing", ""); return err },
-		"Expire":         func() error { _, err := e.s.Expire(ctx, "cl-existing", ""); return err },
+		"Deliver":        func() error { _, err := e.s.Deliver(ctx, ref("cl-existing"), reply("r")); return err },
+		"DeliverUnknown": func() error { _, err := e.s.Deliver(ctx, ref("cl-unknown"), reply("r")); return err },
+		"Get":            func() error { _, err := e.s.Get(ctx, ref("cl-existing")); return err },
+		"Extend":         func() error { _, err := e.s.Extend(ctx, ref("cl-existing"), now.Add(time.Hour)); return err },
+		"Cancel":         func() error { _, err := e.s.Cancel(ctx, ref("cl-existing"), ""); return err },
+		"Expire":         func() error { _, err := e.s.Expire(ctx, ref("cl-existing"), ""); return err },
 		"ExpireDue":      func() error { _, err := e.s.ExpireDue(ctx, now.Add(time.Hour), 10); return err },
 		"ClaimDispatch":  func() error { _, err := e.s.ClaimDispatch(ctx, "inst", now, time.Minute, 10); return err },
-		"AckDispatch":    func() error { _, err := e.s.AckDispatch(ctx, "cl-decided", cl); return err },
+		"AckDispatch":    func() error { _, err := e.s.AckDispatch(ctx, ref("cl-decided"), cl); return err },
 		"NackDispatch": func() error {
-			_, err := e.s.NackDispatch(ctx, "cl-decided", cl, "boom", now.Add(time.Minute))
+			_, err := e.s.NackDispatch(ctx, ref("cl-decided"), cl, "boom", now.Add(time.Minute))
 			return err
 		},
-		"Redispatch":       func() error { _, err := e.s.Redispatch(ctx, "cl-decided"); return err },
+		"Redispatch":       func() error { _, err := e.s.Redispatch(ctx, ref("cl-decided")); return err },
 		"List":             func() error { _, err := e.s.List(ctx, store.Filter{}); return err },
 		"Stats":            func() error { _, err := e.s.Stats(ctx, ""); return err },
 		"Purge":            func() error { _, err := e.s.Purge(ctx, now.Add(time.Hour), 10); return err },
 		"DropEarlyReplies": func() error { _, err := e.s.DropEarlyReplies(ctx, now.Add(time.Hour), 10); return err },
+		"Secret":           func() error { _, err := e.s.Secret(ctx, "reply-token"); return err },
 		"Subscribe": func() error {
 			ch, err := e.s.Subscribe(ctx)
 			if err == nil && ch != nil {
@@ -68,13 +71,55 @@ func testClosed(t *testing.T, e *env) {
 
 var errAlive = errors.New("Subscribe after Close returned a channel")
 
+// A closed store answers ErrClosed before it looks at the arguments, so a
+// caller can tell "retry elsewhere" from "fix the request" whatever it sent.
+func testClosedInvalid(t *testing.T, e *env) {
+	e.register(single("cl-invalid"))
+	require.NoError(t, e.s.Close())
+	ctx := e.ctx
+	now := e.now()
+	bad := nsRef("Not Valid", "has space")
+	tooLong := strings.Repeat("r", store.MaxReasonLen+1)
+	cl := store.Claim{}
+	calls := map[string]func() error{
+		"Register": func() error {
+			_, err := e.s.Register(ctx, &store.Correlation{ID: "has space", Pattern: "x"})
+			return err
+		},
+		"Deliver":          func() error { _, err := e.s.Deliver(ctx, bad, store.Reply{Seq: -1}); return err },
+		"DeliverBadReply":  func() error { _, err := e.s.Deliver(ctx, ref("cl-invalid"), store.Reply{Seq: -1}); return err },
+		"Get":              func() error { _, err := e.s.Get(ctx, bad); return err },
+		"Extend":           func() error { _, err := e.s.Extend(ctx, bad, time.Time{}); return err },
+		"ExtendBadTime":    func() error { _, err := e.s.Extend(ctx, ref("cl-invalid"), time.Time{}); return err },
+		"Cancel":           func() error { _, err := e.s.Cancel(ctx, bad, tooLong); return err },
+		"CancelBadReason":  func() error { _, err := e.s.Cancel(ctx, ref("cl-invalid"), tooLong); return err },
+		"Expire":           func() error { _, err := e.s.Expire(ctx, bad, tooLong); return err },
+		"ExpireBadReason":  func() error { _, err := e.s.Expire(ctx, ref("cl-invalid"), tooLong); return err },
+		"ExpireDue":        func() error { _, err := e.s.ExpireDue(ctx, now, 0); return err },
+		"ClaimDispatch":    func() error { _, err := e.s.ClaimDispatch(ctx, "", now, 0, 0); return err },
+		"AckDispatch":      func() error { _, err := e.s.AckDispatch(ctx, bad, cl); return err },
+		"NackDispatch":     func() error { _, err := e.s.NackDispatch(ctx, bad, cl, "", time.Time{}); return err },
+		"Redispatch":       func() error { _, err := e.s.Redispatch(ctx, bad); return err },
+		"List":             func() error { _, err := e.s.List(ctx, store.Filter{Limit: -1, Cursor: "!"}); return err },
+		"Stats":            func() error { _, err := e.s.Stats(ctx, "Not Valid"); return err },
+		"Purge":            func() error { _, err := e.s.Purge(ctx, now, 0); return err },
+		"DropEarlyReplies": func() error { _, err := e.s.DropEarlyReplies(ctx, now, -1); return err },
+		"Secret":           func() error { _, err := e.s.Secret(ctx, "Not Valid"); return err },
+	}
+	for name, call := range calls {
+		err := call()
+		require.ErrorIs(t, err, store.ErrClosed, name)
+		require.NotErrorIs(t, err, store.ErrInvalid, "%s: the closed store answered, not the arguments", name)
+	}
+}
+
 func testCloseEndsSubscriptions(t *testing.T, e *env) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
 	ev := e.subscribe(ctx)
 	e.register(single("cl-sub"))
-	e.deliver("cl-sub", reply("r"), store.DeliverCompleted)
-	ev.waitEvent("cl-sub", store.StateCompleted, 1)
+	e.deliver(ref("cl-sub"), reply("r"), store.DeliverCompleted)
+	ev.waitEvent(ref("cl-sub"), store.StateCompleted, 1)
 	require.NoError(t, e.s.Close())
 	ev.waitClosed("after Close")
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/corrstore/corrstore/internal/testenv"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -29,6 +30,9 @@ func deliverTests() []testCase {
 		{name: "Late", limits: store.Limits{MaxLate: 3, MaxEvents: 5}, run: testDeliverLate},
 		{name: "ErrorReply", run: testDeliverErrorReply},
 		{name: "BodyTooLarge", limits: store.Limits{MaxBodyBytes: 8}, run: testDeliverBodyTooLarge},
+		{name: "RecordTooLarge", limits: store.Limits{MaxBodyBytes: 10, MaxRecordBytes: 25}, run: testDeliverRecordTooLarge},
+		{name: "ConcurrentSingle", run: testDeliverConcurrentSingle},
+		{name: "ConcurrentGather", run: testDeliverConcurrentGather},
 		{name: "InvalidReply", limits: store.Limits{MaxReplies: 20}, run: testDeliverInvalidReply},
 		{name: "InvalidID", run: testDeliverInvalidID},
 		{name: "EarlyApplied", run: testDeliverEarlyApplied},
@@ -43,8 +47,8 @@ func testDeliverSingle(t *testing.T, e *env) {
 	e.register(single("dl-single"))
 	e.clock.Add(3 * time.Second)
 	at := e.now()
-	res := e.deliver("dl-single", store.Reply{ID: "r1", From: "svc-a", Body: []byte(`{"ok":true}`)}, store.DeliverCompleted)
-	for name, c := range map[string]*store.Correlation{"result": res.Correlation, "get": e.get("dl-single")} {
+	res := e.deliver(ref("dl-single"), store.Reply{ID: "r1", From: "svc-a", Body: []byte(`{"ok":true}`)}, store.DeliverCompleted)
+	for name, c := range map[string]*store.Correlation{"result": res.Correlation, "get": e.get(ref("dl-single"))} {
 		t.Run(name, func(t *testing.T) {
 			require.Equal(t, store.StateCompleted, c.State)
 			require.NotNil(t, c.Outcome)
@@ -65,8 +69,8 @@ func testDeliverSingle(t *testing.T, e *env) {
 	}
 
 	e.clock.Add(time.Second)
-	res = e.deliver("dl-single", reply("r2"), store.DeliverLate)
-	c := e.get("dl-single")
+	res = e.deliver(ref("dl-single"), reply("r2"), store.DeliverLate)
+	c := e.get(ref("dl-single"))
 	require.Equal(t, store.StateCompleted, c.State)
 	requireTime(t, at, c.Outcome.At, "a late reply does not change the outcome")
 	require.Len(t, c.Replies, 1)
@@ -78,14 +82,14 @@ func testDeliverSingle(t *testing.T, e *env) {
 
 func testDeliverGather(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "dl-gather", Pattern: store.PatternGather, Expect: 3, Timeout: time.Minute})
-	res := e.deliver("dl-gather", store.Reply{From: "a", Body: []byte("1")}, store.DeliverAccepted)
+	res := e.deliver(ref("dl-gather"), store.Reply{From: "a", Body: []byte("1")}, store.DeliverAccepted)
 	require.Equal(t, store.StatePending, res.Correlation.State)
 	require.Len(t, res.Correlation.Replies, 1)
-	e.deliver("dl-gather", store.Reply{From: "b", Body: []byte("2")}, store.DeliverAccepted)
-	e.deliver("dl-gather", store.Reply{From: "a", Body: []byte("1 again")}, store.DeliverDuplicate)
-	require.Equal(t, store.StatePending, e.get("dl-gather").State, "a duplicate does not count towards Expect")
-	res = e.deliver("dl-gather", store.Reply{ID: "c-1", Body: []byte("3")}, store.DeliverCompleted)
-	c := e.get("dl-gather")
+	e.deliver(ref("dl-gather"), store.Reply{From: "b", Body: []byte("2")}, store.DeliverAccepted)
+	e.deliver(ref("dl-gather"), store.Reply{From: "a", Body: []byte("1 again")}, store.DeliverDuplicate)
+	require.Equal(t, store.StatePending, e.get(ref("dl-gather")).State, "a duplicate does not count towards Expect")
+	res = e.deliver(ref("dl-gather"), store.Reply{ID: "c-1", Body: []byte("3")}, store.DeliverCompleted)
+	c := e.get(ref("dl-gather"))
 	require.Equal(t, store.StateCompleted, c.State)
 	require.False(t, c.Outcome.Partial)
 	require.Len(t, c.Replies, 3)
@@ -96,14 +100,14 @@ func testDeliverGather(t *testing.T, e *env) {
 
 func testDeliverGatherQuorum(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "dl-quorum", Pattern: store.PatternGather, Expect: 3, Quorum: 2, Timeout: time.Minute})
-	e.deliver("dl-quorum", store.Reply{From: "a"}, store.DeliverAccepted)
-	e.deliver("dl-quorum", store.Reply{From: "b"}, store.DeliverAccepted)
+	e.deliver(ref("dl-quorum"), store.Reply{From: "a"}, store.DeliverAccepted)
+	e.deliver(ref("dl-quorum"), store.Reply{From: "b"}, store.DeliverAccepted)
 	e.clock.Add(59 * time.Second)
 	require.Empty(t, e.expireDue(10), "not due yet")
 	e.clock.Add(time.Second)
 	got := e.expireDue(10)
 	require.Equal(t, []string{"dl-quorum"}, ids(got))
-	c := e.get("dl-quorum")
+	c := e.get(ref("dl-quorum"))
 	require.Equal(t, store.StateCompleted, c.State, "quorum met at the deadline completes")
 	require.True(t, c.Outcome.Partial)
 	require.False(t, c.Outcome.NoReply)
@@ -115,30 +119,30 @@ func testDeliverGatherQuorum(t *testing.T, e *env) {
 func testDeliverGatherBelowQuorum(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "dl-below", Pattern: store.PatternGather, Expect: 3, Quorum: 2, Timeout: time.Minute})
 	e.register(&store.Correlation{ID: "dl-noquorum", Pattern: store.PatternGather, Expect: 3, Timeout: time.Minute})
-	e.deliver("dl-below", store.Reply{From: "a", Body: []byte("x")}, store.DeliverAccepted)
-	e.deliver("dl-noquorum", store.Reply{From: "a"}, store.DeliverAccepted)
-	e.deliver("dl-noquorum", store.Reply{From: "b"}, store.DeliverAccepted)
+	e.deliver(ref("dl-below"), store.Reply{From: "a", Body: []byte("x")}, store.DeliverAccepted)
+	e.deliver(ref("dl-noquorum"), store.Reply{From: "a"}, store.DeliverAccepted)
+	e.deliver(ref("dl-noquorum"), store.Reply{From: "b"}, store.DeliverAccepted)
 	e.clock.Add(time.Minute)
 	require.Equal(t, []string{"dl-below", "dl-noquorum"}, ids(e.expireDue(10)))
 
-	c := e.get("dl-below")
+	c := e.get(ref("dl-below"))
 	require.Equal(t, store.StateTimedOut, c.State)
 	require.False(t, c.Outcome.Partial)
 	require.Len(t, c.Replies, 1, "the partial replies are kept")
 	require.Equal(t, []byte("x"), c.Replies[0].Body)
 
-	c = e.get("dl-noquorum")
+	c = e.get(ref("dl-noquorum"))
 	require.Equal(t, store.StateTimedOut, c.State, "quorum 0 means no partial success")
 	require.Len(t, c.Replies, 2)
 }
 
 func testDeliverGatherNeedsKey(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "dl-gather-key", Pattern: store.PatternGather, Expect: 2, Timeout: time.Minute})
-	before := e.get("dl-gather-key")
-	_, err := e.s.Deliver(e.ctx, "dl-gather-key", store.Reply{Body: []byte("anonymous")})
+	before := e.get(ref("dl-gather-key"))
+	_, err := e.s.Deliver(e.ctx, ref("dl-gather-key"), store.Reply{Body: []byte("anonymous")})
 	requireFieldError(t, err, store.ErrInvalid, "reply.from")
-	require.Equal(t, snap(before), snap(e.get("dl-gather-key")), "a rejected reply changes nothing")
-	e.deliver("dl-gather-key", store.Reply{ID: "only-id"}, store.DeliverAccepted)
+	require.Equal(t, snap(before), snap(e.get(ref("dl-gather-key"))), "a rejected reply changes nothing")
+	e.deliver(ref("dl-gather-key"), store.Reply{ID: "only-id"}, store.DeliverAccepted)
 }
 
 func testDeliverStream(t *testing.T, e *env) {
@@ -150,14 +154,14 @@ func testDeliverStream(t *testing.T, e *env) {
 			want = store.DeliverCompleted
 		}
 		e.clock.Add(time.Millisecond)
-		res := e.deliver("dl-stream", store.Reply{Seq: seq, Final: seq == 5, Body: []byte(fmt.Sprint(seq))}, want)
+		res := e.deliver(ref("dl-stream"), store.Reply{Seq: seq, Final: seq == 5, Body: []byte(fmt.Sprint(seq))}, want)
 		seqs := make([]int, len(res.Correlation.Replies))
 		for j, r := range res.Correlation.Replies {
 			seqs[j] = r.Seq
 		}
 		require.IsIncreasing(t, seqs, "replies are kept in Seq order after seq %d", seq)
 	}
-	c := e.get("dl-stream")
+	c := e.get(ref("dl-stream"))
 	require.Equal(t, store.StateCompleted, c.State)
 	require.Len(t, c.Replies, 6)
 	for i, r := range c.Replies {
@@ -169,55 +173,55 @@ func testDeliverStream(t *testing.T, e *env) {
 
 func testDeliverStreamFinalFirst(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "dl-final-first", Pattern: store.PatternStream, Timeout: time.Minute})
-	e.deliver("dl-final-first", store.Reply{Seq: 2, Final: true}, store.DeliverAccepted)
-	e.deliver("dl-final-first", store.Reply{Seq: 0}, store.DeliverAccepted)
-	require.Equal(t, store.StatePending, e.get("dl-final-first").State, "seq 1 is missing")
-	e.deliver("dl-final-first", store.Reply{Seq: 1}, store.DeliverCompleted)
+	e.deliver(ref("dl-final-first"), store.Reply{Seq: 2, Final: true}, store.DeliverAccepted)
+	e.deliver(ref("dl-final-first"), store.Reply{Seq: 0}, store.DeliverAccepted)
+	require.Equal(t, store.StatePending, e.get(ref("dl-final-first")).State, "seq 1 is missing")
+	e.deliver(ref("dl-final-first"), store.Reply{Seq: 1}, store.DeliverCompleted)
 
 	// A stream whose only reply is final at seq 0 completes at once.
 	e.register(&store.Correlation{ID: "dl-final-zero", Pattern: store.PatternStream, Timeout: time.Minute})
-	e.deliver("dl-final-zero", store.Reply{Seq: 0, Final: true}, store.DeliverCompleted)
+	e.deliver(ref("dl-final-zero"), store.Reply{Seq: 0, Final: true}, store.DeliverCompleted)
 }
 
 func testDeliverStreamInvalid(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "dl-stream-bad", Pattern: store.PatternStream, Timeout: time.Minute})
-	e.deliver("dl-stream-bad", store.Reply{Seq: 0}, store.DeliverAccepted)
-	e.deliver("dl-stream-bad", store.Reply{Seq: 2, Final: true}, store.DeliverAccepted)
-	before := e.get("dl-stream-bad")
+	e.deliver(ref("dl-stream-bad"), store.Reply{Seq: 0}, store.DeliverAccepted)
+	e.deliver(ref("dl-stream-bad"), store.Reply{Seq: 2, Final: true}, store.DeliverAccepted)
+	before := e.get(ref("dl-stream-bad"))
 
-	_, err := e.s.Deliver(e.ctx, "dl-stream-bad", store.Reply{Seq: 3})
+	_, err := e.s.Deliver(e.ctx, ref("dl-stream-bad"), store.Reply{Seq: 3})
 	requireFieldError(t, err, store.ErrInvalid, "reply.seq")
-	_, err = e.s.Deliver(e.ctx, "dl-stream-bad", store.Reply{Seq: 1, Final: true})
+	_, err = e.s.Deliver(e.ctx, ref("dl-stream-bad"), store.Reply{Seq: 1, Final: true})
 	requireFieldError(t, err, store.ErrInvalid, "reply.final")
-	require.Equal(t, snap(before), snap(e.get("dl-stream-bad")), "rejected replies change nothing")
+	require.Equal(t, snap(before), snap(e.get(ref("dl-stream-bad"))), "rejected replies change nothing")
 
 	e.register(&store.Correlation{ID: "dl-stream-low-final", Pattern: store.PatternStream, Timeout: time.Minute})
-	e.deliver("dl-stream-low-final", store.Reply{Seq: 5}, store.DeliverAccepted)
-	_, err = e.s.Deliver(e.ctx, "dl-stream-low-final", store.Reply{Seq: 3, Final: true})
+	e.deliver(ref("dl-stream-low-final"), store.Reply{Seq: 5}, store.DeliverAccepted)
+	_, err = e.s.Deliver(e.ctx, ref("dl-stream-low-final"), store.Reply{Seq: 3, Final: true})
 	requireFieldError(t, err, store.ErrInvalid, "reply.final")
-	require.Equal(t, store.StatePending, e.get("dl-stream-low-final").State)
+	require.Equal(t, store.StatePending, e.get(ref("dl-stream-low-final")).State)
 }
 
 func testDeliverOptional(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "dl-optional", Optional: true, Timeout: time.Minute})
 	e.register(&store.Correlation{ID: "dl-optional-answered", Optional: true, Timeout: time.Minute})
 	e.register(&store.Correlation{ID: "dl-optional-stream", Pattern: store.PatternStream, Optional: true, Timeout: time.Minute})
-	e.deliver("dl-optional-answered", reply("r"), store.DeliverCompleted)
-	e.deliver("dl-optional-stream", store.Reply{Seq: 0}, store.DeliverAccepted)
+	e.deliver(ref("dl-optional-answered"), reply("r"), store.DeliverCompleted)
+	e.deliver(ref("dl-optional-stream"), store.Reply{Seq: 0}, store.DeliverAccepted)
 	e.clock.Add(time.Minute)
 	require.Equal(t, []string{"dl-optional", "dl-optional-stream"}, ids(e.expireDue(10)))
 
-	c := e.get("dl-optional")
+	c := e.get(ref("dl-optional"))
 	require.Equal(t, store.StateCompleted, c.State, "an optional correlation with no reply completes at its deadline")
 	require.True(t, c.Outcome.NoReply)
 	require.False(t, c.Outcome.Partial)
 	require.Empty(t, c.Replies)
 
-	c = e.get("dl-optional-answered")
+	c = e.get(ref("dl-optional-answered"))
 	require.Equal(t, store.StateCompleted, c.State)
 	require.False(t, c.Outcome.NoReply)
 
-	c = e.get("dl-optional-stream")
+	c = e.get(ref("dl-optional-stream"))
 	require.Equal(t, store.StateTimedOut, c.State, "an optional stream with some replies times out")
 	require.False(t, c.Outcome.NoReply)
 	require.Len(t, c.Replies, 1)
@@ -243,10 +247,10 @@ func testDeliverDedupe(t *testing.T, e *env) {
 		{"dl-dedupe-stream", store.Reply{ID: "s", Seq: 3}, store.DeliverDuplicate}, // id:s
 	}
 	for i, st := range steps {
-		before := e.get(st.id)
+		before := e.get(ref(st.id))
 		e.clock.Add(time.Second)
-		e.deliver(st.id, st.r, st.want)
-		after := e.get(st.id)
+		e.deliver(ref(st.id), st.r, st.want)
+		after := e.get(ref(st.id))
 		if st.want == store.DeliverDuplicate {
 			require.Equal(t, snap(before), snap(after), "step %d: a duplicate changes no version, reply or event", i)
 			require.Equal(t, before.DuplicateCount+1, after.DuplicateCount, "step %d: a duplicate is counted", i)
@@ -255,18 +259,18 @@ func testDeliverDedupe(t *testing.T, e *env) {
 			require.Len(t, after.Replies, len(before.Replies)+1, "step %d", i)
 		}
 	}
-	require.Equal(t, 2, e.get("dl-dedupe-gather").DuplicateCount)
-	require.Equal(t, 3, e.get("dl-dedupe-stream").DuplicateCount)
+	require.Equal(t, 2, e.get(ref("dl-dedupe-gather")).DuplicateCount)
+	require.Equal(t, 3, e.get(ref("dl-dedupe-stream")).DuplicateCount)
 }
 
 func testDeliverDuplicateAfterOutcome(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "dl-dup-after", Pattern: store.PatternGather, Expect: 2, Timeout: time.Minute})
-	e.deliver("dl-dup-after", store.Reply{From: "a"}, store.DeliverAccepted)
-	e.deliver("dl-dup-after", store.Reply{From: "b"}, store.DeliverCompleted)
-	before := e.get("dl-dup-after")
+	e.deliver(ref("dl-dup-after"), store.Reply{From: "a"}, store.DeliverAccepted)
+	e.deliver(ref("dl-dup-after"), store.Reply{From: "b"}, store.DeliverCompleted)
+	before := e.get(ref("dl-dup-after"))
 	e.clock.Add(time.Second)
-	e.deliver("dl-dup-after", store.Reply{From: "a", Body: []byte("resent")}, store.DeliverDuplicate)
-	after := e.get("dl-dup-after")
+	e.deliver(ref("dl-dup-after"), store.Reply{From: "a", Body: []byte("resent")}, store.DeliverDuplicate)
+	after := e.get(ref("dl-dup-after"))
 	require.Equal(t, snap(before), snap(after), "an accepted key is a duplicate, not late, after the outcome")
 	require.Zero(t, after.LateCount)
 	require.Equal(t, 1, after.DuplicateCount)
@@ -285,7 +289,7 @@ func testDeliverConcurrent(t *testing.T, e *env) {
 		errs     []error
 	)
 	deliver := func(id string, r store.Reply) {
-		res, err := e.s.Deliver(e.ctx, id, r)
+		res, err := e.s.Deliver(e.ctx, ref(id), r)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -301,13 +305,13 @@ func testDeliverConcurrent(t *testing.T, e *env) {
 	wg.Wait()
 	require.Empty(t, errs)
 	require.Equal(t, map[store.DeliverStatus]int{store.DeliverAccepted: n - 1, store.DeliverCompleted: 1}, statuses["dl-conc-gather"])
-	c := e.get("dl-conc-gather")
+	c := e.get(ref("dl-conc-gather"))
 	require.Equal(t, store.StateCompleted, c.State)
 	require.Len(t, c.Replies, n)
 	require.Equal(t, 1, countEvents(c, store.EventOutcome))
 
 	require.Equal(t, map[store.DeliverStatus]int{store.DeliverAccepted: 1, store.DeliverDuplicate: n - 1}, statuses["dl-conc-same"])
-	c = e.get("dl-conc-same")
+	c = e.get(ref("dl-conc-same"))
 	require.Len(t, c.Replies, 1)
 	require.Equal(t, n-1, c.DuplicateCount)
 }
@@ -315,16 +319,16 @@ func testDeliverConcurrent(t *testing.T, e *env) {
 func testDeliverLate(t *testing.T, e *env) {
 	// Limits: MaxLate 3, MaxEvents 5.
 	e.register(single("dl-late"))
-	e.deliver("dl-late", reply("first"), store.DeliverCompleted)
-	decided := e.get("dl-late")
+	e.deliver(ref("dl-late"), reply("first"), store.DeliverCompleted)
+	decided := e.get(ref("dl-late"))
 	version := decided.Version
 	for i := 1; i <= 5; i++ {
 		e.clock.Add(time.Second)
-		res := e.deliver("dl-late", reply(fmt.Sprintf("late-%d", i)), store.DeliverLate)
+		res := e.deliver(ref("dl-late"), reply(fmt.Sprintf("late-%d", i)), store.DeliverLate)
 		require.Greater(t, res.Correlation.Version, version, "a late reply is recorded")
 		version = res.Correlation.Version
 	}
-	c := e.get("dl-late")
+	c := e.get(ref("dl-late"))
 	require.Equal(t, store.StateCompleted, c.State)
 	require.Equal(t, decided.Outcome, c.Outcome, "late replies never change the outcome")
 	require.Equal(t, decided.Replies, c.Replies)
@@ -336,17 +340,17 @@ func testDeliverLate(t *testing.T, e *env) {
 	require.Equal(t, store.EventReplyLate, c.Events[4].Type)
 
 	// The same late reply again is a duplicate.
-	e.deliver("dl-late", reply("late-5"), store.DeliverDuplicate)
-	after := e.get("dl-late")
+	e.deliver(ref("dl-late"), reply("late-5"), store.DeliverDuplicate)
+	after := e.get(ref("dl-late"))
 	require.Equal(t, snap(c), snap(after))
 	require.Equal(t, 5, after.LateCount)
 }
 
 func testDeliverErrorReply(t *testing.T, e *env) {
 	e.register(withHandler("dl-error"))
-	res := e.deliver("dl-error", store.Reply{ID: "e1", Error: "payment declined: card expired"}, store.DeliverCompleted)
+	res := e.deliver(ref("dl-error"), store.Reply{ID: "e1", Error: "payment declined: card expired"}, store.DeliverCompleted)
 	require.Equal(t, store.StateCompleted, res.Correlation.State, "an error reply still completes")
-	c := e.get("dl-error")
+	c := e.get(ref("dl-error"))
 	require.Equal(t, store.StateCompleted, c.State)
 	require.Len(t, c.Replies, 1)
 	require.Equal(t, "payment declined: card expired", c.Replies[0].Error, "the error is kept for the handler")
@@ -356,22 +360,124 @@ func testDeliverErrorReply(t *testing.T, e *env) {
 func testDeliverBodyTooLarge(t *testing.T, e *env) {
 	// Limits: MaxBodyBytes 8.
 	e.register(single("dl-body"))
-	before := e.get("dl-body")
-	_, err := e.s.Deliver(e.ctx, "dl-body", store.Reply{ID: "big", Body: []byte("123456789")})
+	before := e.get(ref("dl-body"))
+	_, err := e.s.Deliver(e.ctx, ref("dl-body"), store.Reply{ID: "big", Body: []byte("123456789")})
 	requireFieldError(t, err, store.ErrTooLarge, "reply.body")
-	require.Equal(t, snap(before), snap(e.get("dl-body")))
+	require.Equal(t, snap(before), snap(e.get(ref("dl-body"))))
 
-	_, err = e.s.Deliver(e.ctx, "dl-body-unknown", store.Reply{ID: "big", Body: []byte("123456789")})
+	_, err = e.s.Deliver(e.ctx, ref("dl-body-unknown"), store.Reply{ID: "big", Body: []byte("123456789")})
 	requireFieldError(t, err, store.ErrTooLarge, "reply.body")
 	require.Zero(t, e.stats("").EarlyReplies, "an oversized reply is not buffered either")
 
-	e.deliver("dl-body", store.Reply{ID: "fits", Body: []byte("12345678")}, store.DeliverCompleted)
+	e.deliver(ref("dl-body"), store.Reply{ID: "fits", Body: []byte("12345678")}, store.DeliverCompleted)
+}
+
+func testDeliverRecordTooLarge(t *testing.T, e *env) {
+	// Limits: MaxBodyBytes 10, MaxRecordBytes 25 (reply bodies of one record).
+	for _, c := range []*store.Correlation{
+		{ID: "dl-record-gather", Pattern: store.PatternGather, Expect: 4, Timeout: time.Minute},
+		{ID: "dl-record-stream", Pattern: store.PatternStream, Timeout: time.Minute},
+	} {
+		r := ref(c.ID)
+		e.register(c)
+		e.deliver(r, store.Reply{From: "a", Seq: 0, Body: []byte("0123456789")}, store.DeliverAccepted)
+		e.deliver(r, store.Reply{From: "b", Seq: 1, Body: []byte("0123456789")}, store.DeliverAccepted)
+		before := e.get(r)
+		_, err := e.s.Deliver(e.ctx, r, store.Reply{From: "c", Seq: 2, Body: []byte("0123456")})
+		requireFieldError(t, err, store.ErrTooLarge, "reply.body")
+		after := e.get(r)
+		require.Equal(t, snap(before), snap(after), "%s: a refused reply changes nothing", r)
+		require.Equal(t, before.DuplicateCount, after.DuplicateCount)
+
+		e.deliver(r, store.Reply{From: "c", Seq: 2, Body: []byte("01234")}, store.DeliverAccepted) // 25: up to the limit
+		_, err = e.s.Deliver(e.ctx, r, store.Reply{From: "d", Seq: 3, Final: true, Body: []byte("x")})
+		requireFieldError(t, err, store.ErrTooLarge, "reply.body")
+		e.deliver(r, store.Reply{From: "d", Seq: 3, Final: true}, store.DeliverCompleted) // an empty body still fits
+		require.Len(t, e.get(r).Replies, 4)
+
+		// Late replies are kept apart (a bounded ring) and not refused.
+		e.deliver(r, store.Reply{From: "e", Seq: 4, Body: []byte("0123456789")}, store.DeliverLate)
+	}
+}
+
+// deliverAll delivers replies(i) for i < n to r from n goroutines started
+// together, and counts the answers.
+func (e *env) deliverAll(r store.Ref, n int, replies func(i int) store.Reply) (map[store.DeliverStatus]int, []error) {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		statuses = map[store.DeliverStatus]int{}
+		errs     []error
+		start    = make(chan struct{})
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			res, err := e.s.Deliver(e.ctx, r, replies(i))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			statuses[res.Status]++
+		})
+	}
+	close(start)
+	wg.Wait()
+	return statuses, errs
+}
+
+// The contention cases send their replies all at once, 500 and 400 by
+// default: an engine too slow for that may scale them down through the
+// environment (see the package doc); make test runs the defaults.
+
+func testDeliverConcurrentSingle(t *testing.T, e *env) {
+	n := testenv.Int(t, "CORRSTORE_CONFORMANCE_SINGLE_REPLIES", 500)
+	r := nsRef("contention", "dl-conc-single")
+	e.register(&store.Correlation{ID: r.ID, Namespace: r.Namespace, Callback: store.Callback{Handler: "h"}, Timeout: time.Minute})
+	statuses, errs := e.deliverAll(r, n, func(i int) store.Reply {
+		return store.Reply{ID: fmt.Sprint("reply-", i), Body: []byte(fmt.Sprint(i))}
+	})
+	require.Empty(t, errs, "no errors under contention (%d of %d)", len(errs), n)
+	require.Equal(t, 1, statuses[store.DeliverCompleted], "exactly one reply completes: %v", statuses)
+	require.Equal(t, n-1, statuses[store.DeliverLate]+statuses[store.DeliverDuplicate], "the rest are late or duplicates: %v", statuses)
+	require.Zero(t, statuses[store.DeliverAccepted], "%v", statuses)
+	c := e.get(r)
+	require.Equal(t, store.StateCompleted, c.State)
+	require.Len(t, c.Replies, 1)
+	require.NotNil(t, c.Outcome)
+	require.Empty(t, c.Outcome.Reason)
+	require.Equal(t, statuses[store.DeliverLate], c.LateCount, "every late reply is counted")
+	require.Equal(t, store.DispatchPending, c.Dispatch.State)
+	require.Equal(t, []string{r.String()}, refs(e.claim("inst", time.Minute, 10)), "one outcome to dispatch")
+}
+
+func testDeliverConcurrentGather(t *testing.T, e *env) {
+	n := testenv.Int(t, "CORRSTORE_CONFORMANCE_GATHER_REPLIES", 400)
+	r := nsRef("contention", "dl-conc-gather")
+	e.register(&store.Correlation{ID: r.ID, Namespace: r.Namespace, Pattern: store.PatternGather, Expect: n, Timeout: time.Minute})
+	statuses, errs := e.deliverAll(r, n, func(i int) store.Reply {
+		return store.Reply{From: fmt.Sprint("responder-", i), Body: []byte(fmt.Sprint(i))}
+	})
+	require.Empty(t, errs, "no errors under contention (%d of %d)", len(errs), n)
+	require.Equal(t, map[store.DeliverStatus]int{store.DeliverAccepted: n - 1, store.DeliverCompleted: 1}, statuses)
+	c := e.get(r)
+	require.Equal(t, store.StateCompleted, c.State)
+	require.False(t, c.Outcome.Partial)
+	require.Len(t, c.Replies, n, "no reply lost")
+	from := map[string]bool{}
+	for _, rep := range c.Replies {
+		from[rep.From] = true
+	}
+	require.Len(t, from, n, "each responder once")
+	require.Equal(t, 1, countEvents(c, store.EventOutcome))
 }
 
 func testDeliverInvalidReply(t *testing.T, e *env) {
 	// Limits: MaxReplies 20.
 	e.register(&store.Correlation{ID: "dl-invalid-reply", Pattern: store.PatternStream, Timeout: time.Minute})
-	before := e.get("dl-invalid-reply")
+	before := e.get(ref("dl-invalid-reply"))
 	for _, tc := range []struct {
 		r     store.Reply
 		field string
@@ -382,33 +488,38 @@ func testDeliverInvalidReply(t *testing.T, e *env) {
 		{store.Reply{Seq: -1}, "reply.seq"},
 		{store.Reply{Seq: 20}, "reply.seq"},
 	} {
-		_, err := e.s.Deliver(e.ctx, "dl-invalid-reply", tc.r)
+		_, err := e.s.Deliver(e.ctx, ref("dl-invalid-reply"), tc.r)
 		requireFieldError(t, err, store.ErrInvalid, tc.field)
 	}
-	require.Equal(t, snap(before), snap(e.get("dl-invalid-reply")))
-	e.deliver("dl-invalid-reply", store.Reply{Seq: 19, Final: true}, store.DeliverAccepted)
+	require.Equal(t, snap(before), snap(e.get(ref("dl-invalid-reply"))))
+	e.deliver(ref("dl-invalid-reply"), store.Reply{Seq: 19, Final: true}, store.DeliverAccepted)
 }
 
 func testDeliverInvalidID(t *testing.T, e *env) {
-	for _, id := range []string{"", "has space", "a/b", strings.Repeat("x", store.MaxIDLen+1)} {
-		_, err := e.s.Deliver(e.ctx, id, reply("r"))
-		require.ErrorIs(t, err, store.ErrInvalid, "id %q", id)
+	for _, r := range []store.Ref{
+		ref(""), ref("has space"), ref("a/b"), ref(strings.Repeat("x", store.MaxIDLen+1)),
+		nsRef("Upper", "ok"), nsRef("a/b", "ok"), nsRef("a.b", "ok"), nsRef(strings.Repeat("n", store.MaxNamespaceLen+1), "ok"),
+	} {
+		_, err := e.s.Deliver(e.ctx, r, reply("r"))
+		require.ErrorIs(t, err, store.ErrInvalid, "ref %+v", r)
+		var fe *store.FieldError
+		require.ErrorAs(t, err, &fe, "ref %+v", r)
 	}
-	require.Zero(t, e.stats("").EarlyReplies, "nothing is buffered for an invalid ID")
+	require.Zero(t, e.stats("").EarlyReplies, "nothing is buffered for an invalid ref")
 }
 
 func testDeliverEarlyApplied(t *testing.T, e *env) {
 	received := e.now()
-	e.deliver("dl-early", store.Reply{ID: "r1", Body: []byte("early")}, store.DeliverBuffered)
+	e.deliver(ref("dl-early"), store.Reply{ID: "r1", Body: []byte("early")}, store.DeliverBuffered)
 	require.Equal(t, int64(1), e.stats("").EarlyReplies)
-	e.requireGone("dl-early")
+	e.requireGone(ref("dl-early"))
 
 	e.clock.Add(10 * time.Second)
 	res, err := e.s.Register(e.ctx, single("dl-early"))
 	require.NoError(t, err)
 	require.True(t, res.Created)
 	require.Equal(t, 1, res.EarlyApplied)
-	for name, c := range map[string]*store.Correlation{"result": res.Correlation, "get": e.get("dl-early")} {
+	for name, c := range map[string]*store.Correlation{"result": res.Correlation, "get": e.get(ref("dl-early"))} {
 		t.Run(name, func(t *testing.T) {
 			require.Equal(t, store.StateCompleted, c.State, "the early reply completes it at registration")
 			require.Len(t, c.Replies, 1)
@@ -425,47 +536,47 @@ func testDeliverEarlyApplied(t *testing.T, e *env) {
 	require.NoError(t, err)
 	require.False(t, res.Created)
 	require.Zero(t, res.EarlyApplied)
-	require.Len(t, e.get("dl-early").Replies, 1)
+	require.Len(t, e.get(ref("dl-early")).Replies, 1)
 }
 
 func testDeliverEarlyGather(t *testing.T, e *env) {
-	e.deliver("dl-early-gather", store.Reply{From: "b"}, store.DeliverBuffered)
+	e.deliver(ref("dl-early-gather"), store.Reply{From: "b"}, store.DeliverBuffered)
 	e.clock.Add(time.Second)
-	e.deliver("dl-early-gather", store.Reply{From: "a"}, store.DeliverBuffered)
+	e.deliver(ref("dl-early-gather"), store.Reply{From: "a"}, store.DeliverBuffered)
 	// A resend before the registration: buffered again, or recognised as a duplicate.
-	res0, err := e.s.Deliver(e.ctx, "dl-early-gather", store.Reply{From: "a"})
+	res0, err := e.s.Deliver(e.ctx, ref("dl-early-gather"), store.Reply{From: "a"})
 	require.NoError(t, err)
 	require.Contains(t, []store.DeliverStatus{store.DeliverBuffered, store.DeliverDuplicate}, res0.Status)
-	e.deliver("dl-early-other", store.Reply{From: "z"}, store.DeliverBuffered)
+	e.deliver(ref("dl-early-other"), store.Reply{From: "z"}, store.DeliverBuffered)
 	e.clock.Add(time.Second)
 
 	res, err := e.s.Register(e.ctx, &store.Correlation{ID: "dl-early-gather", Pattern: store.PatternGather, Expect: 3, Timeout: time.Minute})
 	require.NoError(t, err)
 	require.Equal(t, 2, res.EarlyApplied, "the resent reply is not applied twice")
-	c := e.get("dl-early-gather")
+	c := e.get(ref("dl-early-gather"))
 	require.Equal(t, store.StatePending, c.State)
 	require.Len(t, c.Replies, 2)
 	require.Equal(t, []string{"b", "a"}, []string{c.Replies[0].From, c.Replies[1].From}, "early replies are applied oldest first")
-	e.deliver("dl-early-gather", store.Reply{From: "c"}, store.DeliverCompleted)
+	e.deliver(ref("dl-early-gather"), store.Reply{From: "c"}, store.DeliverCompleted)
 	require.Equal(t, int64(1), e.stats("").EarlyReplies, "only the other ID's early reply is left")
 }
 
 func testDeliverEarlyWindow(t *testing.T, e *env) {
 	// Limits: EarlyReplyWindow 1m.
-	e.deliver("dl-early-fresh", reply("r"), store.DeliverBuffered)
-	e.deliver("dl-early-stale", reply("r"), store.DeliverBuffered)
+	e.deliver(ref("dl-early-fresh"), reply("r"), store.DeliverBuffered)
+	e.deliver(ref("dl-early-stale"), reply("r"), store.DeliverBuffered)
 	e.clock.Add(59 * time.Second)
 	res, err := e.s.Register(e.ctx, single("dl-early-fresh"))
 	require.NoError(t, err)
 	require.Equal(t, 1, res.EarlyApplied, "within the window")
-	require.Equal(t, store.StateCompleted, e.get("dl-early-fresh").State)
+	require.Equal(t, store.StateCompleted, e.get(ref("dl-early-fresh")).State)
 
 	e.clock.Add(2 * time.Second)
 	res, err = e.s.Register(e.ctx, single("dl-early-stale"))
 	require.NoError(t, err)
 	require.True(t, res.Created)
 	require.Zero(t, res.EarlyApplied, "an early reply older than the window is not applied")
-	c := e.get("dl-early-stale")
+	c := e.get(ref("dl-early-stale"))
 	require.Equal(t, store.StatePending, c.State)
 	require.Empty(t, c.Replies)
 }
@@ -473,11 +584,11 @@ func testDeliverEarlyWindow(t *testing.T, e *env) {
 func testDeliverEarlyCap(t *testing.T, e *env) {
 	// Limits: MaxEarlyReplies 3 in the whole store.
 	for i := range 3 {
-		e.deliver(fmt.Sprintf("dl-cap-%d", i), reply("r"), store.DeliverBuffered)
+		e.deliver(ref(fmt.Sprintf("dl-cap-%d", i)), reply("r"), store.DeliverBuffered)
 	}
-	_, err := e.s.Deliver(e.ctx, "dl-cap-3", reply("r"))
+	_, err := e.s.Deliver(e.ctx, ref("dl-cap-3"), reply("r"))
 	require.ErrorIs(t, err, store.ErrTooLarge, "the early-reply buffer is full")
-	_, err = e.s.Deliver(e.ctx, "dl-cap-0", reply("r2"))
+	_, err = e.s.Deliver(e.ctx, ref("dl-cap-0"), reply("r2"))
 	require.ErrorIs(t, err, store.ErrTooLarge, "the cap is per store, not per ID")
 	require.Equal(t, int64(3), e.stats("").EarlyReplies)
 
@@ -485,21 +596,21 @@ func testDeliverEarlyCap(t *testing.T, e *env) {
 	res, err := e.s.Register(e.ctx, single("dl-cap-1"))
 	require.NoError(t, err)
 	require.Equal(t, 1, res.EarlyApplied)
-	e.deliver("dl-cap-3", reply("r"), store.DeliverBuffered)
+	e.deliver(ref("dl-cap-3"), reply("r"), store.DeliverBuffered)
 	require.Equal(t, int64(3), e.stats("").EarlyReplies)
 
 	// Delivering to a registered ID is never limited by the buffer.
 	e.register(single("dl-cap-registered"))
-	e.deliver("dl-cap-registered", reply("r"), store.DeliverCompleted)
+	e.deliver(ref("dl-cap-registered"), reply("r"), store.DeliverCompleted)
 }
 
 func testDeliverEarlyOff(t *testing.T, e *env) {
 	// Limits: EarlyReplyWindow -1 (buffering off).
-	_, err := e.s.Deliver(e.ctx, "dl-off", reply("r"))
+	_, err := e.s.Deliver(e.ctx, ref("dl-off"), reply("r"))
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.Zero(t, e.stats("").EarlyReplies)
 	res, err := e.s.Register(e.ctx, single("dl-off"))
 	require.NoError(t, err)
 	require.Zero(t, res.EarlyApplied)
-	require.Equal(t, store.StatePending, e.get("dl-off").State)
+	require.Equal(t, store.StatePending, e.get(ref("dl-off")).State)
 }

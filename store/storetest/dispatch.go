@@ -28,38 +28,40 @@ func dispatchTests() []testCase {
 	}
 }
 
-// decided registers a correlation with a handler and completes it.
-func (e *env) decided(id string) *store.Correlation {
+// decided registers a correlation r with a handler and completes it.
+func (e *env) decided(r store.Ref) *store.Correlation {
 	e.t.Helper()
-	e.register(withHandler(id))
-	return e.deliver(id, reply("r"), store.DeliverCompleted).Correlation
+	c := withHandler(r.ID)
+	c.Namespace = r.Namespace
+	e.register(c)
+	return e.deliver(r, reply("r"), store.DeliverCompleted).Correlation
 }
 
-// claimOne claims and requires exactly the correlation id.
-func (e *env) claimOne(instance, id string, lease time.Duration) store.Claim {
+// claimOne claims and requires exactly the correlation r.
+func (e *env) claimOne(instance string, r store.Ref, lease time.Duration) store.Claim {
 	e.t.Helper()
 	got := e.claim(instance, lease, 10)
-	require.Equal(e.t, []string{id}, ids(got), "claim by %s", instance)
+	require.Equal(e.t, []string{r.String()}, refs(got), "claim by %s", instance)
 	c := got[0]
 	require.Equal(e.t, instance, c.Dispatch.LeaseOwner)
 	return c.Dispatch.Claim()
 }
 
 func testClaimOnlyHandlerOutcomes(t *testing.T, e *env) {
-	e.decided("dp-handler")
+	e.decided(ref("dp-handler"))
 	e.register(single("dp-no-handler"))
-	e.deliver("dp-no-handler", reply("r"), store.DeliverCompleted)
+	e.deliver(ref("dp-no-handler"), reply("r"), store.DeliverCompleted)
 	e.register(withHandler("dp-pending"))
-	require.Equal(t, store.DispatchNone, e.get("dp-no-handler").Dispatch.State)
-	require.Equal(t, store.DispatchNone, e.get("dp-pending").Dispatch.State)
-	decided := e.get("dp-handler")
+	require.Equal(t, store.DispatchNone, e.get(ref("dp-no-handler")).Dispatch.State)
+	require.Equal(t, store.DispatchNone, e.get(ref("dp-pending")).Dispatch.State)
+	decided := e.get(ref("dp-handler"))
 	require.Equal(t, store.DispatchPending, decided.Dispatch.State)
 
 	e.clock.Add(time.Second)
 	now := e.now()
 	got := e.claim("inst-a", 30*time.Second, 10)
 	require.Equal(t, []string{"dp-handler"}, ids(got), "only outcomes with a handler are dispatched")
-	for name, c := range map[string]*store.Correlation{"result": got[0], "get": e.get("dp-handler")} {
+	for name, c := range map[string]*store.Correlation{"result": got[0], "get": e.get(ref("dp-handler"))} {
 		t.Run(name, func(t *testing.T) {
 			d := c.Dispatch
 			require.Equal(t, store.DispatchPending, d.State)
@@ -78,131 +80,131 @@ func testClaimOnlyHandlerOutcomes(t *testing.T, e *env) {
 }
 
 func testDispatchAck(t *testing.T, e *env) {
-	e.decided("dp-ack")
-	cl := e.claimOne("inst-a", "dp-ack", time.Minute)
+	e.decided(ref("dp-ack"))
+	cl := e.claimOne("inst-a", ref("dp-ack"), time.Minute)
 	e.clock.Add(5 * time.Second)
-	res, err := e.s.AckDispatch(e.ctx, "dp-ack", cl)
+	res, err := e.s.AckDispatch(e.ctx, ref("dp-ack"), cl)
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
-	c := e.get("dp-ack")
+	c := e.get(ref("dp-ack"))
 	require.Equal(t, store.DispatchDone, c.Dispatch.State)
 	requireTime(t, e.now(), c.Dispatch.DoneAt)
 	require.True(t, hasEvent(c, store.EventDispatchAcked))
 
-	res, err = e.s.AckDispatch(e.ctx, "dp-ack", cl)
+	res, err = e.s.AckDispatch(e.ctx, ref("dp-ack"), cl)
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
-	require.Equal(t, snap(c), snap(e.get("dp-ack")))
+	require.Equal(t, snap(c), snap(e.get(ref("dp-ack"))))
 
-	_, err = e.s.NackDispatch(e.ctx, "dp-ack", cl, "boom", e.now().Add(time.Minute))
+	_, err = e.s.NackDispatch(e.ctx, ref("dp-ack"), cl, "boom", e.now().Add(time.Minute))
 	require.ErrorIs(t, err, store.ErrConflict, "the attempt was already acked")
-	_, err = e.s.AckDispatch(e.ctx, "dp-ack", store.Claim{Instance: "inst-b", Attempt: 1})
+	_, err = e.s.AckDispatch(e.ctx, ref("dp-ack"), store.Claim{Instance: "inst-b", Attempt: 1})
 	require.ErrorIs(t, err, store.ErrNotPending, "another claim on a done dispatch")
 
 	e.clock.Add(time.Hour)
 	require.Empty(t, e.claim("inst-a", time.Minute, 10), "a done dispatch is not claimed again")
-	require.Equal(t, snap(c), snap(e.get("dp-ack")))
+	require.Equal(t, snap(c), snap(e.get(ref("dp-ack"))))
 
 	// A correlation with no dispatch cannot be acked.
 	e.register(single("dp-ack-none"))
-	_, err = e.s.AckDispatch(e.ctx, "dp-ack-none", store.Claim{Instance: "inst-a", Attempt: 1})
+	_, err = e.s.AckDispatch(e.ctx, ref("dp-ack-none"), store.Claim{Instance: "inst-a", Attempt: 1})
 	require.ErrorIs(t, err, store.ErrNotPending)
 }
 
 func testDispatchNackRetry(t *testing.T, e *env) {
-	e.decided("dp-nack")
-	first := e.claimOne("inst-a", "dp-nack", 30*time.Second)
+	e.decided(ref("dp-nack"))
+	first := e.claimOne("inst-a", ref("dp-nack"), 30*time.Second)
 	retryAt := e.now().Add(time.Minute)
-	res, err := e.s.NackDispatch(e.ctx, "dp-nack", first, "handler: connection refused", retryAt)
+	res, err := e.s.NackDispatch(e.ctx, ref("dp-nack"), first, "handler: connection refused", retryAt)
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
-	c := e.get("dp-nack")
+	c := e.get(ref("dp-nack"))
 	require.Equal(t, store.DispatchPending, c.Dispatch.State)
 	require.Equal(t, "handler: connection refused", c.Dispatch.LastError)
 	requireTime(t, retryAt, c.Dispatch.NextAt)
 	require.True(t, hasEvent(c, store.EventDispatchFailed))
 
-	res, err = e.s.NackDispatch(e.ctx, "dp-nack", first, "handler: connection refused", retryAt)
+	res, err = e.s.NackDispatch(e.ctx, ref("dp-nack"), first, "handler: connection refused", retryAt)
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
-	require.Equal(t, snap(c), snap(e.get("dp-nack")))
+	require.Equal(t, snap(c), snap(e.get(ref("dp-nack"))))
 
 	e.clock.Add(59 * time.Second)
 	require.Empty(t, e.claim("inst-b", 30*time.Second, 10), "not before the retry time")
 	e.clock.Add(time.Second)
-	second := e.claimOne("inst-b", "dp-nack", 30*time.Second)
+	second := e.claimOne("inst-b", ref("dp-nack"), 30*time.Second)
 	require.Equal(t, 2, second.Attempt)
 
-	_, err = e.s.AckDispatch(e.ctx, "dp-nack", first)
+	_, err = e.s.AckDispatch(e.ctx, ref("dp-nack"), first)
 	require.ErrorIs(t, err, store.ErrConflict, "the first attempt's claim is stale")
 
 	// A retry time in the past means now.
-	_, err = e.s.NackDispatch(e.ctx, "dp-nack", second, "again", e.now().Add(-time.Hour))
+	_, err = e.s.NackDispatch(e.ctx, ref("dp-nack"), second, "again", e.now().Add(-time.Hour))
 	require.NoError(t, err)
-	third := e.claimOne("inst-c", "dp-nack", 30*time.Second)
+	third := e.claimOne("inst-c", ref("dp-nack"), 30*time.Second)
 	require.Equal(t, 3, third.Attempt)
-	_, err = e.s.AckDispatch(e.ctx, "dp-nack", third)
+	_, err = e.s.AckDispatch(e.ctx, ref("dp-nack"), third)
 	require.NoError(t, err)
-	require.Equal(t, store.DispatchDone, e.get("dp-nack").Dispatch.State)
+	require.Equal(t, store.DispatchDone, e.get(ref("dp-nack")).Dispatch.State)
 }
 
 func testDispatchNackGiveUp(t *testing.T, e *env) {
-	e.decided("dp-give-up")
-	cl := e.claimOne("inst-a", "dp-give-up", 30*time.Second)
-	res, err := e.s.NackDispatch(e.ctx, "dp-give-up", cl, "handler: unknown workflow", time.Time{})
+	e.decided(ref("dp-give-up"))
+	cl := e.claimOne("inst-a", ref("dp-give-up"), 30*time.Second)
+	res, err := e.s.NackDispatch(e.ctx, ref("dp-give-up"), cl, "handler: unknown workflow", time.Time{})
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
-	c := e.get("dp-give-up")
+	c := e.get(ref("dp-give-up"))
 	require.Equal(t, store.DispatchDead, c.Dispatch.State, "no retry time: the handler gave up")
 	require.Equal(t, "handler: unknown workflow", c.Dispatch.LastError)
 	require.True(t, hasEvent(c, store.EventDispatchDead))
 
-	res, err = e.s.NackDispatch(e.ctx, "dp-give-up", cl, "handler: unknown workflow", time.Time{})
+	res, err = e.s.NackDispatch(e.ctx, ref("dp-give-up"), cl, "handler: unknown workflow", time.Time{})
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
-	_, err = e.s.AckDispatch(e.ctx, "dp-give-up", cl)
+	_, err = e.s.AckDispatch(e.ctx, ref("dp-give-up"), cl)
 	require.ErrorIs(t, err, store.ErrConflict, "the attempt was already nacked")
 
 	e.clock.Add(time.Hour)
 	require.Empty(t, e.claim("inst-a", time.Minute, 10))
-	require.Equal(t, snap(c), snap(e.get("dp-give-up")))
+	require.Equal(t, snap(c), snap(e.get(ref("dp-give-up"))))
 	require.Equal(t, int64(1), e.stats("").Total().Dispatch[store.DispatchDead])
 }
 
 func testDispatchLeaseExpiry(t *testing.T, e *env) {
-	e.decided("dp-lease")
-	a := e.claimOne("inst-a", "dp-lease", 30*time.Second)
+	e.decided(ref("dp-lease"))
+	a := e.claimOne("inst-a", ref("dp-lease"), 30*time.Second)
 	e.clock.Add(29 * time.Second)
 	require.Empty(t, e.claim("inst-b", 30*time.Second, 10), "the lease holds")
 	e.clock.Add(time.Second)
-	b := e.claimOne("inst-b", "dp-lease", 30*time.Second)
+	b := e.claimOne("inst-b", ref("dp-lease"), 30*time.Second)
 	require.Equal(t, store.Claim{Instance: "inst-b", Attempt: 2}, b, "an expired lease is claimable again")
 
-	_, err := e.s.AckDispatch(e.ctx, "dp-lease", a)
+	_, err := e.s.AckDispatch(e.ctx, ref("dp-lease"), a)
 	require.ErrorIs(t, err, store.ErrConflict, "the stale claim lost its lease")
-	_, err = e.s.NackDispatch(e.ctx, "dp-lease", a, "late failure", e.now().Add(time.Minute))
+	_, err = e.s.NackDispatch(e.ctx, ref("dp-lease"), a, "late failure", e.now().Add(time.Minute))
 	require.ErrorIs(t, err, store.ErrConflict)
-	c := e.get("dp-lease")
+	c := e.get(ref("dp-lease"))
 	require.Equal(t, "inst-b", c.Dispatch.LeaseOwner)
 	require.Equal(t, 2, c.Dispatch.Attempts)
 
-	res, err := e.s.AckDispatch(e.ctx, "dp-lease", b)
+	res, err := e.s.AckDispatch(e.ctx, ref("dp-lease"), b)
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
-	require.Equal(t, store.DispatchDone, e.get("dp-lease").Dispatch.State)
+	require.Equal(t, store.DispatchDone, e.get(ref("dp-lease")).Dispatch.State)
 }
 
 func testDispatchDeadAfterMaxAttempts(t *testing.T, e *env) {
 	// Limits: DispatchMaxAttempts 2.
-	e.decided("dp-dead")
+	e.decided(ref("dp-dead"))
 	for attempt := 1; attempt <= 2; attempt++ {
-		cl := e.claimOne("inst-a", "dp-dead", 30*time.Second)
+		cl := e.claimOne("inst-a", ref("dp-dead"), 30*time.Second)
 		require.Equal(t, attempt, cl.Attempt)
-		_, err := e.s.NackDispatch(e.ctx, "dp-dead", cl, fmt.Sprintf("failure %d", attempt), e.now().Add(time.Second))
+		_, err := e.s.NackDispatch(e.ctx, ref("dp-dead"), cl, fmt.Sprintf("failure %d", attempt), e.now().Add(time.Second))
 		require.NoError(t, err)
 		e.clock.Add(time.Second)
 	}
-	c := e.get("dp-dead")
+	c := e.get(ref("dp-dead"))
 	require.Equal(t, store.DispatchDead, c.Dispatch.State, "dead after DispatchMaxAttempts")
 	require.Equal(t, 2, c.Dispatch.Attempts)
 	require.Equal(t, "failure 2", c.Dispatch.LastError)
@@ -214,82 +216,82 @@ func testDispatchDeadAfterMaxAttempts(t *testing.T, e *env) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"dp-dead"}, ids(page.Items))
 
-	res, err := e.s.Redispatch(e.ctx, "dp-dead")
+	res, err := e.s.Redispatch(e.ctx, ref("dp-dead"))
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
-	c = e.get("dp-dead")
+	c = e.get(ref("dp-dead"))
 	require.Equal(t, store.DispatchPending, c.Dispatch.State)
 	require.True(t, hasEvent(c, store.EventRedispatched))
-	res, err = e.s.Redispatch(e.ctx, "dp-dead")
+	res, err = e.s.Redispatch(e.ctx, ref("dp-dead"))
 	require.NoError(t, err)
 	require.True(t, res.Duplicate, "a pending dispatch is not redispatched twice")
-	require.Equal(t, snap(c), snap(e.get("dp-dead")))
+	require.Equal(t, snap(c), snap(e.get(ref("dp-dead"))))
 
 	// A fresh budget of attempts.
 	for attempt := 3; attempt <= 4; attempt++ {
-		cl := e.claimOne("inst-b", "dp-dead", 30*time.Second)
+		cl := e.claimOne("inst-b", ref("dp-dead"), 30*time.Second)
 		require.Equal(t, attempt, cl.Attempt)
-		_, err := e.s.NackDispatch(e.ctx, "dp-dead", cl, "still failing", e.now().Add(time.Second))
+		_, err := e.s.NackDispatch(e.ctx, ref("dp-dead"), cl, "still failing", e.now().Add(time.Second))
 		require.NoError(t, err)
 		want := store.DispatchPending
 		if attempt == 4 {
 			want = store.DispatchDead
 		}
-		require.Equal(t, want, e.get("dp-dead").Dispatch.State, "after attempt %d", attempt)
+		require.Equal(t, want, e.get(ref("dp-dead")).Dispatch.State, "after attempt %d", attempt)
 		e.clock.Add(time.Second)
 	}
 }
 
 func testDispatchDeadAfterLeaseExpiry(t *testing.T, e *env) {
 	// Limits: DispatchMaxAttempts 1.
-	e.decided("dp-lease-dead")
-	cl := e.claimOne("inst-a", "dp-lease-dead", 10*time.Second)
+	e.decided(ref("dp-lease-dead"))
+	cl := e.claimOne("inst-a", ref("dp-lease-dead"), 10*time.Second)
 	e.clock.Add(10 * time.Second)
 	require.Empty(t, e.claim("inst-b", 10*time.Second, 10), "the last attempt's lease expired: dead, not claimed")
-	c := e.get("dp-lease-dead")
+	c := e.get(ref("dp-lease-dead"))
 	require.Equal(t, store.DispatchDead, c.Dispatch.State)
 	require.Equal(t, 1, c.Dispatch.Attempts)
 	require.NotEmpty(t, c.Dispatch.LastError)
-	_, err := e.s.AckDispatch(e.ctx, "dp-lease-dead", cl)
+	_, err := e.s.AckDispatch(e.ctx, ref("dp-lease-dead"), cl)
 	require.ErrorIs(t, err, store.ErrNotPending, "too late to ack a dead dispatch")
 
-	res, err := e.s.Redispatch(e.ctx, "dp-lease-dead")
+	res, err := e.s.Redispatch(e.ctx, ref("dp-lease-dead"))
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
-	cl = e.claimOne("inst-b", "dp-lease-dead", 10*time.Second)
+	cl = e.claimOne("inst-b", ref("dp-lease-dead"), 10*time.Second)
 	require.Equal(t, 2, cl.Attempt)
-	_, err = e.s.AckDispatch(e.ctx, "dp-lease-dead", cl)
+	_, err = e.s.AckDispatch(e.ctx, ref("dp-lease-dead"), cl)
 	require.NoError(t, err)
 }
 
 func testRedispatch(t *testing.T, e *env) {
-	e.decided("dp-redispatch")
-	cl := e.claimOne("inst-a", "dp-redispatch", time.Minute)
-	_, err := e.s.AckDispatch(e.ctx, "dp-redispatch", cl)
+	e.decided(ref("dp-redispatch"))
+	cl := e.claimOne("inst-a", ref("dp-redispatch"), time.Minute)
+	_, err := e.s.AckDispatch(e.ctx, ref("dp-redispatch"), cl)
 	require.NoError(t, err)
-	res, err := e.s.Redispatch(e.ctx, "dp-redispatch")
+	res, err := e.s.Redispatch(e.ctx, ref("dp-redispatch"))
 	require.NoError(t, err, "a done dispatch can be redispatched")
 	require.False(t, res.Duplicate)
-	require.Equal(t, store.DispatchPending, e.get("dp-redispatch").Dispatch.State)
-	cl = e.claimOne("inst-b", "dp-redispatch", time.Minute)
+	require.Equal(t, store.DispatchPending, e.get(ref("dp-redispatch")).Dispatch.State)
+	cl = e.claimOne("inst-b", ref("dp-redispatch"), time.Minute)
 	require.Equal(t, 2, cl.Attempt)
-	_, err = e.s.AckDispatch(e.ctx, "dp-redispatch", store.Claim{Instance: "inst-a", Attempt: 1})
+	_, err = e.s.AckDispatch(e.ctx, ref("dp-redispatch"), store.Claim{Instance: "inst-a", Attempt: 1})
 	require.ErrorIs(t, err, store.ErrConflict)
 
 	e.register(withHandler("dp-redispatch-pending"))
-	_, err = e.s.Redispatch(e.ctx, "dp-redispatch-pending")
+	_, err = e.s.Redispatch(e.ctx, ref("dp-redispatch-pending"))
 	require.ErrorIs(t, err, store.ErrNotPending, "no outcome, nothing to dispatch")
 	e.register(single("dp-redispatch-nohandler"))
-	e.deliver("dp-redispatch-nohandler", reply("r"), store.DeliverCompleted)
-	before := e.get("dp-redispatch-nohandler")
-	_, err = e.s.Redispatch(e.ctx, "dp-redispatch-nohandler")
+	e.deliver(ref("dp-redispatch-nohandler"), reply("r"), store.DeliverCompleted)
+	before := e.get(ref("dp-redispatch-nohandler"))
+	_, err = e.s.Redispatch(e.ctx, ref("dp-redispatch-nohandler"))
 	require.ErrorIs(t, err, store.ErrNotPending, "no handler, nothing to dispatch")
-	require.Equal(t, snap(before), snap(e.get("dp-redispatch-nohandler")))
+	require.Equal(t, snap(before), snap(e.get(ref("dp-redispatch-nohandler"))))
 }
 
 func testClaimLimit(t *testing.T, e *env) {
 	for i := range 5 {
-		e.decided(fmt.Sprintf("dp-limit-%d", i))
+		e.decided(ref(fmt.Sprintf("dp-limit-%d", i)))
 	}
 	seen := map[string]bool{}
 	for _, want := range []int{2, 2, 1, 0} {
@@ -310,7 +312,7 @@ func testConcurrentClaims(t *testing.T, e *env) {
 		if _, err := e.s.Register(e.ctx, withHandler(id)); err != nil {
 			return err
 		}
-		_, err := e.s.Deliver(e.ctx, id, reply("r"))
+		_, err := e.s.Deliver(e.ctx, ref(id), reply("r"))
 		return err
 	})
 	var (
@@ -349,7 +351,7 @@ func testConcurrentClaims(t *testing.T, e *env) {
 	require.Empty(t, errs)
 	require.Len(t, owner, n, "every outcome claimed exactly once")
 	for _, id := range []string{"dp-conc-000", "dp-conc-099"} {
-		c := e.get(id)
+		c := e.get(ref(id))
 		require.Equal(t, owner[id], c.Dispatch.LeaseOwner)
 		require.Equal(t, 1, c.Dispatch.Attempts)
 	}
@@ -358,7 +360,7 @@ func testConcurrentClaims(t *testing.T, e *env) {
 func testDispatchDeadlineOutcome(t *testing.T, e *env) {
 	e.register(withHandler("dp-deadline"))
 	e.register(withHandler("dp-cancel"))
-	_, err := e.s.Cancel(e.ctx, "dp-cancel", "abandoned")
+	_, err := e.s.Cancel(e.ctx, ref("dp-cancel"), "abandoned")
 	require.NoError(t, err)
 	e.clock.Add(time.Minute)
 	require.Len(t, e.expireDue(10), 1)
@@ -370,7 +372,7 @@ func testDispatchDeadlineOutcome(t *testing.T, e *env) {
 }
 
 func testInvalidClaim(t *testing.T, e *env) {
-	e.decided("dp-invalid")
+	e.decided(ref("dp-invalid"))
 	for _, tc := range []struct {
 		instance string
 		lease    time.Duration
@@ -384,6 +386,6 @@ func testInvalidClaim(t *testing.T, e *env) {
 		_, err := e.s.ClaimDispatch(e.ctx, tc.instance, e.now(), tc.lease, tc.limit)
 		require.ErrorIs(t, err, store.ErrInvalid, "%+v", tc)
 	}
-	require.Equal(t, 0, e.get("dp-invalid").Dispatch.Attempts)
-	e.claimOne("inst", "dp-invalid", time.Minute)
+	require.Equal(t, 0, e.get(ref("dp-invalid")).Dispatch.Attempts)
+	e.claimOne("inst", ref("dp-invalid"), time.Minute)
 }

@@ -75,12 +75,12 @@ func testExpireDueConcurrent(t *testing.T, e *env) {
 	require.Equal(t, int64(due), st.States[store.StateTimedOut])
 	require.Equal(t, int64(notDue), st.States[store.StatePending])
 	for _, id := range []string{"ed-due-0000", "ed-due-0999"} {
-		c := e.get(id)
+		c := e.get(ref(id))
 		require.Equal(t, store.StateTimedOut, c.State)
 		require.Equal(t, 1, countEvents(c, store.EventOutcome), "%s has exactly one outcome event", id)
 	}
 	for _, id := range []string{"ed-later-000", fmt.Sprintf("ed-later-%03d", notDue-1)} {
-		c := e.get(id)
+		c := e.get(ref(id))
 		require.Equal(t, store.StatePending, c.State)
 		require.Equal(t, int64(1), c.Version)
 	}
@@ -101,7 +101,7 @@ func testExpireDueOnlyDue(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "ed-boundary", Timeout: 20 * time.Second})
 	e.register(&store.Correlation{ID: "ed-just-after", Deadline: e.now().Add(20*time.Second + time.Nanosecond)})
 	e.register(&store.Correlation{ID: "ed-hour", Timeout: time.Hour})
-	untouched := map[string]*store.Correlation{"ed-just-after": e.get("ed-just-after"), "ed-hour": e.get("ed-hour")}
+	untouched := map[string]*store.Correlation{"ed-just-after": e.get(ref("ed-just-after")), "ed-hour": e.get(ref("ed-hour"))}
 
 	e.clock.Add(5 * time.Second)
 	require.Empty(t, e.expireDue(10))
@@ -112,14 +112,14 @@ func testExpireDueOnlyDue(t *testing.T, e *env) {
 		require.Equal(t, store.StateTimedOut, c.State)
 		requireTime(t, e.now(), c.Outcome.At)
 		require.Equal(t, store.ReasonDeadline, c.Outcome.Reason)
-		require.Equal(t, snap(e.get(c.ID)), snap(c), "the returned record is the stored one")
+		require.Equal(t, snap(e.get(c.Ref())), snap(c), "the returned record is the stored one")
 	}
 	for id, before := range untouched {
-		require.Equal(t, snap(before), snap(e.get(id)), "%s is not due and must be left alone", id)
+		require.Equal(t, snap(before), snap(e.get(ref(id))), "%s is not due and must be left alone", id)
 	}
 	e.clock.Add(time.Nanosecond)
 	require.Equal(t, []string{"ed-just-after"}, ids(e.expireDue(10)))
-	require.Equal(t, snap(untouched["ed-hour"]), snap(e.get("ed-hour")))
+	require.Equal(t, snap(untouched["ed-hour"]), snap(e.get(ref("ed-hour"))))
 
 	// ExpireDue decides by the time it is given.
 	got, err := e.s.ExpireDue(e.ctx, e.now().Add(time.Hour), 10)
@@ -129,11 +129,13 @@ func testExpireDueOnlyDue(t *testing.T, e *env) {
 
 func testExpireDueRacesWithDeliver(t *testing.T, e *env) {
 	// Replies and the reaper race for each correlation at its deadline: each
-	// ends with exactly one outcome, from one of them.
+	// ends with exactly one outcome, from one of them. The store's clock
+	// reads 1µs before the deadline, so a reply is in time; the reaper runs
+	// with a reading at the deadline (its clock may be ahead).
 	const n = 100
 	e.registerMany(n, 4, func(i int) string { return fmt.Sprintf("ed-race-%03d", i) }, func(int) time.Duration { return time.Minute })
-	e.clock.Add(time.Minute)
-	now := e.now()
+	e.clock.Add(time.Minute - time.Microsecond)
+	now := e.now().Add(time.Microsecond)
 	var (
 		wg        sync.WaitGroup
 		mu        sync.Mutex
@@ -145,7 +147,7 @@ func testExpireDueRacesWithDeliver(t *testing.T, e *env) {
 		wg.Go(func() {
 			for i := w; i < n; i += 4 {
 				id := fmt.Sprintf("ed-race-%03d", i)
-				res, err := e.s.Deliver(e.ctx, id, reply("r"))
+				res, err := e.s.Deliver(e.ctx, ref(id), reply("r"))
 				mu.Lock()
 				switch {
 				case err != nil:
@@ -177,11 +179,13 @@ func testExpireDueRacesWithDeliver(t *testing.T, e *env) {
 	}
 	wg.Wait()
 	require.Empty(t, errs)
-	require.Empty(t, e.expireDue(n), "nothing left due")
+	left, err := e.s.ExpireDue(e.ctx, now, n)
+	require.NoError(t, err)
+	require.Empty(t, left, "nothing left due")
 	for i := range n {
 		id := fmt.Sprintf("ed-race-%03d", i)
 		require.Equal(t, 1, completed[id]+expired[id], "%s: %d completions by a reply, %d expiries", id, completed[id], expired[id])
-		c := e.get(id)
+		c := e.get(ref(id))
 		require.Equal(t, 1, countEvents(c, store.EventOutcome), id)
 		if completed[id] == 1 {
 			require.Equal(t, store.StateCompleted, c.State)
@@ -212,17 +216,17 @@ func testExpireDueLimit(t *testing.T, e *env) {
 
 func testExpireDueSkipsDecided(t *testing.T, e *env) {
 	e.register(single("ed-completed"))
-	e.deliver("ed-completed", reply("r"), store.DeliverCompleted)
+	e.deliver(ref("ed-completed"), reply("r"), store.DeliverCompleted)
 	e.register(single("ed-cancelled"))
-	_, err := e.s.Cancel(e.ctx, "ed-cancelled", "")
+	_, err := e.s.Cancel(e.ctx, ref("ed-cancelled"), "")
 	require.NoError(t, err)
 	e.register(single("ed-pending"))
-	before := map[string]*store.Correlation{"ed-completed": e.get("ed-completed"), "ed-cancelled": e.get("ed-cancelled")}
+	before := map[string]*store.Correlation{"ed-completed": e.get(ref("ed-completed")), "ed-cancelled": e.get(ref("ed-cancelled"))}
 
 	e.clock.Add(time.Hour)
 	require.Equal(t, []string{"ed-pending"}, ids(e.expireDue(10)))
 	for id, c := range before {
-		require.Equal(t, snap(c), snap(e.get(id)), "%s already had its outcome", id)
+		require.Equal(t, snap(c), snap(e.get(ref(id))), "%s already had its outcome", id)
 	}
 }
 
@@ -243,7 +247,7 @@ func testExpireDueEvents(t *testing.T, e *env) {
 	}
 	require.Len(t, decided, n)
 	for _, c := range decided {
-		x := ev.waitEvent(c.ID, store.StateTimedOut, c.Version)
+		x := ev.waitEvent(c.Ref(), store.StateTimedOut, c.Version)
 		require.Equal(t, store.DefaultNamespace, x.Namespace)
 		require.NotNil(t, x.Outcome)
 		require.Equal(t, store.StateTimedOut, x.Outcome.State)
@@ -258,5 +262,5 @@ func testExpireDueInvalidLimit(t *testing.T, e *env) {
 		_, err := e.s.ExpireDue(e.ctx, e.now(), limit)
 		require.ErrorIs(t, err, store.ErrInvalid, "limit %d", limit)
 	}
-	require.Equal(t, store.StatePending, e.get("ed-invalid-limit").State)
+	require.Equal(t, store.StatePending, e.get(ref("ed-invalid-limit")).State)
 }

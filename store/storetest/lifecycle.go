@@ -26,15 +26,15 @@ func lifecycleTests() []testCase {
 
 func testExtend(t *testing.T, e *env) {
 	e.register(single("lc-extend"))
-	before := e.get("lc-extend")
+	before := e.get(ref("lc-extend"))
 	e.clock.Add(30 * time.Second)
 	deadline := e.now().Add(5 * time.Minute)
-	res, err := e.s.Extend(e.ctx, "lc-extend", deadline)
+	res, err := e.s.Extend(e.ctx, ref("lc-extend"), deadline)
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
 	require.NotNil(t, res.Correlation)
 	requireTime(t, deadline, res.Correlation.Deadline)
-	c := e.get("lc-extend")
+	c := e.get(ref("lc-extend"))
 	requireTime(t, deadline, c.Deadline)
 	require.Greater(t, c.Version, before.Version)
 	requireTime(t, e.now(), c.UpdatedAt)
@@ -42,22 +42,22 @@ func testExtend(t *testing.T, e *env) {
 	require.Equal(t, store.StatePending, c.State)
 
 	// The same deadline again is a duplicate.
-	res, err = e.s.Extend(e.ctx, "lc-extend", deadline)
+	res, err = e.s.Extend(e.ctx, ref("lc-extend"), deadline)
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
-	require.Equal(t, snap(c), snap(e.get("lc-extend")))
+	require.Equal(t, snap(c), snap(e.get(ref("lc-extend"))))
 
 	// The old deadline no longer fires; the new one does.
 	e.clock.Set(before.Deadline.Add(time.Second))
 	require.Empty(t, e.expireDue(10), "the extended correlation is not due at its old deadline")
-	require.Equal(t, store.StatePending, e.get("lc-extend").State)
+	require.Equal(t, store.StatePending, e.get(ref("lc-extend")).State)
 	e.clock.Set(deadline)
 	require.Equal(t, []string{"lc-extend"}, ids(e.expireDue(10)))
 
 	// A deadline may also be brought forward, as long as it is in the future.
 	e.register(single("lc-shorten"))
 	sooner := e.now().Add(10 * time.Second)
-	res, err = e.s.Extend(e.ctx, "lc-shorten", sooner)
+	res, err = e.s.Extend(e.ctx, ref("lc-shorten"), sooner)
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
 	e.clock.Set(sooner)
@@ -66,110 +66,110 @@ func testExtend(t *testing.T, e *env) {
 
 func testExtendCapped(t *testing.T, e *env) {
 	// Limits: MaxTimeout 1h.
-	created := e.register(single("lc-capped")).CreatedAt
+	created := e.register(&store.Correlation{ID: "lc-capped", Timeout: 55 * time.Minute}).CreatedAt
 	e.clock.Add(50 * time.Minute)
-	res, err := e.s.Extend(e.ctx, "lc-capped", e.now().Add(2*time.Hour))
+	res, err := e.s.Extend(e.ctx, ref("lc-capped"), e.now().Add(2*time.Hour))
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
 	requireTime(t, created.Add(time.Hour), res.Correlation.Deadline, "capped at created + MaxTimeout")
-	c := e.get("lc-capped")
+	c := e.get(ref("lc-capped"))
 	requireTime(t, created.Add(time.Hour), c.Deadline)
 
 	// Asking again, or for another deadline past the cap, lands on the cap: a duplicate.
 	for _, d := range []time.Time{e.now().Add(2 * time.Hour), e.now().Add(3 * time.Hour), created.Add(time.Hour)} {
-		res, err = e.s.Extend(e.ctx, "lc-capped", d)
+		res, err = e.s.Extend(e.ctx, ref("lc-capped"), d)
 		require.NoError(t, err)
 		require.True(t, res.Duplicate, "extend to %s", d)
 	}
-	require.Equal(t, snap(c), snap(e.get("lc-capped")))
+	require.Equal(t, snap(c), snap(e.get(ref("lc-capped"))))
 }
 
 func testExtendInvalid(t *testing.T, e *env) {
 	e.register(single("lc-extend-bad"))
-	before := e.get("lc-extend-bad")
+	before := e.get(ref("lc-extend-bad"))
 	for _, d := range []time.Time{e.now(), e.now().Add(-time.Second), {}} {
-		_, err := e.s.Extend(e.ctx, "lc-extend-bad", d)
+		_, err := e.s.Extend(e.ctx, ref("lc-extend-bad"), d)
 		requireFieldError(t, err, store.ErrInvalid, "deadline")
 	}
-	require.Equal(t, snap(before), snap(e.get("lc-extend-bad")))
+	require.Equal(t, snap(before), snap(e.get(ref("lc-extend-bad"))))
 
-	e.deliver("lc-extend-bad", reply("r"), store.DeliverCompleted)
-	decided := e.get("lc-extend-bad")
-	_, err := e.s.Extend(e.ctx, "lc-extend-bad", e.now().Add(time.Hour))
+	e.deliver(ref("lc-extend-bad"), reply("r"), store.DeliverCompleted)
+	decided := e.get(ref("lc-extend-bad"))
+	_, err := e.s.Extend(e.ctx, ref("lc-extend-bad"), e.now().Add(time.Hour))
 	require.ErrorIs(t, err, store.ErrNotPending)
-	_, err = e.s.Extend(e.ctx, "lc-extend-bad", before.Deadline)
+	_, err = e.s.Extend(e.ctx, ref("lc-extend-bad"), before.Deadline)
 	require.ErrorIs(t, err, store.ErrNotPending, "even to the current deadline")
-	require.Equal(t, snap(decided), snap(e.get("lc-extend-bad")))
+	require.Equal(t, snap(decided), snap(e.get(ref("lc-extend-bad"))))
 }
 
 func testCancel(t *testing.T, e *env) {
 	e.register(withHandler("lc-cancel"))
 	e.clock.Add(7 * time.Second)
-	res, err := e.s.Cancel(e.ctx, "lc-cancel", "send failed: broker unreachable")
+	res, err := e.s.Cancel(e.ctx, ref("lc-cancel"), "send failed: broker unreachable")
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
 	require.Equal(t, store.StateCancelled, res.Correlation.State)
-	c := e.get("lc-cancel")
+	c := e.get(ref("lc-cancel"))
 	require.Equal(t, store.StateCancelled, c.State)
 	require.Equal(t, store.StateCancelled, c.Outcome.State)
 	require.Equal(t, "send failed: broker unreachable", c.Outcome.Reason)
 	requireTime(t, e.now(), c.Outcome.At)
 	require.Equal(t, store.DispatchPending, c.Dispatch.State, "a cancelled outcome is dispatched to its handler")
 
-	res, err = e.s.Cancel(e.ctx, "lc-cancel", "send failed: broker unreachable")
+	res, err = e.s.Cancel(e.ctx, ref("lc-cancel"), "send failed: broker unreachable")
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
-	require.Equal(t, snap(c), snap(e.get("lc-cancel")))
+	require.Equal(t, snap(c), snap(e.get(ref("lc-cancel"))))
 
-	_, err = e.s.Cancel(e.ctx, "lc-cancel", "another reason")
+	_, err = e.s.Cancel(e.ctx, ref("lc-cancel"), "another reason")
 	require.ErrorIs(t, err, store.ErrNotPending)
 
 	// A cancelled correlation is out of the deadline index.
 	e.clock.Add(time.Hour)
 	require.Empty(t, e.expireDue(10))
-	require.Equal(t, snap(c), snap(e.get("lc-cancel")))
+	require.Equal(t, snap(c), snap(e.get(ref("lc-cancel"))))
 }
 
 func testCancelDecided(t *testing.T, e *env) {
 	e.register(single("lc-cancel-done"))
-	e.deliver("lc-cancel-done", reply("r"), store.DeliverCompleted)
-	decided := e.get("lc-cancel-done")
+	e.deliver(ref("lc-cancel-done"), reply("r"), store.DeliverCompleted)
+	decided := e.get(ref("lc-cancel-done"))
 	for _, reason := range []string{"", "too late"} {
-		_, err := e.s.Cancel(e.ctx, "lc-cancel-done", reason)
+		_, err := e.s.Cancel(e.ctx, ref("lc-cancel-done"), reason)
 		require.ErrorIs(t, err, store.ErrNotPending, "reason %q", reason)
 	}
-	require.Equal(t, snap(decided), snap(e.get("lc-cancel-done")))
+	require.Equal(t, snap(decided), snap(e.get(ref("lc-cancel-done"))))
 
 	e.register(single("lc-cancel-long"))
-	_, err := e.s.Cancel(e.ctx, "lc-cancel-long", strings.Repeat("r", store.MaxReasonLen+1))
+	_, err := e.s.Cancel(e.ctx, ref("lc-cancel-long"), strings.Repeat("r", store.MaxReasonLen+1))
 	requireFieldError(t, err, store.ErrInvalid, "reason")
-	require.Equal(t, store.StatePending, e.get("lc-cancel-long").State)
+	require.Equal(t, store.StatePending, e.get(ref("lc-cancel-long")).State)
 }
 
 func testExpire(t *testing.T, e *env) {
 	e.register(single("lc-expire"))
 	e.clock.Add(time.Second)
-	res, err := e.s.Expire(e.ctx, "lc-expire", "")
+	res, err := e.s.Expire(e.ctx, ref("lc-expire"), "")
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
-	c := e.get("lc-expire")
+	c := e.get(ref("lc-expire"))
 	require.Equal(t, store.StateTimedOut, c.State)
 	require.Equal(t, store.ReasonExpired, c.Outcome.Reason, "the default reason")
 	requireTime(t, e.now(), c.Outcome.At, "forced now, not at the deadline")
 
-	res, err = e.s.Expire(e.ctx, "lc-expire", "")
+	res, err = e.s.Expire(e.ctx, ref("lc-expire"), "")
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
-	res, err = e.s.Expire(e.ctx, "lc-expire", store.ReasonExpired)
+	res, err = e.s.Expire(e.ctx, ref("lc-expire"), store.ReasonExpired)
 	require.NoError(t, err)
 	require.True(t, res.Duplicate, "the default reason, spelled out")
-	require.Equal(t, snap(c), snap(e.get("lc-expire")))
+	require.Equal(t, snap(c), snap(e.get(ref("lc-expire"))))
 
 	e.register(single("lc-expire-reason"))
-	res, err = e.s.Expire(e.ctx, "lc-expire-reason", "stuck: operator ticket 81")
+	res, err = e.s.Expire(e.ctx, ref("lc-expire-reason"), "stuck: operator ticket 81")
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
-	require.Equal(t, "stuck: operator ticket 81", e.get("lc-expire-reason").Outcome.Reason)
+	require.Equal(t, "stuck: operator ticket 81", e.get(ref("lc-expire-reason")).Outcome.Reason)
 
 	// Out of the deadline index.
 	e.clock.Add(time.Hour)
@@ -179,21 +179,21 @@ func testExpire(t *testing.T, e *env) {
 func testExpireDeadlineOutcomes(t *testing.T, e *env) {
 	// Expire gives the deadline outcome: partial, no-reply or timed out.
 	e.register(&store.Correlation{ID: "lc-exp-quorum", Pattern: store.PatternGather, Expect: 3, Quorum: 1, Timeout: time.Minute})
-	e.deliver("lc-exp-quorum", store.Reply{From: "a"}, store.DeliverAccepted)
+	e.deliver(ref("lc-exp-quorum"), store.Reply{From: "a"}, store.DeliverAccepted)
 	e.register(&store.Correlation{ID: "lc-exp-optional", Optional: true, Timeout: time.Minute})
 	e.register(&store.Correlation{ID: "lc-exp-gather", Pattern: store.PatternGather, Expect: 3, Quorum: 2, Timeout: time.Minute})
-	e.deliver("lc-exp-gather", store.Reply{From: "a"}, store.DeliverAccepted)
+	e.deliver(ref("lc-exp-gather"), store.Reply{From: "a"}, store.DeliverAccepted)
 	for _, id := range []string{"lc-exp-quorum", "lc-exp-optional", "lc-exp-gather"} {
-		_, err := e.s.Expire(e.ctx, id, "")
+		_, err := e.s.Expire(e.ctx, ref(id), "")
 		require.NoError(t, err, id)
 	}
-	c := e.get("lc-exp-quorum")
+	c := e.get(ref("lc-exp-quorum"))
 	require.Equal(t, store.StateCompleted, c.State)
 	require.True(t, c.Outcome.Partial)
-	c = e.get("lc-exp-optional")
+	c = e.get(ref("lc-exp-optional"))
 	require.Equal(t, store.StateCompleted, c.State)
 	require.True(t, c.Outcome.NoReply)
-	c = e.get("lc-exp-gather")
+	c = e.get(ref("lc-exp-gather"))
 	require.Equal(t, store.StateTimedOut, c.State)
 	require.Len(t, c.Replies, 1)
 }
@@ -201,12 +201,12 @@ func testExpireDeadlineOutcomes(t *testing.T, e *env) {
 func testExpireDecided(t *testing.T, e *env) {
 	e.register(single("lc-expire-cancelled"))
 	// Cancelled with the very reason Expire would give: still not an expiry.
-	_, err := e.s.Cancel(e.ctx, "lc-expire-cancelled", store.ReasonExpired)
+	_, err := e.s.Cancel(e.ctx, ref("lc-expire-cancelled"), store.ReasonExpired)
 	require.NoError(t, err)
 	e.register(single("lc-expire-completed"))
-	e.deliver("lc-expire-completed", reply("r"), store.DeliverCompleted)
+	e.deliver(ref("lc-expire-completed"), reply("r"), store.DeliverCompleted)
 	e.register(single("lc-expire-once"))
-	_, err = e.s.Expire(e.ctx, "lc-expire-once", "first")
+	_, err = e.s.Expire(e.ctx, ref("lc-expire-once"), "first")
 	require.NoError(t, err)
 
 	for _, tc := range []struct{ id, reason string }{
@@ -215,31 +215,31 @@ func testExpireDecided(t *testing.T, e *env) {
 		{"lc-expire-completed", ""},
 		{"lc-expire-once", "second"},
 	} {
-		before := e.get(tc.id)
-		_, err := e.s.Expire(e.ctx, tc.id, tc.reason)
+		before := e.get(ref(tc.id))
+		_, err := e.s.Expire(e.ctx, ref(tc.id), tc.reason)
 		require.ErrorIs(t, err, store.ErrNotPending, "%s reason %q", tc.id, tc.reason)
-		require.Equal(t, snap(before), snap(e.get(tc.id)))
+		require.Equal(t, snap(before), snap(e.get(ref(tc.id))))
 	}
 
 	e.register(single("lc-expire-long"))
-	_, err = e.s.Expire(e.ctx, "lc-expire-long", strings.Repeat("r", store.MaxReasonLen+1))
+	_, err = e.s.Expire(e.ctx, ref("lc-expire-long"), strings.Repeat("r", store.MaxReasonLen+1))
 	requireFieldError(t, err, store.ErrInvalid, "reason")
-	require.Equal(t, store.StatePending, e.get("lc-expire-long").State)
+	require.Equal(t, store.StatePending, e.get(ref("lc-expire-long")).State)
 }
 
 func testLifecycleNotFound(t *testing.T, e *env) {
-	_, err := e.s.Get(e.ctx, "lc-missing")
+	_, err := e.s.Get(e.ctx, ref("lc-missing"))
 	require.ErrorIs(t, err, store.ErrNotFound)
-	_, err = e.s.Extend(e.ctx, "lc-missing", e.now().Add(time.Hour))
+	_, err = e.s.Extend(e.ctx, ref("lc-missing"), e.now().Add(time.Hour))
 	require.ErrorIs(t, err, store.ErrNotFound)
-	_, err = e.s.Cancel(e.ctx, "lc-missing", "")
+	_, err = e.s.Cancel(e.ctx, ref("lc-missing"), "")
 	require.ErrorIs(t, err, store.ErrNotFound)
-	_, err = e.s.Expire(e.ctx, "lc-missing", "")
+	_, err = e.s.Expire(e.ctx, ref("lc-missing"), "")
 	require.ErrorIs(t, err, store.ErrNotFound)
-	_, err = e.s.AckDispatch(e.ctx, "lc-missing", store.Claim{Instance: "i", Attempt: 1})
+	_, err = e.s.AckDispatch(e.ctx, ref("lc-missing"), store.Claim{Instance: "i", Attempt: 1})
 	require.ErrorIs(t, err, store.ErrNotFound)
-	_, err = e.s.NackDispatch(e.ctx, "lc-missing", store.Claim{Instance: "i", Attempt: 1}, "boom", e.now().Add(time.Minute))
+	_, err = e.s.NackDispatch(e.ctx, ref("lc-missing"), store.Claim{Instance: "i", Attempt: 1}, "boom", e.now().Add(time.Minute))
 	require.ErrorIs(t, err, store.ErrNotFound)
-	_, err = e.s.Redispatch(e.ctx, "lc-missing")
+	_, err = e.s.Redispatch(e.ctx, ref("lc-missing"))
 	require.ErrorIs(t, err, store.ErrNotFound)
 }

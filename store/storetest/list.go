@@ -56,21 +56,21 @@ func (e *env) listFixture() time.Time {
 	e.register(&store.Correlation{ID: "la-5", Destination: "d3", Callback: cb("h2"),
 		Labels: map[string]string{"step": "a"}, Timeout: 30 * time.Minute})
 
-	e.deliver("la-2", reply("r"), store.DeliverCompleted)
-	e.deliver("la-3", reply("r"), store.DeliverCompleted)
-	_, err := e.s.Cancel(e.ctx, "la-4", "")
+	e.deliver(nsRef("alpha", "la-2"), reply("r"), store.DeliverCompleted)
+	e.deliver(nsRef("beta", "la-3"), reply("r"), store.DeliverCompleted)
+	_, err := e.s.Cancel(e.ctx, nsRef("beta", "la-4"), "")
 	require.NoError(e.t, err)
-	_, err = e.s.Expire(e.ctx, "la-5", "")
+	_, err = e.s.Expire(e.ctx, ref("la-5"), "")
 	require.NoError(e.t, err)
 	for _, c := range e.claim("inst", time.Minute, 10) {
 		var err error
 		switch c.ID {
 		case "la-4":
-			_, err = e.s.AckDispatch(e.ctx, c.ID, c.Dispatch.Claim())
+			_, err = e.s.AckDispatch(e.ctx, c.Ref(), c.Dispatch.Claim())
 		case "la-5":
-			_, err = e.s.NackDispatch(e.ctx, c.ID, c.Dispatch.Claim(), "gave up", time.Time{})
+			_, err = e.s.NackDispatch(e.ctx, c.Ref(), c.Dispatch.Claim(), "gave up", time.Time{})
 		case "la-3":
-			_, err = e.s.NackDispatch(e.ctx, c.ID, c.Dispatch.Claim(), "retry", e.now().Add(time.Minute))
+			_, err = e.s.NackDispatch(e.ctx, c.Ref(), c.Dispatch.Claim(), "retry", e.now().Add(time.Minute))
 		}
 		require.NoError(e.t, err)
 	}
@@ -131,7 +131,7 @@ func testListFilters(t *testing.T, e *env) {
 	page, err := e.s.List(e.ctx, store.Filter{Namespace: "beta", State: store.StateCompleted})
 	require.NoError(t, err)
 	require.Len(t, page.Items, 1)
-	require.Equal(t, snap(e.get("la-3")), snap(page.Items[0]))
+	require.Equal(t, snap(e.get(nsRef("beta", "la-3"))), snap(page.Items[0]))
 	require.Equal(t, "d2", page.Items[0].Destination)
 	require.Empty(t, page.NextCursor)
 }
@@ -252,7 +252,7 @@ func testListPaginationConcurrent(t *testing.T, e *env) {
 					}
 					// Change existing records too: paging is by creation, not by update.
 					id := fmt.Sprintf("lc-%03d-old", i)
-					if _, err := e.s.Deliver(e.ctx, id, reply(fmt.Sprintf("%s-%d", order, i))); err != nil {
+					if _, err := e.s.Deliver(e.ctx, ref(id), reply(fmt.Sprintf("%s-%d", order, i))); err != nil {
 						insertErr = err
 						return
 					}
@@ -301,7 +301,8 @@ func testListInvalidFilter(t *testing.T, e *env) {
 		"limit too large":  {Limit: store.MaxListLimit + 1},
 		"cursor garbage":   {Cursor: "!!!not-a-cursor"},
 		"cursor too short": {Cursor: base64.RawURLEncoding.EncodeToString([]byte{1, 2, 3})},
-		"cursor bad id":    {Cursor: base64.RawURLEncoding.EncodeToString(append(make([]byte, 8), "bad id"...))},
+		"cursor bad id":    {Cursor: base64.RawURLEncoding.EncodeToString(append(make([]byte, 8), "default/bad id"...))},
+		"cursor no ref":    {Cursor: base64.RawURLEncoding.EncodeToString(append(make([]byte, 8), "li-1"...))},
 		"namespace":        {Namespace: "Not Valid"},
 	} {
 		_, err := e.s.List(e.ctx, f)
@@ -324,20 +325,20 @@ func testStats(t *testing.T, e *env) {
 	e.clock.Add(30 * time.Second)
 	e.register(&store.Correlation{ID: "st-b1", Namespace: "beta", Callback: store.Callback{Handler: "h"}, Timeout: time.Hour})
 	e.register(&store.Correlation{ID: "st-b2", Namespace: "beta", Timeout: time.Hour})
-	e.deliver("st-a3", reply("r"), store.DeliverCompleted)
-	_, err := e.s.Cancel(e.ctx, "st-b1", "")
+	e.deliver(nsRef("alpha", "st-a3"), reply("r"), store.DeliverCompleted)
+	_, err := e.s.Cancel(e.ctx, nsRef("beta", "st-b1"), "")
 	require.NoError(t, err)
 	e.clock.Add(time.Minute)
 	require.Equal(t, []string{"st-a4"}, ids(e.expireDue(10)))
 	claimed := e.claim("inst", time.Minute, 10)
 	for _, c := range claimed {
 		if c.ID == "st-b1" {
-			_, err := e.s.AckDispatch(e.ctx, c.ID, c.Dispatch.Claim())
+			_, err := e.s.AckDispatch(e.ctx, c.Ref(), c.Dispatch.Claim())
 			require.NoError(t, err)
 		}
 	}
-	e.deliver("st-early-1", reply("r"), store.DeliverBuffered)
-	e.deliver("st-early-2", reply("r"), store.DeliverBuffered)
+	e.deliver(ref("st-early-1"), reply("r"), store.DeliverBuffered)
+	e.deliver(ref("st-early-2"), reply("r"), store.DeliverBuffered)
 
 	st := e.stats("")
 	require.Equal(t, int64(2), st.EarlyReplies)
@@ -366,14 +367,14 @@ func testStats(t *testing.T, e *env) {
 	require.Equal(t, int64(2), only.EarlyReplies, "early replies are counted for the whole store")
 
 	// The oldest pending moves on when it is decided.
-	_, err = e.s.Cancel(e.ctx, "st-a1", "")
+	_, err = e.s.Cancel(e.ctx, nsRef("alpha", "st-a1"), "")
 	require.NoError(t, err)
 	alpha = e.stats("alpha").Namespaces["alpha"]
 	requireTime(t, t0.Add(time.Minute), alpha.OldestPending)
 	require.Equal(t, int64(1), alpha.States[store.StatePending])
 	require.Equal(t, int64(1), alpha.States[store.StateCancelled])
 
-	_, err = e.s.Cancel(e.ctx, "st-a2", "")
+	_, err = e.s.Cancel(e.ctx, nsRef("alpha", "st-a2"), "")
 	require.NoError(t, err)
 	require.True(t, e.stats("alpha").Namespaces["alpha"].OldestPending.IsZero(), "zero when none is pending")
 
@@ -392,30 +393,30 @@ func testPurge(t *testing.T, e *env) {
 	e.register(single("pg-cancelled"))
 	e.register(&store.Correlation{ID: "pg-timed-out", Timeout: time.Second})
 	e.register(&store.Correlation{ID: "pg-keyed", IdempotencyKey: "purge-key", Timeout: time.Minute})
-	e.register(single("pg-boundary"))
-	e.register(single("pg-recent"))
+	e.register(&store.Correlation{ID: "pg-boundary", Timeout: 3 * time.Hour})
+	e.register(&store.Correlation{ID: "pg-recent", Timeout: 3 * time.Hour})
 	for _, id := range []string{"pg-dispatch-pending", "pg-dispatch-done", "pg-dispatch-dead", "pg-completed", "pg-keyed"} {
-		e.deliver(id, reply("r"), store.DeliverCompleted)
+		e.deliver(ref(id), reply("r"), store.DeliverCompleted)
 	}
-	_, err := e.s.Cancel(e.ctx, "pg-cancelled", "")
+	_, err := e.s.Cancel(e.ctx, ref("pg-cancelled"), "")
 	require.NoError(t, err)
 	e.clock.Add(time.Second)
 	require.Equal(t, []string{"pg-timed-out"}, ids(e.expireDue(10)))
 	for _, c := range e.claim("inst", time.Minute, 10) {
 		switch c.ID {
 		case "pg-dispatch-done":
-			_, err = e.s.AckDispatch(e.ctx, c.ID, c.Dispatch.Claim())
+			_, err = e.s.AckDispatch(e.ctx, c.Ref(), c.Dispatch.Claim())
 		case "pg-dispatch-dead":
-			_, err = e.s.NackDispatch(e.ctx, c.ID, c.Dispatch.Claim(), "gave up", time.Time{})
+			_, err = e.s.NackDispatch(e.ctx, c.Ref(), c.Dispatch.Claim(), "gave up", time.Time{})
 		default:
-			_, err = e.s.NackDispatch(e.ctx, c.ID, c.Dispatch.Claim(), "retry", e.now().Add(time.Hour))
+			_, err = e.s.NackDispatch(e.ctx, c.Ref(), c.Dispatch.Claim(), "retry", e.now().Add(time.Hour))
 		}
 		require.NoError(t, err)
 	}
 	e.clock.Set(t0.Add(time.Hour))
-	e.deliver("pg-boundary", reply("r"), store.DeliverCompleted)
+	e.deliver(ref("pg-boundary"), reply("r"), store.DeliverCompleted)
 	e.clock.Set(t0.Add(2 * time.Hour))
-	e.deliver("pg-recent", reply("r"), store.DeliverCompleted)
+	e.deliver(ref("pg-recent"), reply("r"), store.DeliverCompleted)
 	e.clock.Add(7 * 24 * time.Hour)
 
 	n, err := e.s.Purge(e.ctx, t0.Add(time.Hour), 100)
@@ -423,10 +424,10 @@ func testPurge(t *testing.T, e *env) {
 	purged := []string{"pg-dispatch-done", "pg-completed", "pg-cancelled", "pg-timed-out", "pg-keyed"}
 	require.Equal(t, len(purged), n)
 	for _, id := range purged {
-		e.requireGone(id)
+		e.requireGone(ref(id))
 	}
 	for _, id := range []string{"pg-pending", "pg-dispatch-pending", "pg-dispatch-dead", "pg-boundary", "pg-recent"} {
-		e.get(id)
+		e.get(ref(id))
 	}
 	require.NotContains(t, ids(e.listAll(store.Filter{})), "pg-completed")
 	total := e.stats("").Total()
@@ -458,7 +459,7 @@ func testPurgeLimit(t *testing.T, e *env) {
 	for i := range 5 {
 		id := fmt.Sprintf("pl-%d", i)
 		e.register(single(id))
-		e.deliver(id, reply("r"), store.DeliverCompleted)
+		e.deliver(ref(id), reply("r"), store.DeliverCompleted)
 	}
 	e.clock.Add(time.Hour)
 	for _, want := range []int{2, 2, 1, 0} {
@@ -472,13 +473,13 @@ func testPurgeLimit(t *testing.T, e *env) {
 func testDropEarlyReplies(t *testing.T, e *env) {
 	t0 := e.now()
 	for _, id := range []string{"de-a", "de-b", "de-c"} {
-		e.deliver(id, reply("r"), store.DeliverBuffered)
+		e.deliver(ref(id), reply("r"), store.DeliverBuffered)
 	}
 	e.clock.Add(time.Minute)
-	e.deliver("de-boundary", reply("r"), store.DeliverBuffered)
+	e.deliver(ref("de-boundary"), reply("r"), store.DeliverBuffered)
 	e.clock.Add(time.Minute)
-	e.deliver("de-d", reply("r"), store.DeliverBuffered)
-	e.deliver("de-e", reply("r"), store.DeliverBuffered)
+	e.deliver(ref("de-d"), reply("r"), store.DeliverBuffered)
+	e.deliver(ref("de-e"), reply("r"), store.DeliverBuffered)
 	require.Equal(t, int64(6), e.stats("").EarlyReplies)
 
 	before := t0.Add(time.Minute)
@@ -497,7 +498,7 @@ func testDropEarlyReplies(t *testing.T, e *env) {
 		res, err := e.s.Register(e.ctx, single(id))
 		require.NoError(t, err)
 		require.Zero(t, res.EarlyApplied, "%s: its early reply was dropped", id)
-		require.Equal(t, store.StatePending, e.get(id).State)
+		require.Equal(t, store.StatePending, e.get(ref(id)).State)
 	}
 	res, err := e.s.Register(e.ctx, single("de-d"))
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package storetest_test
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"slices"
 	"strings"
@@ -15,22 +16,31 @@ import (
 // memStore is the reference store.Store: one mutex over maps, every decision
 // made by the pure methods of package store. It exists to run the suite
 // before a real backend does, and as the suite's self-test.
+//
+// Everything is keyed by the ref ("ns/id", Ref.String), as the real
+// backends key their records, indexes, idempotency mappings and early-reply
+// buffers. Each mutating step works on a copy of the record and stores it
+// when the step succeeded, or when it failed after raising Version (a step
+// at or after the deadline settles the correlation first: see
+// Correlation.SettleDue); every stored change that raised Version is
+// published.
 type memStore struct {
 	clock store.Clock
 	lim   store.Limits
 	hub   store.Hub
 	bug   string // a deliberate bug, for the mutation self-test (see mutants)
 
-	mu     sync.Mutex
-	closed bool
-	recs   map[string]*store.Correlation
-	idem   map[string]string // namespace \x00 idempotency key -> ID
-	early  []earlyReply      // in arrival order
+	mu      sync.Mutex
+	closed  bool
+	recs    map[string]*store.Correlation // key(ref) -> record
+	idem    map[string]string             // namespace \x00 idempotency key -> key(ref)
+	early   []earlyReply                  // in arrival order
+	secrets map[string][]byte
 }
 
 type earlyReply struct {
-	id string
-	r  store.Reply
+	key string // key(ref)
+	r   store.Reply
 }
 
 var _ store.Store = (*memStore)(nil)
@@ -40,7 +50,8 @@ func newMemStore(clock store.Clock, lim store.Limits) (*memStore, error) {
 	if err := lim.Validate(); err != nil {
 		return nil, err
 	}
-	m := &memStore{clock: clock, lim: lim, recs: map[string]*store.Correlation{}, idem: map[string]string{}, bug: *mutant}
+	m := &memStore{clock: clock, lim: lim, recs: map[string]*store.Correlation{}, idem: map[string]string{},
+		secrets: map[string][]byte{}, bug: *mutant}
 	if m.bug == "limits-ignored" {
 		m.lim = store.Limits{}.WithDefaults()
 	}
@@ -55,16 +66,51 @@ func (m *memStore) now() time.Time {
 	return m.clock.Now()
 }
 
+// key is the storage key of a ref.
+func (m *memStore) key(r store.Ref) string {
+	if m.bug == "ns-blind" {
+		return r.ID
+	}
+	return r.Norm().String()
+}
+
 func idemKey(ns, key string) string { return ns + "\x00" + key }
 
-// lock takes the mutex unless the store is closed.
-func (m *memStore) lock() error {
+// lock takes the mutex unless the store is closed; then it returns the
+// first of the argument checks that failed. A closed store answers
+// ErrClosed whatever the arguments.
+func (m *memStore) lock(checks ...error) error {
+	if m.bug == "closed-validates-first" {
+		for _, err := range checks {
+			if err != nil {
+				return err
+			}
+		}
+	}
 	m.mu.Lock()
 	if m.closed && m.bug != "close-noop" {
 		m.mu.Unlock()
 		return store.ErrClosed
 	}
+	for _, err := range checks {
+		if err != nil {
+			m.mu.Unlock()
+			return err
+		}
+	}
 	return nil
+}
+
+// publish announces c when the change raised its version.
+func (m *memStore) publish(c *store.Correlation, before int64) {
+	if c.Version <= before {
+		return
+	}
+	ev := store.EventOf(c)
+	if m.bug == "extend-silent" && ev.Kind == store.ChangeExtended {
+		return
+	}
+	m.hub.Publish(ev)
 }
 
 func (m *memStore) Register(_ context.Context, c *store.Correlation) (store.RegisterResult, error) {
@@ -77,21 +123,25 @@ func (m *memStore) Register(_ context.Context, c *store.Correlation) (store.Regi
 	if err != nil {
 		return store.RegisterResult{}, err
 	}
-	id := n.ID
+	key := m.key(n.Ref())
 	if n.IdempotencyKey != "" && m.bug != "no-idempotency-index" {
 		if known, ok := m.idem[idemKey(n.Namespace, n.IdempotencyKey)]; ok {
-			id = known
+			key = known
 		}
 	}
-	if old, ok := m.recs[id]; ok && m.bug != "register-overwrites" {
+	if old, ok := m.recs[key]; ok && m.bug != "register-overwrites" {
 		if err := old.Registration(n); err != nil && m.bug != "register-no-conflict" {
 			return store.RegisterResult{}, err
 		}
+		if m.bug == "nonce-renewed" {
+			old.Nonce = store.NewNonce()
+		}
 		return store.RegisterResult{Correlation: old.Clone()}, nil
 	}
+	key = m.key(n.Ref())
 	var mine []store.Reply
 	m.early = slices.DeleteFunc(m.early, func(e earlyReply) bool {
-		if e.id == n.ID {
+		if e.key == key {
 			r := e.r
 			if m.bug == "early-arrival-lost" {
 				r.ReceivedAt = time.Time{}
@@ -102,142 +152,147 @@ func (m *memStore) Register(_ context.Context, c *store.Correlation) (store.Regi
 		return false
 	})
 	applied := n.ApplyEarly(mine, now, m.lim)
-	m.recs[n.ID] = n
+	m.recs[key] = n
 	if n.IdempotencyKey != "" {
-		m.idem[idemKey(n.Namespace, n.IdempotencyKey)] = n.ID
+		m.idem[idemKey(n.Namespace, n.IdempotencyKey)] = key
 	}
-	if applied > 0 {
-		m.hub.Publish(store.EventOf(n))
-	}
+	m.publish(n, 1)
 	return store.RegisterResult{Correlation: n.Clone(), Created: true, EarlyApplied: applied}, nil
 }
 
-func (m *memStore) Deliver(_ context.Context, id string, r store.Reply) (store.DeliverResult, error) {
-	if err := m.lock(); err != nil {
+func (m *memStore) Deliver(_ context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
+	ref = ref.Norm()
+	if err := m.lock(ref.Validate(), store.ValidateReply(r, m.lim)); err != nil {
 		return store.DeliverResult{}, err
 	}
 	defer m.mu.Unlock()
-	if err := store.ValidateID(id); err != nil {
-		return store.DeliverResult{}, err
-	}
-	if err := store.ValidateReply(r, m.lim); err != nil {
-		return store.DeliverResult{}, err
-	}
 	now := m.now()
 	r.ReceivedAt = now
-	c, ok := m.recs[id]
+	key := m.key(ref)
+	old, ok := m.recs[key]
 	if !ok {
 		if !m.lim.EarlyBuffering() {
-			return store.DeliverResult{}, fmt.Errorf("%w: no correlation %s, and early replies are not buffered", store.ErrNotFound, id)
+			return store.DeliverResult{}, fmt.Errorf("%w: no correlation %s, and early replies are not buffered", store.ErrNotFound, ref)
 		}
 		if len(m.early) >= m.lim.MaxEarlyReplies && m.bug != "early-no-cap" {
 			return store.DeliverResult{}, fmt.Errorf("%w: early replies: the store holds %d, the limit", store.ErrTooLarge, len(m.early))
 		}
-		perID := 0
+		perRef := 0
 		for _, e := range m.early {
-			if e.id == id {
-				perID++
+			if e.key == key {
+				perRef++
 			}
 		}
-		if perID >= m.lim.MaxEarlyPerID {
-			return store.DeliverResult{}, fmt.Errorf("%w: early replies for %s: %d, the limit", store.ErrTooLarge, id, perID)
+		if perRef >= m.lim.MaxEarlyPerID {
+			return store.DeliverResult{}, fmt.Errorf("%w: early replies for %s: %d, the limit", store.ErrTooLarge, ref, perRef)
 		}
-		m.early = append(m.early, earlyReply{id: id, r: r})
+		m.early = append(m.early, earlyReply{key: key, r: r})
 		return store.DeliverResult{Status: store.DeliverBuffered}, nil
 	}
-	if m.bug == "late-not-saved" && c.State.Terminal() {
-		c = c.Clone()
+	c := old.Clone()
+	lateAccepted := m.bug == "late-accepted" && c.Due(now)
+	if lateAccepted {
+		// A backend that goes by the stored state alone: until the reaper
+		// passes, a correlation past its deadline looks pending.
+		c.Deadline = now.Add(time.Nanosecond)
 	}
 	st, err := c.ApplyReply(r, now, m.lim)
+	if lateAccepted {
+		c.Deadline = old.Deadline
+	}
 	if err != nil {
+		if c.Version > old.Version {
+			m.recs[key] = c
+			m.publish(c, old.Version)
+		}
 		return store.DeliverResult{}, err
 	}
 	if m.bug == "deliver-reapplies" && st == store.DeliverDuplicate {
 		st = store.DeliverAccepted
 	}
-	if st == store.DeliverAccepted || st == store.DeliverCompleted {
-		m.hub.Publish(store.EventOf(c))
+	if !(m.bug == "late-not-saved" && old.State.Terminal()) {
+		m.recs[key] = c
+		m.publish(c, old.Version)
 	}
 	return store.DeliverResult{Status: st, Correlation: c.Clone()}, nil
 }
 
-func (m *memStore) Get(_ context.Context, id string) (*store.Correlation, error) {
-	if err := m.lock(); err != nil {
+func (m *memStore) Get(_ context.Context, ref store.Ref) (*store.Correlation, error) {
+	if err := m.lock(ref.Validate()); err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	c, ok := m.recs[id]
+	c, ok := m.recs[m.key(ref)]
 	if !ok {
-		return nil, fmt.Errorf("%w: correlation %s", store.ErrNotFound, id)
+		return nil, store.NotFound(ref)
 	}
 	return c.Clone(), nil
 }
 
-// update applies fn to the record id and publishes an event when fn decided
-// an outcome.
-func (m *memStore) update(id string, fn func(c *store.Correlation, now time.Time) (bool, error)) (store.Result, error) {
-	if err := m.lock(); err != nil {
+// update applies fn to a copy of the record ref, and stores it when fn
+// succeeded or raised its version before it failed (a step at or after the
+// deadline settles the correlation, then refuses).
+func (m *memStore) update(ref store.Ref, check error, fn func(c *store.Correlation, now time.Time) (bool, error)) (store.Result, error) {
+	if err := m.lock(ref.Validate(), check); err != nil {
 		return store.Result{}, err
 	}
 	defer m.mu.Unlock()
-	c, ok := m.recs[id]
+	key := m.key(ref)
+	old, ok := m.recs[key]
 	if !ok {
-		return store.Result{}, fmt.Errorf("%w: correlation %s", store.ErrNotFound, id)
+		return store.Result{}, store.NotFound(ref)
 	}
-	wasPending := c.State == store.StatePending
+	c := old.Clone()
 	dup, err := fn(c, m.now())
 	if err != nil {
+		if c.Version > old.Version && m.bug != "settle-not-saved" {
+			m.recs[key] = c
+			m.publish(c, old.Version)
+		}
 		return store.Result{}, err
 	}
-	if wasPending && c.State.Terminal() {
-		m.hub.Publish(store.EventOf(c))
-	}
+	m.recs[key] = c
+	m.publish(c, old.Version)
 	return store.Result{Correlation: c.Clone(), Duplicate: dup}, nil
 }
 
-func (m *memStore) Extend(_ context.Context, id string, deadline time.Time) (store.Result, error) {
-	return m.update(id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (m *memStore) Extend(_ context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
+	return m.update(ref, nil, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Extend(now, deadline, m.lim)
 	})
 }
 
-func (m *memStore) Cancel(_ context.Context, id, reason string) (store.Result, error) {
-	if err := store.ValidateReason(reason); err != nil {
-		return store.Result{}, err
-	}
-	return m.update(id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (m *memStore) Cancel(_ context.Context, ref store.Ref, reason string) (store.Result, error) {
+	return m.update(ref, store.ValidateReason(reason), func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Cancel(now, reason, m.lim)
 	})
 }
 
-func (m *memStore) Expire(_ context.Context, id, reason string) (store.Result, error) {
-	if err := store.ValidateReason(reason); err != nil {
-		return store.Result{}, err
-	}
-	return m.update(id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (m *memStore) Expire(_ context.Context, ref store.Ref, reason string) (store.Result, error) {
+	return m.update(ref, store.ValidateReason(reason), func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Expire(now, reason, m.lim)
 	})
 }
 
-func (m *memStore) AckDispatch(_ context.Context, id string, cl store.Claim) (store.Result, error) {
-	return m.update(id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (m *memStore) AckDispatch(_ context.Context, ref store.Ref, cl store.Claim) (store.Result, error) {
+	return m.update(ref, nil, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.AckDispatch(cl, now, m.lim)
 	})
 }
 
-func (m *memStore) NackDispatch(_ context.Context, id string, cl store.Claim, errText string, retryAt time.Time) (store.Result, error) {
-	return m.update(id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (m *memStore) NackDispatch(_ context.Context, ref store.Ref, cl store.Claim, errText string, retryAt time.Time) (store.Result, error) {
+	return m.update(ref, nil, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.NackDispatch(cl, errText, retryAt, now, m.lim)
 	})
 }
 
-func (m *memStore) Redispatch(_ context.Context, id string) (store.Result, error) {
-	return m.update(id, func(c *store.Correlation, now time.Time) (bool, error) {
+func (m *memStore) Redispatch(_ context.Context, ref store.Ref) (store.Result, error) {
+	return m.update(ref, nil, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.Redispatch(now, m.lim)
 	})
 }
 
-// selectSorted returns the records that pass keep, sorted by cmp.
+// selectSorted returns the records that pass keep, sorted by order.
 func (m *memStore) selectSorted(keep func(*store.Correlation) bool, order func(a, b *store.Correlation) int) []*store.Correlation {
 	var out []*store.Correlation
 	for _, c := range m.recs {
@@ -249,14 +304,14 @@ func (m *memStore) selectSorted(keep func(*store.Correlation) bool, order func(a
 	return out
 }
 
+// byRef orders records of equal rank.
+func byRef(a, b *store.Correlation) int { return strings.Compare(a.Ref().String(), b.Ref().String()) }
+
 func (m *memStore) ExpireDue(_ context.Context, now time.Time, limit int) ([]*store.Correlation, error) {
-	if err := m.lock(); err != nil {
+	if err := m.lock(store.ValidateLimit(limit)); err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	if err := store.ValidateLimit(limit); err != nil {
-		return nil, err
-	}
 	due := m.selectSorted(
 		func(c *store.Correlation) bool {
 			switch m.bug {
@@ -267,17 +322,16 @@ func (m *memStore) ExpireDue(_ context.Context, now time.Time, limit int) ([]*st
 			}
 			return c.State == store.StatePending && !c.Deadline.After(now)
 		},
-		func(a, b *store.Correlation) int {
-			return cmp.Or(a.Deadline.Compare(b.Deadline), strings.Compare(a.ID, b.ID))
-		})
+		func(a, b *store.Correlation) int { return cmp.Or(a.Deadline.Compare(b.Deadline), byRef(a, b)) })
 	var out []*store.Correlation
 	if m.bug == "expire-no-limit" {
 		limit = len(due)
 	}
 	for _, c := range due[:min(limit, len(due))] {
+		before := c.Version
 		c.DecideAtDeadline(now, store.ReasonDeadline, m.lim)
 		if m.bug != "expire-silent" {
-			m.hub.Publish(store.EventOf(c))
+			m.publish(c, before)
 		}
 		out = append(out, c.Clone())
 	}
@@ -285,24 +339,24 @@ func (m *memStore) ExpireDue(_ context.Context, now time.Time, limit int) ([]*st
 }
 
 func (m *memStore) ClaimDispatch(_ context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
-	if err := m.lock(); err != nil {
+	if err := m.lock(store.ValidateClaim(instance, lease, limit)); err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
-	if err := store.ValidateClaim(instance, lease, limit); err != nil {
-		return nil, err
-	}
 	due := m.selectSorted(
 		func(c *store.Correlation) bool { return c.DispatchDue(now) },
 		func(a, b *store.Correlation) int {
-			return cmp.Or(a.Dispatch.NextAt.Compare(b.Dispatch.NextAt), strings.Compare(a.ID, b.ID))
+			return cmp.Or(a.Dispatch.NextAt.Compare(b.Dispatch.NextAt), byRef(a, b))
 		})
 	var out []*store.Correlation
 	for _, c := range due {
 		if len(out) == limit && m.bug != "claim-no-limit" {
 			break
 		}
-		if c.ClaimDispatch(instance, now, lease, m.lim) {
+		before := c.Version
+		claimed := c.ClaimDispatch(instance, now, lease, m.lim)
+		m.publish(c, before) // claimed, or dead: its lease ran out on the last attempt
+		if claimed {
 			out = append(out, c.Clone())
 		}
 	}
@@ -310,31 +364,27 @@ func (m *memStore) ClaimDispatch(_ context.Context, instance string, now time.Ti
 }
 
 func (m *memStore) List(_ context.Context, f store.Filter) (store.Page, error) {
-	if err := m.lock(); err != nil {
+	if err := m.lock(f.Normalize()); err != nil {
 		return store.Page{}, err
 	}
 	defer m.mu.Unlock()
-	if err := f.Normalize(); err != nil {
-		return store.Page{}, err
-	}
-	order := func(a, b *store.Correlation) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
-	}
+	order := func(a, b *store.Correlation) int { return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), byRef(a, b)) }
 	if f.Order == store.NewestFirst && m.bug != "list-order-ignored" {
-		order = func(a, b *store.Correlation) int {
-			return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.ID, a.ID))
-		}
+		order = func(a, b *store.Correlation) int { return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), byRef(b, a)) }
 	}
 	keep := f.Match
 	if m.bug == "list-offset-cursor" {
 		return m.listByOffset(f, order)
 	}
 	if f.Cursor != "" {
-		created, id, err := store.DecodeCursor(f.Cursor)
+		created, ref, err := store.DecodeCursor(f.Cursor)
 		if err != nil {
 			return store.Page{}, err
 		}
-		at := &store.Correlation{ID: id, CreatedAt: created}
+		at := &store.Correlation{Namespace: ref.Namespace, ID: ref.ID, CreatedAt: created}
+		if m.bug == "cursor-id-only" {
+			at.Namespace = ""
+		}
 		keep = func(c *store.Correlation) bool { return f.Match(c) && order(at, c) < 0 }
 	}
 	items := m.selectSorted(keep, order)
@@ -344,21 +394,20 @@ func (m *memStore) List(_ context.Context, f store.Filter) (store.Page, error) {
 	}
 	if len(items) > f.Limit {
 		last := items[f.Limit-1]
-		p.NextCursor = store.EncodeCursor(last.CreatedAt, last.ID)
+		p.NextCursor = store.EncodeCursor(last.CreatedAt, last.Ref())
 	}
 	return p, nil
 }
 
 func (m *memStore) Stats(_ context.Context, namespace string) (store.Stats, error) {
-	if err := m.lock(); err != nil {
+	var check error
+	if namespace != "" {
+		check = store.ValidateNamespace(namespace)
+	}
+	if err := m.lock(check); err != nil {
 		return store.Stats{}, err
 	}
 	defer m.mu.Unlock()
-	if namespace != "" {
-		if err := store.ValidateNamespace(namespace); err != nil {
-			return store.Stats{}, err
-		}
-	}
 	st := store.Stats{Namespaces: map[string]store.NamespaceStats{}, EarlyReplies: int64(len(m.early))}
 	get := func(ns string) store.NamespaceStats {
 		n, ok := st.Namespaces[ns]
@@ -388,13 +437,10 @@ func (m *memStore) Stats(_ context.Context, namespace string) (store.Stats, erro
 }
 
 func (m *memStore) Purge(_ context.Context, before time.Time, limit int) (int, error) {
-	if err := m.lock(); err != nil {
+	if err := m.lock(store.ValidateLimit(limit)); err != nil {
 		return 0, err
 	}
 	defer m.mu.Unlock()
-	if err := store.ValidateLimit(limit); err != nil {
-		return 0, err
-	}
 	old := m.selectSorted(
 		func(c *store.Correlation) bool {
 			switch m.bug {
@@ -407,12 +453,10 @@ func (m *memStore) Purge(_ context.Context, before time.Time, limit int) (int, e
 			return c.State.Terminal() && c.Outcome.At.Before(before) &&
 				(c.Dispatch.State == store.DispatchNone || c.Dispatch.State == store.DispatchDone)
 		},
-		func(a, b *store.Correlation) int {
-			return cmp.Or(a.Outcome.At.Compare(b.Outcome.At), strings.Compare(a.ID, b.ID))
-		})
+		func(a, b *store.Correlation) int { return cmp.Or(a.Outcome.At.Compare(b.Outcome.At), byRef(a, b)) })
 	old = old[:min(limit, len(old))]
 	for _, c := range old {
-		delete(m.recs, c.ID)
+		delete(m.recs, m.key(c.Ref()))
 		if c.IdempotencyKey != "" {
 			delete(m.idem, idemKey(c.Namespace, c.IdempotencyKey))
 		}
@@ -421,13 +465,10 @@ func (m *memStore) Purge(_ context.Context, before time.Time, limit int) (int, e
 }
 
 func (m *memStore) DropEarlyReplies(_ context.Context, before time.Time, limit int) (int, error) {
-	if err := m.lock(); err != nil {
+	if err := m.lock(store.ValidateLimit(limit)); err != nil {
 		return 0, err
 	}
 	defer m.mu.Unlock()
-	if err := store.ValidateLimit(limit); err != nil {
-		return 0, err
-	}
 	n := 0
 	m.early = slices.DeleteFunc(m.early, func(e earlyReply) bool {
 		if n < limit && e.r.ReceivedAt.Before(before) {
@@ -445,6 +486,20 @@ func (m *memStore) Subscribe(ctx context.Context) (<-chan store.Event, error) {
 	}
 	m.mu.Unlock()
 	return m.hub.Subscribe(ctx)
+}
+
+func (m *memStore) Secret(_ context.Context, name string) ([]byte, error) {
+	if err := m.lock(store.ValidateSecretName(name)); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	s, ok := m.secrets[name]
+	if !ok || m.bug == "secret-per-call" {
+		s = make([]byte, 32)
+		_, _ = rand.Read(s)
+		m.secrets[name] = s
+	}
+	return slices.Clone(s), nil
 }
 
 func (m *memStore) Close() error {
@@ -477,7 +532,7 @@ func (m *memStore) listByOffset(f store.Filter, order func(a, b *store.Correlati
 		p.Items = append(p.Items, c.Clone())
 	}
 	if len(items) > f.Limit {
-		p.NextCursor = store.EncodeCursor(time.Unix(0, int64(offset+f.Limit)), "offset")
+		p.NextCursor = store.EncodeCursor(time.Unix(0, int64(offset+f.Limit)), store.RefOf("offset"))
 	}
 	return p, nil
 }

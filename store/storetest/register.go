@@ -29,7 +29,44 @@ func registerTests() []testCase {
 		{name: "ReturnsCopies", run: testRegisterReturnsCopies},
 		{name: "Rejected", limits: store.Limits{MaxTimeout: 48 * time.Hour, MaxReplies: 10}, run: testRegisterRejected},
 		{name: "Boundaries", limits: store.Limits{MaxTimeout: 48 * time.Hour, MaxReplies: 10}, run: testRegisterBoundaries},
+		{name: "Nonce", run: testRegisterNonce},
 	}
+}
+
+// The nonce tells one registration of a ref from a later one (reply tokens
+// are bound to it): drawn at registration, kept as long as the record is.
+func testRegisterNonce(t *testing.T, e *env) {
+	first := e.register(&store.Correlation{ID: "reg-nonce", Namespace: "nonce", IdempotencyKey: "nk", Timeout: time.Minute})
+	require.Len(t, first.Nonce, 22, "128 bits, unpadded base64")
+	r := first.Ref()
+	require.Equal(t, first.Nonce, e.get(r).Nonce)
+	other := e.register(&store.Correlation{ID: "reg-nonce", Timeout: time.Minute})
+	require.NotEqual(t, first.Nonce, other.Nonce, "another ref, another registration")
+
+	e.clock.Add(time.Second)
+	for _, again := range []*store.Correlation{
+		{ID: "reg-nonce", Namespace: "nonce", IdempotencyKey: "nk", Timeout: time.Minute},
+		{Namespace: "nonce", IdempotencyKey: "nk", Timeout: time.Minute},
+	} {
+		res, err := e.s.Register(e.ctx, again)
+		require.NoError(t, err)
+		require.False(t, res.Created)
+		require.Equal(t, first.Nonce, res.Correlation.Nonce, "an existing registration keeps its nonce")
+	}
+	e.deliver(r, reply("r"), store.DeliverCompleted)
+	_, err := e.s.Extend(e.ctx, ref("reg-nonce"), e.now().Add(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, first.Nonce, e.get(r).Nonce, "changes keep the nonce")
+	require.Equal(t, other.Nonce, e.get(ref("reg-nonce")).Nonce)
+
+	e.clock.Add(time.Second)
+	n, err := e.s.Purge(e.ctx, e.now(), 10)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	again := e.register(&store.Correlation{ID: "reg-nonce", Namespace: "nonce", IdempotencyKey: "nk", Timeout: time.Minute})
+	require.Len(t, again.Nonce, 22)
+	require.NotEqual(t, first.Nonce, again.Nonce, "a new registration of the same ref after a purge")
+	require.Equal(t, again.Nonce, e.get(r).Nonce)
 }
 
 func testRegisterCreated(t *testing.T, e *env) {
@@ -51,7 +88,7 @@ func testRegisterCreated(t *testing.T, e *env) {
 	require.Zero(t, res.EarlyApplied)
 	require.Equal(t, orig, in, "Register must not modify its argument")
 
-	for name, c := range map[string]*store.Correlation{"result": res.Correlation, "get": e.get("reg-created")} {
+	for name, c := range map[string]*store.Correlation{"result": res.Correlation, "get": e.get(nsRef("billing", "reg-created"))} {
 		t.Run(name, func(t *testing.T) {
 			require.Equal(t, "reg-created", c.ID)
 			require.Equal(t, "billing", c.Namespace)
@@ -86,7 +123,7 @@ func testRegisterDefaults(t *testing.T, e *env) {
 	require.Equal(t, store.DefaultNamespace, c.Namespace)
 	require.Equal(t, store.PatternSingle, c.Pattern)
 	requireTime(t, now.Add(45*time.Second), c.Deadline, "the configured DefaultTimeout applies")
-	requireTime(t, now.Add(45*time.Second), e.get("reg-defaults").Deadline)
+	requireTime(t, now.Add(45*time.Second), e.get(ref("reg-defaults")).Deadline)
 }
 
 func testRegisterExplicitDeadline(t *testing.T, e *env) {
@@ -94,7 +131,7 @@ func testRegisterExplicitDeadline(t *testing.T, e *env) {
 	deadline := e.now().Add(17*time.Minute + 3*time.Millisecond)
 	c := e.register(&store.Correlation{ID: "reg-deadline", Deadline: deadline})
 	requireTime(t, deadline, c.Deadline)
-	requireTime(t, deadline, e.get("reg-deadline").Deadline)
+	requireTime(t, deadline, e.get(ref("reg-deadline")).Deadline)
 	requireTime(t, e.now(), c.CreatedAt, "created_at comes from the store's clock")
 }
 
@@ -106,7 +143,7 @@ func testRegisterGeneratedID(t *testing.T, e *env) {
 		u, err := uuid.Parse(id)
 		require.NoError(t, err, "a generated ID is a UUID")
 		require.Equal(t, uuid.Version(7), u.Version(), "a generated ID is a UUIDv7")
-		e.get(id)
+		e.get(ref(id))
 	}
 }
 
@@ -132,15 +169,15 @@ func testRegisterExisting(t *testing.T, e *env) {
 		requireTime(t, first.CreatedAt, res.Correlation.CreatedAt, "the stored record is returned")
 		requireTime(t, first.Deadline, res.Correlation.Deadline, "retry %d must not move the deadline", i)
 	}
-	got := e.get("reg-existing")
+	got := e.get(ref("reg-existing"))
 	require.Equal(t, snap(first), snap(got))
 }
 
 func testRegisterExistingAfterChange(t *testing.T, e *env) {
 	e.register(single("reg-changed"))
 	e.clock.Add(time.Second)
-	e.deliver("reg-changed", reply("r1"), store.DeliverCompleted)
-	want := e.get("reg-changed")
+	e.deliver(ref("reg-changed"), reply("r1"), store.DeliverCompleted)
+	want := e.get(ref("reg-changed"))
 
 	e.clock.Add(time.Second)
 	res, err := e.s.Register(e.ctx, single("reg-changed"))
@@ -149,7 +186,7 @@ func testRegisterExistingAfterChange(t *testing.T, e *env) {
 	require.Equal(t, store.StateCompleted, res.Correlation.State, "the stored record is returned as it is now")
 	require.Equal(t, want.Version, res.Correlation.Version)
 	require.Len(t, res.Correlation.Replies, 1)
-	require.Equal(t, snap(want), snap(e.get("reg-changed")), "re-registering must change nothing")
+	require.Equal(t, snap(want), snap(e.get(ref("reg-changed"))), "re-registering must change nothing")
 }
 
 func testRegisterConflict(t *testing.T, e *env) {
@@ -168,7 +205,7 @@ func testRegisterConflict(t *testing.T, e *env) {
 		func(c *store.Correlation) { c.Optional = true },
 		func(c *store.Correlation) { c.Pattern = store.PatternStream },
 		func(c *store.Correlation) { c.Pattern, c.Expect = store.PatternGather, 1 },
-		func(c *store.Correlation) { c.Namespace = "elsewhere" },
+		// (Another namespace is another correlation: see Namespaces.)
 	} {
 		id := fmt.Sprintf("reg-conflict-%d", i)
 		first := e.register(base(id))
@@ -177,7 +214,7 @@ func testRegisterConflict(t *testing.T, e *env) {
 		res, err := e.s.Register(e.ctx, other)
 		require.ErrorIs(t, err, store.ErrConflict, "change %d", i)
 		require.Nil(t, res.Correlation)
-		got := e.get(id)
+		got := e.get(ref(id))
 		require.Equal(t, snap(first), snap(got), "a conflicting registration must change nothing")
 		require.Equal(t, "dest", got.Destination)
 	}
@@ -206,7 +243,7 @@ func testRegisterIdempotencyKey(t *testing.T, e *env) {
 	elsewhere := e.register(&store.Correlation{Namespace: "shop-eu", IdempotencyKey: "order-42/charge", Timeout: time.Minute, Destination: "pay"})
 	require.Equal(t, store.DeriveID("shop-eu", "order-42/charge"), elsewhere.ID)
 	require.NotEqual(t, first.ID, elsewhere.ID)
-	require.Equal(t, "pay", e.get(first.ID).Destination)
+	require.Equal(t, "pay", e.get(first.Ref()).Destination)
 }
 
 func testRegisterIdempotencyKeyWithID(t *testing.T, e *env) {
@@ -220,7 +257,7 @@ func testRegisterIdempotencyKeyWithID(t *testing.T, e *env) {
 	require.Equal(t, first.ID, res.Correlation.ID)
 	_, err = e.s.Register(e.ctx, &store.Correlation{IdempotencyKey: "k-1", Timeout: time.Minute, Destination: "y"})
 	require.ErrorIs(t, err, store.ErrConflict)
-	e.requireGone(store.DeriveID(store.DefaultNamespace, "k-1"))
+	e.requireGone(ref(store.DeriveID(store.DefaultNamespace, "k-1")))
 }
 
 func testRegisterConcurrent(t *testing.T, e *env) {
@@ -246,7 +283,7 @@ func testRegisterConcurrent(t *testing.T, e *env) {
 	wg.Wait()
 	require.Empty(t, errs)
 	require.Equal(t, 1, created, "exactly one of the concurrent registrations creates the record")
-	require.Equal(t, int64(1), e.get("reg-race").Version)
+	require.Equal(t, int64(1), e.get(ref("reg-race")).Version)
 }
 
 func testRegisterReturnsCopies(t *testing.T, e *env) {
@@ -258,9 +295,9 @@ func testRegisterReturnsCopies(t *testing.T, e *env) {
 	in.Callback.Data[0] = 'X'
 	res.Correlation.Labels["k"] = "changed"
 	res.Correlation.Events[0].Detail = "changed"
-	got := e.get("reg-copy")
+	got := e.get(ref("reg-copy"))
 	got.Labels["k"] = "changed again"
-	got = e.get("reg-copy")
+	got = e.get(ref("reg-copy"))
 	require.Equal(t, "v", got.Labels["k"], "the store keeps its own copy")
 	require.Equal(t, []byte("data"), got.Callback.Data)
 	require.NotEqual(t, "changed", got.Events[0].Detail)
@@ -325,7 +362,7 @@ func testRegisterRejected(t *testing.T, e *env) {
 			requireFieldError(t, err, tc.sentinel, tc.field)
 			require.Nil(t, res.Correlation)
 			if !tc.idSet {
-				e.in(t).requireGone(c.ID)
+				e.in(t).requireGone(ref(c.ID))
 			}
 		})
 	}
@@ -358,7 +395,7 @@ func testRegisterBoundaries(t *testing.T, e *env) {
 		in := c
 		got := e.register(&in)
 		require.Equal(t, c.ID, got.ID)
-		stored := e.get(c.ID)
+		stored := e.get(c.Ref())
 		require.Equal(t, cmpOrDefault(c.Namespace), stored.Namespace)
 		require.Equal(t, c.Destination, stored.Destination)
 		require.Equal(t, len(c.Callback.Data), len(stored.Callback.Data))
@@ -366,7 +403,7 @@ func testRegisterBoundaries(t *testing.T, e *env) {
 			require.True(t, maps.Equal(c.Labels, stored.Labels), "labels round-trip")
 		}
 	}
-	requireTime(t, now.Add(48*time.Hour), e.get("bound-timeout").Deadline)
+	requireTime(t, now.Add(48*time.Hour), e.get(ref("bound-timeout")).Deadline)
 }
 
 func cmpOrDefault(ns string) string {

@@ -15,13 +15,13 @@ import (
 
 func repeatTests() []testCase {
 	cases := []repeatCase{
-		{name: "Register", setup: func(e *env) string { return "rp-register" },
-			call: func(e *env, id string) (bool, error) {
-				res, err := e.s.Register(e.ctx, &store.Correlation{ID: id, Timeout: time.Minute, Destination: "d"})
+		{name: "Register", setup: func(e *env) store.Ref { return ref("rp-register") },
+			call: func(e *env, r store.Ref) (bool, error) {
+				res, err := e.s.Register(e.ctx, &store.Correlation{ID: r.ID, Timeout: time.Minute, Destination: "d"})
 				return !res.Created, err
 			}},
-		{name: "RegisterIdempotencyKey", setup: func(e *env) string { return store.DeriveID(store.DefaultNamespace, "rp-key") },
-			call: func(e *env, id string) (bool, error) {
+		{name: "RegisterIdempotencyKey", setup: func(e *env) store.Ref { return ref(store.DeriveID(store.DefaultNamespace, "rp-key")) },
+			call: func(e *env, r store.Ref) (bool, error) {
 				res, err := e.s.Register(e.ctx, &store.Correlation{IdempotencyKey: "rp-key", Timeout: time.Minute})
 				return !res.Created, err
 			}},
@@ -38,51 +38,51 @@ func repeatTests() []testCase {
 		{name: "DeliverLateWithoutID", setup: completed("rp-late-no-id"),
 			call: deliverCall(store.Reply{Body: []byte("late, anonymous")})},
 		{name: "Extend", setup: registered(single("rp-extend")),
-			call: func(e *env, id string) (bool, error) {
-				res, err := e.s.Extend(e.ctx, id, Epoch.Add(time.Hour))
+			call: func(e *env, r store.Ref) (bool, error) {
+				res, err := e.s.Extend(e.ctx, r, Epoch.Add(time.Hour))
 				return res.Duplicate, err
 			}},
 		{name: "Cancel", setup: registered(withHandler("rp-cancel")),
-			call: func(e *env, id string) (bool, error) {
-				res, err := e.s.Cancel(e.ctx, id, "no longer needed")
+			call: func(e *env, r store.Ref) (bool, error) {
+				res, err := e.s.Cancel(e.ctx, r, "no longer needed")
 				return res.Duplicate, err
 			}},
 		{name: "Expire", setup: registered(withHandler("rp-expire")),
-			call: func(e *env, id string) (bool, error) {
-				res, err := e.s.Expire(e.ctx, id, "stuck")
+			call: func(e *env, r store.Ref) (bool, error) {
+				res, err := e.s.Expire(e.ctx, r, "stuck")
 				return res.Duplicate, err
 			}},
 		{name: "ExpireDue", setup: registered(withHandler("rp-expire-due")),
-			call: func(e *env, id string) (bool, error) {
+			call: func(e *env, r store.Ref) (bool, error) {
 				got, err := e.s.ExpireDue(e.ctx, Epoch.Add(time.Hour), 10)
 				return len(got) == 0, err
 			}},
 		{name: "Ack", setup: claimed("rp-ack"),
-			call: func(e *env, id string) (bool, error) {
-				res, err := e.s.AckDispatch(e.ctx, id, store.Claim{Instance: "inst", Attempt: 1})
+			call: func(e *env, r store.Ref) (bool, error) {
+				res, err := e.s.AckDispatch(e.ctx, r, store.Claim{Instance: "inst", Attempt: 1})
 				return res.Duplicate, err
 			}},
 		{name: "NackRetry", setup: claimed("rp-nack"),
-			call: func(e *env, id string) (bool, error) {
-				res, err := e.s.NackDispatch(e.ctx, id, store.Claim{Instance: "inst", Attempt: 1}, "boom", Epoch.Add(time.Hour))
+			call: func(e *env, r store.Ref) (bool, error) {
+				res, err := e.s.NackDispatch(e.ctx, r, store.Claim{Instance: "inst", Attempt: 1}, "boom", Epoch.Add(time.Hour))
 				return res.Duplicate, err
 			}},
 		{name: "NackGiveUp", setup: claimed("rp-nack-dead"),
-			call: func(e *env, id string) (bool, error) {
-				res, err := e.s.NackDispatch(e.ctx, id, store.Claim{Instance: "inst", Attempt: 1}, "fatal", time.Time{})
+			call: func(e *env, r store.Ref) (bool, error) {
+				res, err := e.s.NackDispatch(e.ctx, r, store.Claim{Instance: "inst", Attempt: 1}, "fatal", time.Time{})
 				return res.Duplicate, err
 			}},
-		{name: "Redispatch", setup: func(e *env) string {
-			id := claimed("rp-redispatch")(e)
-			_, err := e.s.NackDispatch(e.ctx, id, store.Claim{Instance: "inst", Attempt: 1}, "fatal", time.Time{})
+		{name: "Redispatch", setup: func(e *env) store.Ref {
+			r := claimed("rp-redispatch")(e)
+			_, err := e.s.NackDispatch(e.ctx, r, store.Claim{Instance: "inst", Attempt: 1}, "fatal", time.Time{})
 			require.NoError(e.t, err)
-			return id
-		}, call: func(e *env, id string) (bool, error) {
-			res, err := e.s.Redispatch(e.ctx, id)
+			return r
+		}, call: func(e *env, r store.Ref) (bool, error) {
+			res, err := e.s.Redispatch(e.ctx, r)
 			return res.Duplicate, err
 		}},
 		{name: "ClaimDispatch", setup: completedWithHandler("rp-claim"),
-			call: func(e *env, id string) (bool, error) {
+			call: func(e *env, r store.Ref) (bool, error) {
 				got, err := e.s.ClaimDispatch(e.ctx, "inst", e.now(), time.Minute, 10)
 				return len(got) == 0, err
 			}},
@@ -99,71 +99,70 @@ func repeatTests() []testCase {
 	return out
 }
 
-// repeatCase is one mutating call: setup returns the ID it works on; call
+// repeatCase is one mutating call: setup returns the ref it works on; call
 // makes the call and reports whether the store said it was a repeat
 // (Duplicate, Existing, nothing left to do).
 type repeatCase struct {
 	name  string
-	setup func(e *env) string
-	call  func(e *env, id string) (repeat bool, err error)
+	setup func(e *env) store.Ref
+	call  func(e *env, r store.Ref) (repeat bool, err error)
 }
 
 func (rc repeatCase) run(t *testing.T, e *env) {
-	id := rc.setup(e)
+	r := rc.setup(e)
 	var before *store.Correlation
-	if c, err := e.s.Get(e.ctx, id); err == nil {
+	if c, err := e.s.Get(e.ctx, r); err == nil {
 		before = c
 	}
 	e.clock.Add(time.Second)
-	repeat, err := rc.call(e, id)
+	repeat, err := rc.call(e, r)
 	require.NoError(t, err, "first call")
 	require.False(t, repeat, "the first call must apply")
-	applied := e.get(id)
+	applied := e.get(r)
 	if before != nil {
 		require.Greater(t, applied.Version, before.Version, "the first call changes the record")
 	}
 	for i := range 2 {
 		e.clock.Add(time.Second) // a retry comes later
-		repeat, err := rc.call(e, id)
+		repeat, err := rc.call(e, r)
 		require.NoError(t, err, "repeat %d", i+1)
 		require.True(t, repeat, "repeat %d must say it was a repeat", i+1)
-		require.Equal(t, snap(applied), snap(e.get(id)), "repeat %d must leave the same state", i+1)
+		require.Equal(t, snap(applied), snap(e.get(r)), "repeat %d must leave the same state", i+1)
 	}
 }
 
-func registered(c *store.Correlation) func(e *env) string {
-	return func(e *env) string {
-		e.register(c)
-		return c.ID
+func registered(c *store.Correlation) func(e *env) store.Ref {
+	return func(e *env) store.Ref {
+		return e.register(c).Ref()
 	}
 }
 
-func completed(id string) func(e *env) string {
-	return func(e *env) string {
+func completed(id string) func(e *env) store.Ref {
+	return func(e *env) store.Ref {
 		e.register(single(id))
-		e.deliver(id, reply("first"), store.DeliverCompleted)
-		return id
+		e.deliver(ref(id), reply("first"), store.DeliverCompleted)
+		return ref(id)
 	}
 }
 
-func completedWithHandler(id string) func(e *env) string {
-	return func(e *env) string {
-		e.decided(id)
-		return id
+func completedWithHandler(id string) func(e *env) store.Ref {
+	return func(e *env) store.Ref {
+		e.decided(ref(id))
+		return ref(id)
 	}
 }
 
-func claimed(id string) func(e *env) string {
-	return func(e *env) string {
-		e.decided(id)
-		e.claimOne("inst", id, 10*time.Minute)
-		return id
+func claimed(id string) func(e *env) store.Ref {
+	return func(e *env) store.Ref {
+		e.decided(ref(id))
+		e.claimOne("inst", ref(id), 10*time.Minute)
+		return ref(id)
 	}
 }
 
-func deliverCall(r store.Reply) func(e *env, id string) (bool, error) {
-	return func(e *env, id string) (bool, error) {
-		res, err := e.s.Deliver(e.ctx, id, r)
+func deliverCall(rep store.Reply) func(e *env, r store.Ref) (bool, error) {
+	return func(e *env, r store.Ref) (bool, error) {
+		res, err := e.s.Deliver(e.ctx, r, rep)
 		return res.Status == store.DeliverDuplicate, err
 	}
 }
@@ -177,11 +176,11 @@ func testRepeatPurge(t *testing.T, e *env) {
 		require.NoError(t, err)
 		require.Equal(t, want, n, "purge %d", i+1)
 	}
-	e.requireGone("rp-purge")
+	e.requireGone(ref("rp-purge"))
 }
 
 func testRepeatDropEarly(t *testing.T, e *env) {
-	e.deliver("rp-drop", reply("r"), store.DeliverBuffered)
+	e.deliver(ref("rp-drop"), reply("r"), store.DeliverBuffered)
 	e.clock.Add(time.Hour)
 	for i, want := range []int{1, 0, 0} {
 		n, err := e.s.DropEarlyReplies(e.ctx, e.now(), 10)
@@ -194,14 +193,14 @@ func testRepeatDropEarly(t *testing.T, e *env) {
 func testRepeatDeliverEarly(t *testing.T, e *env) {
 	// The same early reply delivered twice is applied once.
 	for range 2 {
-		res, err := e.s.Deliver(e.ctx, "rp-early", store.Reply{ID: "r", Body: []byte("x")})
+		res, err := e.s.Deliver(e.ctx, ref("rp-early"), store.Reply{ID: "r", Body: []byte("x")})
 		require.NoError(t, err)
 		require.Contains(t, []store.DeliverStatus{store.DeliverBuffered, store.DeliverDuplicate}, res.Status)
 	}
 	res, err := e.s.Register(e.ctx, &store.Correlation{ID: "rp-early", Pattern: store.PatternGather, Expect: 2, Timeout: time.Minute})
 	require.NoError(t, err)
 	require.Equal(t, 1, res.EarlyApplied)
-	c := e.get("rp-early")
+	c := e.get(ref("rp-early"))
 	require.Len(t, c.Replies, 1)
 	require.Equal(t, store.StatePending, c.State)
 }

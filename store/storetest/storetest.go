@@ -20,6 +20,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -48,9 +49,22 @@ type NewStore func(t *testing.T, cfg Config) store.Store
 var Epoch = time.Date(2031, time.March, 4, 5, 6, 7, 0, time.UTC)
 
 // waitTimeout bounds how long the suite waits for an asynchronous signal
-// (a subscription event, a channel closing). It is a safety net, not a sleep:
-// the waits return as soon as the signal arrives.
-const waitTimeout = 10 * time.Second
+// (a subscription event, a channel closing): 10s, or the duration in
+// CORRSTORE_STORETEST_WAIT (the mutation self-test, whose runs are meant to
+// fail, waits 1s). It is a safety net, not a sleep: the waits return as soon
+// as the signal arrives.
+func waitTimeout(t testing.TB) time.Duration {
+	t.Helper()
+	v := os.Getenv("CORRSTORE_STORETEST_WAIT")
+	if v == "" {
+		return 10 * time.Second
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		t.Fatalf("CORRSTORE_STORETEST_WAIT=%q: not a positive duration", v)
+	}
+	return d
+}
 
 // Run runs the whole suite against the store newStore opens, one subtest per
 // area, each test on its own fresh store.
@@ -68,6 +82,9 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Subscribe", subscribeTests},
 		{"Repeat", repeatTests},
 		{"Closed", closedTests},
+		{"Namespaces", namespaceTests},
+		{"Deadline", deadlineTests},
+		{"Secret", secretTests},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {
@@ -125,34 +142,40 @@ func (e *env) register(c *store.Correlation) *store.Correlation {
 	return res.Correlation
 }
 
+// ref is the Ref of id in the default namespace.
+func ref(id string) store.Ref { return store.RefOf(id) }
+
+// nsRef is the Ref of id in namespace ns.
+func nsRef(ns, id string) store.Ref { return store.Ref{Namespace: ns, ID: id} }
+
 // get returns the stored record.
-func (e *env) get(id string) *store.Correlation {
+func (e *env) get(r store.Ref) *store.Correlation {
 	e.t.Helper()
-	c, err := e.s.Get(e.ctx, id)
-	require.NoError(e.t, err, "get %q", id)
+	c, err := e.s.Get(e.ctx, r)
+	require.NoError(e.t, err, "get %s", r)
 	require.NotNil(e.t, c)
-	require.Equal(e.t, id, c.ID)
+	require.Equal(e.t, r.Norm(), c.Ref(), "get %s", r)
 	return c
 }
 
-// requireGone requires that no record id exists.
-func (e *env) requireGone(id string) {
+// requireGone requires that no record r exists.
+func (e *env) requireGone(r store.Ref) {
 	e.t.Helper()
-	_, err := e.s.Get(e.ctx, id)
-	require.ErrorIs(e.t, err, store.ErrNotFound, "get %q", id)
+	_, err := e.s.Get(e.ctx, r)
+	require.ErrorIs(e.t, err, store.ErrNotFound, "get %s", r)
 }
 
-// deliver delivers r to id and requires status want.
-func (e *env) deliver(id string, r store.Reply, want store.DeliverStatus) store.DeliverResult {
+// deliver delivers rep to r and requires status want.
+func (e *env) deliver(r store.Ref, rep store.Reply, want store.DeliverStatus) store.DeliverResult {
 	e.t.Helper()
-	res, err := e.s.Deliver(e.ctx, id, r)
-	require.NoError(e.t, err, "deliver %+v to %q", r, id)
-	require.Equal(e.t, want, res.Status, "deliver %+v to %q", r, id)
+	res, err := e.s.Deliver(e.ctx, r, rep)
+	require.NoError(e.t, err, "deliver %+v to %s", rep, r)
+	require.Equal(e.t, want, res.Status, "deliver %+v to %s", rep, r)
 	if want == store.DeliverBuffered {
 		require.Nil(e.t, res.Correlation, "a buffered reply has no correlation yet")
 	} else {
 		require.NotNil(e.t, res.Correlation)
-		require.Equal(e.t, id, res.Correlation.ID)
+		require.Equal(e.t, r.Norm(), res.Correlation.Ref())
 	}
 	return res
 }
@@ -244,6 +267,16 @@ func ids(cs []*store.Correlation) []string {
 	return out
 }
 
+// refs returns the sorted refs ("ns/id") of cs.
+func refs(cs []*store.Correlation) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Ref().String()
+	}
+	slices.Sort(out)
+	return out
+}
+
 // idsInOrder returns the IDs of cs in their order.
 func idsInOrder(cs []*store.Correlation) []string {
 	out := make([]string, len(cs))
@@ -268,6 +301,7 @@ func hasEvent(c *store.Correlation, et store.EventType) bool {
 // snapshot is the part of a record that a repeated call must leave alone.
 // DuplicateCount is left out: counting a repeat is what a duplicate does.
 type snapshot struct {
+	Nonce         string
 	State         store.State
 	Version       int64
 	Deadline      time.Time
@@ -283,7 +317,7 @@ type snapshot struct {
 
 func snap(c *store.Correlation) snapshot {
 	return snapshot{
-		State: c.State, Version: c.Version, Deadline: c.Deadline.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
+		Nonce: c.Nonce, State: c.State, Version: c.Version, Deadline: c.Deadline.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
 		Outcome: c.Outcome, Replies: c.Replies, Late: c.Late, LateCount: c.LateCount,
 		Events: c.Events, EventsDropped: c.EventsDropped, Dispatch: c.Dispatch,
 	}
@@ -343,7 +377,8 @@ func (ev *events) snapshot() []store.Event {
 // waitFor waits until ok holds for the events received so far.
 func (ev *events) waitFor(what string, ok func([]store.Event) bool) []store.Event {
 	ev.t.Helper()
-	timer := time.NewTimer(waitTimeout)
+	wait := waitTimeout(ev.t)
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
 		got := ev.snapshot()
@@ -359,18 +394,19 @@ func (ev *events) waitFor(what string, ok func([]store.Event) bool) []store.Even
 			}
 			ev.t.Fatalf("subscription closed before %s; got %d events: %+v", what, len(got), got)
 		case <-timer.C:
-			ev.t.Fatalf("no %s within %s; got %d events: %+v", what, waitTimeout, len(got), got)
+			ev.t.Fatalf("no %s within %s; got %d events: %+v", what, wait, len(got), got)
 		}
 	}
 }
 
-// waitEvent waits for an event of id in state with version at least version.
-func (ev *events) waitEvent(id string, state store.State, version int64) store.Event {
+// waitEvent waits for an event of r in state with version at least version.
+func (ev *events) waitEvent(r store.Ref, state store.State, version int64) store.Event {
 	ev.t.Helper()
+	r = r.Norm()
 	var found store.Event
-	ev.waitFor("event "+id+" "+string(state), func(es []store.Event) bool {
+	ev.waitFor(fmt.Sprintf("event %s %s v%d", r, state, version), func(es []store.Event) bool {
 		for _, x := range es {
-			if x.ID == id && x.State == state && x.Version >= version {
+			if x.Ref() == r && x.State == state && x.Version >= version {
 				found = x
 				return true
 			}
@@ -380,13 +416,41 @@ func (ev *events) waitEvent(id string, state store.State, version int64) store.E
 	return found
 }
 
+// of returns the events of r, in the order received.
+func (ev *events) of(r store.Ref) []store.Event {
+	r = r.Norm()
+	var out []store.Event
+	for _, x := range ev.snapshot() {
+		if x.Ref() == r {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// waitVersion waits until an event of r with version at least version came,
+// and returns every event of r so far.
+func (ev *events) waitVersion(r store.Ref, version int64) []store.Event {
+	ev.t.Helper()
+	r = r.Norm()
+	ev.waitFor(fmt.Sprintf("event %s v%d", r, version), func(es []store.Event) bool {
+		for _, x := range es {
+			if x.Ref() == r && x.Version >= version {
+				return true
+			}
+		}
+		return false
+	})
+	return ev.of(r)
+}
+
 // waitClosed waits until the subscription channel is closed.
 func (ev *events) waitClosed(when string) {
 	ev.t.Helper()
 	select {
 	case <-ev.closed:
-	case <-time.After(waitTimeout):
-		ev.t.Errorf("subscription channel still open %s %s", waitTimeout, when)
+	case <-time.After(waitTimeout(ev.t)):
+		ev.t.Errorf("subscription channel still open %s %s", waitTimeout(ev.t), when)
 	}
 }
 

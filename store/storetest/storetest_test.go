@@ -53,6 +53,16 @@ var mutants = []struct{ bug, test string }{
 	{"stats-count-none", "List/Stats"},
 	{"purge-any-dispatch", "List/Purge"},
 	{"purge-inclusive", "List/Purge"},
+	{"expire-silent", "ExpireDue/Events"},
+	{"close-keeps-subscribers", "Closed/CloseEndsSubscriptions"},
+	{"closed-validates-first", "Closed/InvalidArgumentsAfterClose"},
+	{"ns-blind", "Namespaces/SameIDTwoCorrelations"},
+	{"cursor-id-only", "Namespaces/ListAndCursors"},
+	{"late-accepted", "Deadline/ReplyAtDeadline"},
+	{"settle-not-saved", "Deadline/ExtendAtDeadline"},
+	{"extend-silent", "Subscribe/EventKinds"},
+	{"nonce-renewed", "Register/Nonce"},
+	{"secret-per-call", "Secret/StableAndDistinct"},
 }
 
 // TestMutants is the suite's self-test: it runs suite tests, in a child
@@ -70,6 +80,7 @@ func TestMutants(t *testing.T) {
 			area, name, _ := strings.Cut(m.test, "/")
 			cmd := exec.CommandContext(t.Context(), exe, "-test.count=1", "-mutant="+m.bug,
 				"-test.run=^TestMemStore$/^"+area+"$/^"+name+"$")
+			cmd.Env = append(os.Environ(), "CORRSTORE_STORETEST_WAIT=1s") // a mutant that publishes nothing fails sooner
 			out, err := cmd.CombinedOutput()
 			require.Error(t, err, "the suite passed a store with the bug %q:\n%s", m.bug, out)
 			require.Contains(t, string(out), "--- FAIL: TestMemStore/"+m.test+" ", "bug %q:\n%s", m.bug, out)

@@ -179,6 +179,16 @@ func (t *Tokens) lookup(token string) *Principal {
 	return found
 }
 
+// bearer returns the token of an Authorization header in the Bearer scheme
+// (the scheme name is case-insensitive, RFC 7235), or "".
+func bearer(r *http.Request) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}
+
 // authenticate returns the request's principal, or an error answer.
 func (s *Server) authenticate(r *http.Request, need Role, global bool) (*Principal, *apiError) {
 	if need == RolePublic {
@@ -187,12 +197,11 @@ func (s *Server) authenticate(r *http.Request, need Role, global bool) (*Princip
 	if s.cfg.Tokens == nil {
 		return openPrincipal, nil
 	}
-	h := r.Header.Get("Authorization")
-	token, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || token == "" {
+	token := bearer(r)
+	if token == "" {
 		return nil, errorf(http.StatusUnauthorized, "unauthorized", "Authorization", "Authorization: a bearer token is required (Authorization: Bearer TOKEN)")
 	}
-	p := s.cfg.Tokens.lookup(strings.TrimSpace(token))
+	p := s.cfg.Tokens.lookup(token)
 	if p == nil {
 		return nil, errorf(http.StatusUnauthorized, "unauthorized", "Authorization", "Authorization: the bearer token is not known")
 	}
@@ -203,4 +212,14 @@ func (s *Server) authenticate(r *http.Request, need Role, global bool) (*Princip
 		return nil, errorf(http.StatusForbidden, "forbidden", "", "this route needs a token for every namespace (*)")
 	}
 	return p, nil
+}
+
+// mayKnowInternals reports whether a public route may tell r's sender an
+// internal error: in open mode, or to a known bearer token.
+func (s *Server) mayKnowInternals(r *http.Request) bool {
+	if s.cfg.Tokens == nil {
+		return true
+	}
+	token := bearer(r)
+	return token != "" && s.cfg.Tokens.lookup(token) != nil
 }

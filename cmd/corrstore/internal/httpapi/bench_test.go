@@ -105,17 +105,19 @@ func (m *memStore) Register(_ context.Context, c *store.Correlation) (store.Regi
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.recs[p.ID]; ok {
-		return store.RegisterResult{}, fmt.Errorf("memStore: %s registered twice", p.ID)
+	key := p.Ref().String()
+	if _, ok := m.recs[key]; ok {
+		return store.RegisterResult{}, fmt.Errorf("memStore: %s registered twice", key)
 	}
-	m.recs[p.ID] = enc
+	m.recs[key] = enc
 	return store.RegisterResult{Correlation: p, Created: true}, nil
 }
 
-func (m *memStore) Deliver(_ context.Context, id string, r store.Reply) (store.DeliverResult, error) {
+func (m *memStore) Deliver(_ context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c, err := store.UnmarshalCorrelation(m.recs[id])
+	key := ref.String()
+	c, err := store.UnmarshalCorrelation(m.recs[key])
 	if err != nil {
 		return store.DeliverResult{}, err
 	}
@@ -125,7 +127,7 @@ func (m *memStore) Deliver(_ context.Context, id string, r store.Reply) (store.D
 	if err != nil {
 		return store.DeliverResult{}, err
 	}
-	if m.recs[id], err = store.MarshalCorrelation(c); err != nil {
+	if m.recs[key], err = store.MarshalCorrelation(c); err != nil {
 		return store.DeliverResult{}, err
 	}
 	return store.DeliverResult{Status: st, Correlation: c}, nil

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"errors"
-
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,76 +13,128 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-func (s *Server) register(w http.ResponseWriter, r *http.Request, p *Principal) error {
+func (s *Server) register(c *call) error {
 	var req wire.RegisterRequest
-	if err := decode(w, r, s.cfg.MaxBody, &req, false); err != nil {
+	if err := decode(c, s.cfg.MaxBody, &req, false); err != nil {
 		return err
 	}
-	c, err := registration(&req)
+	reg, err := registration(&req)
 	if err != nil {
 		return err
 	}
-	if c.Namespace == "" && !p.All && len(p.Namespaces) == 1 {
-		c.Namespace = p.Namespaces[0]
+	if reg.Namespace, err = namespace(c.p, req.Namespace); err != nil {
+		return err
 	}
-	ns := orDefault(c.Namespace, store.DefaultNamespace)
-	if !p.Allows(ns) {
-		return errorf(http.StatusForbidden, "forbidden", "namespace", "namespace: the token may not write to namespace %q", ns)
+	if !c.p.Allows(reg.Namespace) {
+		return errorf(http.StatusForbidden, "forbidden", "namespace", "namespace: the token may not write to namespace %q", reg.Namespace)
 	}
-	res, err := s.st.Register(r.Context(), c)
+	ctx := c.r.Context()
+	if err := s.checkPending(ctx, reg); err != nil {
+		return err
+	}
+	// The signer first: a store that cannot give its secret fails the
+	// request before anything is written.
+	tokens, err := s.replyTokens(ctx)
 	if err != nil {
 		return err
 	}
-	j := wire.FromStore(res.Correlation)
-	j.ReplyToken = s.replyToken(res.Correlation)
+	res, err := s.st.Register(ctx, reg)
+	if err != nil {
+		return err
+	}
+	rc := res.Correlation
+	j := wire.Summary(rc)
+	j.ReplyToken = tokens.Sign(rc.Ref(), rc.Nonce)
 	status := http.StatusOK
 	if res.Created {
 		status = http.StatusCreated
-		w.Header().Set("Location", "/v1/correlations/"+url.PathEscape(res.Correlation.ID))
+		c.w.Header().Set("Location", location(rc.Ref()))
 	}
-	w.Header().Set("ETag", etag(res.Correlation))
-	writeJSON(w, status, j)
+	c.w.Header().Set("ETag", etag(rc))
+	writeJSON(c.w, status, j)
 	return nil
 }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+// location is the URL path of a correlation, with its namespace.
+func location(ref store.Ref) string {
+	ref = ref.Norm()
+	return "/v1/correlations/" + url.PathEscape(ref.ID) + "?namespace=" + url.QueryEscape(ref.Namespace)
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	c, err := s.load(r.Context(), r.PathValue("id"), p)
+// checkPending enforces MaxPendingPerNamespace. A registration that repeats
+// one already stored passes, so that a retry of a lost answer is answered.
+func (s *Server) checkPending(ctx context.Context, reg *store.Correlation) error {
+	limit := s.cfg.MaxPendingPerNamespace
+	if limit <= 0 {
+		return nil
+	}
+	st, err := s.st.Stats(ctx, reg.Namespace)
 	if err != nil {
 		return err
 	}
-	tag := etag(c)
-	w.Header().Set("ETag", tag)
-	if r.Header.Get("If-None-Match") == tag {
-		w.WriteHeader(http.StatusNotModified)
+	pending := st.Namespaces[reg.Namespace].States[store.StatePending]
+	if pending < limit {
 		return nil
 	}
-	writeJSON(w, http.StatusOK, wire.FromStore(c))
+	if reg.ID != "" {
+		if _, err := s.st.Get(ctx, reg.Ref()); err == nil {
+			return nil
+		}
+	}
+	return errorf(http.StatusTooManyRequests, "limit_exceeded", "namespace",
+		"namespace: %q holds %d pending correlations, the limit is %d (max_pending_per_namespace); wait for some to be decided",
+		reg.Namespace, pending, limit)
+}
+
+func (s *Server) get(c *call) error {
+	ref, err := c.ref()
+	if err != nil {
+		return err
+	}
+	rc, err := s.load(c.r.Context(), ref)
+	if err != nil {
+		return err
+	}
+	tag := etag(rc)
+	c.w.Header().Set("ETag", tag)
+	if c.r.Header.Get("If-None-Match") == tag {
+		c.w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	writeJSON(c.w, http.StatusOK, wire.FromStore(rc))
 	return nil
+}
+
+// load reads a correlation the caller may see (c.ref checked that);
+// missing is the same 404 as another namespace's.
+func (s *Server) load(ctx context.Context, ref store.Ref) (*store.Correlation, error) {
+	rc, err := s.st.Get(ctx, ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound(ref)
+	}
+	return rc, err
+}
+
+// mapNotFound turns the store's not found into the one 404 answer.
+func mapNotFound(ref store.Ref, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound(ref)
+	}
+	return err
 }
 
 // outcome answers 200 with the record once it has an outcome, or 202 with
 // the pending record when wait (capped at MaxWait) runs out first. The wait
 // sleeps on the store's events, not a polling loop, and ends when the
 // client goes away.
-func (s *Server) outcome(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	q := r.URL.Query()
-	if err := onlyParams(q, "wait"); err != nil {
-		return err
-	}
-	wait, err := parseDuration("wait", q.Get("wait"))
+func (s *Server) outcome(c *call) error {
+	wait, err := parseDuration("wait", c.get("wait"))
 	if err != nil {
 		return err
 	}
 	wait = min(wait, s.cfg.MaxWait)
-	id := r.PathValue("id")
-	if err := store.ValidateID(id); err != nil {
+	ref, err := c.ref()
+	if err != nil {
 		return err
 	}
 	var (
@@ -91,104 +142,151 @@ func (s *Server) outcome(w http.ResponseWriter, r *http.Request, p *Principal) e
 		timer <-chan time.Time
 	)
 	if wait > 0 {
-		wake = s.waiters.add(id) // before the first read, so no outcome slips between
-		defer s.waiters.remove(id, wake)
+		wake = s.waiters.add(ref) // before the first read, so no outcome slips between
+		defer s.waiters.remove(ref, wake)
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		timer = t.C
 	}
 	for {
-		c, err := s.load(r.Context(), id, p)
+		rc, err := s.load(c.r.Context(), ref)
 		if err != nil {
 			return err
 		}
-		w.Header().Set("ETag", etag(c))
-		if c.State.Terminal() {
-			writeJSON(w, http.StatusOK, wire.FromStore(c))
+		c.w.Header().Set("ETag", etag(rc))
+		if rc.State.Terminal() {
+			writeJSON(c.w, http.StatusOK, wire.FromStore(rc))
 			return nil
 		}
 		if wait <= 0 {
-			writeJSON(w, http.StatusAccepted, wire.FromStore(c))
+			writeJSON(c.w, http.StatusAccepted, wire.FromStore(rc))
 			return nil
 		}
 		if s.testHookWaiting != nil {
-			s.testHookWaiting(id)
+			s.testHookWaiting(ref)
 		}
 		select {
 		case <-wake:
 			continue
 		case <-timer:
 		case <-s.drain:
-		case <-r.Context().Done():
+		case <-c.r.Context().Done():
 			return nil // nobody to answer
 		}
 		wait = 0 // one last read, then answer
 	}
 }
 
-func (s *Server) reply(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	id := r.PathValue("id")
-	var req wire.ReplyRequest
-	if err := decode(w, r, s.cfg.MaxBody, &req, false); err != nil {
-		return err
-	}
-	if !p.All {
-		// A restricted token may reply only to a correlation it can see; an
-		// early reply to an unknown ID could land in another namespace.
-		if _, err := s.load(r.Context(), id, p); err != nil {
-			return err
-		}
-	}
-	return s.deliver(w, r, id, req.ToStore())
-}
-
-func (s *Server) deliver(w http.ResponseWriter, r *http.Request, id string, reply store.Reply) error {
-	res, err := s.st.Deliver(r.Context(), id, reply)
+// reply delivers a reply. A reply to a ref not registered yet is buffered
+// as an early reply in the namespace the token may write to.
+func (s *Server) reply(c *call) error {
+	ref, err := c.ref()
 	if err != nil {
 		return err
 	}
+	var req wire.ReplyRequest
+	if err := decode(c, s.cfg.MaxBody, &req, false); err != nil {
+		return err
+	}
+	r, err := req.ToStore()
+	if err != nil {
+		return err
+	}
+	res, err := s.st.Deliver(c.r.Context(), ref, r)
+	if err != nil {
+		return mapNotFound(ref, err)
+	}
+	s.writeDeliver(c, res, wire.DeliverFromStore(res))
+	return nil
+}
+
+func (s *Server) writeDeliver(c *call, res store.DeliverResult, out wire.DeliverResponse) {
 	status := http.StatusOK
 	if res.Correlation != nil {
-		w.Header().Set("ETag", etag(res.Correlation))
+		c.w.Header().Set("ETag", etag(res.Correlation))
 		if res.Status == store.DeliverLate {
 			status = http.StatusConflict
 		}
 	}
-	writeJSON(w, status, wire.DeliverFromStore(res))
-	return nil
+	writeJSON(c.w, status, out)
 }
 
-// replyWithToken delivers with a signed reply token instead of a bearer token.
-func (s *Server) replyWithToken(w http.ResponseWriter, r *http.Request, _ *Principal) error {
-	ns, id, err := s.cfg.ReplyTokens.Verify(r.PathValue("token"), s.clock.Now())
-	switch {
-	case errors.Is(err, ErrTokenExpired):
-		return errorf(http.StatusGone, "token_expired", "token", "token: the reply token for correlation %q has expired", id)
-	case err != nil:
+// replyWithToken delivers with a signed reply token instead of a bearer
+// token. The token is valid as long as its registration exists: pending,
+// the reply is delivered; decided, it is late (409); purged or registered
+// again (another nonce), 410. It never buffers an early reply.
+func (s *Server) replyWithToken(c *call) error {
+	ctx := c.r.Context()
+	tokens, err := s.replyTokens(ctx)
+	if err != nil {
+		return err
+	}
+	tok, err := tokens.Verify(c.r.PathValue("token"))
+	if err != nil {
 		return errorf(http.StatusUnauthorized, "bad_token", "token", "token: not a valid reply token")
 	}
 	var req wire.ReplyRequest
-	if err := decode(w, r, s.cfg.MaxBody, &req, false); err != nil {
+	if err := decode(c, s.cfg.MaxBody, &req, false); err != nil {
 		return err
 	}
-	// The token names its correlation; it never buffers an early reply, and a
-	// record that was purged and registered again elsewhere is not its own.
-	if _, err := s.load(r.Context(), id, &Principal{Namespaces: []string{ns}}); err != nil {
+	r, err := req.ToStore()
+	if err != nil {
 		return err
 	}
-	return s.deliver(w, r, id, req.ToStore())
+	gone := errorf(http.StatusGone, "token_gone", "token",
+		"token: the registration this reply token was issued for no longer exists (purged, or registered again)")
+	rc, err := s.st.Get(ctx, tok.Ref)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return gone
+	case err != nil:
+		return err
+	case !tok.Matches(rc):
+		return gone
+	}
+	res, err := s.st.Deliver(ctx, tok.Ref, r)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return gone
+	case err != nil:
+		return err
+	case res.Status == store.DeliverBuffered || !tok.Matches(res.Correlation):
+		// Purged (and perhaps registered again) between the two calls.
+		s.log.WarnContext(ctx, "a reply token's registration went away while its reply was delivered",
+			"namespace", tok.Ref.Namespace, "id", tok.Ref.ID, "status", res.Status)
+		return gone
+	}
+	out := wire.DeliverFromStore(res)
+	if out.Correlation != nil {
+		out.Correlation = responderView(out.Correlation)
+	}
+	s.writeDeliver(c, res, out)
+	return nil
 }
 
-func (s *Server) extend(w http.ResponseWriter, r *http.Request, p *Principal) error {
+// responderView is what the holder of a reply token (no bearer token) is
+// shown of the correlation: its state and counts, not what the registrant
+// keeps for itself (callback data, labels, owner, idempotency key).
+func responderView(j *wire.Correlation) *wire.Correlation {
+	v := *j
+	v.Callback, v.Labels, v.Owner, v.IdempotencyKey = nil, nil, "", ""
+	return &v
+}
+
+func (s *Server) extend(c *call) error {
+	ref, err := c.ref()
+	if err != nil {
+		return err
+	}
 	var req wire.ExtendRequest
-	if err := decode(w, r, s.cfg.MaxBody, &req, false); err != nil {
+	if err := decode(c, s.cfg.MaxBody, &req, false); err != nil {
 		return err
 	}
 	deadline, err := parseTime("deadline", req.Deadline)
 	if err != nil {
 		return err
 	}
-	timeout, err := parseDuration("timeout", req.Timeout)
+	timeout, err := parseTimeout("timeout", req.Timeout)
 	if err != nil {
 		return err
 	}
@@ -198,94 +296,107 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request, p *Principal) er
 	case timeout > 0:
 		deadline = s.clock.Now().Add(timeout)
 	}
-	c, err := s.load(r.Context(), r.PathValue("id"), p)
+	tokens, err := s.replyTokens(c.r.Context())
 	if err != nil {
 		return err
 	}
-	res, err := s.st.Extend(r.Context(), c.ID, deadline)
+	res, err := s.st.Extend(c.r.Context(), ref, deadline)
 	if err != nil {
-		return err
+		return mapNotFound(ref, err)
 	}
-	j := wire.FromStore(res.Correlation)
-	j.ReplyToken = s.replyToken(res.Correlation) // the old one expires with the old deadline
-	w.Header().Set("ETag", etag(res.Correlation))
-	writeJSON(w, http.StatusOK, j)
+	j := wire.Summary(res.Correlation)
+	// The same token as at registration: tokens do not expire.
+	j.ReplyToken = tokens.Sign(res.Correlation.Ref(), res.Correlation.Nonce)
+	c.w.Header().Set("ETag", etag(res.Correlation))
+	writeJSON(c.w, http.StatusOK, j)
 	return nil
 }
 
-func (s *Server) cancel(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	return s.decideWith(w, r, p, store.Store.Cancel)
-}
+func (s *Server) cancel(c *call) error { return s.decideWith(c, store.Store.Cancel) }
 
-func (s *Server) expire(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	return s.decideWith(w, r, p, store.Store.Expire)
-}
+func (s *Server) expire(c *call) error { return s.decideWith(c, store.Store.Expire) }
 
-func (s *Server) decideWith(w http.ResponseWriter, r *http.Request, p *Principal,
-	op func(store.Store, context.Context, string, string) (store.Result, error)) error {
+func (s *Server) decideWith(c *call, op func(store.Store, context.Context, store.Ref, string) (store.Result, error)) error {
+	ref, err := c.ref()
+	if err != nil {
+		return err
+	}
 	var req wire.ReasonRequest
-	if err := decode(w, r, s.cfg.MaxBody, &req, true); err != nil {
+	if err := decode(c, s.cfg.MaxBody, &req, true); err != nil {
 		return err
 	}
 	if err := store.ValidateReason(req.Reason); err != nil {
 		return err
 	}
-	c, err := s.load(r.Context(), r.PathValue("id"), p)
+	res, err := op(s.st, c.r.Context(), ref, req.Reason)
 	if err != nil {
-		return err
+		return mapNotFound(ref, err)
 	}
-	res, err := op(s.st, r.Context(), c.ID, req.Reason)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("ETag", etag(res.Correlation))
-	writeJSON(w, http.StatusOK, wire.FromStore(res.Correlation))
+	c.w.Header().Set("ETag", etag(res.Correlation))
+	writeJSON(c.w, http.StatusOK, wire.Summary(res.Correlation))
 	return nil
 }
 
-func (s *Server) redispatch(w http.ResponseWriter, r *http.Request, p *Principal) error {
+func (s *Server) redispatch(c *call) error {
+	ref, err := c.ref()
+	if err != nil {
+		return err
+	}
 	var req struct{}
-	if err := decode(w, r, s.cfg.MaxBody, &req, true); err != nil {
+	if err := decode(c, s.cfg.MaxBody, &req, true); err != nil {
 		return err
 	}
-	c, err := s.load(r.Context(), r.PathValue("id"), p)
+	res, err := s.st.Redispatch(c.r.Context(), ref)
 	if err != nil {
-		return err
+		return mapNotFound(ref, err)
 	}
-	res, err := s.st.Redispatch(r.Context(), c.ID)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("ETag", etag(res.Correlation))
-	writeJSON(w, http.StatusOK, wire.FromStore(res.Correlation))
+	c.w.Header().Set("ETag", etag(res.Correlation))
+	writeJSON(c.w, http.StatusOK, wire.Summary(res.Correlation))
 	return nil
 }
 
-// listParams are the query parameters of GET /v1/correlations.
-var listParams = []string{"state", "namespace", "owner", "destination", "handler", "label", "dispatch",
-	"older_than", "created_after", "created_before", "deadline_after", "deadline_before", "order", "limit", "cursor"}
+// AllNamespaces is the value of ?namespace= that asks list and stats for
+// every namespace the token may read.
+const AllNamespaces = "*"
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	q := r.URL.Query()
-	if err := onlyParams(q, listParams...); err != nil {
-		return err
-	}
-	for _, k := range listParams {
-		if k != "label" && len(q[k]) > 1 {
-			return badField(k, "given %d times; give it once", len(q[k]))
+// listNamespace is the namespace filter of list: the namespace rule, or
+// with AllNamespaces every namespace the token covers ("" for the store).
+func listNamespace(p *Principal, ns string) (string, error) {
+	if ns == AllNamespaces {
+		switch {
+		case p.All:
+			return "", nil
+		case len(p.Namespaces) == 1:
+			return p.Namespaces[0], nil
 		}
+		return "", badField("namespace", "the token covers several namespaces (%s): list one at a time", strings.Join(p.Namespaces, ","))
+	}
+	ns, err := namespace(p, ns)
+	if err != nil {
+		return "", err
+	}
+	if !p.Allows(ns) {
+		return "", errorf(http.StatusForbidden, "forbidden", "namespace", "namespace: the token may not read namespace %q", ns)
+	}
+	return ns, nil
+}
+
+func (s *Server) list(c *call) error {
+	ns, err := listNamespace(c.p, c.get("namespace"))
+	if err != nil {
+		return err
 	}
 	f := store.Filter{
-		Namespace:   q.Get("namespace"),
-		State:       store.State(q.Get("state")),
-		Owner:       q.Get("owner"),
-		Destination: q.Get("destination"),
-		Handler:     q.Get("handler"),
-		Dispatch:    store.DispatchState(q.Get("dispatch")),
-		Order:       store.Order(q.Get("order")),
-		Cursor:      q.Get("cursor"),
+		Namespace:   ns,
+		State:       store.State(c.get("state")),
+		Owner:       c.get("owner"),
+		Destination: c.get("destination"),
+		Handler:     c.get("handler"),
+		Dispatch:    store.DispatchState(c.get("dispatch")),
+		Order:       store.Order(c.get("order")),
+		Cursor:      c.get("cursor"),
 	}
-	for _, l := range q["label"] {
+	for _, l := range c.q["label"] {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
 			return badField("label", "%q is not KEY=VALUE", l)
@@ -295,14 +406,13 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, p *Principal) erro
 		}
 		f.Labels[k] = v
 	}
-	if s := q.Get("limit"); s != "" {
+	if s := c.get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > store.MaxListLimit {
 			return badField("limit", "must be a whole number between 1 and %d, got %q", store.MaxListLimit, s)
 		}
 		f.Limit = n
 	}
-	var err error
 	for _, t := range []struct {
 		name string
 		dst  *time.Time
@@ -310,12 +420,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, p *Principal) erro
 		{"created_after", &f.CreatedAfter}, {"created_before", &f.CreatedBefore},
 		{"deadline_after", &f.DeadlineAfter}, {"deadline_before", &f.DeadlineBefore},
 	} {
-		if *t.dst, err = parseTime(t.name, q.Get(t.name)); err != nil {
+		if *t.dst, err = parseTime(t.name, c.get(t.name)); err != nil {
 			return err
 		}
 	}
-	if q.Has("older_than") {
-		d, err := parseDuration("older_than", q.Get("older_than"))
+	if c.q.Has("older_than") {
+		d, err := parseDuration("older_than", c.get("older_than"))
 		if err != nil {
 			return err
 		}
@@ -324,97 +434,104 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, p *Principal) erro
 			f.CreatedBefore = before
 		}
 	}
-	if !p.All {
-		switch {
-		case f.Namespace == "" && len(p.Namespaces) == 1:
-			f.Namespace = p.Namespaces[0]
-		case f.Namespace == "":
-			return badField("namespace", "required: the token covers several namespaces (%s)", strings.Join(p.Namespaces, ","))
-		case !p.Allows(f.Namespace):
-			return errorf(http.StatusForbidden, "forbidden", "namespace", "namespace: the token may not read namespace %q", f.Namespace)
-		}
-	}
 	if err := f.Normalize(); err != nil {
 		return err
 	}
-	page, err := s.st.List(r.Context(), f)
+	page, err := s.st.List(c.r.Context(), f)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, wire.ListFromStore(page))
+	writeJSON(c.w, http.StatusOK, wire.ListFromStore(page))
 	return nil
 }
 
-func (s *Server) stats(w http.ResponseWriter, r *http.Request, p *Principal) error {
-	q := r.URL.Query()
-	if err := onlyParams(q, "namespace"); err != nil {
-		return err
-	}
-	ns := q.Get("namespace")
-	if ns != "" && !p.Allows(ns) {
-		return errorf(http.StatusForbidden, "forbidden", "namespace", "namespace: the token may not read namespace %q", ns)
-	}
+// stats counts the namespace of the namespace rule, or with
+// ?namespace=* every namespace the token covers.
+func (s *Server) stats(c *call) error {
+	ctx := c.r.Context()
 	var st store.Stats
-	if ns != "" || p.All {
+	switch ns := c.get("namespace"); {
+	case ns == AllNamespaces && c.p.All:
 		var err error
-		if st, err = s.st.Stats(r.Context(), ns); err != nil {
+		if st, err = s.st.Stats(ctx, ""); err != nil {
 			return err
 		}
-	} else {
+	case ns == AllNamespaces:
 		st.Namespaces = map[string]store.NamespaceStats{}
-		for _, n := range p.Namespaces {
-			one, err := s.st.Stats(r.Context(), n)
+		for _, n := range c.p.Namespaces {
+			one, err := s.st.Stats(ctx, n)
 			if err != nil {
 				return err
 			}
 			st.Namespaces[n] = one.Namespaces[n]
 			st.EarlyReplies = one.EarlyReplies
 		}
+	default:
+		ns, err := namespace(c.p, ns)
+		if err != nil {
+			return err
+		}
+		if !c.p.Allows(ns) {
+			return errorf(http.StatusForbidden, "forbidden", "namespace", "namespace: the token may not read namespace %q", ns)
+		}
+		if st, err = s.st.Stats(ctx, ns); err != nil {
+			return err
+		}
 	}
-	writeJSON(w, http.StatusOK, wire.StatsFromStore(st, s.clock.Now()))
+	out := wire.StatsFromStore(st, s.clock.Now())
+	if limit := s.cfg.MaxPendingPerNamespace; limit > 0 {
+		for n, v := range out.Namespaces {
+			v.PendingLimit = limit
+			out.Namespaces[n] = v
+		}
+	}
+	writeJSON(c.w, http.StatusOK, out)
 	return nil
 }
 
-func (s *Server) metrics(w http.ResponseWriter, r *http.Request, _ *Principal) error {
+func (s *Server) metrics(c *call) error {
 	if s.cfg.Metrics == nil {
 		return errorf(http.StatusNotFound, "not_found", "", "metrics are not enabled")
 	}
-	s.cfg.Metrics.ServeHTTP(w, r)
+	s.cfg.Metrics.ServeHTTP(c.w, c.r)
 	return nil
 }
 
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, _ *Principal) error {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+func (s *Server) healthz(c *call) error {
+	writeJSON(c.w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil
 }
 
-// readyz is ready when the store answers a Stats call.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ *Principal) error {
+// readyz is ready when the store answers a read (Stats) and gives its
+// reply-token secret (a write on Redis: SET NX), and no write of this
+// server failed for want of a store in the last writeFailureHold (a full
+// disk refuses writes while reads go on). The cause is told only to a
+// caller with a valid bearer token (or in open mode).
+func (s *Server) readyz(c *call) error {
 	select {
 	case <-s.drain:
-		return errorf(http.StatusServiceUnavailable, "unavailable", "", "shutting down")
+		return s.notReady(c, "shutting down", nil)
 	default:
 	}
-	if _, err := s.st.Stats(r.Context(), store.DefaultNamespace); err != nil {
-		return errorf(http.StatusServiceUnavailable, "unavailable", "", "store not reachable: %v", err)
+	ctx := c.r.Context()
+	if err := s.health.failing(s.clock.Now()); err != nil {
+		return s.notReady(c, "the store refused a write", err)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	if _, err := s.st.Stats(ctx, store.DefaultNamespace); err != nil {
+		return s.notReady(c, "the store does not answer", err)
+	}
+	if _, err := s.st.Secret(ctx, ReplySecretName); err != nil {
+		return s.notReady(c, "the store does not answer", err)
+	}
+	writeJSON(c.w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
 }
 
-// onlyParams rejects a query parameter the route does not take.
-func onlyParams(q url.Values, allowed ...string) error {
-	for k := range q {
-		ok := false
-		for _, a := range allowed {
-			ok = ok || k == a
-		}
-		if !ok {
-			if len(allowed) == 0 {
-				return badField(k, "unknown query parameter; this route takes none")
-			}
-			return badField(k, "unknown query parameter; this route takes %s", strings.Join(allowed, ", "))
-		}
+func (s *Server) notReady(c *call, why string, err error) error {
+	msg := "not ready: " + why
+	if err != nil && s.mayKnowInternals(c.r) {
+		msg += ": " + err.Error()
 	}
-	return nil
+	c.w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	return errorf(http.StatusServiceUnavailable, "unavailable", "", "%s", msg)
 }

@@ -2,12 +2,14 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,51 +43,180 @@ var epoch = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 type env struct {
 	t     *testing.T
 	clock *store.FakeClock
-	st    *bolt.Store
+	path  string // the bolt file
+	st    *probe
 	api   *Server
 	srv   *httptest.Server
-	// waiting receives the ID of each long poll that goes to sleep.
-	waiting chan string
+	cfg   Config
+	// waiting receives the ref of each long poll that goes to sleep.
+	waiting chan store.Ref
 }
 
 type envOpts struct {
 	auth    bool
 	maxBody int64
+	limits  store.Limits
 	cfg     func(*Config)
 }
 
 // newEnv serves the API on a bolt store in a temp file, with a fake clock.
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	clock := store.NewFakeClock(epoch)
-	st, err := bolt.Open(bolt.Options{Path: filepath.Join(t.TempDir(), "c.db"), NoSync: true, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Store: st, Clock: clock, MaxBody: o.maxBody, MaxWait: 30 * time.Second,
-		Logger: discardLogger()}
+	e := &env{t: t, clock: store.NewFakeClock(epoch), path: filepath.Join(t.TempDir(), "c.db")}
+	e.st = &probe{Store: e.openStore(o.limits)}
+	e.cfg = Config{Store: e.st, Clock: e.clock, MaxBody: o.maxBody, MaxWait: 30 * time.Second, Logger: discardLogger()}
 	if o.auth {
-		if cfg.Tokens, err = ParseTokens(strings.NewReader(testTokenFile)); err != nil {
+		var err error
+		if e.cfg.Tokens, err = ParseTokens(strings.NewReader(testTokenFile)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if o.cfg != nil {
-		o.cfg(&cfg)
+		o.cfg(&e.cfg)
 	}
-	api, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiting := make(chan string, 64)
-	api.testHookWaiting = func(id string) { waiting <- id }
-	e := &env{t: t, clock: clock, st: st, api: api, srv: httptest.NewServer(api), waiting: waiting}
+	e.serve()
 	t.Cleanup(func() {
-		e.api.Drain()
-		e.srv.Close()
-		e.api.Close()
-		st.Close()
+		e.stop()
+		e.st.Close()
 	})
 	return e
+}
+
+func (e *env) openStore(lim store.Limits) *bolt.Store {
+	e.t.Helper()
+	st, err := bolt.Open(bolt.Options{Path: e.path, NoSync: true, Clock: e.clock, Limits: lim})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// serve starts a Server on e.st with e.cfg.
+func (e *env) serve() {
+	e.t.Helper()
+	api, err := New(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.waiting = make(chan store.Ref, 64)
+	waiting := e.waiting
+	api.testHookWaiting = func(ref store.Ref) { waiting <- ref }
+	e.api, e.srv = api, httptest.NewServer(api)
+}
+
+func (e *env) stop() {
+	e.api.Drain()
+	e.srv.Close()
+	e.api.Close()
+}
+
+// restart stops the server, closes and reopens the store's file and serves
+// it with a new Server: what a process restart keeps.
+func (e *env) restart() {
+	e.t.Helper()
+	e.stop()
+	if err := e.st.Store.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.st.Store = e.openStore(store.Limits{})
+	e.serve()
+}
+
+// probe wraps the store: it counts the reads of each ref and, when failWith
+// is set, fails every call with it (as a store that cannot answer would).
+type probe struct {
+	store.Store
+	mu       sync.Mutex
+	reads    map[store.Ref]int
+	failWith error
+	failRead bool // failWith applies to reads too, not only to writes
+}
+
+func (p *probe) fail(err error, reads bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failWith, p.failRead = err, reads
+}
+
+func (p *probe) failing(write bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if write || p.failRead {
+		return p.failWith
+	}
+	return nil
+}
+
+func (p *probe) touched(ref store.Ref) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reads[ref.Norm()]
+}
+
+func (p *probe) note(ref store.Ref) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reads == nil {
+		p.reads = map[store.Ref]int{}
+	}
+	p.reads[ref.Norm()]++
+}
+
+func (p *probe) Register(ctx context.Context, c *store.Correlation) (store.RegisterResult, error) {
+	if err := p.failing(true); err != nil {
+		return store.RegisterResult{}, err
+	}
+	return p.Store.Register(ctx, c)
+}
+
+func (p *probe) Get(ctx context.Context, ref store.Ref) (*store.Correlation, error) {
+	p.note(ref)
+	if err := p.failing(false); err != nil {
+		return nil, err
+	}
+	return p.Store.Get(ctx, ref)
+}
+
+func (p *probe) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
+	p.note(ref)
+	if err := p.failing(true); err != nil {
+		return store.DeliverResult{}, err
+	}
+	return p.Store.Deliver(ctx, ref, r)
+}
+
+func (p *probe) Extend(ctx context.Context, ref store.Ref, d time.Time) (store.Result, error) {
+	p.note(ref)
+	return p.Store.Extend(ctx, ref, d)
+}
+
+func (p *probe) Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
+	p.note(ref)
+	return p.Store.Cancel(ctx, ref, reason)
+}
+
+func (p *probe) Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
+	p.note(ref)
+	return p.Store.Expire(ctx, ref, reason)
+}
+
+func (p *probe) Redispatch(ctx context.Context, ref store.Ref) (store.Result, error) {
+	p.note(ref)
+	return p.Store.Redispatch(ctx, ref)
+}
+
+func (p *probe) Stats(ctx context.Context, ns string) (store.Stats, error) {
+	if err := p.failing(false); err != nil {
+		return store.Stats{}, err
+	}
+	return p.Store.Stats(ctx, ns)
+}
+
+func (p *probe) Secret(ctx context.Context, name string) ([]byte, error) {
+	if err := p.failing(false); err != nil {
+		return nil, err
+	}
+	return p.Store.Secret(ctx, name)
 }
 
 type resp struct {
@@ -112,6 +243,12 @@ func (r resp) str(path string) string { s, _ := r.field(path).(string); return s
 
 func (e *env) do(method, path, token string, body any) resp {
 	e.t.Helper()
+	return e.doAuth(method, path, "Bearer "+token, body, token != "")
+}
+
+// doAuth sends a request with the Authorization header auth (when send).
+func (e *env) doAuth(method, path, auth string, body any, send bool) resp {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -130,8 +267,8 @@ func (e *env) do(method, path, token string, body any) resp {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if send {
+		req.Header.Set("Authorization", auth)
 	}
 	res, err := e.srv.Client().Do(req)
 	if err != nil {

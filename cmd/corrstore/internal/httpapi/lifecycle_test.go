@@ -13,7 +13,7 @@ func TestLifeOfACorrelation(t *testing.T) {
 	reg := obj{"id": "order-42", "timeout": "30s", "destination": "payments", "reply_to": "orders.replies",
 		"callback": obj{"handler": "resume-order", "data": obj{"order": 42}}, "labels": obj{"workflow": "w1"}}
 	r := e.want(e.do("POST", "/v1/correlations", "", reg), http.StatusCreated)
-	if r.str("state") != "pending" || r.str("reply_token") == "" || r.header.Get("Location") != "/v1/correlations/order-42" {
+	if r.str("state") != "pending" || r.str("reply_token") == "" || r.header.Get("Location") != "/v1/correlations/order-42?namespace=default" {
 		t.Fatalf("register answer: %s", r.raw)
 	}
 	if got := r.str("deadline"); got != epoch.Add(30*time.Second).Format(time.RFC3339) {

@@ -10,14 +10,15 @@ import (
 )
 
 // waiters fans the store's change events out to long polls by correlation
-// ID: one subscription for the whole server, whatever the number of polls.
+// (its ref): one subscription for the whole server, whatever the number of
+// polls.
 type waiters struct {
 	st  store.Store
 	log *slog.Logger
 	ch  <-chan store.Event
 
-	mu  sync.Mutex
-	ids map[string]map[chan struct{}]struct{}
+	mu   sync.Mutex
+	refs map[store.Ref]map[chan struct{}]struct{}
 }
 
 // watch subscribes before it returns, so a poll registered after it misses
@@ -27,30 +28,32 @@ func watch(ctx context.Context, st store.Store, log *slog.Logger) (*waiters, err
 	if err != nil {
 		return nil, err
 	}
-	return &waiters{st: st, log: log, ch: ch, ids: map[string]map[chan struct{}]struct{}{}}, nil
+	return &waiters{st: st, log: log, ch: ch, refs: map[store.Ref]map[chan struct{}]struct{}{}}, nil
 }
 
-// add registers a poll on id; the channel gets a signal when the
+// add registers a poll on ref; the channel gets a signal when the
 // correlation may have changed. Call remove when done.
-func (w *waiters) add(id string) chan struct{} {
+func (w *waiters) add(ref store.Ref) chan struct{} {
+	ref = ref.Norm()
 	c := make(chan struct{}, 1)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	m := w.ids[id]
+	m := w.refs[ref]
 	if m == nil {
 		m = map[chan struct{}]struct{}{}
-		w.ids[id] = m
+		w.refs[ref] = m
 	}
 	m[c] = struct{}{}
 	return c
 }
 
-func (w *waiters) remove(id string, c chan struct{}) {
+func (w *waiters) remove(ref store.Ref, c chan struct{}) {
+	ref = ref.Norm()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	delete(w.ids[id], c)
-	if len(w.ids[id]) == 0 {
-		delete(w.ids, id)
+	delete(w.refs[ref], c)
+	if len(w.refs[ref]) == 0 {
+		delete(w.refs, ref)
 	}
 }
 
@@ -61,10 +64,10 @@ func signal(c chan struct{}) {
 	}
 }
 
-func (w *waiters) notify(id string) {
+func (w *waiters) notify(ref store.Ref) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for c := range w.ids[id] {
+	for c := range w.refs[ref.Norm()] {
 		signal(c)
 	}
 }
@@ -73,7 +76,7 @@ func (w *waiters) notify(id string) {
 func (w *waiters) notifyAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, m := range w.ids {
+	for _, m := range w.refs {
 		for c := range m {
 			signal(c)
 		}
@@ -88,7 +91,7 @@ func (w *waiters) run(ctx context.Context) {
 	for {
 		for e := range ch {
 			if e.State.Terminal() {
-				w.notify(e.ID)
+				w.notify(e.Ref())
 			}
 		}
 		for {

@@ -223,7 +223,7 @@ func errKind(err error) string {
 		err  error
 		name string
 	}{
-		{store.ErrNotFound, "not_found"}, {store.ErrConflict, "conflict"}, {store.ErrNotPending, "not_pending"},
+		{store.ErrUnavailable, "unavailable"}, {store.ErrNotFound, "not_found"}, {store.ErrConflict, "conflict"}, {store.ErrNotPending, "not_pending"},
 		{store.ErrInvalid, "invalid"}, {store.ErrTooLarge, "too_large"}, {store.ErrClosed, "closed"},
 		{store.ErrCorrupt, "corrupt"}, {context.Canceled, "canceled"}, {context.DeadlineExceeded, "timeout"},
 	} {

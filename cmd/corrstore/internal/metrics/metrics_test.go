@@ -41,7 +41,7 @@ func TestMetricsAgainstTheStore(t *testing.T) {
 	reg("a2", "alpha", time.Hour)
 	reg("b1", "beta", 5*time.Second)
 	reg("b2", "beta", time.Hour)
-	if _, err := st.Deliver(ctx, "b2", store.Reply{Body: []byte(`1`)}); err != nil {
+	if _, err := st.Deliver(ctx, store.Ref{Namespace: "beta", ID: "b2"}, store.Reply{Body: []byte(`1`)}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Add(50 * time.Second)

@@ -43,9 +43,9 @@ func (s *instrumented) Register(ctx context.Context, c *store.Correlation) (stor
 	return res, err
 }
 
-func (s *instrumented) Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error) {
+func (s *instrumented) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
 	start := time.Now()
-	res, err := s.st.Deliver(ctx, id, r)
+	res, err := s.st.Deliver(ctx, ref, r)
 	s.observe("deliver", start, err)
 	if err == nil {
 		s.m.replies.WithLabelValues(string(res.Status)).Inc()
@@ -56,23 +56,23 @@ func (s *instrumented) Deliver(ctx context.Context, id string, r store.Reply) (s
 	return res, err
 }
 
-func (s *instrumented) Get(ctx context.Context, id string) (*store.Correlation, error) {
+func (s *instrumented) Get(ctx context.Context, ref store.Ref) (*store.Correlation, error) {
 	start := time.Now()
-	c, err := s.st.Get(ctx, id)
+	c, err := s.st.Get(ctx, ref)
 	s.observe("get", start, err)
 	return c, err
 }
 
-func (s *instrumented) Extend(ctx context.Context, id string, deadline time.Time) (store.Result, error) {
+func (s *instrumented) Extend(ctx context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
 	start := time.Now()
-	res, err := s.st.Extend(ctx, id, deadline)
+	res, err := s.st.Extend(ctx, ref, deadline)
 	s.observe("extend", start, err)
 	return res, err
 }
 
-func (s *instrumented) Cancel(ctx context.Context, id, reason string) (store.Result, error) {
+func (s *instrumented) Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
 	start := time.Now()
-	res, err := s.st.Cancel(ctx, id, reason)
+	res, err := s.st.Cancel(ctx, ref, reason)
 	s.observe("cancel", start, err)
 	if err == nil && !res.Duplicate {
 		s.outcome(res.Correlation)
@@ -80,9 +80,9 @@ func (s *instrumented) Cancel(ctx context.Context, id, reason string) (store.Res
 	return res, err
 }
 
-func (s *instrumented) Expire(ctx context.Context, id, reason string) (store.Result, error) {
+func (s *instrumented) Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
 	start := time.Now()
-	res, err := s.st.Expire(ctx, id, reason)
+	res, err := s.st.Expire(ctx, ref, reason)
 	s.observe("expire", start, err)
 	if err == nil && !res.Duplicate {
 		s.outcome(res.Correlation)
@@ -110,9 +110,9 @@ func (s *instrumented) ClaimDispatch(ctx context.Context, instance string, now t
 	return cs, err
 }
 
-func (s *instrumented) AckDispatch(ctx context.Context, id string, claim store.Claim) (store.Result, error) {
+func (s *instrumented) AckDispatch(ctx context.Context, ref store.Ref, claim store.Claim) (store.Result, error) {
 	start := time.Now()
-	res, err := s.st.AckDispatch(ctx, id, claim)
+	res, err := s.st.AckDispatch(ctx, ref, claim)
 	s.observe("ack_dispatch", start, err)
 	if err == nil && !res.Duplicate {
 		s.m.dispatch.WithLabelValues("acked").Inc()
@@ -120,9 +120,9 @@ func (s *instrumented) AckDispatch(ctx context.Context, id string, claim store.C
 	return res, err
 }
 
-func (s *instrumented) NackDispatch(ctx context.Context, id string, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
+func (s *instrumented) NackDispatch(ctx context.Context, ref store.Ref, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
 	start := time.Now()
-	res, err := s.st.NackDispatch(ctx, id, claim, errText, retryAt)
+	res, err := s.st.NackDispatch(ctx, ref, claim, errText, retryAt)
 	s.observe("nack_dispatch", start, err)
 	if err == nil && !res.Duplicate {
 		result := "failed"
@@ -134,9 +134,9 @@ func (s *instrumented) NackDispatch(ctx context.Context, id string, claim store.
 	return res, err
 }
 
-func (s *instrumented) Redispatch(ctx context.Context, id string) (store.Result, error) {
+func (s *instrumented) Redispatch(ctx context.Context, ref store.Ref) (store.Result, error) {
 	start := time.Now()
-	res, err := s.st.Redispatch(ctx, id)
+	res, err := s.st.Redispatch(ctx, ref)
 	s.observe("redispatch", start, err)
 	if err == nil && !res.Duplicate {
 		s.m.dispatch.WithLabelValues("redispatched").Inc()
@@ -174,6 +174,13 @@ func (s *instrumented) DropEarlyReplies(ctx context.Context, before time.Time, l
 
 func (s *instrumented) Subscribe(ctx context.Context) (<-chan store.Event, error) {
 	return s.st.Subscribe(ctx)
+}
+
+func (s *instrumented) Secret(ctx context.Context, name string) ([]byte, error) {
+	start := time.Now()
+	b, err := s.st.Secret(ctx, name)
+	s.observe("secret", start, err)
+	return b, err
 }
 
 func (s *instrumented) Close() error { return s.st.Close() }

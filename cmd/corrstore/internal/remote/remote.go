@@ -2,10 +2,18 @@
 // over the HTTP API of a running corrstore serve: the commands are written
 // once against an interface, and --server picks this implementation where
 // --store picks a store.
+//
+// Two differences from a store follow from the API. A Ref (or registration)
+// with an empty Namespace leaves the namespace to the server's rule: the
+// token's only namespace when it has exactly one, else "default". And
+// Register, Deliver and the other writes answer a summary: the correlation
+// without reply bodies, late replies and timeline (see wire.Summary); Get
+// gives the full record.
 package remote
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +34,9 @@ var (
 	ErrUnauthorized = errors.New("the server refused the token (401): check --token-file or CORRSTORE_TOKEN")
 	ErrForbidden    = errors.New("the token's role or namespaces do not allow this (403)")
 	ErrUnreachable  = errors.New("server unreachable")
+	// ErrLimited: a limit of the server (e.g. pending correlations per
+	// namespace) refused the call (429); the message names it.
+	ErrLimited = errors.New("over a limit of the server (429)")
 )
 
 // Client talks to one corrstore server.
@@ -142,6 +153,10 @@ func errorOf(status int, data []byte) error {
 		sentinel = store.ErrTooLarge
 	case e.Error.Code == "corrupt":
 		sentinel = store.ErrCorrupt
+	case status == http.StatusServiceUnavailable:
+		sentinel = store.ErrUnavailable
+	case status == http.StatusTooManyRequests:
+		sentinel = ErrLimited
 	case status == http.StatusBadRequest:
 		sentinel = store.ErrInvalid
 	default:
@@ -161,55 +176,70 @@ type serverError struct {
 func (e *serverError) Error() string { return e.msg }
 func (e *serverError) Unwrap() error { return e.sentinel }
 
-func idPath(id string, suffix string) string {
-	return "/v1/correlations/" + url.PathEscape(id) + suffix
+// refPath is the path of a per-id route; its query names the namespace
+// when ref does.
+func refPath(ref store.Ref, suffix string) (string, url.Values, error) {
+	if err := store.ValidateID(ref.ID); err != nil {
+		return "", nil, err
+	}
+	var q url.Values
+	if ref.Namespace != "" {
+		if err := store.ValidateNamespace(ref.Namespace); err != nil {
+			return "", nil, err
+		}
+		q = url.Values{"namespace": {ref.Namespace}}
+	}
+	return "/v1/correlations/" + url.PathEscape(ref.ID) + suffix, q, nil
 }
 
-// Get implements the store.Store method over GET /v1/correlations/{id}.
-func (c *Client) Get(ctx context.Context, id string) (*store.Correlation, error) {
-	if err := store.ValidateID(id); err != nil {
+// Get implements the store.Store method over GET /v1/correlations/{id}:
+// the full record.
+func (c *Client) Get(ctx context.Context, ref store.Ref) (*store.Correlation, error) {
+	path, q, err := refPath(ref, "")
+	if err != nil {
 		return nil, err
 	}
 	var j wire.Correlation
-	if _, err := c.do(ctx, http.MethodGet, idPath(id, ""), nil, nil, &j, false); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, path, q, nil, &j, false); err != nil {
 		return nil, err
 	}
 	return j.ToStore(), nil
 }
 
-func (c *Client) result(ctx context.Context, id, suffix string, body any) (store.Result, error) {
-	if err := store.ValidateID(id); err != nil {
+func (c *Client) result(ctx context.Context, ref store.Ref, suffix string, body any) (store.Result, error) {
+	path, q, err := refPath(ref, suffix)
+	if err != nil {
 		return store.Result{}, err
 	}
 	var j wire.Correlation
-	if _, err := c.do(ctx, http.MethodPost, idPath(id, suffix), nil, body, &j, false); err != nil {
+	if _, err := c.do(ctx, http.MethodPost, path, q, body, &j, false); err != nil {
 		return store.Result{}, err
 	}
 	return store.Result{Correlation: j.ToStore()}, nil
 }
 
 // Extend moves the deadline (POST …/extend).
-func (c *Client) Extend(ctx context.Context, id string, deadline time.Time) (store.Result, error) {
-	return c.result(ctx, id, "/extend", wire.ExtendRequest{Deadline: deadline.UTC().Format(time.RFC3339Nano)})
+func (c *Client) Extend(ctx context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
+	return c.result(ctx, ref, "/extend", wire.ExtendRequest{Deadline: deadline.UTC().Format(time.RFC3339Nano)})
 }
 
 // Cancel cancels a pending correlation (POST …/cancel).
-func (c *Client) Cancel(ctx context.Context, id, reason string) (store.Result, error) {
-	return c.result(ctx, id, "/cancel", wire.ReasonRequest{Reason: reason})
+func (c *Client) Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
+	return c.result(ctx, ref, "/cancel", wire.ReasonRequest{Reason: reason})
 }
 
 // Expire forces the deadline outcome now (POST …/expire).
-func (c *Client) Expire(ctx context.Context, id, reason string) (store.Result, error) {
-	return c.result(ctx, id, "/expire", wire.ReasonRequest{Reason: reason})
+func (c *Client) Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
+	return c.result(ctx, ref, "/expire", wire.ReasonRequest{Reason: reason})
 }
 
 // Redispatch makes a dead or done dispatch due again (POST …/redispatch).
-func (c *Client) Redispatch(ctx context.Context, id string) (store.Result, error) {
-	return c.result(ctx, id, "/redispatch", nil)
+func (c *Client) Redispatch(ctx context.Context, ref store.Ref) (store.Result, error) {
+	return c.result(ctx, ref, "/redispatch", nil)
 }
 
 // Register registers a correlation (POST /v1/correlations). Callback data
-// must be JSON: the API carries it as a JSON value.
+// that is not JSON travels as data_base64.
 func (c *Client) Register(ctx context.Context, r *store.Correlation) (store.RegisterResult, error) {
 	req := wire.RegisterRequest{
 		ID: r.ID, Namespace: r.Namespace, Pattern: string(r.Pattern), Optional: r.Optional,
@@ -229,7 +259,7 @@ func (c *Client) Register(ctx context.Context, r *store.Correlation) (store.Regi
 		req.Deadline = r.Deadline.UTC().Format(time.RFC3339Nano)
 	}
 	if r.Callback.Handler != "" || len(r.Callback.Data) > 0 {
-		req.Callback = &wire.CallbackRequest{Handler: r.Callback.Handler, Data: json.RawMessage(r.Callback.Data)}
+		req.Callback = wire.NewCallbackRequest(r.Callback)
 	}
 	var j wire.Correlation
 	status, err := c.do(ctx, http.MethodPost, "/v1/correlations", nil, req, &j, false)
@@ -239,17 +269,22 @@ func (c *Client) Register(ctx context.Context, r *store.Correlation) (store.Regi
 	return store.RegisterResult{Correlation: j.ToStore(), Created: status == http.StatusCreated}, nil
 }
 
-// Deliver delivers a reply (POST …/replies). The body must be JSON.
-func (c *Client) Deliver(ctx context.Context, id string, r store.Reply) (store.DeliverResult, error) {
-	req := wire.ReplyRequest{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Body: json.RawMessage(r.Body), Error: r.Error}
+// Deliver delivers a reply (POST …/replies). A body that is not JSON
+// travels as body_base64.
+func (c *Client) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
+	path, q, err := refPath(ref, "/replies")
+	if err != nil {
+		return store.DeliverResult{}, err
+	}
 	var out wire.DeliverResponse
-	if _, err := c.do(ctx, http.MethodPost, idPath(id, "/replies"), nil, req, &out, true); err != nil {
+	if _, err := c.do(ctx, http.MethodPost, path, q, wire.NewReplyRequest(r), &out, true); err != nil {
 		return store.DeliverResult{}, err
 	}
 	return out.ToStore(), nil
 }
 
-// List lists a page (GET /v1/correlations).
+// List lists a page (GET /v1/correlations) of summaries. As with a store,
+// an empty f.Namespace lists every namespace (the token may read).
 func (c *Client) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	q := url.Values{}
 	add := func(k, v string) {
@@ -262,7 +297,7 @@ func (c *Client) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			q.Set(k, t.UTC().Format(time.RFC3339Nano))
 		}
 	}
-	add("namespace", f.Namespace)
+	q.Set("namespace", cmp.Or(f.Namespace, AllNamespaces))
 	add("state", string(f.State))
 	add("owner", f.Owner)
 	add("destination", f.Destination)
@@ -287,12 +322,10 @@ func (c *Client) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	return out.ToStore(), nil
 }
 
-// Stats counts correlations (GET /v1/stats).
+// Stats counts correlations (GET /v1/stats) of one namespace or, as with a
+// store, of every namespace (the token may read) when namespace is "".
 func (c *Client) Stats(ctx context.Context, namespace string) (store.Stats, error) {
-	q := url.Values{}
-	if namespace != "" {
-		q.Set("namespace", namespace)
-	}
+	q := url.Values{"namespace": {cmp.Or(namespace, AllNamespaces)}}
 	var out wire.StatsResponse
 	if _, err := c.do(ctx, http.MethodGet, "/v1/stats", q, nil, &out, false); err != nil {
 		return store.Stats{}, err
@@ -305,3 +338,7 @@ func (c *Client) Ready(ctx context.Context) error {
 	_, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil, nil, false)
 	return err
 }
+
+// AllNamespaces is the ?namespace= of list and stats that asks for every
+// namespace the token may read (httpapi.AllNamespaces).
+const AllNamespaces = "*"

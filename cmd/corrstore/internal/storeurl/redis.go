@@ -32,25 +32,37 @@ func (o *ownedRedis) Close() error {
 	return err
 }
 
-// openRedis opens redis://, rediss:// (one server) or redis+cluster://
-// (a Redis Cluster). corrstore's own options ride in the query:
+// Redis is what a Redis --store URL names: a client that answered a PING,
+// and corrstore's own options from the query.
+type Redis struct {
+	Client redis.UniversalClient
+	Prefix string
+	Shards int
+	Strict bool
+}
+
+// DialRedis reads redis://, rediss:// (one server) or redis+cluster://
+// (a Redis Cluster) and connects. corrstore's own options ride in the query:
 // prefix=P, shards=N, strict=true; the rest is go-redis's (redis.ParseURL).
-func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) {
+// It opens no store, so `corrstore upgrade` can use it on an old schema.
+// The caller closes Client.
+func DialRedis(ctx context.Context, raw string, logger *slog.Logger) (Redis, error) {
 	shown := Redact(raw)
+	var r Redis
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("--store %s: %v", shown, err)
+		return r, fmt.Errorf("--store %s: %v", shown, err)
 	}
 	q := u.Query()
-	cfg := redisstore.Config{Prefix: q.Get("prefix"), Clock: o.Clock, Logger: o.Logger, Limits: o.Limits}
+	r.Prefix = q.Get("prefix")
 	if v := q.Get("shards"); v != "" {
-		if cfg.Shards, err = strconv.Atoi(v); err != nil {
-			return nil, fmt.Errorf("--store %s: shards: want a number, got %q", shown, v)
+		if r.Shards, err = strconv.Atoi(v); err != nil {
+			return r, fmt.Errorf("--store %s: shards: want a number, got %q", shown, v)
 		}
 	}
 	if v := q.Get("strict"); v != "" {
-		if cfg.Strict, err = strconv.ParseBool(v); err != nil {
-			return nil, fmt.Errorf("--store %s: strict: want true or false, got %q", shown, v)
+		if r.Strict, err = strconv.ParseBool(v); err != nil {
+			return r, fmt.Errorf("--store %s: strict: want true or false, got %q", shown, v)
 		}
 	}
 	q.Del("prefix")
@@ -58,16 +70,13 @@ func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) 
 	q.Del("strict")
 	u.RawQuery = q.Encode()
 
-	var (
-		rdb   redis.UniversalClient
-		addrs []string
-	)
+	var addrs []string
 	if u.Scheme == "redis+cluster" {
 		if u.Path != "" && u.Path != "/" {
-			return nil, fmt.Errorf("--store %s: a cluster has no database number (drop %q)", shown, u.Path)
+			return r, fmt.Errorf("--store %s: a cluster has no database number (drop %q)", shown, u.Path)
 		}
 		if len(q) > 0 {
-			return nil, fmt.Errorf("--store %s: unknown option %q (prefix, shards, strict)", shown, firstKey(q))
+			return r, fmt.Errorf("--store %s: unknown option %q (prefix, shards, strict)", shown, firstKey(q))
 		}
 		addrs = strings.Split(u.Host, ",")
 		co := &redis.ClusterOptions{Addrs: addrs}
@@ -75,30 +84,40 @@ func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) 
 			co.Username = u.User.Username()
 			co.Password, _ = u.User.Password()
 		}
-		rdb = redis.NewClusterClient(co)
+		r.Client = redis.NewClusterClient(co)
 	} else {
 		ro, err := redis.ParseURL(u.String())
 		if err != nil {
-			return nil, fmt.Errorf("--store %s: %v", shown, err)
+			return r, fmt.Errorf("--store %s: %v", shown, err)
 		}
 		addrs = []string{ro.Addr}
-		rdb = redis.NewClient(ro)
+		r.Client = redis.NewClient(ro)
 	}
-	routeRedisLog(o.Logger)
+	routeRedisLog(logger)
 	if err := reachable(ctx, addrs); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("--store %s: cannot reach Redis: %v", shown, err)
+		r.Client.Close()
+		return Redis{}, fmt.Errorf("--store %s: cannot reach Redis: %v", shown, err)
 	}
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("--store %s: cannot reach Redis: %v", shown, err)
+	if err := r.Client.Ping(ctx).Err(); err != nil {
+		r.Client.Close()
+		return Redis{}, fmt.Errorf("--store %s: cannot reach Redis: %v", shown, err)
 	}
-	st, err := redisstore.New(ctx, rdb, cfg)
+	return r, nil
+}
+
+// openRedis opens the store a Redis URL names (see DialRedis).
+func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) {
+	r, err := DialRedis(ctx, raw, o.Logger)
 	if err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("--store %s: %w", shown, err)
+		return nil, err
 	}
-	return &ownedRedis{Store: st, rdb: rdb}, nil
+	cfg := redisstore.Config{Prefix: r.Prefix, Shards: r.Shards, Strict: r.Strict, Clock: o.Clock, Logger: o.Logger, Limits: o.Limits}
+	st, err := redisstore.New(ctx, r.Client, cfg)
+	if err != nil {
+		r.Client.Close()
+		return nil, fmt.Errorf("--store %s: %w", Redact(raw), err)
+	}
+	return &ownedRedis{Store: st, rdb: r.Client}, nil
 }
 
 // reachable dials the addresses once each, so that a server that is not

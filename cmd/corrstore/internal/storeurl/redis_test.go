@@ -39,7 +39,7 @@ func TestOpenRedis(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	if _, err := st.Get(ctx, "a"); !errors.Is(err, store.ErrClosed) {
+	if _, err := st.Get(ctx, store.RefOf("a")); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Get after Close: %v, want ErrClosed", err)
 	}
 	if err := o.rdb.Ping(ctx).Err(); !errors.Is(err, redis.ErrClosed) {

@@ -6,13 +6,20 @@
 //
 // # Correlations
 //
-// [FromStore] turns a store.Correlation into a [Correlation] and
-// [Correlation.ToStore] turns it back. Bytes that are JSON (callback data,
-// reply bodies) travel as JSON values, other bytes as base64 in the
-// data_base64 or body_base64 field. Times are sent in UTC. What the API does
-// not show (Timeout, Fingerprint, the dispatch lease and its bookkeeping)
-// does not come back; everything else does, except that JSON bytes come back
-// as encoding/json re-encodes them (compacted, with <, > and & escaped).
+// [FromStore] turns a store.Correlation into a [Correlation], the full record
+// that GET /v1/correlations/{id} answers, and [Correlation.ToStore] turns it
+// back. [Summary] is the same document without reply bodies, late replies and
+// timeline (reply_count and reply_bytes say what is stored): what the answers
+// to writes and the items of a list carry, so that an answer costs what the
+// request did, not what the record holds.
+//
+// Callback data and reply bodies are bytes. They travel as a JSON value
+// (data, body) when they are valid JSON in valid UTF-8, else as standard
+// base64 (data_base64, body_base64); requests may use either form, not both.
+// Times are sent in UTC. What the API does not show (Timeout, Fingerprint,
+// Nonce, the dispatch lease and its bookkeeping) does not come back;
+// everything else does, except that JSON bytes come back as encoding/json
+// re-encodes them (compacted, with <, > and & escaped).
 //
 // # Requests
 //
@@ -24,7 +31,9 @@ package wire
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corrstore/corrstore/store"
 )
@@ -48,14 +57,21 @@ type Correlation struct {
 	CreatedAt      time.Time         `json:"created_at"`
 	UpdatedAt      time.Time         `json:"updated_at"`
 	Version        int64             `json:"version"`
-	Replies        []Reply           `json:"replies"`
-	Late           []Reply           `json:"late"`
-	LateCount      int               `json:"late_count"`
-	DuplicateCount int               `json:"duplicate_count"`
-	Outcome        *Outcome          `json:"outcome,omitempty"`
-	Dispatch       Dispatch          `json:"dispatch"`
-	Events         []Event           `json:"events"`
-	EventsDropped  int               `json:"events_dropped,omitempty"`
+	// ReplyCount and ReplyBytes count the accepted replies and the bytes of
+	// their bodies (which max_record_bytes bounds), in full records and
+	// summaries alike.
+	ReplyCount int `json:"reply_count"`
+	ReplyBytes int `json:"reply_bytes"`
+	// Replies, Late and Events are in full records only ([] when empty);
+	// a summary omits them.
+	Replies        []Reply  `json:"replies,omitzero"`
+	Late           []Reply  `json:"late,omitzero"`
+	LateCount      int      `json:"late_count"`
+	DuplicateCount int      `json:"duplicate_count"`
+	Outcome        *Outcome `json:"outcome,omitempty"`
+	Dispatch       Dispatch `json:"dispatch"`
+	Events         []Event  `json:"events,omitzero"`
+	EventsDropped  int      `json:"events_dropped,omitempty"`
 	// ReplyToken is set by the server on register and extend; the store
 	// has no such field.
 	ReplyToken string `json:"reply_token,omitempty"`
@@ -106,17 +122,28 @@ type Event struct {
 	Detail string          `json:"detail,omitempty"`
 }
 
-// FromStore returns c as the API shows it, without a reply token.
+// FromStore returns c as the API shows it in full, without a reply token.
 func FromStore(c *store.Correlation) *Correlation {
+	j := Summary(c)
+	j.Replies, j.Late = fromReplies(c.Replies), fromReplies(c.Late)
+	j.Events = make([]Event, 0, len(c.Events))
+	for _, e := range c.Events {
+		j.Events = append(j.Events, Event{At: e.At.UTC(), Type: e.Type, Detail: e.Detail})
+	}
+	return j
+}
+
+// Summary returns c as the answers to writes and list items show it: the
+// full record without replies, late replies and timeline.
+func Summary(c *store.Correlation) *Correlation {
 	j := &Correlation{
 		ID: c.ID, Namespace: c.Namespace, Pattern: c.Pattern, Expect: c.Expect, Quorum: c.Quorum,
 		Optional: c.Optional, Deadline: c.Deadline.UTC(), Destination: c.Destination, ReplyTo: c.ReplyTo,
 		Owner: c.Owner, Labels: c.Labels, IdempotencyKey: c.IdempotencyKey, State: c.State,
 		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(), Version: c.Version,
-		Replies: fromReplies(c.Replies), Late: fromReplies(c.Late), LateCount: c.LateCount,
+		ReplyCount: len(c.Replies), ReplyBytes: c.ReplyBytes(), LateCount: c.LateCount,
 		DuplicateCount: c.DuplicateCount, EventsDropped: c.EventsDropped,
 		Dispatch: Dispatch{State: c.Dispatch.State, Attempts: c.Dispatch.Attempts, LastError: c.Dispatch.LastError},
-		Events:   make([]Event, 0, len(c.Events)),
 	}
 	if c.Callback.Handler != "" || len(c.Callback.Data) > 0 {
 		j.Callback = &Callback{Handler: c.Callback.Handler}
@@ -130,14 +157,16 @@ func FromStore(c *store.Correlation) *Correlation {
 		t := c.Dispatch.NextAt.UTC()
 		j.Dispatch.NextAt = &t
 	}
-	for _, e := range c.Events {
-		j.Events = append(j.Events, Event{At: e.At.UTC(), Type: e.Type, Detail: e.Detail})
-	}
 	return j
 }
 
+// IsSummary reports whether j is a summary (it has no replies list).
+func (j *Correlation) IsSummary() bool { return j.Replies == nil }
+
 // ToStore returns the correlation j shows; it inverts [FromStore]. Empty
-// lists come back nil.
+// lists come back nil. A summary has no replies to give back: its
+// correlation holds ReplyCount replies with only their count meaningful
+// (every field zero), so that len(c.Replies) still counts them.
 func (j *Correlation) ToStore() *store.Correlation {
 	c := &store.Correlation{
 		ID: j.ID, Namespace: j.Namespace, Pattern: j.Pattern, Expect: j.Expect, Quorum: j.Quorum,
@@ -150,6 +179,9 @@ func (j *Correlation) ToStore() *store.Correlation {
 	}
 	if j.Dispatch.NextAt != nil {
 		c.Dispatch.NextAt = *j.Dispatch.NextAt
+	}
+	if j.IsSummary() && j.ReplyCount > 0 {
+		c.Replies = make([]store.Reply, j.ReplyCount)
 	}
 	if j.Callback != nil {
 		c.Callback = store.Callback{Handler: j.Callback.Handler, Data: bytesOf(j.Callback.Data, j.Callback.DataBase64)}
@@ -193,34 +225,53 @@ func toReplies(rs []Reply) []store.Reply {
 	return out
 }
 
-// jsonOrBase64 returns b as raw JSON when it is JSON, else as base64.
+// jsonOrBase64 returns b as raw JSON when it is JSON in valid UTF-8 (which
+// json.Valid alone does not check), else as base64.
 func jsonOrBase64(b []byte) (json.RawMessage, string) {
 	if len(b) == 0 {
 		return nil, ""
 	}
-	if json.Valid(b) {
+	if utf8.Valid(b) && json.Valid(b) {
 		return json.RawMessage(b), ""
 	}
 	return nil, base64.StdEncoding.EncodeToString(b)
 }
 
-// bytesOf inverts jsonOrBase64; base64 that does not decode is no bytes.
+// bytesOf inverts jsonOrBase64 for answers this package wrote; base64 that
+// does not decode is no bytes. Requests go through [BytesOf], which refuses.
 func bytesOf(raw json.RawMessage, b64 string) []byte {
-	if len(raw) > 0 {
-		return []byte(raw)
+	b, _ := BytesOf("", raw, b64)
+	return b
+}
+
+// BytesOf reads bytes sent as a JSON value (raw) or as standard base64
+// (b64), at most one of the two: field names the JSON field (body, data)
+// in the *store.FieldError (ErrInvalid) it returns for both, or for base64
+// that is not canonical. JSON null is no bytes.
+func BytesOf(field string, raw json.RawMessage, b64 string) ([]byte, error) {
+	hasRaw := len(raw) > 0 && string(raw) != "null"
+	switch {
+	case hasRaw && b64 != "":
+		return nil, &store.FieldError{Field: field, Err: store.ErrInvalid,
+			Reason: fmt.Sprintf("give %s or %s_base64, not both", field, field)}
+	case hasRaw:
+		return []byte(raw), nil
+	case b64 == "":
+		return nil, nil
 	}
-	if b64 != "" {
-		if b, err := base64.StdEncoding.DecodeString(b64); err == nil {
-			return b
-		}
+	b, err := base64.StdEncoding.Strict().DecodeString(b64)
+	if err != nil || base64.StdEncoding.EncodeToString(b) != b64 {
+		return nil, &store.FieldError{Field: field + "_base64", Err: store.ErrInvalid,
+			Reason: "is not standard base64 with padding (RFC 4648 §4)"}
 	}
-	return nil
+	return b, nil
 }
 
 // DeliverResponse answers a reply.
 type DeliverResponse struct {
-	Status      store.DeliverStatus `json:"status"`
-	Correlation *Correlation        `json:"correlation,omitempty"`
+	Status store.DeliverStatus `json:"status"`
+	// Correlation is a summary (no reply bodies); absent when buffered.
+	Correlation *Correlation `json:"correlation,omitempty"`
 	// Outcome repeats the correlation's outcome for a late reply.
 	Outcome *Outcome `json:"outcome,omitempty"`
 }
@@ -229,7 +280,7 @@ type DeliverResponse struct {
 func DeliverFromStore(res store.DeliverResult) DeliverResponse {
 	out := DeliverResponse{Status: res.Status}
 	if res.Correlation != nil {
-		out.Correlation = FromStore(res.Correlation)
+		out.Correlation = Summary(res.Correlation)
 		if res.Status == store.DeliverLate {
 			out.Outcome = out.Correlation.Outcome
 		}
@@ -246,7 +297,7 @@ func (d *DeliverResponse) ToStore() store.DeliverResult {
 	return res
 }
 
-// ListResponse is a page of correlations.
+// ListResponse is a page of correlations, as summaries.
 type ListResponse struct {
 	Items      []*Correlation `json:"items"`
 	NextCursor string         `json:"next_cursor,omitempty"`
@@ -256,7 +307,7 @@ type ListResponse struct {
 func ListFromStore(page store.Page) ListResponse {
 	out := ListResponse{Items: make([]*Correlation, 0, len(page.Items)), NextCursor: page.NextCursor}
 	for _, c := range page.Items {
-		out.Items = append(out.Items, FromStore(c))
+		out.Items = append(out.Items, Summary(c))
 	}
 	return out
 }
@@ -276,6 +327,9 @@ type NSStats struct {
 	Dispatch         map[store.DispatchState]int64 `json:"dispatch"`
 	OldestPending    *time.Time                    `json:"oldest_pending,omitempty"`
 	OldestPendingAge string                        `json:"oldest_pending_age,omitempty"`
+	// PendingLimit is the server's limit on pending correlations per
+	// namespace (states.pending is the usage); absent when there is none.
+	PendingLimit int64 `json:"pending_limit,omitempty"`
 }
 
 // StatsResponse counts correlations by namespace.
@@ -360,30 +414,53 @@ type RegisterRequest struct {
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
 }
 
-// CallbackRequest is the callback of a registration; its data is JSON.
+// CallbackRequest is the callback of a registration; its data is a JSON
+// value (data) or bytes in base64 (data_base64), at most one of the two.
 type CallbackRequest struct {
-	Handler string          `json:"handler"`
-	Data    json.RawMessage `json:"data,omitempty"`
+	Handler    string          `json:"handler"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	DataBase64 string          `json:"data_base64,omitempty"`
 }
 
-// ToStore returns the callback r asks for.
-func (r *CallbackRequest) ToStore() store.Callback {
-	return store.Callback{Handler: r.Handler, Data: rawBytes(r.Data)}
+// NewCallbackRequest returns the request for cb, its data as JSON when it is.
+func NewCallbackRequest(cb store.Callback) *CallbackRequest {
+	r := &CallbackRequest{Handler: cb.Handler}
+	r.Data, r.DataBase64 = jsonOrBase64(cb.Data)
+	return r
 }
 
-// ReplyRequest is the body of a reply; its body is JSON.
+// ToStore returns the callback r asks for. Errors: *store.FieldError naming
+// callback.data or callback.data_base64.
+func (r *CallbackRequest) ToStore() (store.Callback, error) {
+	data, err := BytesOf("callback.data", r.Data, r.DataBase64)
+	return store.Callback{Handler: r.Handler, Data: data}, err
+}
+
+// ReplyRequest is the body of a reply; its body is a JSON value (body) or
+// bytes in base64 (body_base64), at most one of the two.
 type ReplyRequest struct {
-	ID    string          `json:"id,omitempty"`
-	From  string          `json:"from,omitempty"`
-	Seq   int             `json:"seq,omitempty"`
-	Final bool            `json:"final,omitempty"`
-	Body  json.RawMessage `json:"body,omitempty"`
-	Error string          `json:"error,omitempty"`
+	ID         string          `json:"id,omitempty"`
+	From       string          `json:"from,omitempty"`
+	Seq        int             `json:"seq,omitempty"`
+	Final      bool            `json:"final,omitempty"`
+	Body       json.RawMessage `json:"body,omitempty"`
+	BodyBase64 string          `json:"body_base64,omitempty"`
+	Error      string          `json:"error,omitempty"`
 }
 
-// ToStore returns the reply r asks to deliver.
-func (r *ReplyRequest) ToStore() store.Reply {
-	return store.Reply{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Body: rawBytes(r.Body), Error: r.Error}
+// NewReplyRequest returns the request that delivers r, its body as JSON
+// when it is.
+func NewReplyRequest(r store.Reply) ReplyRequest {
+	req := ReplyRequest{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Error: r.Error}
+	req.Body, req.BodyBase64 = jsonOrBase64(r.Body)
+	return req
+}
+
+// ToStore returns the reply r asks to deliver. Errors: *store.FieldError
+// naming body or body_base64.
+func (r *ReplyRequest) ToStore() (store.Reply, error) {
+	body, err := BytesOf("body", r.Body, r.BodyBase64)
+	return store.Reply{ID: r.ID, From: r.From, Seq: r.Seq, Final: r.Final, Body: body, Error: r.Error}, err
 }
 
 // ExtendRequest is the body of POST …/extend: a deadline or a timeout from
@@ -396,12 +473,4 @@ type ExtendRequest struct {
 // ReasonRequest is the optional body of POST …/cancel and …/expire.
 type ReasonRequest struct {
 	Reason string `json:"reason,omitempty"`
-}
-
-// rawBytes keeps a JSON value as the bytes stored; null is no value.
-func rawBytes(m json.RawMessage) []byte {
-	if len(m) == 0 || string(m) == "null" {
-		return nil
-	}
-	return []byte(m)
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 var notOnWire = map[string]bool{
 	"Correlation.Timeout":     true, // an input of Register only
 	"Correlation.Fingerprint": true,
+	"Correlation.Nonce":       true, // binds reply tokens; never shown
 	"Dispatch.LeaseOwner":     true,
 	"Dispatch.ClaimedAt":      true,
 	"Dispatch.AttemptLimit":   true,
@@ -141,5 +143,89 @@ func TestZeroNextAtAndNilOutcomeOmitted(t *testing.T) {
 	}
 	if strings.Contains(string(b), "0001-01-01") {
 		t.Errorf("a zero time is sent: %s", b)
+	}
+}
+
+func TestSummaryHasNoBodies(t *testing.T) {
+	c := full()
+	b, err := json.Marshal(Summary(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"replies", "late", "events"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("a summary has %s: %s", k, b)
+		}
+	}
+	if string(m["reply_count"]) != "2" || string(m["reply_bytes"]) != "15" || string(m["late_count"]) != "2" {
+		t.Errorf("summary counts: %s", b)
+	}
+	var j Correlation
+	if err := json.Unmarshal(b, &j); err != nil {
+		t.Fatal(err)
+	}
+	if !j.IsSummary() || len(j.ToStore().Replies) != 2 {
+		t.Errorf("a summary read back: summary %v, %d replies", j.IsSummary(), len(j.ToStore().Replies))
+	}
+	// A full record with nothing in its lists shows them empty, not absent.
+	empty := full()
+	empty.Replies, empty.Late, empty.Events = nil, nil, nil
+	b, _ = json.Marshal(FromStore(empty))
+	for _, k := range []string{`"replies":[]`, `"late":[]`, `"events":[]`, `"reply_count":0`} {
+		if !strings.Contains(string(b), k) {
+			t.Errorf("full record without %s: %s", k, b)
+		}
+	}
+}
+
+func TestBytesAreJSONOnlyWhenValidUTF8(t *testing.T) {
+	for _, c := range []struct {
+		in      []byte
+		b64     bool
+		comment string
+	}{
+		{[]byte(`{"a":1}`), false, "JSON"},
+		{[]byte("\"caf\xe9\""), true, "a JSON string holding invalid UTF-8"},
+		{[]byte("not json"), true, "not JSON"},
+		{[]byte{0, 1, 2}, true, "binary"},
+	} {
+		raw, b64 := jsonOrBase64(c.in)
+		if (b64 != "") != c.b64 || (raw != nil) == c.b64 {
+			t.Errorf("%s: raw %q, base64 %q", c.comment, raw, b64)
+		}
+		req := NewReplyRequest(store.Reply{Body: c.in})
+		got, err := req.ToStore()
+		if err != nil || string(got.Body) != string(c.in) {
+			t.Errorf("%s: reply request round trip: %q, %v", c.comment, got.Body, err)
+		}
+	}
+}
+
+func TestBytesOfRefuses(t *testing.T) {
+	for _, c := range []struct {
+		raw, b64, field string
+	}{
+		{`1`, "AQ==", "body"},       // both
+		{``, "AQ", "body_base64"},   // no padding
+		{``, "AR==", "body_base64"}, // spare bits
+		{``, "A Q==", "body_base64"},
+		{``, "AQ==\n", "body_base64"},
+		{``, "_-8=", "body_base64"}, // URL alphabet
+	} {
+		_, err := BytesOf("body", json.RawMessage(c.raw), c.b64)
+		var fe *store.FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field || !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("BytesOf(%q, %q) = %v, want a FieldError on %s", c.raw, c.b64, err, c.field)
+		}
+	}
+	if b, err := BytesOf("body", json.RawMessage("null"), ""); err != nil || b != nil {
+		t.Errorf("null: %q, %v", b, err)
+	}
+	if b, err := BytesOf("body", nil, "AQI="); err != nil || string(b) != "\x01\x02" {
+		t.Errorf("base64: %q, %v", b, err)
 	}
 }

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/storeurl"
+	"github.com/corrstore/corrstore/redisstore"
+)
+
+const upgradeAbout = `Brings a store written by an older corrstore to the schema this build reads and
+writes, and says what it did. Stop every corrstore serve on the store first.
+
+bolt://PATH: what any read-write open of the file does (corrstore serve does it
+as it starts), done on purpose. Refused while a process holds the file.
+
+redis://…: the only way a Redis prefix moves to a new schema. Refused while an
+instance is alive on the prefix (each keeps a liveness key, refreshed every 5s,
+that lives 15s). Resumable: after an interruption, run it again to finish.
+Run again when done, it says the prefix is already at this schema.`
+
+func runUpgrade(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "upgrade", "--store URL", upgradeAbout)
+	storeURL := fs.String("store", "", "the store: bolt://PATH, redis://HOST:PORT/DB?prefix=P, redis+cluster://H1:P1,H2:P2?prefix=P")
+	force := fs.Bool("force", false, "Redis: upgrade even though instances look alive; only when you know they are stopped (a killed one's key lives 15s)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 0:
+		return fmt.Errorf("upgrade takes no arguments, got %q (the store is --store URL)", pos)
+	case *storeURL == "":
+		return errors.New("give --store URL, the store to upgrade (bolt://PATH, redis://…)")
+	}
+	scheme, path, _ := strings.Cut(*storeURL, "://")
+	switch scheme {
+	case "bolt":
+		if *force {
+			return errors.New("--force is for Redis: a bolt file is upgraded only by the one process that holds it")
+		}
+		return upgradeBolt(e, *storeURL, path)
+	case "redis", "rediss", "redis+cluster":
+		return upgradeRedis(ctx, e, *storeURL, *force)
+	}
+	return fmt.Errorf("--store %q: want bolt://PATH, redis://HOST:PORT/DB or redis+cluster://H1:P1,H2:P2", storeurl.Redact(*storeURL))
+}
+
+func upgradeBolt(e *env, raw, path string) error {
+	if path == "" {
+		return fmt.Errorf("--store %q: no file path after bolt://", raw)
+	}
+	rep, err := bolt.Upgrade(bolt.Options{Path: path, Logger: quietLogger(), NoSync: e.noSync, LockTimeout: 200 * time.Millisecond})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return fmt.Errorf("--store %s: the file is held by another process (a running corrstore serve?): stop it first (or let it upgrade the file: serve does as it opens it)", raw)
+	}
+	if err != nil {
+		return fmt.Errorf("--store %s: %w", raw, err)
+	}
+	fmt.Fprintln(e.stdout, rep)
+	return nil
+}
+
+func upgradeRedis(ctx context.Context, e *env, raw string, force bool) error {
+	r, err := storeurl.DialRedis(ctx, raw, quietLogger())
+	if err != nil {
+		return err
+	}
+	defer r.Client.Close()
+	rep, err := redisstore.Upgrade(ctx, r.Client, redisstore.UpgradeOptions{
+		Prefix: r.Prefix, Shards: r.Shards, Force: force, Logger: quietLogger()})
+	if err != nil {
+		return fmt.Errorf("--store %s: %w", storeurl.Redact(raw), err)
+	}
+	fmt.Fprintln(e.stdout, rep)
+	return nil
+}

@@ -1,0 +1,331 @@
+package redisstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/corrstore/corrstore/redisstore"
+	"github.com/corrstore/corrstore/store"
+)
+
+// schema1 is testdata/schema1.json: a prefix written by corrstore before
+// namespaced ids (schema 1), every key as the previous code left it.
+type schema1 struct {
+	Prefix string    `json:"prefix"`
+	Shards int       `json:"shards"`
+	Now    time.Time `json:"now"`
+	Keys   []struct {
+		Key    string            `json:"key"`
+		Type   string            `json:"type"`
+		String *string           `json:"string"`
+		Hash   map[string]string `json:"hash"`
+		Zset   []struct {
+			Member string  `json:"member"`
+			Score  float64 `json:"score"`
+		} `json:"zset"`
+		TTLms int64 `json:"ttl_ms"`
+	} `json:"keys"`
+}
+
+func readSchema1(t testing.TB) schema1 {
+	t.Helper()
+	b, err := os.ReadFile("testdata/schema1.json")
+	require.NoError(t, err)
+	var d schema1
+	require.NoError(t, json.Unmarshal(b, &d))
+	require.NotEmpty(t, d.Keys)
+	return d
+}
+
+// loadSchema1 writes the schema 1 prefix under prefix.
+func loadSchema1(t testing.TB, rdb redis.UniversalClient, prefix string) schema1 {
+	t.Helper()
+	d := readSchema1(t)
+	ctx := context.Background()
+	pipe := rdb.Pipeline()
+	for _, k := range d.Keys {
+		name := strings.Replace(k.Key, "{"+d.Prefix+":", "{"+prefix+":", 1)
+		require.NotEqual(t, k.Key, name)
+		switch k.Type {
+		case "string":
+			pipe.Set(ctx, name, *k.String, 0)
+		case "hash":
+			for f, v := range k.Hash {
+				pipe.HSet(ctx, name, f, v)
+			}
+		case "zset":
+			for _, z := range k.Zset {
+				pipe.ZAdd(ctx, name, redis.Z{Score: z.Score, Member: z.Member})
+			}
+		default:
+			t.Fatalf("%s: type %s", k.Key, k.Type)
+		}
+		if k.TTLms > 0 {
+			pipe.PExpire(ctx, name, time.Duration(k.TTLms)*time.Millisecond)
+		}
+	}
+	_, err := pipe.Exec(ctx)
+	require.NoError(t, err)
+	return d
+}
+
+// forEachNode runs f on the server, or on every master of a cluster.
+func forEachNode(t testing.TB, rdb redis.UniversalClient, f func(c redis.Cmdable)) {
+	t.Helper()
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		require.NoError(t, cc.ForEachMaster(context.Background(), func(_ context.Context, c *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			f(c)
+			return nil
+		}))
+		return
+	}
+	f(rdb)
+}
+
+// dumpPrefix is every key of prefix and its content, the prefix replaced
+// by "P", to compare two prefixes.
+func dumpPrefix(t testing.TB, rdb redis.UniversalClient, prefix string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	var keys []string
+	forEachNode(t, rdb, func(c redis.Cmdable) {
+		ks, err := c.Keys(ctx, "{"+prefix+":*").Result()
+		require.NoError(t, err)
+		keys = append(keys, ks...)
+	})
+	out := map[string]string{}
+	for _, k := range keys {
+		var v any
+		var err error
+		switch typ := rdb.Type(ctx, k).Val(); typ {
+		case "string":
+			v, err = rdb.Get(ctx, k).Result()
+		case "hash":
+			v, err = rdb.HGetAll(ctx, k).Result()
+		case "zset":
+			v, err = rdb.ZRangeWithScores(ctx, k, 0, -1).Result()
+		default:
+			t.Fatalf("%s: type %s", k, typ)
+		}
+		require.NoError(t, err)
+		b, _ := json.Marshal(v)
+		out[strings.Replace(k, "{"+prefix+":", "{P:", 1)] = string(b)
+	}
+	return out
+}
+
+var errCrash = errors.New("crash (test)")
+
+// testUpgrade is the upgrade of a schema 1 prefix on rdb: refused by New
+// and under a live instance; interrupted, then resumed; compared with an
+// uninterrupted run; every record and every operation then works, and a
+// second run has nothing to do.
+func testUpgrade(t *testing.T, rdb redis.UniversalClient, uniq func(string) string) {
+	ctx := t.Context()
+	straight, crashed := uniq("upgrade-a"), uniq("upgrade-b")
+	d := loadSchema1(t, rdb, straight)
+	loadSchema1(t, rdb, crashed)
+
+	// New refuses the old layout, in one line.
+	_, err := redisstore.New(ctx, rdb, redisstore.Config{Prefix: straight, Logger: quiet})
+	var se *redisstore.SchemaError
+	require.ErrorAs(t, err, &se)
+	require.EqualError(t, err, "redis prefix "+straight+" has schema 1; stop every instance and run `corrstore upgrade --store …`")
+
+	// An instance seen alive stops the upgrade, named with its TTL.
+	live := "{" + straight + ":0}:live:other-instance"
+	require.NoError(t, rdb.Set(ctx, live, "host=h pid=1", 15*time.Second).Err())
+	_, err = redisstore.Upgrade(ctx, rdb, redisstore.UpgradeOptions{Prefix: straight, Logger: quiet})
+	require.ErrorIs(t, err, redisstore.ErrInstancesAlive)
+	require.ErrorContains(t, err, live)
+	require.ErrorContains(t, err, "host=h pid=1")
+	require.Regexp(t, `expires in 1[45]s`, err.Error())
+	require.NoError(t, rdb.Del(ctx, live).Err())
+
+	rep, err := redisstore.Upgrade(ctx, rdb, redisstore.UpgradeOptions{Prefix: straight, Shards: d.Shards, Logger: quiet})
+	require.NoError(t, err)
+	require.False(t, rep.Resumed)
+	require.Equal(t, 1, rep.From)
+	require.Equal(t, 2, rep.To)
+	require.Equal(t, map[string]int{"default": 2, "shop": 3, "billing": 3}, rep.Correlations, rep.String())
+	require.Equal(t, 1, rep.EarlyReplies)
+	require.Equal(t, 1, rep.IdempotencyKeys)
+	require.Equal(t, 1, rep.SetAside, "broken-1, set aside by schema 1")
+	require.Contains(t, rep.String(), "upgraded from schema 1 to 2: moved 8 correlations (billing 3, default 2, shop 3), 1 early replies, 1 idempotency keys")
+
+	// The same upgrade, crashed twice: after new keys were written and
+	// before old ones were removed, then between two batches.
+	for _, crash := range []struct {
+		stage string
+		after int
+	}{{"written", 3}, {"moved", 6}} {
+		o := redisstore.UpgradeHook(redisstore.UpgradeOptions{Prefix: crashed, Logger: quiet}, 2, func(stage string, moved int) error {
+			if stage == crash.stage && moved >= crash.after {
+				return errCrash
+			}
+			return nil
+		})
+		_, err = redisstore.Upgrade(ctx, rdb, o)
+		require.ErrorIs(t, err, errCrash)
+		_, err = redisstore.New(ctx, rdb, redisstore.Config{Prefix: crashed, Logger: quiet})
+		require.ErrorAs(t, err, &se)
+		require.True(t, se.Upgrading)
+		require.ErrorContains(t, err, "unfinished upgrade")
+	}
+	rep, err = redisstore.Upgrade(ctx, rdb, redisstore.UpgradeOptions{Prefix: crashed, Logger: quiet})
+	require.NoError(t, err)
+	require.True(t, rep.Resumed)
+	require.Contains(t, rep.String(), "finishing an interrupted upgrade")
+	require.Equal(t, dumpPrefix(t, rdb, straight), dumpPrefix(t, rdb, crashed), "the interrupted upgrade ends where the other did")
+
+	checkUpgraded(t, rdb, straight, d.Now)
+
+	// Once is enough, even with the instance running.
+	rep, err = redisstore.Upgrade(ctx, rdb, redisstore.UpgradeOptions{Prefix: straight, Logger: quiet})
+	require.NoError(t, err)
+	require.True(t, rep.AlreadyDone)
+	require.Equal(t, "redis prefix "+straight+" is already at schema 2: nothing to do", rep.String())
+}
+
+// checkUpgraded opens a store on an upgraded prefix and uses every record.
+func checkUpgraded(t *testing.T, rdb redis.UniversalClient, prefix string, now time.Time) {
+	ctx := t.Context()
+	clock := store.NewFakeClock(now)
+	s, err := redisstore.New(ctx, rdb, redisstore.Config{Prefix: prefix, Clock: clock, Logger: quiet})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	get := func(ns, id string) *store.Correlation {
+		t.Helper()
+		c, err := s.Get(ctx, store.Ref{Namespace: ns, ID: id})
+		require.NoError(t, err, "%s/%s", ns, id)
+		return c
+	}
+	keyOnly := store.DeriveID("billing", "invoice-7")
+
+	c := get("shop", "order-1")
+	require.Equal(t, store.StatePending, c.State)
+	require.Equal(t, map[string]string{"region": "eu", "tier": "gold"}, c.Labels)
+	require.Equal(t, store.Callback{Handler: "ship", Data: []byte(`{"order":1}`)}, c.Callback)
+	require.Equal(t, "svc-orders", c.Owner)
+	c = get("default", "gather-1")
+	require.Equal(t, store.StateCompleted, c.State)
+	require.Len(t, c.Replies, 2)
+	require.Equal(t, 1, c.LateCount)
+	c = get("shop", "late-1")
+	require.Equal(t, store.StateTimedOut, c.State)
+	require.Equal(t, store.DispatchPending, c.Dispatch.State)
+	c = get("billing", "cancel-1")
+	require.Equal(t, store.StateCancelled, c.State)
+	require.Equal(t, store.DispatchDone, c.Dispatch.State)
+	require.Len(t, get("billing", "gather-2").Replies, 1)
+	require.Len(t, get("default", "stream-1").Replies, 1)
+	get("shop", "idem-1")
+	get("billing", keyOnly)
+	_, err = s.Get(ctx, store.Ref{Namespace: "default", ID: "broken-1"})
+	require.ErrorIs(t, err, store.ErrCorrupt)
+	require.ErrorContains(t, err, "set aside")
+	_, err = s.Get(ctx, store.Ref{Namespace: "default", ID: "order-1"})
+	require.ErrorIs(t, err, store.ErrNotFound, "another namespace's id")
+
+	st, err := s.Stats(ctx, "")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.EarlyReplies)
+	require.Equal(t, map[store.State]int64{store.StatePending: 2, store.StateTimedOut: 1}, st.Namespaces["shop"].States)
+	require.Equal(t, map[store.State]int64{store.StatePending: 2, store.StateCancelled: 1}, st.Namespaces["billing"].States)
+	require.Equal(t, map[store.State]int64{store.StatePending: 1, store.StateCompleted: 1}, st.Namespaces["default"].States,
+		"broken-1, counted pending by schema 1, is not")
+	require.Equal(t, map[store.DispatchState]int64{store.DispatchPending: 1}, st.Namespaces["shop"].Dispatch)
+	require.Equal(t, map[store.DispatchState]int64{store.DispatchDone: 1}, st.Namespaces["billing"].Dispatch)
+	require.True(t, get("shop", "order-1").CreatedAt.Equal(st.Namespaces["shop"].OldestPending))
+
+	var listed []string
+	f := store.Filter{Limit: 3, Order: store.OldestFirst}
+	for {
+		page, err := s.List(ctx, f)
+		require.NoError(t, err)
+		for _, c := range page.Items {
+			listed = append(listed, c.Ref().String())
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		f.Cursor = page.NextCursor
+	}
+	require.Equal(t, []string{"billing/cancel-1", "shop/late-1", "default/gather-1", "shop/order-1", "billing/" + keyOnly, "shop/idem-1",
+		"billing/gather-2", "default/stream-1"}, listed, "every record once, in creation order")
+	page, err := s.List(ctx, store.Filter{Namespace: "shop"})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 3)
+
+	// Idempotency keys hold, in their namespace only.
+	res, err := s.Register(ctx, &store.Correlation{ID: "idem-other", Namespace: "shop", Timeout: 3 * time.Hour, IdempotencyKey: "checkout-42"})
+	require.NoError(t, err)
+	require.False(t, res.Created)
+	require.Equal(t, "idem-1", res.Correlation.ID)
+	res, err = s.Register(ctx, &store.Correlation{Namespace: "billing", Timeout: 3 * time.Hour, IdempotencyKey: "invoice-7"})
+	require.NoError(t, err)
+	require.False(t, res.Created)
+	require.Equal(t, keyOnly, res.Correlation.ID)
+	res, err = s.Register(ctx, &store.Correlation{Namespace: "shop", Timeout: 3 * time.Hour, IdempotencyKey: "invoice-7"})
+	require.NoError(t, err)
+	require.True(t, res.Created, "the same key in another namespace is another registration")
+
+	// The buffered early reply is applied at registration (default namespace).
+	res, err = s.Register(ctx, &store.Correlation{ID: "early-1", Timeout: time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, 1, res.EarlyApplied)
+	require.Equal(t, store.StateCompleted, res.Correlation.State)
+
+	// Replies, dispatch and the deadline index work on moved records.
+	dr, err := s.Deliver(ctx, store.Ref{Namespace: "billing", ID: "gather-2"}, store.Reply{From: "y"})
+	require.NoError(t, err)
+	require.Equal(t, store.DeliverAccepted, dr.Status)
+	claimed, err := s.ClaimDispatch(ctx, "w", clock.Now(), time.Minute, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"shop/late-1"}, refStrings(claimed))
+	_, err = s.AckDispatch(ctx, claimed[0].Ref(), claimed[0].Dispatch.Claim())
+	require.NoError(t, err)
+	clock.Add(4 * time.Hour)
+	expired, err := s.ExpireDue(ctx, clock.Now(), 100)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"shop/order-1", "shop/idem-1", "billing/" + keyOnly, "billing/gather-2", "default/stream-1",
+		"shop/" + store.DeriveID("shop", "invoice-7")}, refStrings(expired))
+	require.Equal(t, store.Outcome{State: store.StateCompleted, At: clock.Now(), Reason: store.ReasonDeadline, Partial: true},
+		*get("billing", "gather-2").Outcome, "quorum 2 reached after the upgrade")
+	claimed, err = s.ClaimDispatch(ctx, "w", clock.Now(), time.Minute, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"shop/order-1"}, refStrings(claimed), "order-1's handler gets its outcome")
+	n, err := s.Purge(ctx, clock.Now().Add(time.Second), 100)
+	require.NoError(t, err)
+	require.Equal(t, 9, n, "every decided record but order-1 (its dispatch is leased)")
+}
+
+func refStrings(cs []*store.Correlation) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Ref().String()
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestUpgradeMiniredis(t *testing.T) {
+	t.Parallel()
+	_, rdb := newMiniredis(t)
+	n := 0
+	testUpgrade(t, rdb, func(s string) string { n++; return fmt.Sprint(s, n) })
+}
