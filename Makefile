@@ -35,6 +35,10 @@ test-race: ## make test's first step: every test of every package with the race 
 test-norace: ## make test's second step: what -race makes too slow (bolt crash and 5,000 exactly-once, Redis conformance on three engines)
 	$(GO) test -count=1 -timeout 20m -run '^(TestCrash|TestExactlyOnceBolt|TestMiniredis|TestRealServer|TestRealCluster)$$/^(Conformance|ExactlyOnce|ShardsSpreadOverMasters|StrictRefusesEverysec)$$' ./bolt/ ./reaper/ ./redisstore/
 
+.PHONY: test-durability
+test-durability: ## under strace, 500 registrations from 64 goroutines, each fdatasync'd before it is acknowledged (bolt.Open, bolt:// URL, serve)
+	CORRSTORE_SYNCTRACE_N=$${SYNCTRACE_N:-500} CORRSTORE_SYNCTRACE_GOROUTINES=64 $(GO) test -count=1 -timeout 20m -run '^TestFsyncBeforeAck$$' -v ./bolt/ ./cmd/corrstore/internal/storeurl/ ./cmd/corrstore/
+
 .PHONY: test-redis
 test-redis: ## the long Redis runs: retry proxy, harness cluster tests, exactly-once at 5,000 on a real redis-server and a cluster
 	$(GO) test -count=1 -timeout 30m -run '^(TestRetryDroppedReplies|TestCluster|TestSharedCluster)$$' ./redisstore/...
