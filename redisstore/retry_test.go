@@ -46,11 +46,11 @@ const retryDropEvery = 8
 // first send had already taken. A registration answers exactly as without
 // faults: created, even when its create was sent again.
 //
-// It is about what a resend does, not about data races, and under -race it
-// takes six minutes here: it skips there; make test-redis runs it (2½
-// minutes without -race).
+// It is about what a resend does, not about data races, and -race makes it
+// many times slower: it skips there; make test's second step runs it
+// without -race (5 s).
 func TestRetryDroppedReplies(t *testing.T) {
-	race.SkipTest(t, "six minutes under -race: make test-redis runs this test without -race")
+	race.SkipTest(t, "about resends, not data races: make test's second step runs this test without -race")
 	t.Parallel()
 	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})
 	const seed = 20261127
