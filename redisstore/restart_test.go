@@ -30,9 +30,9 @@ func restartKills(t *testing.T, def int) int { return testenv.Int(t, "CORRSTORE_
 // before it answers.
 //
 // A SIGKILL of the server leaves the AOF it wrote in the OS cache, so the
-// rounds alone pass under everysec too (TestRestartEverysec, killing the
-// same way, lost none here): the test asserts the setting itself, before
-// the rounds and on the server they restarted.
+// rounds alone mostly pass under everysec too (it loses only what the
+// server held back behind a slow fsync; docs/TESTING.md): the test asserts
+// the setting itself, before the rounds and on the server they restarted.
 func TestRestartAppendfsyncAlways(t *testing.T) {
 	t.Parallel()
 	srv := redistest.StartServer(t, redistest.ServerOptions{AppendFsync: "always"})
