@@ -31,13 +31,18 @@ test: ## the CI command: test-race and test-norace side by side (Redis tests sta
 test-race: ## make test's first step: every test of every package with the race detector
 	$(GO) test -race -count=1 -timeout 25m $(PKGS)
 
+# The subtest pattern applies to every test the first pattern picks: owner
+# is the subtest of TestCluster.
 .PHONY: test-norace
-test-norace: ## make test's second step: what -race makes too slow (bolt crash and 5,000 exactly-once, Redis conformance on three engines)
-	$(GO) test -count=1 -timeout 20m -run '^(TestCrash|TestExactlyOnceBolt|TestMiniredis|TestRealServer|TestRealCluster)$$/^(Conformance|ExactlyOnce|ShardsSpreadOverMasters|StrictRefusesEverysec)$$' ./bolt/ ./reaper/ ./redisstore/
+test-norace: ## make test's second step: what -race makes too slow (bolt crash loop and 5,000 exactly-once, Redis conformance on three engines, retry proxy, harness clusters)
+	CORRSTORE_CRASH_KILLS=20 $(GO) test -count=1 -timeout 20m -run '^(TestCrash|TestCrashLoop|TestExactlyOnceBolt|TestMiniredis|TestRealServer|TestRealCluster|TestRetryDroppedReplies|TestCluster|TestSharedCluster)$$/^(Conformance|ExactlyOnce|ShardsSpreadOverMasters|StrictRefusesEverysec|owner)$$' ./bolt/ ./reaper/ ./redisstore/ ./redisstore/redistest/
+
+.PHONY: test-durability
+test-durability: ## under strace, 500 registrations from 64 goroutines, each fdatasync'd before it is acknowledged (bolt.Open, bolt:// URL, serve)
+	CORRSTORE_SYNCTRACE_N=$${SYNCTRACE_N:-500} CORRSTORE_SYNCTRACE_GOROUTINES=64 $(GO) test -count=1 -timeout 20m -run '^TestFsyncBeforeAck$$' -v ./bolt/ ./cmd/corrstore/internal/storeurl/ ./cmd/corrstore/
 
 .PHONY: test-redis
-test-redis: ## the long Redis runs: retry proxy, harness cluster tests, exactly-once at 5,000 on a real redis-server and a cluster
-	$(GO) test -count=1 -timeout 30m -run '^(TestRetryDroppedReplies|TestCluster|TestSharedCluster)$$' ./redisstore/...
+test-redis: ## the long Redis run: exactly-once at 5,000 on a real redis-server and a cluster
 	CORRSTORE_REDIS_EXACTLY_ONCE=5000 $(GO) test -count=1 -timeout 30m -run '^TestReal(Server|Cluster)$$/^ExactlyOnce$$' -v ./redisstore/
 
 .PHONY: lint

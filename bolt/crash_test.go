@@ -82,11 +82,12 @@ func TestCrash(t *testing.T) {
 	crashLoop(t, 5)
 }
 
-// TestCrashLoop is the long form, run by make crash.
+// TestCrashLoop is the longer form: make test's second step runs it with 20
+// kills, make crash with 200.
 func TestCrashLoop(t *testing.T) {
 	n := testenv.Int(t, "CORRSTORE_CRASH_KILLS", 0)
 	if n == 0 {
-		t.Skip("the long crash loop runs with make crash (sets CORRSTORE_CRASH_KILLS)")
+		t.Skip("the crash loop runs when CORRSTORE_CRASH_KILLS is set: make test's second step (20 kills), make crash (200)")
 	}
 	crashLoop(t, n)
 }

@@ -91,7 +91,7 @@ func TestServerStoppedAtCleanup(t *testing.T) {
 // TestCluster starts a cluster owned by a subtest, checks it, and that its
 // nodes are gone once the subtest is over.
 func TestCluster(t *testing.T) {
-	race.SkipTest(t, "make test-redis runs the harness's cluster tests, without -race")
+	race.SkipTest(t, "make test's second step runs the harness's cluster tests, without -race")
 	var pids []int
 	t.Run("owner", func(t *testing.T) {
 		ctx := t.Context()
@@ -132,7 +132,7 @@ func TestCluster(t *testing.T) {
 
 // TestSharedCluster: one cluster per test binary, stopped by StopShared.
 func TestSharedCluster(t *testing.T) {
-	race.SkipTest(t, "make test-redis runs the harness's cluster tests, without -race")
+	race.SkipTest(t, "make test's second step runs the harness's cluster tests, without -race")
 	c := redistest.SharedCluster(t)
 	require.Same(t, c, redistest.SharedCluster(t), "one shared cluster per test binary")
 	rdb := c.NewClient(t, nil)
