@@ -35,7 +35,7 @@ test-race: ## make test's first step: every test of every package with the race 
 # is the subtest of TestCluster.
 .PHONY: test-norace
 test-norace: ## make test's second step: what -race makes too slow (bolt crash loop and 5,000 exactly-once, Redis conformance on three engines, retry proxy, harness clusters)
-	CORRSTORE_CRASH_KILLS=20 $(GO) test -count=1 -timeout 20m -run '^(TestCrash|TestCrashLoop|TestExactlyOnceBolt|TestMiniredis|TestRealServer|TestRealCluster|TestRetryDroppedReplies|TestCluster|TestSharedCluster)$$/^(Conformance|ExactlyOnce|ShardsSpreadOverMasters|StrictRefusesEverysec|owner)$$' ./bolt/ ./reaper/ ./redisstore/ ./redisstore/redistest/
+	CORRSTORE_CRASH_KILLS=20 $(GO) test -count=1 -timeout 20m -run '^(TestCrash|TestCrashLoop|TestExactlyOnceBolt|TestMiniredis|TestRealServer|TestRealCluster|TestRetryDroppedReplies|TestCluster|TestSharedCluster)$$/^(Conformance|ExactlyOnce|ShardsSpreadOverMasters|StrictRefusesEverysec|TwoStores|Upgrade|owner)$$' ./bolt/ ./reaper/ ./redisstore/ ./redisstore/redistest/
 
 .PHONY: test-durability
 test-durability: ## under strace, 500 registrations from 64 goroutines, each fdatasync'd before it is acknowledged (bolt.Open, bolt:// URL, serve)
