@@ -164,9 +164,11 @@ func (c *Client) await(ctx context.Context, wt *wait, corr *store.Correlation, d
 				wt.learn(corr.Version, corr.Deadline)
 			case ctx.Err() != nil:
 				return nil, ctx.Err()
+			case errors.Is(err, store.ErrNotFound):
+				return nil, fmt.Errorf("client: waiting for %s: %w", wt.ref, err)
 			default:
-				// The store is down or lost the record: keep waiting, the
-				// next wake, the poll or the alarm tries again.
+				// The store is down: keep waiting, the next wake, the
+				// poll or the alarm tries again.
 				c.log.Warn("cannot read a correlation being waited for", "ref", wt.ref.String(), "err", err)
 			}
 		}
@@ -202,26 +204,26 @@ func (c *Client) await(ctx context.Context, wt *wait, corr *store.Correlation, d
 // atDeadline runs when a waiter's alarm goes off. It re-reads the record:
 // an extend the waiter has not heard of yet moves the alarm (it returns
 // neither a correlation nor retry). When the stored deadline has come by
-// the client's clock, the store decides, not the waiter. The call that
-// lets it is Extend to the deadline just read: while the correlation is
-// pending by the store's clock that changes nothing (a duplicate), and at
-// or after the deadline the store gives the correlation its deadline
-// outcome in the same atomic write, as for any call on a due correlation,
-// and answers ErrNotPending. Expire would decide now whatever the stored
-// deadline: it would override an extend that got in between the read and
-// the call, and cut the deadline short when the store's clock is behind
-// the client's. (Extend can still set the deadline back to the one read in
-// that one case: a store clock behind, and an extend in between.)
+// the client's clock, the store decides, not the waiter: Extend with a zero
+// deadline settles a due correlation (its deadline outcome, stored in the
+// same atomic write, answered with ErrNotPending) and moves nothing when it
+// is not due by the store's clock (a duplicate: ask again soon). Expire
+// would decide now whatever the stored deadline, overriding an extend that
+// got in between the read and the call; Extend to the deadline read could
+// set such an extend back when the store's clock is behind the client's.
 //
 // It returns the correlation when it is decided or done holds, or retry
 // when the waiter should ask again after PollInterval (the store could not
-// answer, or its clock is behind the client's), or ctx's error.
+// answer, or its clock is behind the client's), or ctx's error, or an
+// error when the record is gone (purged or never there).
 func (c *Client) atDeadline(ctx context.Context, wt *wait, done func(*store.Correlation) bool) (_ *store.Correlation, retry bool, err error) {
 	got, err := c.st.Get(ctx, wt.ref)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
 		return nil, false, ctx.Err()
+	case errors.Is(err, store.ErrNotFound):
+		return nil, false, fmt.Errorf("client: waiting for %s: %w", wt.ref, err)
 	default:
 		c.log.Warn("cannot read a correlation at its deadline", "ref", wt.ref.String(), "err", err)
 		return nil, true, nil
@@ -233,19 +235,15 @@ func (c *Client) atDeadline(ctx context.Context, wt *wait, done func(*store.Corr
 	if c.clock.Now().Before(got.Deadline) {
 		return nil, false, nil // extended: the alarm moves to the new deadline
 	}
-	res, err := c.st.Extend(ctx, wt.ref, got.Deadline)
+	_, err = c.st.Extend(ctx, wt.ref, time.Time{})
 	switch {
-	case err == nil && res.Duplicate:
-		return nil, true, nil // pending by the store's clock: ask again soon
 	case err == nil:
-		// The deadline moved after all (the store capped it): wait for it.
-		wt.learn(res.Correlation.Version, res.Correlation.Deadline)
+		return nil, true, nil // pending by the store's clock: ask again soon
+	case errors.Is(err, store.ErrNotPending):
+		wt.notify() // decided, by this call or another: re-read
 		return nil, false, nil
-	case errors.Is(err, store.ErrNotPending), errors.Is(err, store.ErrInvalid):
-		// Decided, by this call or another; or extended meanwhile (the
-		// stored deadline is no longer the one asked for): re-read.
-		wt.notify()
-		return nil, false, nil
+	case errors.Is(err, store.ErrNotFound):
+		return nil, false, fmt.Errorf("client: waiting for %s: %w", wt.ref, err)
 	case ctx.Err() != nil:
 		return nil, false, ctx.Err()
 	default:

@@ -280,10 +280,15 @@ func (c *Correlation) Cancel(now time.Time, reason string, lim Limits) (duplicat
 
 // Extend moves the deadline of a pending correlation, never past
 // CreatedAt + MaxTimeout (a later deadline is capped there). Extending to the
-// current deadline is a duplicate.
+// current deadline is a duplicate. A zero deadline moves nothing: it only
+// settles a due correlation (ErrNotPending then) and is a duplicate
+// otherwise — how a waiter lets the store decide with the store's clock.
 func (c *Correlation) Extend(now, deadline time.Time, lim Limits) (duplicate bool, err error) {
 	if c.SettleDue(now, lim) || c.State.Terminal() {
 		return false, c.notPending()
+	}
+	if deadline.IsZero() {
+		return true, nil // settle only: pending by the store's clock, nothing moves
 	}
 	if !deadline.After(now) {
 		return false, invalid("deadline", "%s is not in the future (now %s); use Expire to end it now",

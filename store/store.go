@@ -37,7 +37,11 @@ type Store interface {
 	// Extend moves the deadline of a pending correlation (heartbeat), capped at
 	// CreatedAt + MaxTimeout. At or after the stored deadline the correlation
 	// takes its deadline outcome instead (stored) and Extend answers
-	// ErrNotPending. Errors: ErrNotFound, ErrNotPending, ErrInvalid.
+	// ErrNotPending. A zero deadline moves nothing and only does that
+	// settling (Duplicate when not due): a waiter whose clock says the
+	// deadline has come lets the store decide with its own clock, and can
+	// never set back a deadline that a heartbeat moved meanwhile.
+	// Errors: ErrNotFound, ErrNotPending, ErrInvalid.
 	Extend(ctx context.Context, ref Ref, deadline time.Time) (Result, error)
 
 	// Cancel decides a pending correlation as cancelled. At or after the

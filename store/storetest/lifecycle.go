@@ -15,6 +15,7 @@ func lifecycleTests() []testCase {
 		{name: "ExtendMovesDeadline", run: testExtend},
 		{name: "ExtendCapped", limits: store.Limits{MaxTimeout: time.Hour}, run: testExtendCapped},
 		{name: "ExtendInvalid", run: testExtendInvalid},
+		{name: "ExtendZeroSettlesOnly", run: testExtendZero},
 		{name: "Cancel", run: testCancel},
 		{name: "CancelDecided", run: testCancelDecided},
 		{name: "Expire", run: testExpire},
@@ -87,7 +88,7 @@ func testExtendCapped(t *testing.T, e *env) {
 func testExtendInvalid(t *testing.T, e *env) {
 	e.register(single("lc-extend-bad"))
 	before := e.get(ref("lc-extend-bad"))
-	for _, d := range []time.Time{e.now(), e.now().Add(-time.Second), {}} {
+	for _, d := range []time.Time{e.now(), e.now().Add(-time.Second)} {
 		_, err := e.s.Extend(e.ctx, ref("lc-extend-bad"), d)
 		requireFieldError(t, err, store.ErrInvalid, "deadline")
 	}
@@ -100,6 +101,29 @@ func testExtendInvalid(t *testing.T, e *env) {
 	_, err = e.s.Extend(e.ctx, ref("lc-extend-bad"), before.Deadline)
 	require.ErrorIs(t, err, store.ErrNotPending, "even to the current deadline")
 	require.Equal(t, snap(decided), snap(e.get(ref("lc-extend-bad"))))
+}
+
+// An Extend with a zero deadline moves nothing: before the deadline it is a
+// duplicate that leaves the record as it is; at the deadline it stores the
+// deadline outcome and answers ErrNotPending (a waiter's way of letting the
+// store decide with its own clock).
+func testExtendZero(t *testing.T, e *env) {
+	e.register(single("lc-zero"))
+	before := e.get(ref("lc-zero"))
+	e.clock.Set(before.Deadline.Add(-time.Microsecond))
+	res, err := e.s.Extend(e.ctx, ref("lc-zero"), time.Time{})
+	require.NoError(t, err)
+	require.True(t, res.Duplicate)
+	require.Equal(t, snap(before), snap(e.get(ref("lc-zero"))))
+
+	e.clock.Set(before.Deadline)
+	_, err = e.s.Extend(e.ctx, ref("lc-zero"), time.Time{})
+	require.ErrorIs(t, err, store.ErrNotPending)
+	c := e.get(ref("lc-zero"))
+	require.Equal(t, store.StateTimedOut, c.State)
+	require.Equal(t, store.ReasonDeadline, c.Outcome.Reason)
+	requireTime(t, before.Deadline, c.Deadline, "the deadline did not move")
+	require.Empty(t, e.expireDue(10), "already decided")
 }
 
 func testCancel(t *testing.T, e *env) {
