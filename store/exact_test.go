@@ -165,10 +165,14 @@ func TestRef(t *testing.T) {
 
 func TestDotIDsRefused(t *testing.T) {
 	for _, id := range []string{".", ".."} {
-		require.ErrorIs(t, store.ValidateID(id), store.ErrInvalid, "%q", id)
+		_, err := store.Prepare(&store.Correlation{ID: id}, t0, lim)
+		require.ErrorIs(t, err, store.ErrInvalid, "%q", id)
+		require.NoError(t, store.ValidateID(id), "a record stored before the rule stays addressable")
 	}
-	require.NoError(t, store.ValidateID("..."), "only the path segments are refused")
-	require.NoError(t, store.ValidateID(".a"))
+	for _, id := range []string{"...", ".a"} {
+		_, err := store.Prepare(&store.Correlation{ID: id}, t0, lim)
+		require.NoError(t, err, "only the path segments are refused")
+	}
 }
 
 func TestValidateSecretName(t *testing.T) {

@@ -43,9 +43,6 @@ func validateID(field, id string) error {
 	if len(id) > MaxIDLen {
 		return invalid(field, "is %d characters, the limit is %d", len(id), MaxIDLen)
 	}
-	if id == "." || id == ".." {
-		return invalid(field, "must not be %q (it names a path segment in URLs)", id)
-	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
@@ -106,6 +103,11 @@ func Prepare(c *Correlation, now time.Time, lim Limits) (*Correlation, error) {
 	}
 	if err := ValidateID(n.ID); err != nil {
 		return nil, err
+	}
+	// Refused for new registrations only: records stored before this rule
+	// keep their ids and stay addressable.
+	if n.ID == "." || n.ID == ".." {
+		return nil, invalid("id", "must not be %q (it names a path segment in URLs)", n.ID)
 	}
 	if n.Pattern == "" {
 		n.Pattern = PatternSingle
