@@ -215,11 +215,16 @@ func (s *Server) authenticate(r *http.Request, need Role, global bool) (*Princip
 }
 
 // mayKnowInternals reports whether a public route may tell r's sender an
-// internal error: in open mode, or to a known bearer token.
+// internal error: in open mode, or to a bearer token for every namespace
+// (an error text can name any tenant's refs or the store's paths).
 func (s *Server) mayKnowInternals(r *http.Request) bool {
 	if s.cfg.Tokens == nil {
 		return true
 	}
 	token := bearer(r)
-	return token != "" && s.cfg.Tokens.lookup(token) != nil
+	if token == "" {
+		return false
+	}
+	p := s.cfg.Tokens.lookup(token)
+	return p != nil && p.All
 }

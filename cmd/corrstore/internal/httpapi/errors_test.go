@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -81,7 +82,12 @@ func TestReadyzFollowsWrites(t *testing.T) {
 	}
 	known := e.want(e.do("GET", "/readyz", readerToken, nil), http.StatusServiceUnavailable)
 	if !strings.Contains(known.str("error.message"), "no space left") {
-		t.Errorf("readyz to a known token does not tell the cause: %s", known.raw)
+		t.Errorf("readyz to a token for every namespace does not tell the cause: %s", known.raw)
+	}
+	// An error text can name any tenant's refs: a scoped token is not told.
+	scoped := e.want(e.do("GET", "/readyz", teamAReader, nil), http.StatusServiceUnavailable)
+	if strings.Contains(string(scoped.raw), "no space") {
+		t.Errorf("readyz to a token of one namespace tells the cause: %s", scoped.raw)
 	}
 	// Still failing after the hold: readyz probes, and the next failed write
 	// holds it down again.
@@ -115,4 +121,23 @@ func TestRegisterWithoutSecretIs503(t *testing.T) {
 		t.Error("registered although the answer was 503")
 	}
 	e.want(e.do("POST", "/v1/correlations", "", obj{"id": "x"}), http.StatusCreated)
+}
+
+// A caller that hangs up before its write got through says nothing about
+// the store: /readyz stays up (else clients with short timeouts, or anyone
+// with a reply token, could drain healthy instances).
+func TestReadyzIgnoresCallersThatHangUp(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequest("POST", "/v1/correlations", strings.NewReader(`{"id":"gone"}`)).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	e.api.ServeHTTP(rec, req)
+	e.want(e.do("GET", "/readyz", "", nil), http.StatusOK)
+
+	var h writeHealth
+	h.note(epoch, fmt.Errorf("%w: %w", store.ErrUnavailable, context.Canceled))
+	if err := h.failing(epoch); err != nil {
+		t.Errorf("a cancelled write counted as a store failure: %v", err)
+	}
 }

@@ -231,7 +231,8 @@ func (s *Server) wrap(rt Route) http.HandlerFunc {
 			return
 		}
 		err = rt.handler(s, &call{w: w, r: r, p: p, q: q})
-		if rt.Method == http.MethodPost {
+		if rt.Method == http.MethodPost && r.Context().Err() == nil {
+			// A caller that hung up says nothing about the store.
 			s.health.note(s.clock.Now(), err)
 		}
 		if err != nil {
@@ -342,6 +343,7 @@ func (h *writeHealth) note(now time.Time, err error) {
 	switch {
 	case err == nil:
 		h.failAt, h.err = time.Time{}, nil
+	case errors.Is(err, context.Canceled):
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		h.failAt, h.err = now, err
 	}
