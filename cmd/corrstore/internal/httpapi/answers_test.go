@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"net/http"
 	"strings"
@@ -89,5 +90,39 @@ func TestBodiesAndDataAreBytes(t *testing.T) {
 	}
 	if _, ok := rs[2].(obj)["body"].([]any); !ok {
 		t.Errorf("JSON reply: %v", rs[2])
+	}
+}
+
+// Bytes survive the round trip exactly: JSON comes back as sent (compact,
+// '<' and '&' unescaped); bytes an encoder would change go as base64.
+func TestBodiesRoundTripByteForByte(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.want(e.do("POST", "/v1/correlations", "", obj{"id": "rt", "pattern": "gather", "expect": 3}), http.StatusCreated)
+	html := `{"html":"<b>&amp;</b>"}`
+	e.want(e.do("POST", "/v1/correlations/rt/replies", "", `{"from":"1","body":`+html+`}`), http.StatusOK)
+	for from, b := range map[string]string{"2": "null", "3": "{\"a\": 1}\n"} {
+		e.want(e.do("POST", "/v1/correlations/rt/replies", "", obj{"from": from,
+			"body_base64": base64.StdEncoding.EncodeToString([]byte(b))}), http.StatusOK)
+	}
+	g := e.want(e.do("GET", "/v1/correlations/rt", "", nil), http.StatusOK)
+	if !strings.Contains(string(g.raw), `"body":`+html) {
+		t.Errorf("JSON body not sent back as it came: %s", g.raw)
+	}
+	c, err := e.st.Get(context.Background(), store.RefOf("rt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range c.Replies {
+		got[r.From] = string(r.Body)
+	}
+	if got["1"] != html || got["2"] != "null" || got["3"] != "{\"a\": 1}\n" {
+		t.Errorf("stored bodies: %q", got)
+	}
+	for _, r := range g.field("replies").([]any) {
+		m := r.(obj)
+		if m["from"] != "1" && m["body_base64"] == nil {
+			t.Errorf("bytes an encoder would change are not base64: %v", m)
+		}
 	}
 }

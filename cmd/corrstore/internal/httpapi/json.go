@@ -370,9 +370,11 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
-	_ = enc.Encode(v) // the client went away, or the status line is sent: nothing left to do
+	enc.SetEscapeHTML(false) // reply bodies come back byte for byte (wire.jsonOrBase64)
+	_ = enc.Encode(v)        // the client went away, or the status line is sent: nothing left to do
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {

@@ -29,6 +29,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -225,14 +226,21 @@ func toReplies(rs []Reply) []store.Reply {
 	return out
 }
 
-// jsonOrBase64 returns b as raw JSON when it is JSON in valid UTF-8 (which
-// json.Valid alone does not check), else as base64.
+// jsonOrBase64 returns b as raw JSON when those bytes come back unchanged
+// through a JSON document: valid UTF-8 (which json.Valid alone does not
+// check), valid JSON, already compact (an encoder compacts raw JSON) and not
+// null (which reads as no bytes). Anything else goes as base64, so that
+// bytes always survive the round trip. The server's encoder does not escape
+// HTML, so '<' and '&' stay as they are.
 func jsonOrBase64(b []byte) (json.RawMessage, string) {
 	if len(b) == 0 {
 		return nil, ""
 	}
-	if utf8.Valid(b) && json.Valid(b) {
-		return json.RawMessage(b), ""
+	if utf8.Valid(b) && json.Valid(b) && string(b) != "null" {
+		var c bytes.Buffer
+		if json.Compact(&c, b) == nil && bytes.Equal(c.Bytes(), b) {
+			return json.RawMessage(b), ""
+		}
 	}
 	return nil, base64.StdEncoding.EncodeToString(b)
 }
@@ -255,7 +263,13 @@ func BytesOf(field string, raw json.RawMessage, b64 string) ([]byte, error) {
 		return nil, &store.FieldError{Field: field, Err: store.ErrInvalid,
 			Reason: fmt.Sprintf("give %s or %s_base64, not both", field, field)}
 	case hasRaw:
-		return []byte(raw), nil
+		// A JSON value's bytes are its compact form: what any encoder
+		// sends back, whatever white space the request had.
+		var c bytes.Buffer
+		if err := json.Compact(&c, raw); err != nil {
+			return nil, &store.FieldError{Field: field, Err: store.ErrInvalid, Reason: "is not valid JSON"}
+		}
+		return c.Bytes(), nil
 	case b64 == "":
 		return nil, nil
 	}

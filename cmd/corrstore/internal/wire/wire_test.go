@@ -192,6 +192,9 @@ func TestBytesAreJSONOnlyWhenValidUTF8(t *testing.T) {
 		{[]byte("\"caf\xe9\""), true, "a JSON string holding invalid UTF-8"},
 		{[]byte("not json"), true, "not JSON"},
 		{[]byte{0, 1, 2}, true, "binary"},
+		{[]byte("null"), true, "the bytes null (JSON null reads as no bytes)"},
+		{[]byte("{\"a\": 1}\n"), true, "JSON an encoder would compact"},
+		{[]byte(`{"html":"<b>&amp;</b>","ls":" "}`), false, "compact JSON with HTML characters"},
 	} {
 		raw, b64 := jsonOrBase64(c.in)
 		if (b64 != "") != c.b64 || (raw != nil) == c.b64 {
@@ -224,6 +227,9 @@ func TestBytesOfRefuses(t *testing.T) {
 	}
 	if b, err := BytesOf("body", json.RawMessage("null"), ""); err != nil || b != nil {
 		t.Errorf("null: %q, %v", b, err)
+	}
+	if b, err := BytesOf("body", json.RawMessage("{ \"a\" : [1, 2] }"), ""); err != nil || string(b) != `{"a":[1,2]}` {
+		t.Errorf("a JSON value's bytes are its compact form: %q, %v", b, err)
 	}
 	if b, err := BytesOf("body", nil, "AQI="); err != nil || string(b) != "\x01\x02" {
 		t.Errorf("base64: %q, %v", b, err)
