@@ -77,7 +77,7 @@ func ParseReplySecrets(r io.Reader) (*ReplyTokens, error) {
 			continue
 		}
 		if len(line) < MinSecretLen {
-			return nil, fmt.Errorf("line %d: the secret is %d bytes, at least %d are required", n, len(line), MinSecretLen)
+			return nil, fmt.Errorf("line %d: the secret is %d bytes, at least %d are required (the file holds one secret per line; a secret wrapped over lines, as `openssl rand -base64 64` writes it, must be joined into one line)", n, len(line), MinSecretLen)
 		}
 		secrets = append(secrets, []byte(line))
 	}
