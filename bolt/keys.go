@@ -21,7 +21,7 @@ var (
 	bucketPurge      = []byte("purge")      // outcome_at‖ref, decided and dispatch none or done
 	bucketCreated    = []byte("created")    // created‖ref, every record (List)
 	bucketPending    = []byte("pending")    // ns\0created‖ref, pending only (oldest pending)
-	bucketCounts     = []byte("counts")     // ns\0s:state and ns\0d:dispatch → uint64
+	bucketCounts     = []byte("counts")     // ns\0s:state, ns\0d:dispatch and ns\0b:stored (bytes) → uint64
 	bucketIdem       = []byte("idem")       // ns\0idempotency key → ref
 	bucketEarly      = []byte("early")      // ref\0received‖seq → store.MarshalEarly
 	bucketEarlyTime  = []byte("early_time") // received‖seq‖ref → nil
@@ -82,6 +82,7 @@ type entries struct {
 	ns                                          string
 	state                                       store.State
 	disp                                        store.DispatchState
+	bytes                                       int64 // store.Correlation.StoredBytes
 }
 
 func entriesOf(c *store.Correlation) entries {
@@ -89,7 +90,8 @@ func entriesOf(c *store.Correlation) entries {
 		return entries{}
 	}
 	key := c.Ref().String()
-	e := entries{created: timeKey(c.CreatedAt, key), ns: c.Namespace, state: c.State, disp: c.Dispatch.State}
+	e := entries{created: timeKey(c.CreatedAt, key), ns: c.Namespace, state: c.State, disp: c.Dispatch.State,
+		bytes: c.StoredBytes()}
 	if c.State == store.StatePending {
 		e.deadline = timeKey(c.Deadline, key)
 		e.pending = nsKey(c.Namespace, e.created)
@@ -128,6 +130,27 @@ func (e *entries) set(bucket, key []byte) {
 
 func countKey(ns, kind, value string) []byte {
 	return nsKey(ns, []byte(kind+":"+value))
+}
+
+// Counter kinds and the value of the stored-bytes counter.
+const (
+	kindState    = "s"
+	kindDispatch = "d"
+	kindBytes    = "b"
+	bytesCounter = "stored"
+)
+
+// addCounts adds to counts (counter key → value) what c adds to the
+// counters: what Verify and the upgrade compute from the records, and what
+// reindex keeps up write by write.
+func addCounts(counts map[string]int64, c *store.Correlation) {
+	counts[string(countKey(c.Namespace, kindState, string(c.State)))]++
+	if c.Dispatch.State != store.DispatchNone {
+		counts[string(countKey(c.Namespace, kindDispatch, string(c.Dispatch.State)))]++
+	}
+	if n := c.StoredBytes(); n > 0 {
+		counts[string(countKey(c.Namespace, kindBytes, bytesCounter))] += n
+	}
 }
 
 func decodeCount(v []byte) int64 {

@@ -109,26 +109,35 @@ func (t txn) reindex(before, after entries) error {
 		}
 	}
 	if before.ns != after.ns || before.state != after.state {
-		if err := t.count(before.ns, "s", string(before.state), -1); err != nil {
+		if err := t.count(before.ns, kindState, string(before.state), -1); err != nil {
 			return err
 		}
-		if err := t.count(after.ns, "s", string(after.state), 1); err != nil {
+		if err := t.count(after.ns, kindState, string(after.state), 1); err != nil {
 			return err
 		}
 	}
 	if before.ns != after.ns || before.disp != after.disp {
-		if err := t.count(before.ns, "d", string(before.disp), -1); err != nil {
+		if err := t.count(before.ns, kindDispatch, string(before.disp), -1); err != nil {
 			return err
 		}
-		if err := t.count(after.ns, "d", string(after.disp), 1); err != nil {
+		if err := t.count(after.ns, kindDispatch, string(after.disp), 1); err != nil {
 			return err
 		}
+	}
+	if before.ns != after.ns || before.bytes != after.bytes {
+		if before.ns == after.ns {
+			return t.count(after.ns, kindBytes, bytesCounter, after.bytes-before.bytes)
+		}
+		if err := t.count(before.ns, kindBytes, bytesCounter, -before.bytes); err != nil {
+			return err
+		}
+		return t.count(after.ns, kindBytes, bytesCounter, after.bytes)
 	}
 	return nil
 }
 
 func (t txn) count(ns, kind, value string, delta int64) error {
-	if ns == "" || value == "" || value == string(store.DispatchNone) {
+	if ns == "" || value == "" || value == string(store.DispatchNone) || delta == 0 {
 		return nil
 	}
 	b := t.tx.Bucket(bucketCounts)

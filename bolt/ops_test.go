@@ -208,3 +208,37 @@ func TestCorruptRecordSetAside(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrCorrupt)
 	require.NotContains(t, s.Verify(ctx).Error(), "idempotency", "the key of a record set aside is not reported")
 }
+
+// Verify checks the stored-bytes counter against the records: a counter
+// off by one byte, or missing, is reported.
+func TestVerifyChecksStoredBytes(t *testing.T) {
+	clk := store.NewFakeClock(t0)
+	path := filepath.Join(t.TempDir(), "c.db")
+	s, err := bolt.Open(bolt.Options{Path: path, Clock: clk, NoSync: true})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = s.Register(ctx, &store.Correlation{ID: "b-1", Namespace: "shop", Timeout: time.Hour,
+		Callback: store.Callback{Handler: "h", Data: []byte("12345")}})
+	require.NoError(t, err)
+	_, err = s.Deliver(ctx, ref("shop", "b-1"), store.Reply{Body: []byte("abc")})
+	require.NoError(t, err)
+	st, err := s.Stats(ctx, "shop")
+	require.NoError(t, err)
+	require.Equal(t, int64(8), st.Namespaces["shop"].Bytes)
+	require.NoError(t, s.Verify(ctx))
+	require.NoError(t, s.Close())
+
+	key := []byte("shop\x00b:stored")
+	for name, change := range map[string]func(b *bbolt.Bucket) error{
+		"wrong":   func(b *bbolt.Bucket) error { return b.Put(key, []byte{0, 0, 0, 0, 0, 0, 0, 9}) },
+		"missing": func(b *bbolt.Bucket) error { return b.Delete(key) },
+	} {
+		rawUpdate(t, path, func(tx *bbolt.Tx) error { return change(tx.Bucket([]byte("counts"))) })
+		s, err := bolt.Open(bolt.Options{Path: path, Clock: clk, NoSync: true, ReadOnly: true})
+		require.NoError(t, err)
+		err = s.Verify(ctx)
+		require.ErrorContains(t, err, `counter "shop\x00b:stored"`, name)
+		require.ErrorContains(t, err, "the records count 8", name)
+		require.NoError(t, s.Close())
+	}
+}

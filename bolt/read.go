@@ -129,10 +129,14 @@ func (s *Store) Stats(ctx context.Context, namespace string) (store.Stats, error
 				continue
 			}
 			e := nsStats(st, ns)
-			if kind == "s" {
+			switch kind {
+			case kindState:
 				e.States[store.State(value)] = n
-			} else {
+			case kindDispatch:
 				e.Dispatch[store.DispatchState(value)] = n
+			case kindBytes:
+				e.Bytes = n
+				st.Namespaces[ns] = e
 			}
 		}
 		if namespace != "" {
@@ -198,10 +202,7 @@ func (s *Store) Verify(ctx context.Context) error {
 					want[string(ix.bucket)][string(ix.key)] = true
 				}
 			}
-			counts[string(countKey(c.Namespace, "s", string(c.State)))]++
-			if c.Dispatch.State != store.DispatchNone {
-				counts[string(countKey(c.Namespace, "d", string(c.Dispatch.State)))]++
-			}
+			addCounts(counts, c)
 			if c.IdempotencyKey != "" {
 				idem[string(nsKey(c.Namespace, []byte(c.IdempotencyKey)))] = string(k)
 			}

@@ -186,10 +186,7 @@ func (u *upgrader) records() error {
 			}
 			u.r.IndexEntries++
 		}
-		counts[string(countKey(c.Namespace, "s", string(c.State)))]++
-		if c.Dispatch.State != store.DispatchNone {
-			counts[string(countKey(c.Namespace, "d", string(c.Dispatch.State)))]++
-		}
+		addCounts(counts, c)
 	}
 	cb := u.tx.Bucket(bucketCounts)
 	for k, n := range counts {

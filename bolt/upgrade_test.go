@@ -163,6 +163,11 @@ func TestUpgradeSchema1(t *testing.T) {
 	require.Equal(t, map[store.DispatchState]int64{store.DispatchDone: 1}, shop.Dispatch)
 	require.True(t, def.OldestPending.Equal(t0), "%s", def.OldestPending)
 	require.True(t, shop.OldestPending.Equal(t0.Add(21*time.Second)), "%s", shop.OldestPending)
+	// Stored bytes, counted afresh: pend-1's callback data {"order":42} (12),
+	// gather-1's replies "A" and "B" and late "C" (3 each); pend-2's reply
+	// {"ok":true} (11). Schema 1 kept no such counter.
+	require.Equal(t, int64(12+3+3+3), def.Bytes)
+	require.Equal(t, int64(11), shop.Bytes)
 
 	// List pages through the created index, in creation order.
 	var ids []string

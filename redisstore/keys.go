@@ -25,7 +25,7 @@ import (
 //	{p:s}:pg        zset    decided refs with dispatch none or done, by outcome time (µs)
 //	{p:s}:cr        zset    every ref by creation time (µs): List
 //	{p:s}:pd:<ns>   zset    pending refs of a namespace by creation time (µs): oldest pending
-//	{p:s}:n         hash    counters: "<ns>:s:<state>", "<ns>:d:<dispatch>", "early", "eseq"
+//	{p:s}:n         hash    counters: "<ns>:s:<state>", "<ns>:d:<dispatch>", "<ns>:b:stored" (bytes), "early", "eseq"
 //	{p:s}:et        zset    early replies by arrival (µs), member "<digest> <ref>"
 //	{p:s}:q         hash    quarantine: ref → bytes that did not decode
 //	{p:0}:meta      hash    "shards", "schema" of the prefix; "upgrading" while an upgrade runs
@@ -82,6 +82,22 @@ const (
 
 func stateField(ns string, st store.State) string           { return ns + ":s:" + string(st) }
 func dispatchField(ns string, d store.DispatchState) string { return ns + ":d:" + string(d) }
+
+// bytesField counts the namespace's stored bytes (store.Correlation.StoredBytes).
+func bytesField(ns string) string { return ns + ":b:stored" }
+
+// addCounts adds to counts (field → value) what c adds to its shard's
+// counters: what the upgrade's recount computes from the records, and what
+// reindex keeps up write by write.
+func addCounts(counts map[string]int64, c *store.Correlation) {
+	counts[stateField(c.Namespace, c.State)]++
+	if c.Dispatch.State != store.DispatchNone {
+		counts[dispatchField(c.Namespace, c.Dispatch.State)]++
+	}
+	if n := c.StoredBytes(); n > 0 {
+		counts[bytesField(c.Namespace)] += n
+	}
+}
 
 // micros is an index score: Unix microseconds, exact in a float64 (scores
 // are doubles). Indexes therefore order by the microsecond; where the exact
@@ -147,6 +163,7 @@ type entries struct {
 	ns                                          string
 	state                                       store.State
 	disp                                        store.DispatchState
+	bytes                                       int64 // store.Correlation.StoredBytes
 }
 
 // Index positions in entries.index().
@@ -163,7 +180,8 @@ func entriesOf(c *store.Correlation) entries {
 	if c == nil {
 		return entries{}
 	}
-	e := entries{created: at(c.CreatedAt), ns: c.Namespace, state: c.State, disp: c.Dispatch.State}
+	e := entries{created: at(c.CreatedAt), ns: c.Namespace, state: c.State, disp: c.Dispatch.State,
+		bytes: c.StoredBytes()}
 	if c.State == store.StatePending {
 		e.deadline = at(c.Deadline)
 		e.pending = at(c.CreatedAt)
@@ -258,6 +276,17 @@ func (sc *script) reindex(l layout, sh int, member string, before, after entries
 		}
 		if after.disp != "" && after.disp != store.DispatchNone {
 			sc.hincr(counters, dispatchField(after.ns, after.disp), 1)
+		}
+	}
+	switch {
+	case before.ns == after.ns && before.bytes != after.bytes:
+		sc.hincr(counters, bytesField(after.ns), after.bytes-before.bytes)
+	case before.ns != after.ns:
+		if before.bytes != 0 {
+			sc.hincr(counters, bytesField(before.ns), -before.bytes)
+		}
+		if after.bytes != 0 {
+			sc.hincr(counters, bytesField(after.ns), after.bytes)
 		}
 	}
 }

@@ -268,6 +268,9 @@ func (s *Store) Stats(ctx context.Context, namespace string) (store.Stats, error
 				e.States[store.State(value)] += n
 			case "d":
 				e.Dispatch[store.DispatchState(value)] += n
+			case "b":
+				e.Bytes += n
+				st.Namespaces[ns] = e
 			}
 		}
 	}

@@ -708,10 +708,7 @@ func (u *upgrader) recount(ctx context.Context, sh int, eseq int64) error {
 			if err != nil {
 				continue // gone, or met by the next pass that reads it
 			}
-			counts[stateField(c.Namespace, c.State)]++
-			if c.Dispatch.State != store.DispatchNone {
-				counts[dispatchField(c.Namespace, c.Dispatch.State)]++
-			}
+			addCounts(counts, c)
 		}
 		if len(refs) < page {
 			break

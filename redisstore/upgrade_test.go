@@ -253,12 +253,14 @@ func checkUpgraded(t *testing.T, rdb redis.UniversalClient, prefix string, now t
 	require.True(t, get("shop", "order-1").CreatedAt.Equal(st.Namespaces["shop"].OldestPending))
 
 	var listed []string
+	stored := map[string]int64{} // what each namespace's records hold
 	f := store.Filter{Limit: 3, Order: store.OldestFirst}
 	for {
 		page, err := s.List(ctx, f)
 		require.NoError(t, err)
 		for _, c := range page.Items {
 			listed = append(listed, c.Ref().String())
+			stored[c.Namespace] += c.StoredBytes()
 		}
 		if page.NextCursor == "" {
 			break
@@ -270,6 +272,11 @@ func checkUpgraded(t *testing.T, rdb redis.UniversalClient, prefix string, now t
 	page, err := s.List(ctx, store.Filter{Namespace: "shop"})
 	require.NoError(t, err)
 	require.Len(t, page.Items, 3)
+	// The recount makes the stored-bytes counters, which schema 1 had not.
+	require.Equal(t, map[string]int64{"default": 17, "shop": 11, "billing": 24}, stored)
+	for ns, n := range stored {
+		require.Equal(t, n, st.Namespaces[ns].Bytes, "stored bytes of %s", ns)
+	}
 
 	// Idempotency keys hold, in their namespace only.
 	res, err := s.Register(ctx, &store.Correlation{ID: "idem-other", Namespace: "shop", Timeout: 3 * time.Hour, IdempotencyKey: "checkout-42"})

@@ -198,6 +198,22 @@ type TimelineEvent struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
+// StoredBytes is what a correlation counts toward its namespace's stored
+// bytes (NamespaceStats.Bytes, the limit --max-bytes-per-namespace): the
+// bodies of its accepted replies (ReplyBytes) and of the late replies kept,
+// plus its callback data — the payloads callers choose the size of. The
+// fixed-size fields, labels, timeline and encoding overhead are not counted:
+// the bounds of the data model cap them per record. Every backend keeps the
+// per-namespace sum as a counter derived from the record, like the state
+// counts.
+func (c *Correlation) StoredBytes() int64 {
+	n := int64(c.ReplyBytes() + len(c.Callback.Data))
+	for _, r := range c.Late {
+		n += int64(len(r.Body))
+	}
+	return n
+}
+
 // Clone returns a deep copy of c.
 func (c *Correlation) Clone() *Correlation {
 	if c == nil {

@@ -344,6 +344,9 @@ type NamespaceStats struct {
 	// OldestPending is the creation time of the oldest pending correlation,
 	// zero when none is pending.
 	OldestPending time.Time
+	// Bytes is the sum of the namespace's Correlation.StoredBytes: reply
+	// bodies, late reply bodies and callback data. Purge takes it back.
+	Bytes int64
 }
 
 // Total sums the namespaces.
@@ -356,6 +359,7 @@ func (s Stats) Total() NamespaceStats {
 		for k, v := range ns.Dispatch {
 			t.Dispatch[k] += v
 		}
+		t.Bytes += ns.Bytes
 		if !ns.OldestPending.IsZero() && (t.OldestPending.IsZero() || ns.OldestPending.Before(t.OldestPending)) {
 			t.OldestPending = ns.OldestPending
 		}

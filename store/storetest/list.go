@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ func listTests() []testCase {
 		{name: "PaginationConcurrentInserts", run: testListPaginationConcurrent},
 		{name: "InvalidFilter", run: testListInvalidFilter},
 		{name: "Stats", run: testStats},
+		{name: "StatsBytes", limits: store.Limits{MaxLate: 2}, run: testStatsBytes},
 		{name: "Purge", run: testPurge},
 		{name: "PurgeLimit", run: testPurgeLimit},
 		{name: "DropEarlyReplies", run: testDropEarlyReplies},
@@ -381,6 +383,69 @@ func testStats(t *testing.T, e *env) {
 	empty := e.stats("gamma")
 	require.Zero(t, empty.Namespaces["gamma"].States[store.StatePending])
 	require.NotContains(t, empty.Namespaces, "alpha")
+}
+
+// testStatsBytes: NamespaceStats.Bytes is the sum of StoredBytes (reply
+// bodies, the late reply bodies kept, callback data) of the namespace's
+// records, kept up by every write and taken back by Purge. Limits: MaxLate 2.
+func testStatsBytes(t *testing.T, e *env) {
+	bytesOf := func(ns string) int64 {
+		t.Helper()
+		return e.stats(ns).Namespaces[ns].Bytes
+	}
+	body := func(n int) []byte { return []byte(strings.Repeat("x", n)) }
+	e.register(&store.Correlation{ID: "sb-g", Namespace: "alpha", Pattern: store.PatternGather, Expect: 2, Timeout: time.Hour})
+	e.register(&store.Correlation{ID: "sb-h", Namespace: "alpha", Timeout: time.Hour,
+		Callback: store.Callback{Handler: "h", Data: body(10)}})
+	e.register(&store.Correlation{ID: "sb-b", Namespace: "beta", Timeout: time.Hour})
+	require.Equal(t, int64(10), bytesOf("alpha"), "callback data counts from registration")
+	require.Zero(t, bytesOf("beta"))
+
+	e.deliver(nsRef("alpha", "sb-g"), store.Reply{ID: "1", Body: body(100)}, store.DeliverAccepted)
+	require.Equal(t, int64(110), bytesOf("alpha"))
+	e.deliver(nsRef("alpha", "sb-g"), store.Reply{ID: "1", Body: body(100)}, store.DeliverDuplicate)
+	require.Equal(t, int64(110), bytesOf("alpha"), "a duplicate adds nothing")
+	e.deliver(nsRef("alpha", "sb-g"), store.Reply{ID: "2", Body: body(1000)}, store.DeliverCompleted)
+	require.Equal(t, int64(1110), bytesOf("alpha"))
+	require.Zero(t, bytesOf("beta"), "per namespace")
+
+	// Late replies count while kept: MaxLate 2 keeps the last two.
+	e.deliver(nsRef("alpha", "sb-g"), store.Reply{ID: "3", Body: body(7)}, store.DeliverLate)
+	e.deliver(nsRef("alpha", "sb-g"), store.Reply{ID: "4", Body: body(20)}, store.DeliverLate)
+	require.Equal(t, int64(1137), bytesOf("alpha"))
+	e.deliver(nsRef("alpha", "sb-g"), store.Reply{ID: "5", Body: body(30)}, store.DeliverLate)
+	require.Equal(t, int64(1160), bytesOf("alpha"), "the late reply dropped is no longer counted")
+
+	// A buffered early reply counts once registered, in its namespace.
+	e.deliver(nsRef("beta", "sb-e"), store.Reply{ID: "e", Body: body(40)}, store.DeliverBuffered)
+	require.Zero(t, bytesOf("beta"), "an early reply is not a namespace's until registered")
+	res, err := e.s.Register(e.ctx, &store.Correlation{ID: "sb-e", Namespace: "beta", Timeout: time.Hour})
+	require.NoError(t, err)
+	require.Equal(t, 1, res.EarlyApplied)
+	e.deliver(nsRef("beta", "sb-b"), store.Reply{Error: "failed"}, store.DeliverCompleted)
+	require.Equal(t, int64(40), bytesOf("beta"), "an error without a body adds nothing")
+
+	st := e.stats("")
+	require.Equal(t, int64(1160), st.Namespaces["alpha"].Bytes)
+	require.Equal(t, int64(40), st.Namespaces["beta"].Bytes)
+	require.Equal(t, int64(1200), st.Total().Bytes)
+	require.Equal(t, []string{"alpha"}, slices.Collect(maps.Keys(e.stats("alpha").Namespaces)))
+
+	// Purge takes the bytes back once every record is gone.
+	_, err = e.s.Cancel(e.ctx, nsRef("alpha", "sb-h"), "")
+	require.NoError(t, err)
+	for _, c := range e.claim("inst", time.Minute, 10) {
+		_, err := e.s.AckDispatch(e.ctx, c.Ref(), c.Dispatch.Claim())
+		require.NoError(t, err)
+	}
+	require.Equal(t, int64(1160), bytesOf("alpha"), "deciding a correlation keeps its bytes")
+	e.clock.Add(time.Second)
+	n, err := e.s.Purge(e.ctx, e.now(), 100)
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	require.Zero(t, bytesOf("alpha"))
+	require.Zero(t, bytesOf("beta"))
+	require.Zero(t, e.stats("").Total().Bytes)
 }
 
 func testPurge(t *testing.T, e *env) {

@@ -431,6 +431,12 @@ func (m *memStore) Stats(_ context.Context, namespace string) (store.Stats, erro
 		if c.State == store.StatePending && (n.OldestPending.IsZero() || c.CreatedAt.Before(n.OldestPending)) {
 			n.OldestPending = c.CreatedAt
 		}
+		n.Bytes += c.StoredBytes()
+		if m.bug == "stats-bytes-no-late" {
+			for _, r := range c.Late {
+				n.Bytes -= int64(len(r.Body))
+			}
+		}
 		st.Namespaces[c.Namespace] = n
 	}
 	return st, nil

@@ -51,6 +51,7 @@ var mutants = []struct{ bug, test string }{
 	{"list-order-ignored", "List/Order"},
 	{"list-offset-cursor", "List/PaginationConcurrentInserts"},
 	{"stats-count-none", "List/Stats"},
+	{"stats-bytes-no-late", "List/StatsBytes"},
 	{"purge-any-dispatch", "List/Purge"},
 	{"purge-inclusive", "List/Purge"},
 	{"expire-silent", "ExpireDue/Events"},
