@@ -516,7 +516,7 @@ func TestLimitsOverHTTP(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	p := start(t, filepath.Join(t.TempDir(), "c.db"), "--reaper-interval", "1h",
-		"--max-record-bytes", "4096", "--max-pending-per-namespace", "2")
+		"--max-record-bytes", "4096", "--max-pending-per-namespace", "2", "--max-bytes-per-namespace", "5000")
 	p.must("POST", "/v1/correlations", m{"id": "g", "pattern": "gather", "expect": 3, "timeout": "1h"}, 201)
 	body := strings.Repeat("x", 2500)
 	p.must("POST", "/v1/correlations/g/replies", m{"from": "a", "body": body}, 200)
@@ -531,5 +531,26 @@ func TestLimitsOverHTTP(t *testing.T) {
 		t.Errorf("the 429 names the namespace: %v", msg)
 	}
 	p.must("POST", "/v1/correlations", m{"id": "p3", "namespace": "other", "timeout": "1h"}, 201)
+
+	// Stored bytes: a body of 2500 x's is stored as the JSON string, 2502
+	// bytes. Two such replies in namespace big reach the 5000 bytes limit:
+	// no registration there, while default (2502 bytes) still registers.
+	for _, id := range []string{"b1", "b2"} {
+		p.must("POST", "/v1/correlations", m{"id": id, "namespace": "big", "timeout": "1h"}, 201)
+		p.must("POST", "/v1/correlations/"+id+"/replies?namespace=big", m{"body": body}, 200)
+	}
+	v = p.must("POST", "/v1/correlations", m{"id": "b3", "namespace": "big", "timeout": "1h"}, 429)
+	if msg := fmt.Sprint(v["error"]); !strings.Contains(msg, `"big" holds 5004 bytes`) || !strings.Contains(msg, "limit is 5000 (max_bytes_per_namespace)") {
+		t.Errorf("the 429 names the namespace and the bytes limit: %v", msg)
+	}
+	p.must("POST", "/v1/correlations", m{"id": "b1", "namespace": "big", "timeout": "1h"}, 200) // a repeat is answered
+	v = p.must("GET", "/v1/stats?namespace=*", nil, 200)
+	ns := v["namespaces"].(map[string]any)
+	for name, want := range map[string]float64{"big": 5004, "default": 2502, "other": 0} {
+		got := ns[name].(map[string]any)
+		if got["bytes"] != want || got["bytes_limit"] != float64(5000) || got["pending_limit"] != float64(2) {
+			t.Errorf("stats of %s: bytes %v of %v, want %v of 5000 (pending limit %v)", name, got["bytes"], got["bytes_limit"], want, got["pending_limit"])
+		}
+	}
 	p.stop()
 }

@@ -35,11 +35,14 @@ type Main struct {
 	// MaxPendingPerNamespace, when positive, caps the pending correlations
 	// of each namespace (429 past it).
 	MaxPendingPerNamespace int64
-	TokenFile              string
-	ReplySecretFile        string
-	MaxWait                time.Duration
-	LogLevel               string
-	ShowVersion            bool
+	// MaxBytesPerNamespace, when positive, refuses registrations in a
+	// namespace whose stored bytes reached it (429).
+	MaxBytesPerNamespace int64
+	TokenFile            string
+	ReplySecretFile      string
+	MaxWait              time.Duration
+	LogLevel             string
+	ShowVersion          bool
 
 	Logger *slog.Logger
 	// Clock, when set (tests), replaces the real clock everywhere.
@@ -89,6 +92,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Int64Var(&m.MaxBody, "max-body", m.MaxBody, "largest request body, in bytes (413 beyond)")
 	fs.IntVar(&m.MaxRecordBytes, "max-record-bytes", m.MaxRecordBytes, "most reply bytes one correlation holds; a reply past it is refused (413)")
 	fs.Int64Var(&m.MaxPendingPerNamespace, "max-pending-per-namespace", m.MaxPendingPerNamespace, "most pending correlations in one namespace; a registration past it is refused (429); 0: no limit")
+	fs.Int64Var(&m.MaxBytesPerNamespace, "max-bytes-per-namespace", m.MaxBytesPerNamespace, "most stored bytes (reply bodies, late reply bodies, callback data) in one namespace; a registration once it is reached is refused (429); 0: no limit")
 	fs.StringVar(&m.TokenFile, "token-file", m.TokenFile, "bearer tokens, one per line: TOKEN ROLE NAMESPACES [NAME] (see docs/OPERATIONS.md)")
 	fs.StringVar(&m.ReplySecretFile, "reply-secret-file", m.ReplySecretFile, "secrets (≥ 32 bytes each, one per line: the first signs, all verify) for reply tokens; default: a secret kept in the store, shared by its replicas")
 	fs.DurationVar(&m.MaxWait, "max-wait", m.MaxWait, "cap on the long-poll wait of GET /v1/correlations/{id}/outcome?wait=")
@@ -125,6 +129,8 @@ func (m *Main) ParseFlags(args []string) error {
 		return fmt.Errorf("--max-record-bytes: must be at least 1024 bytes, got %d", m.MaxRecordBytes)
 	case m.MaxPendingPerNamespace < 0:
 		return fmt.Errorf("--max-pending-per-namespace: must not be negative, got %d", m.MaxPendingPerNamespace)
+	case m.MaxBytesPerNamespace < 0:
+		return fmt.Errorf("--max-bytes-per-namespace: must not be negative, got %d", m.MaxBytesPerNamespace)
 	case m.MaxWait <= 0 || m.MaxWait > 10*time.Minute:
 		return fmt.Errorf("--max-wait: must be between 1ms and 10m, got %s", m.MaxWait)
 	}
@@ -205,7 +211,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.API, err = httpapi.New(httpapi.Config{
 		Store: m.Store, Clock: clock, Logger: m.Logger, Tokens: tokens, ReplyTokens: replyTokens,
-		MaxBody: m.MaxBody, MaxWait: m.MaxWait, MaxPendingPerNamespace: m.MaxPendingPerNamespace,
+		MaxBody: m.MaxBody, MaxWait: m.MaxWait,
+		MaxPendingPerNamespace: m.MaxPendingPerNamespace, MaxBytesPerNamespace: m.MaxBytesPerNamespace,
 		Instrument: m.Metrics.Instrument, Metrics: m.Metrics.Handler(),
 	})
 	if err != nil {

@@ -38,6 +38,7 @@ func TestParseFlagsAndEnvironment(t *testing.T) {
 	t.Setenv("CORRSTORE_MAX_WAIT", "15s")
 	t.Setenv("CORRSTORE_LISTEN", "127.0.0.1:9999")
 	t.Setenv("CORRSTORE_MAX_PENDING_PER_NAMESPACE", "500")
+	t.Setenv("CORRSTORE_MAX_BYTES_PER_NAMESPACE", "1048576")
 	m := NewMain()
 	m.Logger = quiet()
 	if m.MaxRecordBytes != 16<<20 {
@@ -47,7 +48,7 @@ func TestParseFlagsAndEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m.Listen != "127.0.0.1:0" || m.MaxWait != 15*time.Second || m.MaxBody != 4096 || m.DefaultTimeout != time.Minute ||
-		m.MaxRecordBytes != 65536 || m.MaxPendingPerNamespace != 500 {
+		m.MaxRecordBytes != 65536 || m.MaxPendingPerNamespace != 500 || m.MaxBytesPerNamespace != 1<<20 {
 		t.Errorf("flags: %+v", m)
 	}
 	if l := m.limits(); l.MaxRecordBytes != 65536 || l.MaxBodyBytes != 65536 {
@@ -59,7 +60,7 @@ func TestParseFlagsAndEnvironment(t *testing.T) {
 	for _, args := range [][]string{
 		{"--max-wait", "0s"}, {"--max-body", "10"}, {"--default-timeout", "1h", "--max-timeout", "1m"},
 		{"--reaper-interval", "-1s"}, {"--log-level", "loud"}, {"extra"},
-		{"--max-record-bytes", "100"}, {"--max-pending-per-namespace", "-1"},
+		{"--max-record-bytes", "100"}, {"--max-pending-per-namespace", "-1"}, {"--max-bytes-per-namespace", "-1"},
 	} {
 		m := NewMain()
 		m.Logger = quiet()

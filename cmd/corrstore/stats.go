@@ -15,6 +15,9 @@ type statsNS struct {
 	Dispatch             map[store.DispatchState]int64 `json:"dispatch"`
 	OldestPending        *time.Time                    `json:"oldest_pending,omitempty"`
 	OldestPendingSeconds float64                       `json:"oldest_pending_age_seconds"`
+	// Bytes is what the records hold: reply bodies, late reply bodies and
+	// callback data (store.Correlation.StoredBytes).
+	Bytes int64 `json:"bytes"`
 }
 
 type statsOut struct {
@@ -24,7 +27,7 @@ type statsOut struct {
 }
 
 func toStatsNS(n store.NamespaceStats, now time.Time) statsNS {
-	s := statsNS{States: map[store.State]int64{}, Dispatch: map[store.DispatchState]int64{}}
+	s := statsNS{States: map[store.State]int64{}, Dispatch: map[store.DispatchState]int64{}, Bytes: n.Bytes}
 	for _, st := range store.States {
 		s.States[st] = n.States[st]
 	}
@@ -40,8 +43,10 @@ func toStatsNS(n store.NamespaceStats, now time.Time) statsNS {
 }
 
 const statsAbout = `Counts correlations per namespace and state, the age of the oldest pending one,
-the dispatch backlog (outcomes waiting for their handler) and dead dispatches
-(outcomes no handler took: fix the handler, then corrstore redispatch).`
+the dispatch backlog (outcomes waiting for their handler), dead dispatches
+(outcomes no handler took: fix the handler, then corrstore redispatch) and the
+bytes stored (reply bodies, late reply bodies and callback data: what
+--max-bytes-per-namespace of the server limits).`
 
 func runStats(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "stats", "[flags]", statsAbout)
@@ -82,14 +87,14 @@ func runStats(ctx context.Context, e *env, args []string) error {
 		return writeJSON(e.stdout, out)
 	}
 	tw := table(e.stdout)
-	fmt.Fprintln(tw, "NAMESPACE\tPENDING\tCOMPLETED\tTIMED_OUT\tCANCELLED\tOLDEST_PENDING\tDISPATCH_BACKLOG\tDISPATCH_DEAD")
+	fmt.Fprintln(tw, "NAMESPACE\tPENDING\tCOMPLETED\tTIMED_OUT\tCANCELLED\tOLDEST_PENDING\tDISPATCH_BACKLOG\tDISPATCH_DEAD\tBYTES")
 	line := func(name string, s statsNS) {
 		oldest := "-"
 		if s.OldestPending != nil {
 			oldest = age(time.Duration(s.OldestPendingSeconds * float64(time.Second)))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\n", printable(name), s.States[store.StatePending], s.States[store.StateCompleted],
-			s.States[store.StateTimedOut], s.States[store.StateCancelled], oldest, s.Dispatch[store.DispatchPending], s.Dispatch[store.DispatchDead])
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%d\t%d\t%d\n", printable(name), s.States[store.StatePending], s.States[store.StateCompleted],
+			s.States[store.StateTimedOut], s.States[store.StateCancelled], oldest, s.Dispatch[store.DispatchPending], s.Dispatch[store.DispatchDead], s.Bytes)
 	}
 	names := make([]string, 0, len(out.Namespaces))
 	for n := range out.Namespaces {

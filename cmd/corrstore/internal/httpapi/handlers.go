@@ -29,7 +29,7 @@ func (s *Server) register(c *call) error {
 		return errorf(http.StatusForbidden, "forbidden", "namespace", "namespace: the token may not write to namespace %q", reg.Namespace)
 	}
 	ctx := c.r.Context()
-	if err := s.checkPending(ctx, reg); err != nil {
+	if err := s.checkLimits(ctx, reg); err != nil {
 		return err
 	}
 	// The signer first: a store that cannot give its secret fails the
@@ -61,29 +61,61 @@ func location(ref store.Ref) string {
 	return "/v1/correlations/" + url.PathEscape(ref.ID) + "?namespace=" + url.QueryEscape(ref.Namespace)
 }
 
-// checkPending enforces MaxPendingPerNamespace. A registration that repeats
-// one already stored passes, so that a retry of a lost answer is answered.
-func (s *Server) checkPending(ctx context.Context, reg *store.Correlation) error {
-	limit := s.cfg.MaxPendingPerNamespace
-	if limit <= 0 {
+// nsLimit is one per-namespace limit on registration: the usage it reads
+// from the namespace's stats, and how a refusal words it.
+type nsLimit struct {
+	max  int64
+	name string // the setting, as the 429 names it
+	what string // the usage, after the count
+	hint string
+	used func(store.NamespaceStats) int64
+}
+
+// namespaceLimits are the per-namespace limits set, in the order checked.
+func (s *Server) namespaceLimits() []nsLimit {
+	var out []nsLimit
+	if n := s.cfg.MaxPendingPerNamespace; n > 0 {
+		out = append(out, nsLimit{max: n, name: "max_pending_per_namespace", what: "pending correlations",
+			hint: "wait for some to be decided",
+			used: func(st store.NamespaceStats) int64 { return st.States[store.StatePending] }})
+	}
+	if n := s.cfg.MaxBytesPerNamespace; n > 0 {
+		out = append(out, nsLimit{max: n, name: "max_bytes_per_namespace", what: "bytes of replies and callback data",
+			hint: "decided correlations give their bytes back when purged",
+			used: func(st store.NamespaceStats) int64 { return st.Bytes }})
+	}
+	return out
+}
+
+// checkLimits enforces MaxPendingPerNamespace and MaxBytesPerNamespace
+// with one read of the namespace's stats: a registration in a namespace at
+// or over a limit is refused. A registration that repeats one already
+// stored passes, so that a retry of a lost answer is answered.
+func (s *Server) checkLimits(ctx context.Context, reg *store.Correlation) error {
+	limits := s.namespaceLimits()
+	if len(limits) == 0 {
 		return nil
 	}
 	st, err := s.st.Stats(ctx, reg.Namespace)
 	if err != nil {
 		return err
 	}
-	pending := st.Namespaces[reg.Namespace].States[store.StatePending]
-	if pending < limit {
-		return nil
-	}
-	if reg.ID != "" {
-		if _, err := s.st.Get(ctx, reg.Ref()); err == nil {
-			return nil
+	ns := st.Namespaces[reg.Namespace]
+	for _, l := range limits {
+		used := l.used(ns)
+		if used < l.max {
+			continue
 		}
+		if reg.ID != "" {
+			if _, err := s.st.Get(ctx, reg.Ref()); err == nil {
+				return nil
+			}
+		}
+		return errorf(http.StatusTooManyRequests, "limit_exceeded", "namespace",
+			"namespace: %q holds %d %s, the limit is %d (%s); %s",
+			reg.Namespace, used, l.what, l.max, l.name, l.hint)
 	}
-	return errorf(http.StatusTooManyRequests, "limit_exceeded", "namespace",
-		"namespace: %q holds %d pending correlations, the limit is %d (max_pending_per_namespace); wait for some to be decided",
-		reg.Namespace, pending, limit)
+	return nil
 }
 
 func (s *Server) get(c *call) error {
@@ -479,11 +511,9 @@ func (s *Server) stats(c *call) error {
 		}
 	}
 	out := wire.StatsFromStore(st, s.clock.Now())
-	if limit := s.cfg.MaxPendingPerNamespace; limit > 0 {
-		for n, v := range out.Namespaces {
-			v.PendingLimit = limit
-			out.Namespaces[n] = v
-		}
+	for n, v := range out.Namespaces {
+		v.PendingLimit, v.BytesLimit = s.cfg.MaxPendingPerNamespace, s.cfg.MaxBytesPerNamespace
+		out.Namespaces[n] = v
 	}
 	writeJSON(c.w, http.StatusOK, out)
 	return nil

@@ -56,6 +56,13 @@ type Config struct {
 	// (flag --max-pending-per-namespace). The count is the store's Stats, so
 	// concurrent registrations may pass it by a few. Default 0: no limit.
 	MaxPendingPerNamespace int64
+	// MaxBytesPerNamespace, when positive, refuses a registration (429) in
+	// a namespace whose stored bytes (store.NamespaceStats.Bytes: reply
+	// bodies, late reply bodies, callback data) are this many or more (flag
+	// --max-bytes-per-namespace). Replies are not refused: the namespace
+	// stops growing by new correlations until Purge takes bytes back.
+	// Default 0: no limit.
+	MaxBytesPerNamespace int64
 	// Instrument, when set, wraps each route's handler (metrics by route).
 	Instrument func(method, path string, h http.Handler) http.Handler
 	// Metrics serves GET /metrics; nil: 404.
@@ -138,6 +145,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxPendingPerNamespace < 0 {
 		return nil, errors.New("httpapi: MaxPendingPerNamespace must not be negative")
+	}
+	if cfg.MaxBytesPerNamespace < 0 {
+		return nil, errors.New("httpapi: MaxBytesPerNamespace must not be negative")
 	}
 	cfg.Clock = cmp.Or(cfg.Clock, store.Clock(store.RealClock{}))
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())

@@ -344,6 +344,12 @@ type NSStats struct {
 	// PendingLimit is the server's limit on pending correlations per
 	// namespace (states.pending is the usage); absent when there is none.
 	PendingLimit int64 `json:"pending_limit,omitempty"`
+	// Bytes is what the namespace's records hold: reply bodies, late reply
+	// bodies and callback data (store.Correlation.StoredBytes).
+	Bytes int64 `json:"bytes"`
+	// BytesLimit is the server's limit on Bytes per namespace; absent when
+	// there is none.
+	BytesLimit int64 `json:"bytes_limit,omitempty"`
 }
 
 // StatsResponse counts correlations by namespace.
@@ -365,7 +371,7 @@ func StatsFromStore(st store.Stats, now time.Time) StatsResponse {
 // NSStatsFromStore returns n as the API shows it, with every state counted
 // (zero included) and the oldest pending age as of now.
 func NSStatsFromStore(n store.NamespaceStats, now time.Time) NSStats {
-	j := NSStats{States: n.States, Dispatch: n.Dispatch}
+	j := NSStats{States: n.States, Dispatch: n.Dispatch, Bytes: n.Bytes}
 	if j.States == nil {
 		j.States = map[store.State]int64{}
 	}
@@ -387,7 +393,7 @@ func NSStatsFromStore(n store.NamespaceStats, now time.Time) NSStats {
 func (s *StatsResponse) ToStore() store.Stats {
 	st := store.Stats{Namespaces: map[string]store.NamespaceStats{}, EarlyReplies: s.EarlyReplies}
 	for ns, n := range s.Namespaces {
-		v := store.NamespaceStats{States: n.States, Dispatch: n.Dispatch}
+		v := store.NamespaceStats{States: n.States, Dispatch: n.Dispatch, Bytes: n.Bytes}
 		if n.OldestPending != nil {
 			v.OldestPending = *n.OldestPending
 		}
