@@ -210,8 +210,6 @@ func newFlags(e *env, name, args, about string) *cmdFlags {
 	return &cmdFlags{FlagSet: fs, help: help}
 }
 
-var badValueRE = regexp.MustCompile(`^invalid value "(.*)" for flag -(\S+): (.*)$`)
-
 // parse parses args, allowing flags after the positional arguments
 // (corrstore cancel ID --reason x).
 func parse(fs *cmdFlags, args []string) ([]string, error) {
@@ -222,21 +220,7 @@ func parse(fs *cmdFlags, args []string) ([]string, error) {
 				fs.help()
 				return nil, err
 			}
-			if m := badValueRE.FindStringSubmatch(err.Error()); m != nil {
-				what := m[3]
-				if f := fs.Lookup(m[2]); f != nil {
-					if _, ok := f.Value.(flag.Getter).Get().(time.Duration); ok {
-						what = "not a duration like 30s, 5m or 1h30m"
-					} else if strings.HasPrefix(what, "parse error") {
-						what = "not a valid " + flagType(f)
-					}
-				}
-				return nil, fmt.Errorf("--%s: %q is %s", m[2], m[1], strings.TrimPrefix(what, "is "))
-			}
-			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
-				return nil, fmt.Errorf("unknown flag --%s (see corrstore %s -h)", name, strings.TrimPrefix(fs.Name(), "corrstore "))
-			}
-			return nil, err
+			return nil, flagErr(fs, err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -250,16 +234,60 @@ func parse(fs *cmdFlags, args []string) ([]string, error) {
 	}
 }
 
-func flagType(f *flag.Flag) string {
-	switch f.Value.(flag.Getter).Get().(type) {
-	case int, int64, uint, uint64:
-		return "whole number"
-	case bool:
-		return "true or false"
-	case float64:
-		return "number"
+// The flag package's errors (Go 1.26, flag.go failf): the value is %q, the
+// flag's own error %v.
+var (
+	badValueRE = regexp.MustCompile(`(?s)^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-(\S+): (.*)$`)
+	noValueRE  = regexp.MustCompile(`^flag needs an argument: -(\S+)$`)
+)
+
+// flagErr makes an error of the flag package one line naming the flag as
+// users type it (--name). It relies only on what every flag.Value has: a
+// standard flag (a flag.Getter whose Get is a number, a bool or a duration)
+// fails with the flag package's bare "parse error", which this replaces by
+// what was expected; any other Value says what is wrong in its Set error,
+// which is kept.
+func flagErr(fs *cmdFlags, err error) error {
+	msg := err.Error()
+	if m := badValueRE.FindStringSubmatch(msg); m != nil {
+		value, name, why := m[1], m[2], m[3]
+		if f := fs.Lookup(name); f != nil {
+			if want := expected(f); want != "" && (why == "parse error" || why == "value out of range") {
+				if why == "value out of range" {
+					want = "out of range for a " + strings.TrimPrefix(want, "not a ")
+				}
+				return fmt.Errorf("--%s: %s is %s", name, value, want)
+			}
+		}
+		return fmt.Errorf("--%s: %s: %s", name, value, why)
 	}
-	return "value"
+	if m := noValueRE.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("--%s needs a value (see corrstore %s -h)", m[1], strings.TrimPrefix(fs.Name(), "corrstore "))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Errorf("unknown flag --%s (see corrstore %s -h)", name, strings.TrimPrefix(fs.Name(), "corrstore "))
+	}
+	return errors.New(printable(msg))
+}
+
+// expected says what a standard flag's value must be ("" for any other
+// Value, which explains itself). It never assumes a flag.Getter.
+func expected(f *flag.Flag) string {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return ""
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "not a duration like 30s, 5m or 1h30m"
+	case int, int64, uint, uint64:
+		return "not a whole number"
+	case float64:
+		return "not a number"
+	case bool:
+		return "not true or false"
+	}
+	return ""
 }
 
 // writeJSON prints v for an operator: indented, with every control

@@ -18,13 +18,15 @@ type filterFlags struct {
 	labels                                                         labelFlag
 }
 
+// labelFlag is --label KEY=VALUE, repeatable. Its Set error is what parse
+// prints after the flag and the value.
 type labelFlag map[string]string
 
 func (l *labelFlag) String() string { return "" }
 func (l *labelFlag) Set(s string) error {
 	k, v, ok := strings.Cut(s, "=")
 	if !ok || k == "" {
-		return fmt.Errorf("%q is not KEY=VALUE", s)
+		return errors.New("want KEY=VALUE, like team=payments")
 	}
 	if *l == nil {
 		*l = labelFlag{}
