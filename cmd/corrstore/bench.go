@@ -215,6 +215,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 }
 
 func errKind(err error) string {
+	var te *timeoutError
+	if errors.As(err, &te) {
+		return te.Error()
+	}
 	for _, s := range []error{store.ErrInvalid, store.ErrTooLarge, store.ErrConflict, store.ErrNotFound, store.ErrNotPending, store.ErrClosed, context.DeadlineExceeded} {
 		if errors.Is(err, s) {
 			return s.Error()

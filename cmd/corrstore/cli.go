@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -109,7 +110,7 @@ func (c *conn) flags(fs *cmdFlags, e *env) {
 	fs.StringVar(&c.tokenFile, "token-file", "", "file whose first token is sent as the bearer token (default: env CORRSTORE_TOKEN)")
 	fs.StringVar(&c.storeURL, "store", "", "work directly on a store: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2")
 	fs.StringVar(&c.output, "o", "table", "output: table or json")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each server request")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each call to the server or store, opening it included (0: none)")
 }
 
 func (c *conn) check() error {
@@ -117,6 +118,9 @@ func (c *conn) check() error {
 	case "table", "json":
 	default:
 		return fmt.Errorf("-o %q: want table or json", c.output)
+	}
+	if c.timeout < 0 {
+		return fmt.Errorf("--timeout: must not be negative, got %s", c.timeout)
 	}
 	if c.storeURL != "" && c.server == c.envServer {
 		c.server = "" // --store wins over the environment
@@ -132,33 +136,123 @@ func (c *conn) check() error {
 
 // open connects to the server or opens the store. readOnly commands can
 // read a bolt file a daemon holds (through a checked copy); writers get one
-// line saying writes need the server.
+// line saying writes need the server. Each call of the backend is bounded
+// by --timeout.
 func (c *conn) open(ctx context.Context, e *env, readOnly bool) (backend, error) {
 	if c.server != "" {
 		token, err := c.token(e)
 		if err != nil {
 			return nil, err
 		}
-		cl, err := remote.New(c.server, token, nil)
+		// No client timeout: --timeout bounds each call through its context.
+		cl, err := remote.New(c.server, token, &http.Client{})
 		if err != nil {
 			return nil, err
 		}
-		return cl, nil
+		return timedBackend{cl, c}, nil
 	}
-	return storeurl.Open(ctx, c.storeURL, storeurl.Options{
-		Logger: quietLogger(), ReadOnly: readOnly, NoSync: e.noSync, LockTimeout: 200 * time.Millisecond,
-	})
+	st, err := c.openStore(ctx, e, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	return timedBackend{st, c}, nil
 }
 
-// openStore opens --store only (export, import, reap need the whole store).
+// openStore opens --store only (export, import, reap need the whole store),
+// within --timeout. The store's calls are not bounded: wrap it in
+// timedBackend or use timed.
 func (c *conn) openStore(ctx context.Context, e *env, readOnly bool) (store.Store, error) {
 	if c.storeURL == "" {
 		return nil, errors.New("this command needs --store URL")
 	}
-	return storeurl.Open(ctx, c.storeURL, storeurl.Options{
-		Logger: quietLogger(), ReadOnly: readOnly, NoSync: e.noSync, LockTimeout: 200 * time.Millisecond,
+	if c.timeout < 0 {
+		return nil, fmt.Errorf("--timeout: must not be negative, got %s", c.timeout)
+	}
+	return timed(c, ctx, func(ctx context.Context) (store.Store, error) {
+		return storeurl.Open(ctx, c.storeURL, storeurl.Options{
+			Logger: quietLogger(), ReadOnly: readOnly, NoSync: e.noSync, LockTimeout: 200 * time.Millisecond,
+			ContextTimeouts: true,
+		})
 	})
 }
+
+// timeoutError is the error of a call that --timeout cut short.
+type timeoutError struct {
+	where string
+	d     time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("%s did not answer within --timeout %s", e.where, e.d)
+}
+
+func (e *timeoutError) Unwrap() error { return context.DeadlineExceeded }
+
+// timed runs one call to the server or store under --timeout (none when
+// it is 0). A call that runs out of time fails with a timeoutError, which
+// names the server or store and the flag, whatever the call made of its
+// context's end; an interrupt (ctx's own end) keeps the call's error.
+func timed[T any](c *conn, ctx context.Context, call func(context.Context) (T, error)) (T, error) {
+	if c.timeout <= 0 {
+		return call(ctx)
+	}
+	where := c.server
+	if where == "" {
+		where = storeurl.Redact(c.storeURL)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, c.timeout, &timeoutError{where: where, d: c.timeout})
+	defer cancel()
+	v, err := call(ctx)
+	var te *timeoutError
+	if err != nil && errors.As(context.Cause(ctx), &te) {
+		return v, te
+	}
+	return v, err
+}
+
+// timedBackend bounds each call of a backend by --timeout.
+type timedBackend struct {
+	b backend
+	c *conn
+}
+
+func (t timedBackend) Register(ctx context.Context, x *store.Correlation) (store.RegisterResult, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (store.RegisterResult, error) { return t.b.Register(ctx, x) })
+}
+
+func (t timedBackend) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (store.DeliverResult, error) { return t.b.Deliver(ctx, ref, r) })
+}
+
+func (t timedBackend) Get(ctx context.Context, ref store.Ref) (*store.Correlation, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (*store.Correlation, error) { return t.b.Get(ctx, ref) })
+}
+
+func (t timedBackend) Extend(ctx context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (store.Result, error) { return t.b.Extend(ctx, ref, deadline) })
+}
+
+func (t timedBackend) Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (store.Result, error) { return t.b.Cancel(ctx, ref, reason) })
+}
+
+func (t timedBackend) Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (store.Result, error) { return t.b.Expire(ctx, ref, reason) })
+}
+
+func (t timedBackend) Redispatch(ctx context.Context, ref store.Ref) (store.Result, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (store.Result, error) { return t.b.Redispatch(ctx, ref) })
+}
+
+func (t timedBackend) List(ctx context.Context, f store.Filter) (store.Page, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (store.Page, error) { return t.b.List(ctx, f) })
+}
+
+func (t timedBackend) Stats(ctx context.Context, namespace string) (store.Stats, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (store.Stats, error) { return t.b.Stats(ctx, namespace) })
+}
+
+func (t timedBackend) Close() error { return t.b.Close() }
 
 func (c *conn) token(e *env) (string, error) {
 	if c.tokenFile == "" {

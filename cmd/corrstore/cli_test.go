@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,5 +115,94 @@ func TestBadFlagValues(t *testing.T) {
 	} {
 		_, _, err := runAlone(strings.Fields(args)...)
 		require.EqualError(t, err, want, args)
+	}
+}
+
+// hangingListener accepts connections on 127.0.0.1 and never answers: it
+// reads what it is sent and keeps the connection open until the test ends.
+func hangingListener(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// TestTimeout: every command that talks to a server or a store gives up
+// after --timeout when the other side accepts the connection and never
+// answers, with one line naming what did not answer and the flag (before,
+// --timeout was read and not used: ls waited 30s on a server, 3s and
+// go-redis's retries on a Redis).
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	addr := hangingListener(t)
+	server := "http://" + addr
+	redis := "redis://" + addr + "/0"
+	target := "bolt://" + filepath.Join(t.TempDir(), "target.db")
+	onServer := []string{"--server", server, "--timeout", "300ms"}
+	onRedis := []string{"--store", redis, "--timeout", "300ms"}
+	for i, tc := range []struct {
+		args  []string
+		where string
+	}{
+		{append([]string{"ls"}, onServer...), server},
+		{append([]string{"ls", "--all"}, onServer...), server},
+		{append([]string{"show", "x"}, onServer...), server},
+		{append([]string{"stats"}, onServer...), server},
+		{append([]string{"expire", "x"}, onServer...), server},
+		{append([]string{"cancel", "x", "--reason", "r"}, onServer...), server},
+		{append([]string{"extend", "x", "--by", "5m"}, onServer...), server},
+		{append([]string{"redispatch", "x"}, onServer...), server},
+		{append([]string{"redispatch", "--all-matching", "--yes"}, onServer...), server},
+		{append([]string{"bench", "--duration", "500ms", "--concurrency", "2"}, onServer...), server},
+		{append([]string{"ls"}, onRedis...), redis},
+		{append([]string{"show", "x"}, onRedis...), redis},
+		{append([]string{"stats"}, onRedis...), redis},
+		{append([]string{"export"}, onRedis...), redis},
+		{append([]string{"reap", "--once"}, onRedis...), redis},
+		{[]string{"import", "--from", redis, "--store", target, "--timeout", "300ms"}, redis},
+		{[]string{"import", "-", "--store", redis, "--timeout", "300ms"}, redis},
+	} {
+		t.Run(fmt.Sprint(i, "-", tc.args[0]), func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			out, errOut, err := runAlone(tc.args...)
+			took := time.Since(start)
+			require.Error(t, err, "%q", tc.args)
+			msg := err.Error()
+			if tc.args[0] == "bench" { // bench counts the failures and prints them
+				require.EqualError(t, err, "bench: no lifecycle completed")
+				msg = out
+			}
+			require.Contains(t, msg, tc.where+" did not answer within --timeout 300ms", "%q", tc.args)
+			require.NotContains(t, err.Error(), "\n", "%q: one line", tc.args)
+			require.Empty(t, errOut, "%q", tc.args)
+			require.GreaterOrEqual(t, took, 300*time.Millisecond, "%q", tc.args)
+			// The bound is 300ms a call; a few calls (bench's 500ms), under
+			// -race on a loaded machine, stay far below the 3s of go-redis's
+			// read timeout and the 30s of the old client timeout.
+			require.Less(t, took, 2500*time.Millisecond, "%q", tc.args)
+		})
 	}
 }

@@ -201,8 +201,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	b := timedBackend{st, &c}
 	total := int64(-1)
-	if s, err := st.Stats(ctx, ns); err == nil {
+	if s, err := b.Stats(ctx, ns); err == nil {
 		t := s.Total()
 		total = 0
 		for _, n := range t.States {
@@ -220,7 +221,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	prog := newProgress(e, "exported", total)
 	prog.done = sum.Count
 	f := store.Filter{Namespace: ns, Order: store.OldestFirst, Limit: store.MaxListLimit, Cursor: cursor}
-	err = eachMatching(ctx, st, f, func(cs []*store.Correlation) error {
+	err = eachMatching(ctx, b, f, func(cs []*store.Correlation) error {
 		for _, x := range cs {
 			if err := enc.Encode(exportLine{Type: "correlation", Correlation: x}); err != nil {
 				return err

@@ -86,20 +86,21 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	)
 	if *from != "" {
 		source = *from
-		src := conn{storeURL: *from}
+		src := conn{storeURL: *from, timeout: c.timeout}
 		st, err := src.openStore(ctx, e, true)
 		if err != nil {
 			return fmt.Errorf("--from: %w", err)
 		}
 		closer = st.Close
-		if s, err := st.Stats(ctx, ""); err == nil {
+		b := timedBackend{st, &src}
+		if s, err := b.Stats(ctx, ""); err == nil {
 			total = 0
 			for _, n := range s.Total().States {
 				total += n
 			}
 		}
 		read = func(ctx context.Context, yield func(*store.Correlation) error) error {
-			return eachMatching(ctx, st, store.Filter{Order: store.OldestFirst, Limit: store.MaxListLimit}, func(cs []*store.Correlation) error {
+			return eachMatching(ctx, b, store.Filter{Order: store.OldestFirst, Limit: store.MaxListLimit}, func(cs []*store.Correlation) error {
 				for _, x := range cs {
 					if err := yield(x); err != nil {
 						return err
@@ -168,7 +169,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 				mu.Unlock()
 			}()
 			for x := range ch {
-				ok, err := imp.Import(gctx, x)
+				ok, err := timed(&c, gctx, func(ctx context.Context) (bool, error) { return imp.Import(ctx, x) })
 				switch {
 				case errors.Is(err, store.ErrConflict):
 					conflicts.Add(1)
@@ -202,7 +203,7 @@ func runImport(ctx context.Context, e *env, args []string) error {
 	}
 
 	// Read back what was imported and compare.
-	got, err := summarize(ctx, st, refs, *workers)
+	got, err := summarize(ctx, timedBackend{st, &c}, refs, *workers)
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
@@ -298,7 +299,7 @@ func readExport(r io.Reader, name string, yield func(*store.Correlation) error) 
 }
 
 // summarize reads every ref back from st and sums the records up.
-func summarize(ctx context.Context, st store.Store, refs []store.Ref, workers int) (*summary, error) {
+func summarize(ctx context.Context, st backend, refs []store.Ref, workers int) (*summary, error) {
 	total := newSummary()
 	var mu sync.Mutex
 	g, gctx := newGroup(ctx)

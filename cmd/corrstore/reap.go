@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corrstore/corrstore/reaper"
+	"github.com/corrstore/corrstore/store"
 )
 
 const reapAbout = `Runs one reaper pass on a store: decides every pending correlation whose
@@ -62,7 +63,7 @@ func runReap(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	r, err := reaper.New(st, reaper.Config{
+	r, err := reaper.New(timedReaper{st, &c}, reaper.Config{
 		Retention: *retention, EarlyReplyWindow: *window,
 		Logger: slog.New(slog.DiscardHandler), PassTimeout: 10 * time.Minute,
 	})
@@ -98,4 +99,23 @@ func runReap(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("the pass failed part way (what it did is above): %w", passErr)
 	}
 	return nil
+}
+
+// timedReaper bounds each call of a reaper pass by --timeout (the pass as a
+// whole by its PassTimeout).
+type timedReaper struct {
+	store.Store
+	c *conn
+}
+
+func (t timedReaper) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*store.Correlation, error) {
+	return timed(t.c, ctx, func(ctx context.Context) ([]*store.Correlation, error) { return t.Store.ExpireDue(ctx, now, limit) })
+}
+
+func (t timedReaper) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (int, error) { return t.Store.Purge(ctx, before, limit) })
+}
+
+func (t timedReaper) DropEarlyReplies(ctx context.Context, before time.Time, limit int) (int, error) {
+	return timed(t.c, ctx, func(ctx context.Context) (int, error) { return t.Store.DropEarlyReplies(ctx, before, limit) })
 }

@@ -47,6 +47,10 @@ type Redis struct {
 // It opens no store, so `corrstore upgrade` can use it on an old schema.
 // The caller closes Client.
 func DialRedis(ctx context.Context, raw string, logger *slog.Logger) (Redis, error) {
+	return dialRedis(ctx, raw, logger, false)
+}
+
+func dialRedis(ctx context.Context, raw string, logger *slog.Logger, ctxTimeouts bool) (Redis, error) {
 	shown := Redact(raw)
 	var r Redis
 	u, err := url.Parse(raw)
@@ -79,7 +83,7 @@ func DialRedis(ctx context.Context, raw string, logger *slog.Logger) (Redis, err
 			return r, fmt.Errorf("--store %s: unknown option %q (prefix, shards, strict)", shown, firstKey(q))
 		}
 		addrs = strings.Split(u.Host, ",")
-		co := &redis.ClusterOptions{Addrs: addrs}
+		co := &redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: ctxTimeouts}
 		if u.User != nil {
 			co.Username = u.User.Username()
 			co.Password, _ = u.User.Password()
@@ -91,6 +95,7 @@ func DialRedis(ctx context.Context, raw string, logger *slog.Logger) (Redis, err
 			return r, fmt.Errorf("--store %s: %v", shown, err)
 		}
 		addrs = []string{ro.Addr}
+		ro.ContextTimeoutEnabled = ctxTimeouts
 		r.Client = redis.NewClient(ro)
 	}
 	routeRedisLog(logger)
@@ -107,7 +112,7 @@ func DialRedis(ctx context.Context, raw string, logger *slog.Logger) (Redis, err
 
 // openRedis opens the store a Redis URL names (see DialRedis).
 func openRedis(ctx context.Context, raw string, o Options) (store.Store, error) {
-	r, err := DialRedis(ctx, raw, o.Logger)
+	r, err := dialRedis(ctx, raw, o.Logger, o.ContextTimeouts)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,12 @@ type Options struct {
 	// ReadOnly: the caller only reads. A bolt file another process holds is
 	// then read from a checked copy (bolt.OpenSnapshot) instead of failing.
 	ReadOnly bool
+	// ContextTimeouts: on Redis, a call's context deadline bounds its reads
+	// and writes (go-redis's ContextTimeoutEnabled; without it a read waits
+	// for go-redis's own 3s read timeout, and retries). The operator
+	// commands set it, so that --timeout is kept on a server that accepts
+	// and does not answer.
+	ContextTimeouts bool
 }
 
 // ErrHeld says a bolt file is held by another process and the caller wanted
