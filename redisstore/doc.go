@@ -28,8 +28,10 @@
 // schema than its own (SchemaError). A prefix written by an older corrstore
 // is brought up to date by Upgrade (`corrstore upgrade`), run with every
 // instance stopped: each Store keeps a liveness key while it runs, and
-// Upgrade refuses while one exists. Upgrade is resumable: run again after a
-// crash, it finishes the job.
+// Upgrade refuses while one exists (instances of the previous release keep
+// none: they cannot be detected). One Upgrade runs at a time, under a lock
+// key, and never writes over a record already at the new schema. Upgrade is
+// resumable: run again after a crash, it finishes the job.
 //
 // # Errors
 //

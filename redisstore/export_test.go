@@ -1,5 +1,7 @@
 package redisstore
 
+import "time"
+
 // Test seams for the external tests (package redisstore_test).
 
 // UpgradeHook makes Upgrade move batch records per round trip and call hook
@@ -13,3 +15,13 @@ func UpgradeHook(o UpgradeOptions, batch int, hook func(stage string, moved int)
 
 // LiveKey is the name of s's liveness key.
 func LiveKey(s *Store) string { return s.keys.live(s.instance) }
+
+// UpgradeLockEvery makes Upgrade renew its lock every interval and tell
+// beat whether it still held it.
+func UpgradeLockEvery(o UpgradeOptions, every time.Duration, beat func(held bool)) UpgradeOptions {
+	o.lockEvery, o.lockBeat = every, beat
+	return o
+}
+
+// ShardOf is the shard of a ref string (schema 2) or an id (schema 1).
+func ShardOf(shards int, key string) int { return newLayout("", shards).shard(key) }

@@ -31,6 +31,7 @@ import (
 //	{p:0}:meta      hash    "shards", "schema" of the prefix; "upgrading" while an upgrade runs
 //	{p:0}:live:<i>  string  liveness of store instance i (TTL liveTTL, refreshed every liveEvery)
 //	{p:0}:secret:<name> string  a store secret (32 bytes), made once with SET NX
+//	{p:0}:upgrade   string  the lock of a running Upgrade (TTL liveTTL, renewed every liveEvery)
 //
 // Schema 1 had the same keys named by the bare id (shard FNV-1a(id)); an id
 // holds no '/', a ref string always does, so the two never collide and
@@ -72,6 +73,7 @@ func (l layout) quarantine(sh int) string         { return l.tags[sh] + ":q" }
 func (l layout) meta() string                     { return l.tags[0] + ":meta" }
 func (l layout) live(instance string) string      { return l.tags[0] + ":live:" + instance }
 func (l layout) secret(name string) string        { return l.tags[0] + ":secret:" + name }
+func (l layout) upgradeLock() string              { return l.tags[0] + ":upgrade" }
 func (l layout) channel() string                  { return l.prefix + ":events" }
 
 // Counter fields of the counters hash.

@@ -60,7 +60,7 @@ func schemaCheck(prefix string, have int, upgrading string) error {
 // checkMeta records the shard count and schema of the prefix on first use
 // and refuses a store configured otherwise: with another shard count, refs
 // would be looked for in the wrong shards; with another schema, under other
-// names.
+// names. It refuses a prefix an Upgrade holds (ErrUpgradeRunning).
 func (s *Store) checkMeta(ctx context.Context) error {
 	k := s.keys.meta()
 	pipe := s.rdb.Pipeline()
@@ -79,5 +79,7 @@ func (s *Store) checkMeta(ctx context.Context) error {
 		return fmt.Errorf("%w: redisstore: prefix %q was created with %s shards, this store is configured with %d: use the same Shards on every replica",
 			store.ErrInvalid, s.keys.prefix, shards, s.keys.shards)
 	}
-	return nil
+	// An upgrade that holds the prefix is finishing (the schema is marked
+	// already): wait for it, as for one marked "upgrading".
+	return upgradeRunning(ctx, s.rdb, s.keys)
 }

@@ -28,6 +28,10 @@ var (
 	claimIdemLua string
 	//go:embed lua/unmap_idem.lua
 	unmapIdemLua string
+	//go:embed lua/upgrade_record.lua
+	upgradeRecordLua string
+	//go:embed lua/upgrade_lock.lua
+	upgradeLockLua string
 )
 
 var (
@@ -39,4 +43,7 @@ var (
 	scriptUnindex    = redis.NewScript(unindexLua)
 	scriptClaimIdem  = redis.NewScript(claimIdemLua)
 	scriptUnmapIdem  = redis.NewScript(unmapIdemLua)
+
+	scriptUpgradeRecord = redis.NewScript(upgradeRecordLua)
+	scriptUpgradeLock   = redis.NewScript(upgradeLockLua)
 )

@@ -74,8 +74,9 @@ var _ store.Store = (*Store)(nil)
 // (see Config.Strict), and the shard count and schema recorded for the
 // Prefix: a prefix written by an older corrstore (schema 1) must be brought
 // to this one with Upgrade first, and one written by a newer corrstore is
-// refused (see SchemaError). The Store then keeps a liveness key for itself
-// until Close, so that Upgrade can tell it is running.
+// refused (see SchemaError), as is one an Upgrade holds (ErrUpgradeRunning).
+// The Store then keeps a liveness key for itself until Close, so that
+// Upgrade can tell it is running.
 //
 // The Store does not own rdb: Close leaves it open, and the caller closes it
 // after closing the Store.

@@ -34,11 +34,15 @@ type UpgradeOptions struct {
 	// Force upgrades even though liveness keys say instances are running:
 	// for a key left by an instance that was killed, when waiting for it to
 	// expire (15 s) is not an option. An instance that does run meanwhile
-	// reads and writes the old layout beside the new one.
+	// reads and writes the old layout beside the new one. Force does not
+	// pass another Upgrade's lock (ErrUpgradeRunning): a killed run's lock
+	// expires within 15 s.
 	Force bool
 
-	batch int                                 // records per round trip; default upgradeBatch
-	hook  func(stage string, moved int) error // tests: called after each batch's "written" and "moved" stage
+	batch     int                                 // records per round trip; default upgradeBatch
+	hook      func(stage string, moved int) error // tests: called after each batch's "written" and "moved" stage
+	lockEvery time.Duration                       // lock renewal interval; default liveEvery
+	lockBeat  func(held bool)                     // tests: told each renewal's verdict
 }
 
 // UpgradeReport says what Upgrade did.
@@ -55,6 +59,10 @@ type UpgradeReport struct {
 	EarlyReplies int
 	// IdempotencyKeys moved.
 	IdempotencyKeys int
+	// Kept counts schema 1 records not moved because their ref already
+	// held another record (one an instance of this schema wrote): that one
+	// was kept, and the schema 1 record dropped.
+	Kept int
 	// SetAside counts records that did not decode: kept in quarantine
 	// under the default namespace, as in schema 1.
 	SetAside int
@@ -90,8 +98,12 @@ func (r UpgradeReport) String() string {
 	if len(per) > 0 {
 		s += " (" + strings.Join(per, ", ") + ")"
 	}
-	return s + fmt.Sprintf(", %d early replies, %d idempotency keys; %d undecodable records set aside, %d stale entries dropped; in %s",
-		r.EarlyReplies, r.IdempotencyKeys, r.SetAside, r.Dropped, r.Elapsed.Round(time.Millisecond))
+	s += fmt.Sprintf(", %d early replies, %d idempotency keys; %d undecodable records set aside, %d stale entries dropped",
+		r.EarlyReplies, r.IdempotencyKeys, r.SetAside, r.Dropped)
+	if r.Kept > 0 {
+		s += fmt.Sprintf("; %d schema 1 records dropped for the newer record under their ref", r.Kept)
+	}
+	return s + fmt.Sprintf("; in %s (%s)", r.Elapsed.Round(time.Millisecond), undetectable)
 }
 
 const upgradeBatch = 256
@@ -100,6 +112,15 @@ const upgradeBatch = 256
 // named by id) to this build's schema (2: keys named by ref "namespace/id",
 // shard of the ref). Run it with every instance stopped: it refuses, naming
 // them, while any instance's liveness key exists (see UpgradeOptions.Force).
+// Instances of the previous release keep no liveness key and cannot be
+// detected: stop every one first. (One left running reads and writes the
+// schema 1 layout while it is moved away; Upgrade only notices, and stops,
+// when schema 1 records keep appearing pass after pass.)
+//
+// One Upgrade runs at a time: a run holds a lock key ({prefix:0}:upgrade,
+// renewed while it runs) and a second one refuses, naming it, as does New.
+// A record is written under its new key only where that key is free: a
+// record already there is never overwritten.
 //
 // It is resumable: the prefix is marked "upgrading" (New refuses it) until
 // the end; each correlation is written under its new keys before its old
@@ -108,8 +129,9 @@ const upgradeBatch = 256
 // a standalone server and on a Cluster (it scans every master).
 //
 // Errors: a SchemaError for a schema newer than this build's, an error
-// wrapping ErrInstancesAlive, store.ErrNotFound (no store under the prefix),
-// store.ErrInvalid (options), store.ErrUnavailable (Redis).
+// wrapping ErrInstancesAlive or ErrUpgradeRunning, store.ErrNotFound (no
+// store under the prefix), store.ErrInvalid (options),
+// store.ErrUnavailable (Redis, or the lock lost midway).
 func Upgrade(ctx context.Context, rdb redis.UniversalClient, opts UpgradeOptions) (UpgradeReport, error) {
 	start := time.Now()
 	prefix := cmp.Or(opts.Prefix, DefaultPrefix)
@@ -123,80 +145,113 @@ func Upgrade(ctx context.Context, rdb redis.UniversalClient, opts UpgradeOptions
 	u := &upgrader{rdb: rdb, opts: opts, rep: &rep,
 		log: cmp.Or(opts.Logger, slog.Default()).With("component", "redisstore", "prefix", prefix)}
 	u.opts.batch = cmp.Or(u.opts.batch, upgradeBatch)
+	u.opts.lockEvery = cmp.Or(u.opts.lockEvery, liveEvery)
 
-	meta := newLayout(prefix, 1).meta()
-	v, err := rdb.HMGet(ctx, meta, "shards", "schema", "upgrading").Result()
+	if _, err := u.inspect(ctx); err != nil || rep.AlreadyDone {
+		return rep, err
+	}
+	lock, err := takeUpgradeLock(ctx, rdb, u.keys)
 	if err != nil {
-		return rep, unavailable("read "+meta, err)
+		return rep, err
+	}
+	ctx = lock.keep(ctx, u.opts.lockEvery, u.log, u.opts.lockBeat)
+	defer lock.release(u.log)
+	err = u.run(ctx, lock)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errLockLost) {
+		err = cause // what failed after the lock was lost failed because it was
+	}
+	if err != nil || rep.AlreadyDone {
+		return rep, err
+	}
+	rep.Elapsed = time.Since(start)
+	u.log.Info(rep.String())
+	return rep, nil
+}
+
+// inspect reads the meta hash of the prefix: it sets rep.From, u.keys, and
+// rep.AlreadyDone for a prefix at this schema; upgrading is the mark of an
+// unfinished upgrade ("" when none).
+func (u *upgrader) inspect(ctx context.Context) (upgrading string, err error) {
+	prefix := u.rep.Prefix
+	meta := newLayout(prefix, 1).meta()
+	v, err := u.rdb.HMGet(ctx, meta, "shards", "schema", "upgrading").Result()
+	if err != nil {
+		return "", unavailable("read "+meta, err)
 	}
 	shards, _ := v[0].(string)
 	schema, _ := v[1].(string)
-	upgrading, _ := v[2].(string)
+	upgrading, _ = v[2].(string)
 	if shards == "" && schema == "" {
-		return rep, fmt.Errorf("%w: redis prefix %s holds no corrstore store (no %s): nothing to upgrade", store.ErrNotFound, prefix, meta)
+		return "", fmt.Errorf("%w: redis prefix %s holds no corrstore store (no %s): nothing to upgrade", store.ErrNotFound, prefix, meta)
 	}
 	have, err := strconv.Atoi(schema)
 	if err != nil {
-		return rep, unexpected("read "+meta, fmt.Sprintf("schema %q", schema))
+		return "", unexpected("read "+meta, fmt.Sprintf("schema %q", schema))
 	}
-	rep.From = have
+	u.rep.From = have
 	var se *SchemaError
 	switch err := schemaCheck(prefix, have, upgrading); {
 	case errors.As(err, &se) && se.Have > schemaVersion:
-		return rep, err
+		return "", err
 	case err == nil:
-		rep.AlreadyDone = true
-		u.log.Info(rep.String())
-		return rep, nil
+		u.rep.AlreadyDone = true
+		u.log.Info(u.rep.String())
+		return "", nil
 	case have != 1 && have != schemaVersion: // schemaVersion: marked upgrading, finish it
-		return rep, fmt.Errorf("%w: redis prefix %s has schema %d, which no corrstore wrote", store.ErrCorrupt, prefix, have)
+		return "", fmt.Errorf("%w: redis prefix %s has schema %d, which no corrstore wrote", store.ErrCorrupt, prefix, have)
 	}
 	n, err := strconv.Atoi(shards)
 	if err != nil || n < 1 || n > MaxShards {
-		return rep, unexpected("read "+meta, fmt.Sprintf("shards %q", shards))
+		return "", unexpected("read "+meta, fmt.Sprintf("shards %q", shards))
 	}
-	if opts.Shards != 0 && opts.Shards != n {
-		return rep, fmt.Errorf("%w: shards: redis prefix %s has %d shards, not %d", store.ErrInvalid, prefix, n, opts.Shards)
+	if u.opts.Shards != 0 && u.opts.Shards != n {
+		return "", fmt.Errorf("%w: shards: redis prefix %s has %d shards, not %d", store.ErrInvalid, prefix, n, u.opts.Shards)
 	}
 	u.keys = newLayout(prefix, n)
+	return upgrading, nil
+}
 
+// run is the upgrade, under the lock.
+func (u *upgrader) run(ctx context.Context, lock *upgradeLock) error {
+	// Again under the lock: a run that held it may have finished meanwhile.
+	upgrading, err := u.inspect(ctx)
+	if err != nil || u.rep.AlreadyDone {
+		return err
+	}
 	if err := u.checkAlive(ctx); err != nil {
-		return rep, err
+		return err
 	}
-	rep.Resumed = upgrading != ""
-	if err := rdb.HSet(ctx, meta, "upgrading", strconv.Itoa(schemaVersion)).Err(); err != nil {
-		return rep, unavailable("mark "+meta, err)
+	u.rep.Resumed = upgrading != ""
+	meta := u.keys.meta()
+	if err := u.rdb.HSet(ctx, meta, "upgrading", strconv.Itoa(schemaVersion)).Err(); err != nil {
+		return unavailable("mark "+meta, err)
 	}
-	u.log.Info("upgrading", "from", have, "to", schemaVersion, "shards", n, "resumed", rep.Resumed)
+	u.log.Info("upgrading", "from", u.rep.From, "to", schemaVersion, "shards", u.keys.shards, "resumed", u.rep.Resumed)
 
 	// A pass moves what it finds; the next one checks that nothing is left
 	// (a Cluster resharding during a SCAN can hide keys from it).
 	for pass := 0; ; pass++ {
 		found, err := u.pass(ctx)
 		if err != nil {
-			return rep, err
+			return err
 		}
 		if found == 0 {
 			break
 		}
 		if pass == 3 {
-			return rep, fmt.Errorf("%w: redis prefix %s: schema 1 keys keep appearing (%d in the last pass): is an instance of an older corrstore still running?",
-				ErrInstancesAlive, prefix, found)
+			return fmt.Errorf("%w: redis prefix %s: schema 1 keys keep appearing (%d in the last pass): is an instance of an older corrstore still running? (%s)",
+				ErrInstancesAlive, u.keys.prefix, found, undetectable)
 		}
 	}
 	if err := u.finish(ctx); err != nil {
-		return rep, err
+		return err
 	}
-	pipe := rdb.TxPipeline()
-	pipe.HSet(ctx, meta, "schema", schemaVersion)
-	pipe.HDel(ctx, meta, "upgrading")
-	if _, err := pipe.Exec(ctx); err != nil {
-		return rep, unavailable("mark "+meta, err)
-	}
-	rep.Elapsed = time.Since(start)
-	u.log.Info(rep.String())
-	return rep, nil
+	return lock.finish(ctx, schemaVersion)
 }
+
+// undetectable is what Upgrade cannot check, said in its report and its
+// refusals.
+const undetectable = "instances of the previous release keep no liveness key and cannot be detected: stop every one first"
 
 type upgrader struct {
 	rdb  redis.UniversalClient
@@ -295,8 +350,8 @@ func (u *upgrader) checkAlive(ctx context.Context) error {
 		u.log.Warn("upgrading despite live instances (forced)", "instances", strings.Join(names, "; "))
 		return nil
 	}
-	return fmt.Errorf("%w: redis prefix %s: %d alive: %s; stop them (a killed instance's key expires within %s) and run the upgrade again",
-		ErrInstancesAlive, u.keys.prefix, len(alive), strings.Join(names, "; "), liveTTL)
+	return fmt.Errorf("%w: redis prefix %s: %d alive: %s; stop them (a killed instance's key expires within %s) and run the upgrade again (%s)",
+		ErrInstancesAlive, u.keys.prefix, len(alive), strings.Join(names, "; "), liveTTL, undetectable)
 }
 
 // oldKey is a key of the prefix, parsed: {prefix:shard}:kind:rest.
@@ -401,9 +456,10 @@ func (u *upgrader) pass(ctx context.Context) (found int, err error) {
 }
 
 // moveRecords moves a batch of schema 1 records: first every new key is
-// written (the record under its ref, its index entries, its idempotency
-// mapping), then the old ones are removed. Run again at any point, it
-// writes the same again.
+// written (the record under its ref with its index entries, in one script;
+// its idempotency mapping), then the old ones are removed. A new key that
+// exists already is left as it is: run again at any point, the same is
+// written, and a record written since by this schema is not overwritten.
 func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 	pipe := u.rdb.Pipeline()
 	gets := make([]*redis.StringCmd, len(batch))
@@ -421,6 +477,7 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 		oldMap string           // the record's schema 1 idempotency mapping
 		mapGet *redis.StringCmd // its value
 		mapped bool             // it names the record: moved with it
+		kept   bool             // the ref held another record: this one is dropped
 	}
 	var moves []move
 	mpipe := u.rdb.Pipeline()
@@ -449,31 +506,63 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 		}
 	}
 
-	// The new keys.
-	w := u.rdb.Pipeline()
+	// The new keys, each only where free (see upgrade_record.lua).
+	var calls []call
+	var owners []*move
 	for i := range moves {
 		m := &moves[i]
 		sh := u.keys.shard(m.ref)
 		if m.c == nil {
-			w.HSet(ctx, u.keys.quarantine(sh), m.ref, m.v)
 			continue
 		}
-		w.Set(ctx, u.keys.record(sh, m.ref), m.v, 0)
+		keys := []string{u.keys.record(sh, m.ref)}
+		args := []any{m.v, m.ref}
 		e := entriesOf(m.c)
 		for ix, z := range e.index() {
 			if z.ok {
-				w.ZAdd(ctx, u.keys.indexKey(ix, sh, e.ns), redis.Z{Score: float64(z.score), Member: m.ref})
+				keys = append(keys, u.keys.indexKey(ix, sh, e.ns))
+				args = append(args, z.score)
 			}
 		}
-		if m.mapGet != nil && m.mapGet.Val() == m.k.rest {
+		calls = append(calls, call{scriptUpgradeRecord, keys, args})
+		owners = append(owners, m)
+	}
+	answers, err := evalPipeline(ctx, u.rdb, calls)
+	if err != nil {
+		return unavailable("write records", err)
+	}
+	for i, a := range answers {
+		m := owners[i]
+		n, err := a.Int()
+		if err != nil {
+			return unavailable("write "+m.ref, err)
+		}
+		if n < 0 {
+			m.kept = true
+			u.log.Warn("schema 1 record dropped: its ref holds a record already, kept", "key", m.k.key, "ref", m.ref)
+		}
+	}
+	// The undecodable ones, and the idempotency mappings that name a moved
+	// record, where free too.
+	w := u.rdb.Pipeline()
+	for i := range moves {
+		m := &moves[i]
+		if m.c == nil {
+			w.HSetNX(ctx, u.keys.quarantine(u.keys.shard(m.ref)), m.ref, m.v)
+			continue
+		}
+		if m.mapGet == nil || m.mapGet.Val() != m.k.rest {
+			continue
+		}
+		m.mapped = true
+		if !m.kept {
 			dref := store.Ref{Namespace: m.c.Namespace, ID: store.DeriveID(m.c.Namespace, m.c.IdempotencyKey)}.String()
-			w.Set(ctx, u.keys.idem(u.keys.shard(dref), dref), m.ref, 0)
-			m.mapped = true
+			w.SetNX(ctx, u.keys.idem(u.keys.shard(dref), dref), m.ref, 0)
 		}
 	}
 	if w.Len() > 0 {
 		if _, err := w.Exec(ctx); err != nil {
-			return unavailable("write records", err)
+			return unavailable("write idempotency mappings", err)
 		}
 	}
 	if err := u.step("written", len(moves)); err != nil {
@@ -505,6 +594,8 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 		switch {
 		case m.c == nil:
 			u.rep.SetAside++
+		case m.kept:
+			u.rep.Kept++
 		default:
 			u.rep.Correlations[m.c.Namespace]++
 			if m.mapped {
@@ -602,7 +693,7 @@ func (u *upgrader) moveQuarantine(ctx context.Context, k oldKey) (int, error) {
 			continue
 		}
 		ref := store.RefOf(f).String()
-		if err := u.rdb.HSet(ctx, u.keys.quarantine(u.keys.shard(ref)), ref, v).Err(); err != nil {
+		if err := u.rdb.HSetNX(ctx, u.keys.quarantine(u.keys.shard(ref)), ref, v).Err(); err != nil {
 			return n, unavailable("write "+k.key, err)
 		}
 		if err := u.rdb.HDel(ctx, k.key, f).Err(); err != nil {
@@ -738,4 +829,40 @@ func (u *upgrader) recount(ctx context.Context, sh int, eseq int64) error {
 		return unavailable("write "+k, err)
 	}
 	return nil
+}
+
+// evalPipeline runs calls in one pipeline of EVALSHA, and those whose
+// script the server did not have again with EVAL; the answers are in order.
+func evalPipeline(ctx context.Context, rdb redis.UniversalClient, calls []call) ([]*redis.Cmd, error) {
+	if len(calls) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	pipe := rdb.Pipeline()
+	for i, c := range calls {
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return nil, err
+	}
+	again := rdb.Pipeline()
+	for i, c := range calls {
+		if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			cmds[i] = c.script.Eval(ctx, again, c.keys, c.args...)
+		}
+	}
+	if again.Len() > 0 {
+		if _, err := again.Exec(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil {
+			return nil, err
+		}
+		if cmd.Val() == nil { // not answered: go-redis gave up before sending it
+			return nil, errors.New("a script call was not answered")
+		}
+	}
+	return cmds, nil
 }

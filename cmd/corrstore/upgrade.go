@@ -20,10 +20,14 @@ writes, and says what it did. Stop every corrstore serve on the store first.
 bolt://PATH: what any read-write open of the file does (corrstore serve does it
 as it starts), done on purpose. Refused while a process holds the file.
 
-redis://…: the only way a Redis prefix moves to a new schema. Refused while an
-instance is alive on the prefix (each keeps a liveness key, refreshed every 5s,
-that lives 15s). Resumable: after an interruption, run it again to finish.
-Run again when done, it says the prefix is already at this schema.`
+redis://…: the only way a Redis prefix moves to a new schema. Stop every
+instance first: instances of the previous release keep no liveness key and
+cannot be detected. Refused while an instance of this release is alive on the
+prefix (each keeps a liveness key, refreshed every 5s, that lives 15s), and
+while another upgrade runs on it (it holds a lock until it ends; a killed
+one's lock lives 15s). Never overwrites a record already at the new schema.
+Resumable: after an interruption, run it again to finish. Run again when done,
+it says the prefix is already at this schema.`
 
 func runUpgrade(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "upgrade", "--store URL", upgradeAbout)

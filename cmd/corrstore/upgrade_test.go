@@ -134,13 +134,26 @@ func TestUpgradeRedis(t *testing.T) {
 	mr.SetTTL("{up:0}:live:inst-7", 15*time.Second)
 	_, _, err = f.run("upgrade", "--store", url)
 	require.ErrorContains(t, err, "upgrade: --store "+url+": store instances are running on the prefix: redis prefix up: 1 alive: {up:0}:live:inst-7 (host=h pid=42, expires in 15s)")
+	require.ErrorContains(t, err, "(instances of the previous release keep no liveness key and cannot be detected: stop every one first)")
 	require.Contains(t, f.run1("ls", "--store", "redis://"+mr.Addr()+"/0?prefix=other"), "(none)", "other prefixes are not involved")
 	_, _, err = f.run("ls", "--store", url)
 	require.ErrorContains(t, err, "has schema 1", "the refusal changed nothing")
 
 	mr.FastForward(16 * time.Second) // the instance was stopped: its key expires
+
+	// Another upgrade running on the prefix (its lock).
+	require.NoError(t, mr.Set("{up:0}:upgrade", "host=h pid=43 run=r"))
+	mr.SetTTL("{up:0}:upgrade", 15*time.Second)
+	_, _, err = f.run("upgrade", "--store", url, "--force")
+	require.ErrorContains(t, err, "upgrade: --store "+url+": an upgrade is running on the prefix: redis prefix up: {up:0}:upgrade (host=h pid=43 run=r, expires in 15s): wait for it to finish")
+	mr.FastForward(16 * time.Second) // that one was killed: its lock expires
+
 	out := f.run1("upgrade", "--store", url)
 	require.Contains(t, out, "redis prefix up upgraded from schema 1 to 2: moved 8 correlations (billing 3, default 2, shop 3)")
+	require.Contains(t, out, "(instances of the previous release keep no liveness key and cannot be detected: stop every one first)")
+	help, _, err := f.run("upgrade", "-h")
+	require.NoError(t, err)
+	require.Contains(t, strings.Join(strings.Fields(help), " "), "Stop every instance first: instances of the previous release keep no liveness key and cannot be detected.")
 	require.Contains(t, f.run1("upgrade", "--store", url), "redis prefix up is already at schema 2: nothing to do")
 
 	require.ElementsMatch(t, []string{"idem-1", "stream-1", "gather-1", "order-1", "late-1", "d477e527-597f-53d5-9a10-612a076191b4", "gather-2", "cancel-1"},
