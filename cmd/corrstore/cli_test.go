@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -205,4 +206,28 @@ func TestTimeout(t *testing.T) {
 			require.Less(t, took, 2500*time.Millisecond, "%q", tc.args)
 		})
 	}
+}
+
+// TestHelpAligned: in corrstore help, every command's summary starts in the
+// same column (counted in characters, as a terminal shows them).
+func TestHelpAligned(t *testing.T) {
+	t.Parallel()
+	out, _, err := runAlone("help")
+	require.NoError(t, err)
+	lineRE := regexp.MustCompile(`^(  corrstore \S.*?\S {2,})\S`)
+	col, n := -1, 0
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "  corrstore ") {
+			continue
+		}
+		m := lineRE.FindStringSubmatch(line)
+		require.NotNil(t, m, "no summary column in %q", line)
+		w := utf8.RuneCountInString(m[1])
+		if col < 0 {
+			col = w
+		}
+		require.Equal(t, col, w, "summary of %q starts at column %d, the first line's at %d", line, w, col)
+		n++
+	}
+	require.Equal(t, len(commands())+2, n, "serve, each command and --version each have a line")
 }
