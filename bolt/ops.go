@@ -288,6 +288,9 @@ func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (stor
 		res = store.DeliverResult{}
 		c, err := t.load(ref.String())
 		if errors.Is(err, store.ErrNotFound) {
+			if r.Nonce != nil {
+				return r.CheckRegistration(ref, nil) // bound: never buffered
+			}
 			if !s.lim.EarlyBuffering() {
 				return err
 			}
@@ -295,6 +298,9 @@ func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (stor
 			return t.buffer(ref, r)
 		}
 		if err != nil {
+			return err
+		}
+		if err := r.CheckRegistration(ref, c); err != nil {
 			return err
 		}
 		before, v0 := entriesOf(c), c.Version

@@ -212,7 +212,12 @@ func TestUpgradeSchema1(t *testing.T) {
 	require.Equal(t, "default/timeout-1", claimed[0].Ref().String())
 	_, err = s.AckDispatch(ctx, claimed[0].Ref(), store.Claim{Instance: "inst-b", Attempt: 1})
 	require.NoError(t, err)
-	d, err := s.Deliver(ctx, ref("default", "pend-1"), store.Reply{Body: []byte(`"paid"`)})
+	// A reply bound to a registration with a nonce does not reach a record
+	// of schema 1; one bound to no nonce (a token signed before nonces) does.
+	nonce, none := store.NewNonce(), ""
+	_, err = s.Deliver(ctx, ref("default", "pend-1"), store.Reply{Body: []byte(`"paid"`), Nonce: &nonce})
+	require.ErrorIs(t, err, store.ErrNotFound)
+	d, err := s.Deliver(ctx, ref("default", "pend-1"), store.Reply{Body: []byte(`"paid"`), Nonce: &none})
 	require.NoError(t, err)
 	require.Equal(t, store.DeliverCompleted, d.Status)
 	due, err := s.ExpireDue(ctx, t0.Add(2*time.Hour), 10)

@@ -256,6 +256,9 @@ func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (stor
 		r.ReceivedAt = now
 		l, err := s.load(ctx, ref)
 		if errors.Is(err, store.ErrNotFound) {
+			if r.Nonce != nil {
+				return store.DeliverResult{}, r.CheckRegistration(ref, nil) // bound: never buffered
+			}
 			if !s.lim.EarlyBuffering() {
 				return store.DeliverResult{}, err
 			}
@@ -272,6 +275,12 @@ func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (stor
 			return store.DeliverResult{}, err
 		}
 		c := l.c
+		// Checked against the record the compare-and-set below writes over:
+		// a purge or a new registration meanwhile makes the write fail, and
+		// the check runs again on what is stored then.
+		if err := r.CheckRegistration(ref, c); err != nil {
+			return store.DeliverResult{}, err
+		}
 		before, version := entriesOf(c), c.Version
 		st, stepErr := c.ApplyReply(r, now, s.lim)
 		if stepErr != nil && c.Version == version {

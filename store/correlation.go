@@ -141,6 +141,14 @@ type Reply struct {
 	// carried to the handler.
 	Error      string    `json:"error,omitempty"`
 	ReceivedAt time.Time `json:"received_at"`
+
+	// Nonce, when not nil, binds the reply to one registration: Deliver
+	// applies it only if the stored correlation's Nonce equals *Nonce (""
+	// for a record registered before nonces, schema 1). A missing ref or
+	// another nonce answers ErrNotFound (wrapped, naming the ref), and the
+	// reply is never buffered as an early reply. It is never stored: a
+	// reply kept in a record or in the early buffer has Nonce nil.
+	Nonce *string `json:"-"`
 }
 
 // Dispatch tracks the at-least-once delivery of the outcome to the callback handler.

@@ -49,6 +49,24 @@ func (a Reply) SameContent(b Reply) bool {
 		a.Error == b.Error && bytes.Equal(a.Body, b.Body)
 }
 
+// CheckRegistration is the check Deliver makes before anything else for a
+// reply bound to one registration (Reply.Nonce set): c is the record stored
+// under ref, nil when there is none. It answers nil when the reply may go
+// on (it is not bound, or c is its registration), else an error wrapping
+// ErrNotFound that names ref: the caller changes nothing and buffers
+// nothing.
+func (a Reply) CheckRegistration(ref Ref, c *Correlation) error {
+	switch {
+	case a.Nonce == nil:
+		return nil
+	case c == nil:
+		return fmt.Errorf("%w: correlation %s (the reply is bound to a registration, so it is not buffered)", ErrNotFound, ref.Norm())
+	case c.Nonce != *a.Nonce:
+		return fmt.Errorf("%w: correlation %s is not the registration the reply is bound to (registered again)", ErrNotFound, ref.Norm())
+	}
+	return nil
+}
+
 func (c *Correlation) touch(now time.Time) {
 	c.Version++
 	c.UpdatedAt = now
@@ -74,11 +92,14 @@ func describeReply(r Reply) string {
 }
 
 // ApplyReply records a reply. The reply must have passed ValidateReply; its
-// ReceivedAt is kept when set (an early reply) and set to now otherwise.
+// ReceivedAt is kept when set (an early reply) and set to now otherwise. Its
+// Nonce is not looked at (the caller checks CheckRegistration first) and is
+// dropped from what is kept.
 //
 // A duplicate only bumps DuplicateCount: it is no new fact, so it changes
 // neither Version nor the timeline, and a retried Deliver leaves the same state.
 func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverStatus, error) {
+	r.Nonce = nil // the binding is checked by Deliver, never stored
 	if r.ReceivedAt.IsZero() {
 		r.ReceivedAt = now
 	}

@@ -27,6 +27,10 @@ type Store interface {
 	// buffering is off. A reply at or after the stored deadline of a pending
 	// correlation finds it decided: the store gives it its deadline outcome
 	// in the same write (as ExpireDue would) and the reply is late.
+	// A reply bound to one registration (Reply.Nonce set) is checked against
+	// the record in the same write: a missing ref or a record with another
+	// nonce answers ErrNotFound, changes nothing and buffers nothing (see
+	// Reply.CheckRegistration).
 	// Errors: ErrInvalid, ErrTooLarge (a reply over MaxBodyBytes, a record
 	// over MaxReplies or MaxRecordBytes), ErrNotFound.
 	Deliver(ctx context.Context, ref Ref, r Reply) (DeliverResult, error)

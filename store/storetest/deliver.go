@@ -40,6 +40,8 @@ func deliverTests() []testCase {
 		{name: "EarlyWindow", limits: store.Limits{EarlyReplyWindow: time.Minute}, run: testDeliverEarlyWindow},
 		{name: "EarlyCap", limits: store.Limits{MaxEarlyReplies: 3}, run: testDeliverEarlyCap},
 		{name: "EarlyOff", limits: store.Limits{EarlyReplyWindow: -1}, run: testDeliverEarlyOff},
+		{name: "BoundToRegistration", run: testDeliverBound},
+		{name: "BoundNeverBuffered", run: testDeliverBoundNeverBuffered},
 	}
 }
 
@@ -613,4 +615,86 @@ func testDeliverEarlyOff(t *testing.T, e *env) {
 	require.NoError(t, err)
 	require.Zero(t, res.EarlyApplied)
 	require.Equal(t, store.StatePending, e.get(ref("dl-off")).State)
+}
+
+// bound returns rep bound to the registration with nonce (Reply.Nonce).
+func bound(rep store.Reply, nonce string) store.Reply {
+	rep.Nonce = &nonce
+	return rep
+}
+
+// requireNoNonce requires that no kept reply carries a binding.
+func requireNoNonce(t *testing.T, c *store.Correlation) {
+	t.Helper()
+	for _, r := range append(append([]store.Reply{}, c.Replies...), c.Late...) {
+		require.Nil(t, r.Nonce, "a reply's binding is never stored: %+v", r)
+	}
+}
+
+// A reply bound to a registration (Reply.Nonce) goes to that registration
+// only: another nonce is ErrNotFound and leaves the record as it was, even
+// at its deadline (it is not settled either).
+func testDeliverBound(t *testing.T, e *env) {
+	r := ref("dl-bound")
+	c := e.register(&store.Correlation{ID: r.ID, Pattern: store.PatternGather, Expect: 3, Timeout: time.Minute})
+	require.NotEmpty(t, c.Nonce)
+
+	res := e.deliver(r, bound(store.Reply{From: "a", Body: []byte("1")}, c.Nonce), store.DeliverAccepted)
+	requireNoNonce(t, res.Correlation)
+	requireNoNonce(t, e.get(r))
+	// The same reply again, bound or not, is a duplicate as ever.
+	e.deliver(r, bound(store.Reply{From: "a", Body: []byte("1")}, c.Nonce), store.DeliverDuplicate)
+	e.deliver(r, store.Reply{From: "a", Body: []byte("1")}, store.DeliverDuplicate)
+
+	before := e.get(r)
+	for name, nonce := range map[string]string{
+		"another":                   store.NewNonce(),
+		"empty (before nonces)":     "",
+		"a prefix of the right one": c.Nonce[:10],
+	} {
+		_, err := e.s.Deliver(e.ctx, r, bound(store.Reply{From: "b", Body: []byte("2")}, nonce))
+		require.ErrorIs(t, err, store.ErrNotFound, "nonce %s", name)
+		require.Contains(t, err.Error(), r.Norm().String(), "the error names the ref")
+	}
+	after := e.get(r)
+	require.Equal(t, snap(before), snap(after), "a reply for another registration changes nothing")
+	require.Equal(t, before.DuplicateCount, after.DuplicateCount)
+
+	// At the deadline: a reply for another registration does not even settle it.
+	e.clock.Add(time.Minute)
+	_, err := e.s.Deliver(e.ctx, r, bound(store.Reply{From: "b"}, store.NewNonce()))
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Equal(t, snap(before), snap(e.get(r)))
+
+	// The right nonce finds it decided: late, as any reply.
+	res = e.deliver(r, bound(store.Reply{From: "b", Body: []byte("late")}, c.Nonce), store.DeliverLate)
+	require.True(t, res.Correlation.State.Terminal())
+	require.Len(t, res.Correlation.Late, 1)
+	requireNoNonce(t, res.Correlation)
+	requireNoNonce(t, e.get(r))
+	require.Equal(t, c.Nonce, e.get(r).Nonce, "the nonce of the record stays")
+}
+
+// A bound reply to a ref with no record is ErrNotFound and is not buffered:
+// a later registration of the ref (another registration) gets nothing.
+func testDeliverBoundNeverBuffered(t *testing.T, e *env) {
+	r := ref("dl-bound-gone")
+	_, err := e.s.Deliver(e.ctx, r, bound(reply("r1"), store.NewNonce()))
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Contains(t, err.Error(), r.Norm().String(), "the error names the ref")
+	_, err = e.s.Deliver(e.ctx, r, bound(reply("r2"), ""))
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Zero(t, e.stats("").EarlyReplies, "a bound reply is never an early reply")
+
+	res, err := e.s.Register(e.ctx, single(r.ID))
+	require.NoError(t, err)
+	require.True(t, res.Created)
+	require.Zero(t, res.EarlyApplied)
+	c := e.get(r)
+	require.Equal(t, store.StatePending, c.State)
+	require.Empty(t, c.Replies)
+
+	// Unbound, the same reply is buffered as before.
+	e.deliver(ref("dl-bound-early"), reply("r1"), store.DeliverBuffered)
+	require.Equal(t, int64(1), e.stats("").EarlyReplies)
 }

@@ -170,6 +170,12 @@ func (m *memStore) Deliver(_ context.Context, ref store.Ref, r store.Reply) (sto
 	r.ReceivedAt = now
 	key := m.key(ref)
 	old, ok := m.recs[key]
+	if m.bug == "nonce-ignored" {
+		r.Nonce = nil
+	}
+	if err := r.CheckRegistration(ref, old); err != nil {
+		return store.DeliverResult{}, err
+	}
 	if !ok {
 		if !m.lim.EarlyBuffering() {
 			return store.DeliverResult{}, fmt.Errorf("%w: no correlation %s, and early replies are not buffered", store.ErrNotFound, ref)

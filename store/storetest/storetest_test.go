@@ -63,6 +63,8 @@ var mutants = []struct{ bug, test string }{
 	{"settle-not-saved", "Deadline/ExtendAtDeadline"},
 	{"extend-silent", "Subscribe/EventKinds"},
 	{"nonce-renewed", "Register/Nonce"},
+	{"nonce-ignored", "Deliver/BoundToRegistration"},
+	{"nonce-ignored", "Deliver/BoundNeverBuffered"},
 	{"secret-per-call", "Secret/StableAndDistinct"},
 }
 

@@ -246,7 +246,11 @@ func (s *Server) writeDeliver(c *call, res store.DeliverResult, out wire.Deliver
 // replyWithToken delivers with a signed reply token instead of a bearer
 // token. The token is valid as long as its registration exists: pending,
 // the reply is delivered; decided, it is late (409); purged or registered
-// again (another nonce), 410. It never buffers an early reply.
+// again (another nonce), 410. It never buffers an early reply. The store
+// checks the registration in the write that applies the reply (the reply is
+// bound to the token's nonce), so no purge or new registration can come in
+// between. A token without a nonce (signed before nonces) is bound to a
+// record without one, written before schema 2, and to nothing else.
 func (s *Server) replyWithToken(c *call) error {
 	ctx := c.r.Context()
 	tokens, err := s.replyTokens(ctx)
@@ -265,28 +269,15 @@ func (s *Server) replyWithToken(c *call) error {
 	if err != nil {
 		return err
 	}
-	gone := errorf(http.StatusGone, "token_gone", "token",
-		"token: the registration this reply token was issued for no longer exists (purged, or registered again)")
-	rc, err := s.st.Get(ctx, tok.Ref)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return gone
-	case err != nil:
-		return err
-	case !tok.Matches(rc):
-		return gone
-	}
+	nonce := tok.Nonce
+	r.Nonce = &nonce
 	res, err := s.st.Deliver(ctx, tok.Ref, r)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return gone
+		return errorf(http.StatusGone, "token_gone", "token",
+			"token: the registration this reply token was issued for no longer exists (purged, or registered again)")
 	case err != nil:
 		return err
-	case res.Status == store.DeliverBuffered || !tok.Matches(res.Correlation):
-		// Purged (and perhaps registered again) between the two calls.
-		s.log.WarnContext(ctx, "a reply token's registration went away while its reply was delivered",
-			"namespace", tok.Ref.Namespace, "id", tok.Ref.ID, "status", res.Status)
-		return gone
 	}
 	out := wire.DeliverFromStore(res)
 	if out.Correlation != nil {

@@ -130,6 +130,10 @@ type probe struct {
 	reads    map[store.Ref]int
 	failWith error
 	failRead bool // failWith applies to reads too, not only to writes
+	// beforeDeliver, when set, runs at the start of each Deliver (before
+	// the wrapped store's), with the ref: what another process could do
+	// just then.
+	beforeDeliver func(ref store.Ref)
 }
 
 func (p *probe) fail(err error, reads bool) {
@@ -182,7 +186,19 @@ func (p *probe) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (stor
 	if err := p.failing(true); err != nil {
 		return store.DeliverResult{}, err
 	}
+	p.mu.Lock()
+	hook := p.beforeDeliver
+	p.mu.Unlock()
+	if hook != nil {
+		hook(ref)
+	}
 	return p.Store.Deliver(ctx, ref, r)
+}
+
+func (p *probe) onDeliver(hook func(ref store.Ref)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.beforeDeliver = hook
 }
 
 func (p *probe) Extend(ctx context.Context, ref store.Ref, d time.Time) (store.Result, error) {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -47,6 +48,86 @@ func TestReplyTokenDiesWithItsRegistration(t *testing.T) {
 		t.Fatalf("the old token reached the new registration: %s", g.raw)
 	}
 	e.want(e.do("POST", "/v1/replies/"+fresh, "", obj{"body": "ok"}), http.StatusOK)
+}
+
+// The review's race: the registration of a token goes away (purged, and
+// perhaps registered again) just before its reply is written. The reply
+// must neither complete the new registration nor stay as an early reply
+// that a later registration picks up.
+func TestReplyTokenRaceWithPurge(t *testing.T) {
+	for _, again := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Purged", true: "RegisteredAgain"}[again], func(t *testing.T) {
+			e := newEnv(t, envOpts{})
+			ctx := context.Background()
+			ref := store.RefOf("race-1")
+			old := e.want(e.do("POST", "/v1/correlations", "", obj{"id": ref.ID, "timeout": "1h"}), http.StatusCreated).str("reply_token")
+			first, err := e.st.Store.Get(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Between the token's check and the write, as another process
+			// would: decide, purge, and perhaps register the ref again.
+			hooked := make(chan error, 1)
+			e.st.onDeliver(func(r store.Ref) {
+				e.st.onDeliver(nil)
+				hooked <- func() error {
+					if _, err := e.st.Store.Cancel(ctx, ref, ""); err != nil {
+						return err
+					}
+					e.clock.Add(time.Minute)
+					if n, err := e.st.Store.Purge(ctx, e.clock.Now(), 10); err != nil || n != 1 {
+						return fmt.Errorf("purge: %d, %v", n, err)
+					}
+					if again {
+						if _, err := e.st.Store.Register(ctx, &store.Correlation{ID: ref.ID, Timeout: time.Hour}); err != nil {
+							return err
+						}
+					}
+					return nil
+				}()
+			})
+			e.wantError(e.do("POST", "/v1/replies/"+old, "", obj{"body": "old"}), http.StatusGone, "token")
+			select {
+			case err := <-hooked:
+				if err != nil {
+					t.Fatal(err)
+				}
+			default:
+				t.Fatal("the reply was not delivered through the store")
+			}
+			if st, err := e.st.Store.Stats(ctx, ""); err != nil || st.EarlyReplies != 0 {
+				t.Fatalf("the old token's reply was buffered: %+v, %v", st, err)
+			}
+			if !again {
+				res, err := e.st.Store.Register(ctx, &store.Correlation{ID: ref.ID, Timeout: time.Hour})
+				if err != nil || !res.Created {
+					t.Fatalf("register again: %+v, %v", res, err)
+				}
+				if res.EarlyApplied != 0 {
+					t.Fatalf("the old token's reply was applied to the next registration: %+v", res)
+				}
+			}
+			second, err := e.st.Store.Get(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if second.State != store.StatePending || len(second.Replies) != 0 || len(second.Late) != 0 {
+				t.Fatalf("the old token reached the new registration: %+v", second)
+			}
+			if second.Nonce == first.Nonce {
+				t.Fatal("the new registration has the old one's nonce")
+			}
+			// The old token stays gone; the new registration's own works.
+			e.wantError(e.do("POST", "/v1/replies/"+old, "", obj{"body": "old"}), http.StatusGone, "token")
+			fresh := e.want(e.do("POST", "/v1/correlations/"+ref.ID+"/extend", "", obj{"timeout": "1h"}), http.StatusOK).str("reply_token")
+			if fresh == "" || fresh == old {
+				t.Fatalf("token of the second registration: %q", fresh)
+			}
+			if d := e.want(e.do("POST", "/v1/replies/"+fresh, "", obj{"body": "new"}), http.StatusOK); d.str("status") != "completed" {
+				t.Fatalf("the new token's reply: %s", d.raw)
+			}
+		})
+	}
 }
 
 func TestReplyTokenIsBoundToItsNamespace(t *testing.T) {

@@ -270,8 +270,13 @@ func (c *Client) Register(ctx context.Context, r *store.Correlation) (store.Regi
 }
 
 // Deliver delivers a reply (POST …/replies). A body that is not JSON
-// travels as body_base64.
+// travels as body_base64. A reply bound to a registration (Reply.Nonce) is
+// refused: the API binds replies by reply token only, and dropping the
+// binding would let the reply reach another registration or be buffered.
 func (c *Client) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
+	if r.Nonce != nil {
+		return store.DeliverResult{}, fmt.Errorf("%w: reply.nonce: a reply bound to a registration is delivered with its reply token, not through this client", store.ErrInvalid)
+	}
 	path, q, err := refPath(ref, "/replies")
 	if err != nil {
 		return store.DeliverResult{}, err
