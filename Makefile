@@ -62,6 +62,14 @@ bench-http: ## register+reply over loopback HTTP, 64 clients, next to a bare net
 bench-client: ## request->reply round trips, 64 requesters: client on bbolt and on Redis, each next to an in-memory map on the same transport
 	$(GO) test -run '^$$' -bench RoundTrip -benchtime 3000x ./client/
 
+.PHONY: bench-deliver-cost
+bench-deliver-cost: ## one Deliver to a gather holding 1, 100, 999 replies of 1 KiB, bolt and a real redis-server; ratios to stored=1
+	$(GO) test -run '^$$' -bench DeliverCost -benchtime $(BENCHTIME) ./bolt/ ./redisstore/
+
+.PHONY: repro-record
+repro-record: ## issue 16 §4 through `corrstore serve`: 1 MiB replies to a gather until 413, 40 late ones to a single; answer sizes, RSS, registrations beside
+	CORRSTORE_REPRO_RECORD=1 $(GO) test -count=1 -timeout 10m -run '^TestReproRecord$$' -v ./cmd/corrstore/
+
 .PHONY: fuzz
 fuzz: ## fuzz the record decoder (FUZZTIME, default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshalCorrelation -fuzztime $${FUZZTIME:-60s} ./store/
