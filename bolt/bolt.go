@@ -82,6 +82,8 @@ type Store struct {
 	noSync bool
 	// upgraded is what Open's upgrade did (From == To when nothing).
 	upgraded UpgradeReport
+	// listLoad, set by tests, is told each record List reads.
+	listLoad func(ref string)
 }
 
 var _ store.Store = (*Store)(nil)

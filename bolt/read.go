@@ -13,7 +13,10 @@ import (
 
 // List implements store.Store. It walks the creation-time index from the
 // cursor (or the CreatedAfter/CreatedBefore bound) and stops at the other
-// bound, so a time-bounded listing reads only its window.
+// bound, so a time-bounded listing reads only its window. A listing of one
+// namespace reads no other namespace's records: the index entry names the
+// ref, so they are skipped before they are read (what a page costs does
+// not depend on what other tenants store).
 func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if s.closed.Load() {
 		return store.Page{}, store.ErrClosed
@@ -37,6 +40,10 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		if f.Cursor != "" {
 			at, ref, _ := store.DecodeCursor(f.Cursor)
 			after = timeKey(at, ref.String())
+		}
+		var ns []byte // the namespace's ref prefix, "ns/"
+		if f.Namespace != "" {
+			ns = append([]byte(f.Namespace), '/')
 		}
 		inRange := func(k []byte) bool {
 			return k != nil && (lo == nil || bytes.Compare(k, lo) >= 0) && (hi == nil || bytes.Compare(k, hi) < 0)
@@ -73,9 +80,15 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("%w: list: %w", store.ErrUnavailable, err)
 			}
+			if ns != nil && (len(k) < 8 || !bytes.HasPrefix(k[8:], ns)) {
+				continue // another namespace's
+			}
 			_, key, ok := splitTimeKey(k)
 			if !ok {
 				continue
+			}
+			if s.listLoad != nil {
+				s.listLoad(key)
 			}
 			r, err := t.load(key)
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {

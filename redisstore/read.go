@@ -103,7 +103,10 @@ func scoreBound(n int64) string {
 // the shards are merged, so a page costs a few round trips whatever the
 // number of shards. The cursor is the (creation µs, ref) of the last item:
 // entries inserted while a client pages land before or after it and are
-// never listed twice.
+// never listed twice. A listing of one namespace reads no other
+// namespace's records: an index entry names the ref, so they are skipped
+// before they are read (what a page costs does not depend on what other
+// tenants store).
 func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if err := s.check(); err != nil {
 		return store.Page{}, err
@@ -129,6 +132,10 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		iters[sh] = &shardIter{sh: sh, from: start}
 	}
 	batch := min(f.Limit+1, 256)
+	ns := "" // the namespace's ref prefix, "ns/"
+	if f.Namespace != "" {
+		ns = f.Namespace + "/"
+	}
 	var page store.Page
 	for {
 		if err := ctx.Err(); err != nil {
@@ -176,8 +183,12 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			if blocked || best == nil {
 				break
 			}
-			picks = append(picks, best.buf[0])
+			p := best.buf[0]
 			best.buf = best.buf[1:]
+			if ns != "" && !strings.HasPrefix(p.member, ns) {
+				continue // another namespace's
+			}
+			picks = append(picks, p)
 		}
 		if len(picks) == 0 {
 			if blocked {
