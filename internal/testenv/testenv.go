@@ -1,5 +1,6 @@
 // Package testenv reads the environment variables that size the long runs
-// of the tests (make crash, make import-100k, make test-redis, …).
+// of the tests (make crash, make import-100k, make test-redis, …), and
+// decides what a test does without a tool it needs.
 package testenv
 
 import (
@@ -21,4 +22,18 @@ func Int(t testing.TB, name string, def int) int {
 		t.Fatalf("%s=%q: not an integer", name, v)
 	}
 	return n
+}
+
+// SkipOrFail skips tb for a reason outside the code, such as a tool that is
+// not installed (redis-server, strace), or fails it with the same message
+// under CI=true: .ci/run installs every tool the tests need, so there a skip
+// would be a test that silently stopped running. make test lists the
+// skips it saw at its end (internal/testreport).
+func SkipOrFail(tb testing.TB, msg string) {
+	tb.Helper()
+	if os.Getenv("CI") == "true" {
+		tb.Fatal(msg + " — under CI=true this is a failure, not a skip")
+		return
+	}
+	tb.Skip(msg)
 }
