@@ -21,21 +21,34 @@ build: ## build bin/corrstore
 # round trips and child processes, so together they take little more than
 # the longer one (docs/TESTING.md has the figures). Each step's output is
 # printed whole when it ends; make fails if either does.
+#
+# Each step runs go test -json through internal/testreport, which prints
+# what go test prints without -v, then the tests that were skipped and why
+# (go test says why only with -v, and CI runs without it). Under make test
+# the steps leave their skips in SKIPS_DIR and make test lists them all at
+# its end. A test of a real server whose tool is missing fails under CI=true
+# instead of skipping (testenv.SkipOrFail).
+TESTREPORT ?= $(GO) run ./internal/testreport
+SKIPS_DIR  ?=
+skips_to    = $(if $(SKIPS_DIR),-skips $(SKIPS_DIR)/$@.json)
 
 .PHONY: test
-test: ## the CI command: test-race and test-norace side by side (Redis tests start their own redis-servers)
-	@echo "make test: test-race and test-norace side by side; each prints its output when it ends (20 s on a quiet 2-core machine, up to ~10 min on a loaded one)"
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-race test-norace
+test: ## the CI command: test-race and test-norace side by side (Redis tests start their own redis-servers), then what they skipped and why
+	@echo "make test: test-race and test-norace side by side; each prints its output when it ends, then the skipped tests are listed (20 s on a quiet 2-core machine, up to ~10 min on a loaded one)"
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	$(GO) build -o "$$d/testreport" ./internal/testreport && \
+	{ $(MAKE) --no-print-directory -j2 --output-sync=target test-race test-norace SKIPS_DIR="$$d" TESTREPORT="$$d/testreport"; rc=$$?; \
+	  "$$d/testreport" -summary "$$d/test-race.json" "$$d/test-norace.json" || rc=1; exit $$rc; }
 
 .PHONY: test-race
 test-race: ## make test's first step: every test of every package with the race detector
-	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+	$(TESTREPORT) -step $@ $(skips_to) -- $(GO) test -json -race -count=1 -timeout 25m $(PKGS)
 
 # The subtest pattern applies to every test the first pattern picks: owner
 # is the subtest of TestCluster.
 .PHONY: test-norace
 test-norace: ## make test's second step: what -race makes too slow (bolt crash loop and 5,000 exactly-once, Redis conformance on three engines, retry proxy, harness clusters)
-	CORRSTORE_CRASH_KILLS=20 $(GO) test -count=1 -timeout 20m -run '^(TestCrash|TestCrashLoop|TestExactlyOnceBolt|TestMiniredis|TestRealServer|TestRealCluster|TestRetryDroppedReplies|TestCluster|TestSharedCluster)$$/^(Conformance|ExactlyOnce|ShardsSpreadOverMasters|StrictRefusesEverysec|TwoStores|Upgrade|owner)$$' ./bolt/ ./reaper/ ./redisstore/ ./redisstore/redistest/
+	CORRSTORE_CRASH_KILLS=20 $(TESTREPORT) -step $@ $(skips_to) -- $(GO) test -json -count=1 -timeout 20m -run '^(TestCrash|TestCrashLoop|TestExactlyOnceBolt|TestMiniredis|TestRealServer|TestRealCluster|TestRetryDroppedReplies|TestCluster|TestSharedCluster)$$/^(Conformance|ExactlyOnce|ShardsSpreadOverMasters|StrictRefusesEverysec|TwoStores|Upgrade|owner)$$' ./bolt/ ./reaper/ ./redisstore/ ./redisstore/redistest/
 
 .PHONY: test-durability
 test-durability: ## under strace, 500 registrations from 64 goroutines, each fdatasync'd before it is acknowledged (bolt.Open, bolt:// URL, serve)
