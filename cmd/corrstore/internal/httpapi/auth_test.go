@@ -90,9 +90,12 @@ func TestRolesAndNamespaces(t *testing.T) {
 	if ns := s.field("namespaces").(obj); len(ns) != 2 || ns["team-b"] != nil {
 		t.Errorf("stats for team-a,team-x: %s", s.raw)
 	}
+	if s.field("early_replies") != nil {
+		t.Errorf("a scoped token is shown the store's early-reply count, other tenants' included: %s", s.raw)
+	}
 	e.want(e.do("GET", "/v1/stats", teamAReader, nil), http.StatusForbidden)
 	s = e.want(e.do("GET", "/v1/stats?namespace=*", adminToken, nil), http.StatusOK)
-	if ns := s.field("namespaces").(obj); ns["team-a"] == nil || ns["team-b"] == nil {
+	if ns := s.field("namespaces").(obj); ns["team-a"] == nil || ns["team-b"] == nil || s.field("early_replies") == nil {
 		t.Errorf("stats of every namespace: %s", s.raw)
 	}
 	e.want(e.do("GET", "/metrics", teamAReader, nil), http.StatusForbidden)

@@ -487,7 +487,6 @@ func (s *Server) stats(c *call) error {
 				return err
 			}
 			st.Namespaces[n] = one.Namespaces[n]
-			st.EarlyReplies = one.EarlyReplies
 		}
 	default:
 		ns, err := namespace(c.p, ns)
@@ -502,6 +501,9 @@ func (s *Server) stats(c *call) error {
 		}
 	}
 	out := wire.StatsFromStore(st, s.clock.Now())
+	if !c.p.All {
+		out.EarlyReplies = nil // the store's count: other tenants' early replies are in it
+	}
 	for n, v := range out.Namespaces {
 		v.PendingLimit, v.BytesLimit = s.cfg.MaxPendingPerNamespace, s.cfg.MaxBytesPerNamespace
 		out.Namespaces[n] = v

@@ -356,12 +356,15 @@ type NSStats struct {
 type StatsResponse struct {
 	Namespaces   map[string]NSStats `json:"namespaces"`
 	Total        NSStats            `json:"total"`
-	EarlyReplies int64              `json:"early_replies"`
+	// EarlyReplies counts the early replies buffered in the whole store;
+	// absent for a token limited to some namespaces (the buffer is shared).
+	EarlyReplies *int64 `json:"early_replies,omitempty"`
 }
 
 // StatsFromStore returns st as the API shows it, with ages as of now.
 func StatsFromStore(st store.Stats, now time.Time) StatsResponse {
-	out := StatsResponse{Namespaces: map[string]NSStats{}, Total: NSStatsFromStore(st.Total(), now), EarlyReplies: st.EarlyReplies}
+	early := st.EarlyReplies
+	out := StatsResponse{Namespaces: map[string]NSStats{}, Total: NSStatsFromStore(st.Total(), now), EarlyReplies: &early}
 	for n, v := range st.Namespaces {
 		out.Namespaces[n] = NSStatsFromStore(v, now)
 	}
@@ -391,7 +394,10 @@ func NSStatsFromStore(n store.NamespaceStats, now time.Time) NSStats {
 
 // ToStore returns the counts s shows; the total is derived, not read.
 func (s *StatsResponse) ToStore() store.Stats {
-	st := store.Stats{Namespaces: map[string]store.NamespaceStats{}, EarlyReplies: s.EarlyReplies}
+	st := store.Stats{Namespaces: map[string]store.NamespaceStats{}}
+	if s.EarlyReplies != nil {
+		st.EarlyReplies = *s.EarlyReplies
+	}
 	for ns, n := range s.Namespaces {
 		v := store.NamespaceStats{States: n.States, Dispatch: n.Dispatch, Bytes: n.Bytes}
 		if n.OldestPending != nil {
