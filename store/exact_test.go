@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -206,4 +207,29 @@ func TestEventKinds(t *testing.T) {
 	c = prepared(t, &store.Correlation{Timeout: time.Minute})
 	require.Equal(t, 1, c.ApplyEarly([]store.Reply{{ID: "e", ReceivedAt: t0.Add(-time.Second)}}, t0, lim))
 	require.Equal(t, store.ChangeOutcome, store.EventOf(c).Kind)
+}
+
+// The ring of late replies is bounded in bytes as in count: a decided
+// correlation's record stops growing whatever is sent to it afterwards.
+func TestLateRingBoundedInBytes(t *testing.T) {
+	l := lim
+	l.MaxBodyBytes, l.MaxLateBytes, l.MaxLate = 100, 25, 16
+	c := prepared(t, &store.Correlation{Timeout: time.Minute})
+	apply(t, c, store.Reply{ID: "r"}, t0, l)
+	body := func(n int) []byte { return []byte(strings.Repeat("x", n)) }
+	for i, n := range []int{10, 10, 10} {
+		require.Equal(t, store.DeliverLate, apply(t, c, store.Reply{ID: fmt.Sprint("l", i), Body: body(n)}, t0, l))
+	}
+	require.Len(t, c.Late, 2, "the oldest went: 30 bytes would pass 25")
+	require.Equal(t, "l1", c.Late[0].ID)
+
+	require.Equal(t, store.DeliverLate, apply(t, c, store.Reply{ID: "big", Body: body(26)}, t0, l))
+	require.Len(t, c.Late, 2, "a body over max_late_bytes alone is counted, not kept")
+	require.Equal(t, 4, c.LateCount)
+	require.Contains(t, c.Events[len(c.Events)-1].Detail, "not kept")
+
+	require.Equal(t, store.DeliverLate, apply(t, c, store.Reply{ID: "fits", Body: body(25)}, t0, l))
+	require.Len(t, c.Late, 1, "the ring makes room for one that fits")
+	require.Equal(t, "fits", c.Late[0].ID)
+	require.Equal(t, 5, c.LateCount)
 }

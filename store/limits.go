@@ -24,6 +24,11 @@ type Limits struct {
 	MaxRecordBytes int
 	// MaxLate is how many late replies are kept (the count goes on). Default 16.
 	MaxLate int
+	// MaxLateBytes bounds the bodies of the late replies kept: the oldest go
+	// first, and a late reply whose body alone is larger is counted, not
+	// kept. Default 1 MiB. It keeps a decided correlation's record from
+	// growing with what is sent to it after the outcome.
+	MaxLateBytes int
 	// MaxEvents is how many timeline events are kept (the count of dropped ones
 	// goes on). Default 200.
 	MaxEvents int
@@ -65,6 +70,7 @@ func (l Limits) WithDefaults() Limits {
 	l.MaxBodyBytes = cmp.Or(l.MaxBodyBytes, 1<<20)
 	l.MaxRecordBytes = cmp.Or(l.MaxRecordBytes, 16<<20)
 	l.MaxLate = cmp.Or(l.MaxLate, 16)
+	l.MaxLateBytes = cmp.Or(l.MaxLateBytes, 1<<20)
 	l.MaxEvents = cmp.Or(l.MaxEvents, 200)
 	l.EarlyReplyWindow = cmp.Or(l.EarlyReplyWindow, 5*time.Minute)
 	l.MaxEarlyReplies = cmp.Or(l.MaxEarlyReplies, 10000)
@@ -86,6 +92,8 @@ func (l Limits) Validate() error {
 		return invalid("limits.max_body_bytes", "must be at least 1, got %d", l.MaxBodyBytes)
 	case l.MaxRecordBytes < l.MaxBodyBytes:
 		return invalid("limits.max_record_bytes", "must be at least max_body_bytes (%d), got %d", l.MaxBodyBytes, l.MaxRecordBytes)
+	case l.MaxLateBytes < 0:
+		return invalid("limits.max_late_bytes", "must not be negative, got %d", l.MaxLateBytes)
 	case l.MaxLate < 1, l.MaxEvents < 1, l.MaxEarlyReplies < 1, l.MaxEarlyPerID < 1, l.DispatchMaxAttempts < 1:
 		return invalid("limits", "max_late, max_events, max_early_replies, max_early_per_id and dispatch_max_attempts must be at least 1")
 	}

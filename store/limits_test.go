@@ -17,6 +17,7 @@ func TestLimitsDefaults(t *testing.T) {
 		MaxReplies:          1000,
 		MaxBodyBytes:        1 << 20,
 		MaxRecordBytes:      16 << 20,
+		MaxLateBytes:        1 << 20,
 		MaxLate:             16,
 		MaxEvents:           200,
 		EarlyReplyWindow:    5 * time.Minute,
@@ -27,7 +28,7 @@ func TestLimitsDefaults(t *testing.T) {
 	require.NoError(t, d.Validate())
 	require.True(t, d.EarlyBuffering())
 
-	set := store.Limits{DefaultTimeout: time.Second, MaxTimeout: time.Hour, MaxReplies: 2, MaxBodyBytes: 3, MaxRecordBytes: 9, MaxLate: 4,
+	set := store.Limits{DefaultTimeout: time.Second, MaxTimeout: time.Hour, MaxReplies: 2, MaxBodyBytes: 3, MaxRecordBytes: 9, MaxLate: 4, MaxLateBytes: 10,
 		MaxEvents: 5, EarlyReplyWindow: -1, MaxEarlyReplies: 6, MaxEarlyPerID: 7, DispatchMaxAttempts: 8}
 	require.Equal(t, set, set.WithDefaults(), "set fields are kept")
 	require.False(t, set.EarlyBuffering(), "a negative window turns buffering off")
@@ -42,6 +43,7 @@ func TestLimitsValidate(t *testing.T) {
 		"max body":                 func(l *store.Limits) { l.MaxBodyBytes = -1 },
 		"max record below body":    func(l *store.Limits) { l.MaxRecordBytes = l.MaxBodyBytes - 1 },
 		"max late":                 func(l *store.Limits) { l.MaxLate = -1 },
+		"max late bytes":           func(l *store.Limits) { l.MaxLateBytes = -1 },
 		"max events":               func(l *store.Limits) { l.MaxEvents = -1 },
 		"max early":                func(l *store.Limits) { l.MaxEarlyReplies = -1 },
 		"max early per id":         func(l *store.Limits) { l.MaxEarlyPerID = -1 },

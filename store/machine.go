@@ -123,12 +123,14 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 				return DeliverDuplicate, nil
 			}
 		}
-		c.Late = append(c.Late, r)
-		if over := len(c.Late) - lim.MaxLate; over > 0 {
-			c.Late = append(c.Late[:0:0], c.Late[over:]...)
-		}
 		c.LateCount++
-		c.addEvent(now, EventReplyLate, describeReply(r), lim)
+		detail := describeReply(r)
+		if len(r.Body) <= lim.MaxLateBytes {
+			c.keepLate(r, lim)
+		} else {
+			detail += fmt.Sprintf(" (counted, not kept: its body of %d bytes is over max_late_bytes %d)", len(r.Body), lim.MaxLateBytes)
+		}
+		c.addEvent(now, EventReplyLate, detail, lim)
 		c.touch(now)
 		return DeliverLate, nil
 	}
@@ -155,6 +157,24 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 		return DeliverCompleted, nil
 	}
 	return DeliverAccepted, nil
+}
+
+// keepLate adds r to the ring of late replies, dropping the oldest until
+// the ring holds at most MaxLate replies and MaxLateBytes of bodies: a
+// decided correlation's record stops growing, whatever is sent to it.
+func (c *Correlation) keepLate(r Reply, lim Limits) {
+	c.Late = append(c.Late, r)
+	n := 0
+	for _, l := range c.Late {
+		n += len(l.Body)
+	}
+	drop := 0
+	for ; len(c.Late)-drop > lim.MaxLate || n > lim.MaxLateBytes; drop++ {
+		n -= len(c.Late[drop].Body)
+	}
+	if drop > 0 {
+		c.Late = append(c.Late[:0:0], c.Late[drop:]...)
+	}
 }
 
 // FinalSeq returns the Seq of the stream reply marked Final, if one came.

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ func deliverTests() []testCase {
 		{name: "ErrorReply", run: testDeliverErrorReply},
 		{name: "BodyTooLarge", limits: store.Limits{MaxBodyBytes: 8}, run: testDeliverBodyTooLarge},
 		{name: "RecordTooLarge", limits: store.Limits{MaxBodyBytes: 10, MaxRecordBytes: 25}, run: testDeliverRecordTooLarge},
+		{name: "LateRingBytes", limits: store.Limits{MaxBodyBytes: 30, MaxLateBytes: 25}, run: testDeliverLateRingBytes},
 		{name: "ConcurrentSingle", run: testDeliverConcurrentSingle},
 		{name: "ConcurrentGather", run: testDeliverConcurrentGather},
 		{name: "InvalidReply", limits: store.Limits{MaxReplies: 20}, run: testDeliverInvalidReply},
@@ -697,4 +699,24 @@ func testDeliverBoundNeverBuffered(t *testing.T, e *env) {
 	// Unbound, the same reply is buffered as before.
 	e.deliver(ref("dl-bound-early"), reply("r1"), store.DeliverBuffered)
 	require.Equal(t, int64(1), e.stats("").EarlyReplies)
+}
+
+// The late ring is bounded in bytes: the oldest late replies go, one whose
+// body alone is over MaxLateBytes is counted but not kept, and the stored
+// record says so.
+func testDeliverLateRingBytes(t *testing.T, e *env) {
+	// Limits: MaxBodyBytes 30, MaxLateBytes 25.
+	r := e.register(single("dl-late-bytes")).Ref()
+	e.deliver(r, reply("r"), store.DeliverCompleted)
+	for i, n := range []int{10, 10, 10, 26} {
+		e.deliver(r, store.Reply{ID: fmt.Sprintf("late-%d", i), Body: bytes.Repeat([]byte("x"), n)}, store.DeliverLate)
+	}
+	c := e.get(r)
+	require.Equal(t, 4, c.LateCount)
+	var kept []string
+	for _, l := range c.Late {
+		kept = append(kept, l.ID)
+	}
+	require.Equal(t, []string{"late-1", "late-2"}, kept, "20 of 25 bytes kept; the 26-byte body is counted only")
+	require.Equal(t, store.StateCompleted, c.State)
 }
