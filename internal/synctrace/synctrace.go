@@ -9,7 +9,8 @@
 // opens a store, and Check from a test: Check runs the test binary again as
 // a child under strace (Debian's strace), the child registers correlations
 // from several goroutines and writes each ID to stdout after Register
-// returned, and Check reads the trace.
+// returned, and Check reads the trace. CORRSTORE_SYNCTRACE_N and
+// CORRSTORE_SYNCTRACE_GOROUTINES size the run (make test-durability).
 package synctrace
 
 import (
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/corrstore/corrstore/internal/testenv"
+	"github.com/corrstore/corrstore/store"
 )
 
 // The child's environment: the data file, how many registrations, from how
@@ -37,10 +39,9 @@ const (
 	envGoroutines = "CORRSTORE_SYNCTRACE_GOROUTINES"
 )
 
-// Opener opens the store at path the way the product does, and returns a
-// function that registers one correlation with the given ID, and one that
-// closes the store.
-type Opener func(path string) (register func(ctx context.Context, id string) error, close func() error, err error)
+// Opener opens the store at path the way the product does, and returns it
+// with the function that closes it (and whatever opened it).
+type Opener func(path string) (s store.Store, close func() error, err error)
 
 // Child runs the child and exits when the environment says this process is
 // one; otherwise it returns at once. Call it from an init function, so that
@@ -52,7 +53,7 @@ func Child(open Opener) {
 	}
 	n, _ := strconv.Atoi(os.Getenv(envN))
 	g, _ := strconv.Atoi(os.Getenv(envGoroutines))
-	register, closeStore, err := open(path)
+	s, closeStore, err := open(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "synctrace child: open:", err)
 		os.Exit(2)
@@ -63,7 +64,7 @@ func Child(open Opener) {
 		wg.Go(func() {
 			for i := w; i < n; i += g {
 				id := ID(i)
-				if err := register(context.Background(), id); err != nil {
+				if _, err := s.Register(context.Background(), correlation(id)); err != nil {
 					fmt.Fprintf(os.Stderr, "synctrace child: register %s: %v\n", id, err)
 					os.Exit(3)
 				}
@@ -90,18 +91,28 @@ func Child(open Opener) {
 // of another in the page bytes strace prints.
 func ID(i int) string { return fmt.Sprintf("synctrace-%07d", i) }
 
+// correlation is the registration of id: its callback data holds the ID
+// again.
+func correlation(id string) *store.Correlation {
+	return &store.Correlation{ID: id, Timeout: time.Hour, Destination: "svc",
+		Callback: store.Callback{Handler: "h", Data: []byte(`"` + id + `"`)}}
+}
+
 var idPattern = regexp.MustCompile(`synctrace-[0-9]{7}`)
 
-// Check runs the test binary as a child under strace, registering n
-// correlations from goroutines goroutines into a new bbolt file, and fails
-// t unless each acknowledgement came after the registration's page was
-// written, the commit's meta page was written after it, and the file was
-// fdatasync'd or fsync'd after that.
+// Check runs the test binary as a child under strace, registering
+// CORRSTORE_SYNCTRACE_N correlations (40) from CORRSTORE_SYNCTRACE_GOROUTINES
+// goroutines (8) into a new bbolt file, and fails t unless each
+// acknowledgement came after the registration's page was written, the
+// commit's meta page was written after it, and the file was fdatasync'd or
+// fsync'd after that.
 //
 // Without strace, or where it cannot trace, the test is skipped with a
 // message; under CI=true (.ci/run installs strace) that is a failure.
-func Check(t *testing.T, n, goroutines int) {
+func Check(t *testing.T) {
 	t.Helper()
+	n := testenv.Int(t, envN, 40)
+	goroutines := testenv.Int(t, envGoroutines, 8)
 	requireStrace(t)
 	exe, err := os.Executable()
 	if err != nil {
