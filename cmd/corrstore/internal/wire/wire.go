@@ -354,8 +354,8 @@ type NSStats struct {
 
 // StatsResponse counts correlations by namespace.
 type StatsResponse struct {
-	Namespaces   map[string]NSStats `json:"namespaces"`
-	Total        NSStats            `json:"total"`
+	Namespaces map[string]NSStats `json:"namespaces"`
+	Total      NSStats            `json:"total"`
 	// EarlyReplies counts the early replies buffered in the whole store;
 	// absent for a token limited to some namespaces (the buffer is shared).
 	EarlyReplies *int64 `json:"early_replies,omitempty"`
