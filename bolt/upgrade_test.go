@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/bolt/bolttest"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -31,20 +31,8 @@ const idemID = "779fbd59-6a64-5937-ae86-c96d6dc9309d"
 func schema1Copy(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "v1.db")
-	copyTestFile(t, "testdata/schema1.db", path)
+	bolttest.CopySchema1(t, path)
 	return path
-}
-
-func copyTestFile(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	require.NoError(t, err)
-	defer in.Close()
-	out, err := os.Create(dst)
-	require.NoError(t, err)
-	_, err = io.Copy(out, in)
-	require.NoError(t, err)
-	require.NoError(t, out.Close())
 }
 
 // rawUpdate edits a closed file with bbolt directly.

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/corrstore/corrstore/redisstore"
+	"github.com/corrstore/corrstore/redisstore/redistest"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -22,7 +23,7 @@ func TestUpgradeLock(t *testing.T) {
 	ctx := t.Context()
 
 	// A lock held (by a run in another process): refused, nothing touched.
-	loadSchema1(t, rdb, "held")
+	redistest.LoadSchema1(t, rdb, "held")
 	require.NoError(t, rdb.Set(ctx, "{held:0}:upgrade", "host=h pid=9 run=x", 15*time.Second).Err())
 	before := dumpPrefix(t, rdb, "held")
 	_, err := redisstore.Upgrade(ctx, rdb, redisstore.UpgradeOptions{Prefix: "held", Logger: quiet})
@@ -47,7 +48,7 @@ func TestUpgradeLock(t *testing.T) {
 
 	// Two runs at once: the second, started while the first is midway,
 	// refuses and names the first's lock.
-	loadSchema1(t, rdb, "twice")
+	redistest.LoadSchema1(t, rdb, "twice")
 	var second error
 	o := redisstore.UpgradeHook(redisstore.UpgradeOptions{Prefix: "twice", Logger: quiet}, 2, func(stage string, moved int) error {
 		if stage == "written" && second == nil {
@@ -65,7 +66,7 @@ func TestUpgradeLock(t *testing.T) {
 	// A run whose lock is lost (expired while Redis was out of reach, and
 	// taken by another run) stops, leaves the other's lock and the prefix
 	// marked unfinished.
-	loadSchema1(t, rdb, "lost")
+	redistest.LoadSchema1(t, rdb, "lost")
 	lost := make(chan struct{})
 	o = redisstore.UpgradeLockEvery(redisstore.UpgradeOptions{Prefix: "lost", Logger: quiet}, time.Millisecond, func(held bool) {
 		if !held {
@@ -95,7 +96,7 @@ func TestUpgradeKeepsExistingRecord(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newMiniredis(t)
 	ctx := t.Context()
-	d := loadSchema1(t, rdb, "nx")
+	d := redistest.LoadSchema1(t, rdb, "nx")
 	var oldKey string
 	for _, k := range d.Keys {
 		if strings.HasSuffix(k.Key, "}:c:order-1") {

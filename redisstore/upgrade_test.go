@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -16,69 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/corrstore/corrstore/redisstore"
+	"github.com/corrstore/corrstore/redisstore/redistest"
 	"github.com/corrstore/corrstore/store"
 )
-
-// schema1 is testdata/schema1.json: a prefix written by corrstore before
-// namespaced ids (schema 1), every key as the previous code left it.
-type schema1 struct {
-	Prefix string    `json:"prefix"`
-	Shards int       `json:"shards"`
-	Now    time.Time `json:"now"`
-	Keys   []struct {
-		Key    string            `json:"key"`
-		Type   string            `json:"type"`
-		String *string           `json:"string"`
-		Hash   map[string]string `json:"hash"`
-		Zset   []struct {
-			Member string  `json:"member"`
-			Score  float64 `json:"score"`
-		} `json:"zset"`
-		TTLms int64 `json:"ttl_ms"`
-	} `json:"keys"`
-}
-
-func readSchema1(t testing.TB) schema1 {
-	t.Helper()
-	b, err := os.ReadFile("testdata/schema1.json")
-	require.NoError(t, err)
-	var d schema1
-	require.NoError(t, json.Unmarshal(b, &d))
-	require.NotEmpty(t, d.Keys)
-	return d
-}
-
-// loadSchema1 writes the schema 1 prefix under prefix.
-func loadSchema1(t testing.TB, rdb redis.UniversalClient, prefix string) schema1 {
-	t.Helper()
-	d := readSchema1(t)
-	ctx := context.Background()
-	pipe := rdb.Pipeline()
-	for _, k := range d.Keys {
-		name := strings.Replace(k.Key, "{"+d.Prefix+":", "{"+prefix+":", 1)
-		require.NotEqual(t, k.Key, name)
-		switch k.Type {
-		case "string":
-			pipe.Set(ctx, name, *k.String, 0)
-		case "hash":
-			for f, v := range k.Hash {
-				pipe.HSet(ctx, name, f, v)
-			}
-		case "zset":
-			for _, z := range k.Zset {
-				pipe.ZAdd(ctx, name, redis.Z{Score: z.Score, Member: z.Member})
-			}
-		default:
-			t.Fatalf("%s: type %s", k.Key, k.Type)
-		}
-		if k.TTLms > 0 {
-			pipe.PExpire(ctx, name, time.Duration(k.TTLms)*time.Millisecond)
-		}
-	}
-	_, err := pipe.Exec(ctx)
-	require.NoError(t, err)
-	return d
-}
 
 // forEachNode runs f on the server, or on every master of a cluster.
 func forEachNode(t testing.TB, rdb redis.UniversalClient, f func(c redis.Cmdable)) {
@@ -137,8 +76,8 @@ var errCrash = errors.New("crash (test)")
 func testUpgrade(t *testing.T, rdb redis.UniversalClient, uniq func(string) string) {
 	ctx := t.Context()
 	straight, crashed := uniq("upgrade-a"), uniq("upgrade-b")
-	d := loadSchema1(t, rdb, straight)
-	loadSchema1(t, rdb, crashed)
+	d := redistest.LoadSchema1(t, rdb, straight)
+	redistest.LoadSchema1(t, rdb, crashed)
 
 	// New refuses the old layout, in one line.
 	_, err := redisstore.New(ctx, rdb, redisstore.Config{Prefix: straight, Logger: quiet})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/corrstore/corrstore/bolt/bolttest"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -98,7 +99,7 @@ func TestCommandsOnBinary(t *testing.T) {
 	require.Contains(t, sh(false, append([]string{"reap", "--once"}, st...)...), "writes need the server")
 	require.Contains(t, sh(true, "ls", "-h"), "Usage: corrstore ls")
 	old := filepath.Join(f.dir, "v1.db")
-	copyFile(t, "../../bolt/testdata/schema1.db", old)
+	bolttest.CopySchema1(t, old)
 	require.Contains(t, sh(false, "ls", "--store", "bolt://"+old), "corrstore upgrade --store bolt://"+old)
 	require.Contains(t, sh(true, "upgrade", "--store", "bolt://"+old), "from schema 1 to 2")
 	require.Contains(t, sh(true, "show", "shop/pend-2", "--store", "bolt://"+old), "gather")

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,20 +9,10 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
-)
 
-// copyFile copies a test data file, so that a test can change the copy.
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	require.NoError(t, err)
-	defer in.Close()
-	out, err := os.Create(dst)
-	require.NoError(t, err)
-	_, err = io.Copy(out, in)
-	require.NoError(t, err)
-	require.NoError(t, out.Close())
-}
+	"github.com/corrstore/corrstore/bolt/bolttest"
+	"github.com/corrstore/corrstore/redisstore/redistest"
+)
 
 // TestUpgradeBolt upgrades a file written by the schema-1 code (the bolt
 // package's test data; its README says what it holds): a read-only command
@@ -36,7 +22,7 @@ func TestUpgradeBolt(t *testing.T) {
 	t.Parallel()
 	f := &fixture{t: t, dir: t.TempDir(), getenv: map[string]string{}}
 	path := filepath.Join(f.dir, "v1.db")
-	copyFile(t, "../../bolt/testdata/schema1.db", path)
+	bolttest.CopySchema1(t, path)
 	url := "bolt://" + path
 
 	_, _, err := f.run("ls", "--store", url)
@@ -74,47 +60,6 @@ func TestUpgradeRefuses(t *testing.T) {
 	}
 }
 
-// loadRedisSchema1 writes the redisstore package's test data — a prefix as
-// the schema-1 code left it (testdata/schema1.json there says what it
-// holds) — into mr under prefix.
-func loadRedisSchema1(t *testing.T, mr *miniredis.Miniredis, prefix string) {
-	t.Helper()
-	b, err := os.ReadFile("../../redisstore/testdata/schema1.json")
-	require.NoError(t, err)
-	var d struct {
-		Prefix string `json:"prefix"`
-		Keys   []struct {
-			Key    string            `json:"key"`
-			Type   string            `json:"type"`
-			String *string           `json:"string"`
-			Hash   map[string]string `json:"hash"`
-			Zset   []struct {
-				Member string  `json:"member"`
-				Score  float64 `json:"score"`
-			} `json:"zset"`
-		} `json:"keys"`
-	}
-	require.NoError(t, json.Unmarshal(b, &d))
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
-	ctx := context.Background()
-	for _, k := range d.Keys {
-		name := strings.Replace(k.Key, "{"+d.Prefix+":", "{"+prefix+":", 1)
-		switch k.Type {
-		case "string":
-			require.NoError(t, rdb.Set(ctx, name, *k.String, 0).Err())
-		case "hash":
-			require.NoError(t, rdb.HSet(ctx, name, k.Hash).Err())
-		case "zset":
-			for _, z := range k.Zset {
-				require.NoError(t, rdb.ZAdd(ctx, name, redis.Z{Score: z.Score, Member: z.Member}).Err())
-			}
-		default:
-			t.Fatalf("%s: type %s", k.Key, k.Type)
-		}
-	}
-}
-
 // TestUpgradeRedis upgrades a prefix written by the schema-1 code: the
 // other commands refuse it and name the command; upgrade refuses while an
 // instance is alive on the prefix and names it; then it moves every
@@ -122,7 +67,9 @@ func loadRedisSchema1(t *testing.T, mr *miniredis.Miniredis, prefix string) {
 func TestUpgradeRedis(t *testing.T) {
 	t.Parallel()
 	mr := miniredis.RunT(t)
-	loadRedisSchema1(t, mr, "up")
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	redistest.LoadSchema1(t, rdb, "up")
 	f := &fixture{t: t, dir: t.TempDir(), getenv: map[string]string{}}
 	url := "redis://" + mr.Addr() + "/0?prefix=up&shards=16"
 

@@ -1,0 +1,38 @@
+// Package bolttest gives other packages' tests the bolt package's test
+// data.
+package bolttest
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// CopySchema1 copies bolt/testdata/schema1.db, a file written by the
+// schema-1 code (testdata/README.md there says what it holds and how it
+// was made), to dst, so that a test can upgrade or change the copy.
+func CopySchema1(tb testing.TB, dst string) {
+	tb.Helper()
+	_, self, _, ok := runtime.Caller(0)
+	if !ok {
+		tb.Fatal("bolttest: no source path to find bolt/testdata from")
+	}
+	in, err := os.Open(filepath.Join(filepath.Dir(self), "..", "testdata", "schema1.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
