@@ -23,9 +23,8 @@ const (
 
 // liveness is the refresh goroutine, owned by New and Close.
 type liveness struct {
-	key    string
-	cancel context.CancelFunc
-	done   chan struct{}
+	key     string
+	renewal renewal
 }
 
 func liveValue() string {
@@ -40,29 +39,12 @@ func (lv *liveness) start(ctx context.Context, s *Store) error {
 	if err := s.rdb.Set(ctx, lv.key, val, liveTTL).Err(); err != nil {
 		return s.redisErr("set liveness key", err)
 	}
-	rctx, cancel := context.WithCancel(context.Background())
-	lv.cancel, lv.done = cancel, make(chan struct{})
-	go lv.refresh(rctx, s, val)
+	lv.renewal.start(context.Background(), liveEvery, s.log, "liveness key not refreshed", lv.key, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, liveEvery)
+		defer cancel()
+		return lv.beat(ctx, s, val)
+	})
 	return nil
-}
-
-func (lv *liveness) refresh(ctx context.Context, s *Store, val string) {
-	defer close(lv.done)
-	t := time.NewTicker(liveEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		c, cancel := context.WithTimeout(ctx, liveEvery)
-		err := lv.beat(c, s, val)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("liveness key not refreshed", "key", lv.key, "err", err)
-		}
-	}
 }
 
 // beat refreshes the key and checks the prefix's schema: one that changed
@@ -86,11 +68,9 @@ func (lv *liveness) beat(ctx context.Context, s *Store, val string) error {
 
 // stop ends the refresh and removes the key (best effort: it expires anyway).
 func (lv *liveness) stop(s *Store) {
-	if lv.cancel == nil {
+	if !lv.renewal.stop() {
 		return
 	}
-	lv.cancel()
-	<-lv.done
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.rdb.Del(ctx, lv.key).Err(); err != nil {

@@ -33,8 +33,7 @@ type upgradeLock struct {
 	keys  layout
 	value string // this run's: host, pid, start, a random token
 
-	cancel   context.CancelCauseFunc
-	done     chan struct{}
+	renewal  renewal
 	released bool
 }
 
@@ -77,36 +76,20 @@ func upgradeRunning(ctx context.Context, rdb redis.UniversalClient, keys layout)
 // returns ends, with a cause wrapping errLockLost, when the lock is found
 // lost. beat, when set, is told each renewal's verdict (tests).
 func (l *upgradeLock) keep(ctx context.Context, every time.Duration, log *slog.Logger, beat func(held bool)) context.Context {
-	ctx, l.cancel = context.WithCancelCause(ctx)
-	l.done = make(chan struct{})
-	go func() {
-		defer close(l.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			held, err := l.call(ctx, "renew", strconv.FormatInt(liveTTL.Milliseconds(), 10))
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Warn("upgrade lock not renewed", "key", l.keys.upgradeLock(), "err", err)
-				}
-				continue
-			}
-			if beat != nil {
-				beat(held)
-			}
-			if !held {
-				l.cancel(fmt.Errorf("%w: redis prefix %s: %w: %s expired (Redis out of reach for over %s?) or was deleted; run the upgrade again",
-					store.ErrUnavailable, l.keys.prefix, errLockLost, l.keys.upgradeLock(), liveTTL))
-				return
-			}
+	return l.renewal.start(ctx, every, log, "upgrade lock not renewed", l.keys.upgradeLock(), func(ctx context.Context) error {
+		held, err := l.call(ctx, "renew", strconv.FormatInt(liveTTL.Milliseconds(), 10))
+		if err != nil {
+			return err
 		}
-	}()
-	return ctx
+		if beat != nil {
+			beat(held)
+		}
+		if !held {
+			l.renewal.cancel(fmt.Errorf("%w: redis prefix %s: %w: %s expired (Redis out of reach for over %s?) or was deleted; run the upgrade again",
+				store.ErrUnavailable, l.keys.prefix, errLockLost, l.keys.upgradeLock(), liveTTL))
+		}
+		return nil
+	})
 }
 
 // finish marks the prefix at schema and frees the lock in one step, if
@@ -127,10 +110,7 @@ func (l *upgradeLock) finish(ctx context.Context, schema int) error {
 // release stops the renewal and frees the lock if the run still holds it
 // (best effort: it expires anyway).
 func (l *upgradeLock) release(log *slog.Logger) {
-	if l.cancel != nil {
-		l.cancel(nil)
-		<-l.done
-	}
+	l.renewal.stop()
 	if l.released {
 		return
 	}
