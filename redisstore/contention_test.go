@@ -2,7 +2,6 @@ package redisstore_test
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/store"
+	"github.com/corrstore/corrstore/store/storetest"
 )
 
 // testTwoStores is the conformance suite's contention cases across two
@@ -27,27 +27,7 @@ func testTwoStores(t *testing.T, newClient func() redis.UniversalClient, prefix 
 		openOn(t, newClient(), redisstore.Config{Prefix: prefix, Clock: clock, Logger: quiet}),
 	}
 	deliverAll := func(ref store.Ref, n int, reply func(i int) store.Reply) (map[store.DeliverStatus]int, []error) {
-		var mu sync.Mutex
-		statuses := map[store.DeliverStatus]int{}
-		var errs []error
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				res, err := stores[i%2].Deliver(ctx, ref, reply(i))
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					errs = append(errs, err)
-					return
-				}
-				statuses[res.Status]++
-			})
-		}
-		close(start)
-		wg.Wait()
-		return statuses, errs
+		return storetest.DeliverAll(n, func(i int) (store.DeliverResult, error) { return stores[i%2].Deliver(ctx, ref, reply(i)) })
 	}
 
 	single := store.Ref{Namespace: "two", ID: "single"}

@@ -407,6 +407,14 @@ func testDeliverRecordTooLarge(t *testing.T, e *env) {
 // deliverAll delivers replies(i) for i < n to r from n goroutines started
 // together, and counts the answers.
 func (e *env) deliverAll(r store.Ref, n int, replies func(i int) store.Reply) (map[store.DeliverStatus]int, []error) {
+	return DeliverAll(n, func(i int) (store.DeliverResult, error) { return e.s.Deliver(e.ctx, r, replies(i)) })
+}
+
+// DeliverAll calls deliver(i) for i < n from n goroutines started
+// together, and counts the statuses answered; the errors are returned
+// apart. A backend's own contention tests use it too (across two stores,
+// for instance).
+func DeliverAll(n int, deliver func(i int) (store.DeliverResult, error)) (map[store.DeliverStatus]int, []error) {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -417,7 +425,7 @@ func (e *env) deliverAll(r store.Ref, n int, replies func(i int) store.Reply) (m
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			res, err := e.s.Deliver(e.ctx, r, replies(i))
+			res, err := deliver(i)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
