@@ -39,17 +39,8 @@ func TestListNamespaceReadsOnlyItsRecords(t *testing.T) {
 	for _, order := range []store.Order{store.OldestFirst, store.NewestFirst} {
 		loaded = nil
 		var got []string
-		f := store.Filter{Namespace: "a", Limit: 2, Order: order}
-		for {
-			page, err := s.List(ctx, f)
-			require.NoError(t, err)
-			for _, c := range page.Items {
-				got = append(got, c.Ref().String())
-			}
-			if page.NextCursor == "" {
-				break
-			}
-			f.Cursor = page.NextCursor
+		for _, c := range storetest.ListAll(ctx, t, s, store.Filter{Namespace: "a", Limit: 2, Order: order}) {
+			got = append(got, c.Ref().String())
 		}
 		exp := append([]string(nil), want...)
 		if order == store.NewestFirst {

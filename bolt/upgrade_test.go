@@ -17,6 +17,7 @@ import (
 	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/bolt/bolttest"
 	"github.com/corrstore/corrstore/store"
+	"github.com/corrstore/corrstore/store/storetest"
 )
 
 // testdata/schema1.db was written by the schema-1 code; see
@@ -159,17 +160,8 @@ func TestUpgradeSchema1(t *testing.T) {
 
 	// List pages through the created index, in creation order.
 	var ids []string
-	f := store.Filter{Order: store.OldestFirst, Limit: 2}
-	for {
-		page, err := s.List(ctx, f)
-		require.NoError(t, err)
-		for _, c := range page.Items {
-			ids = append(ids, c.Ref().String())
-		}
-		if page.NextCursor == "" {
-			break
-		}
-		f.Cursor = page.NextCursor
+	for _, c := range storetest.ListAll(ctx, t, s, store.Filter{Order: store.OldestFirst, Limit: 2}) {
+		ids = append(ids, c.Ref().String())
 	}
 	require.Equal(t, []string{"default/pend-1", "default/gather-1", "shop/cancel-1", "default/timeout-1",
 		"shop/" + idemID, "shop/pend-2"}, ids)

@@ -17,6 +17,7 @@ import (
 	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/redisstore/redistest"
 	"github.com/corrstore/corrstore/store"
+	"github.com/corrstore/corrstore/store/storetest"
 )
 
 // forEachNode runs f on the server, or on every master of a cluster.
@@ -193,18 +194,9 @@ func checkUpgraded(t *testing.T, rdb redis.UniversalClient, prefix string, now t
 
 	var listed []string
 	stored := map[string]int64{} // what each namespace's records hold
-	f := store.Filter{Limit: 3, Order: store.OldestFirst}
-	for {
-		page, err := s.List(ctx, f)
-		require.NoError(t, err)
-		for _, c := range page.Items {
-			listed = append(listed, c.Ref().String())
-			stored[c.Namespace] += c.StoredBytes()
-		}
-		if page.NextCursor == "" {
-			break
-		}
-		f.Cursor = page.NextCursor
+	for _, c := range storetest.ListAll(ctx, t, s, store.Filter{Limit: 3, Order: store.OldestFirst}) {
+		listed = append(listed, c.Ref().String())
+		stored[c.Namespace] += c.StoredBytes()
 	}
 	require.Equal(t, []string{"billing/cancel-1", "shop/late-1", "default/gather-1", "shop/order-1", "billing/" + keyOnly, "shop/idem-1",
 		"billing/gather-2", "default/stream-1"}, listed, "every record once, in creation order")

@@ -207,18 +207,26 @@ func (e *env) stats(namespace string) store.Stats {
 // listAll pages through f and returns every item.
 func (e *env) listAll(f store.Filter) []*store.Correlation {
 	e.t.Helper()
+	return ListAll(e.ctx, e.t, e.s, f)
+}
+
+// ListAll pages through f on s and returns every item, in the order the
+// pages gave them. It fails tb on an error, on an empty page with a next
+// cursor, and past 10000 pages.
+func ListAll(ctx context.Context, tb testing.TB, s store.Store, f store.Filter) []*store.Correlation {
+	tb.Helper()
 	var all []*store.Correlation
 	for range 10000 {
-		p, err := e.s.List(e.ctx, f)
-		require.NoError(e.t, err, "list %+v", f)
+		p, err := s.List(ctx, f)
+		require.NoError(tb, err, "list %+v", f)
 		all = append(all, p.Items...)
 		if p.NextCursor == "" {
 			return all
 		}
-		require.NotEmpty(e.t, p.Items, "a page with a next cursor must not be empty")
+		require.NotEmpty(tb, p.Items, "a page with a next cursor must not be empty")
 		f.Cursor = p.NextCursor
 	}
-	e.t.Fatalf("list %+v: more than 10000 pages", f)
+	tb.Fatalf("list %+v: more than 10000 pages", f)
 	return nil
 }
 
