@@ -5,9 +5,9 @@ package bolttest
 import (
 	"io"
 	"os"
-	"path/filepath"
-	"runtime"
 	"testing"
+
+	"github.com/corrstore/corrstore/internal/testenv"
 )
 
 // CopySchema1 copies bolt/testdata/schema1.db, a file written by the
@@ -15,11 +15,7 @@ import (
 // was made), to dst, so that a test can upgrade or change the copy.
 func CopySchema1(tb testing.TB, dst string) {
 	tb.Helper()
-	_, self, _, ok := runtime.Caller(0)
-	if !ok {
-		tb.Fatal("bolttest: no source path to find bolt/testdata from")
-	}
-	in, err := os.Open(filepath.Join(filepath.Dir(self), "..", "testdata", "schema1.db"))
+	in, err := os.Open(testenv.ModuleFile(tb, "bolt/testdata/schema1.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,10 +1,13 @@
 // Package testenv reads the environment variables that size the long runs
-// of the tests (make crash, make import-100k, make test-redis, …), and
-// decides what a test does without a tool it needs.
+// of the tests (make crash, make import-100k, make test-redis, …), decides
+// what a test does without a tool it needs, and finds the module's test
+// data from any package's tests.
 package testenv
 
 import (
 	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 )
@@ -36,4 +39,17 @@ func SkipOrFail(tb testing.TB, msg string) {
 		return
 	}
 	tb.Skip(msg)
+}
+
+// ModuleFile is the path of rel, a file named from the module's root
+// (bolt/testdata/schema1.db), for a test running in any package's
+// directory. It is found from this source file's path, which the test
+// binary records (go test without -trimpath).
+func ModuleFile(tb testing.TB, rel string) string {
+	tb.Helper()
+	_, self, _, ok := runtime.Caller(0)
+	if !ok {
+		tb.Fatalf("testenv: no source path to find %s from", rel)
+	}
+	return filepath.Join(filepath.Dir(self), "..", "..", filepath.FromSlash(rel))
 }

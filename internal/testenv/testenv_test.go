@@ -29,3 +29,9 @@ func TestSkipOrFail(t *testing.T) {
 	SkipOrFail(&tb, "redis-server is not on PATH")
 	require.Equal(t, fakeTB{skip: "redis-server is not on PATH"}, tb)
 }
+
+// TestModuleFile finds a file by its path from the module's root.
+func TestModuleFile(t *testing.T) {
+	require.FileExists(t, ModuleFile(t, "internal/testenv/testenv.go"))
+	require.FileExists(t, ModuleFile(t, "go.mod"))
+}

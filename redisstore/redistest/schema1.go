@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/corrstore/corrstore/internal/testenv"
 )
 
 // Schema1 is redisstore/testdata/schema1.json: a prefix written by
@@ -35,11 +35,7 @@ type Schema1 struct {
 
 func readSchema1(tb testing.TB) Schema1 {
 	tb.Helper()
-	_, self, _, ok := runtime.Caller(0)
-	if !ok {
-		tb.Fatal("redistest: no source path to find redisstore/testdata from")
-	}
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(self), "..", "testdata", "schema1.json"))
+	b, err := os.ReadFile(testenv.ModuleFile(tb, "redisstore/testdata/schema1.json"))
 	if err != nil {
 		tb.Fatal(err)
 	}
