@@ -237,15 +237,20 @@ func testDeadlineRefused(t *testing.T, e *env, op string, after time.Duration) {
 	}
 	at := e.deadlineOf(all...).Add(after)
 	e.clock.Set(at)
-
-	for _, p := range pairs {
+	// refuse is the step op on r, past its deadline.
+	refuse := func(r store.Ref) error {
 		var err error
 		switch op {
 		case "extend":
-			_, err = e.s.Extend(e.ctx, p.target, at.Add(time.Hour))
+			_, err = e.s.Extend(e.ctx, r, at.Add(time.Hour))
 		case "cancel":
-			_, err = e.s.Cancel(e.ctx, p.target, "too late")
+			_, err = e.s.Cancel(e.ctx, r, "too late")
 		}
+		return err
+	}
+
+	for _, p := range pairs {
+		err := refuse(p.target)
 		require.ErrorIs(t, err, store.ErrNotPending, "%s %s at deadline+%s", op, p.target, after)
 		c := e.get(p.target)
 		require.True(t, c.State.Terminal(), "%s: the refused %s stored the deadline outcome", p.target, op)
@@ -272,14 +277,7 @@ func testDeadlineRefused(t *testing.T, e *env, op string, after time.Duration) {
 	// The refused step is refused again, and changes nothing more.
 	for _, p := range pairs {
 		before := e.get(p.target)
-		var err error
-		switch op {
-		case "extend":
-			_, err = e.s.Extend(e.ctx, p.target, at.Add(time.Hour))
-		case "cancel":
-			_, err = e.s.Cancel(e.ctx, p.target, "too late")
-		}
-		require.ErrorIs(t, err, store.ErrNotPending)
+		require.ErrorIs(t, refuse(p.target), store.ErrNotPending)
 		require.Equal(t, snap(before), snap(e.get(p.target)))
 	}
 	require.Equal(t, []string{fmt.Sprintf("dl/stream-%s", op), fmt.Sprintf("dl/stream-%s-twin", op)},
