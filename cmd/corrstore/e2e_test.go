@@ -158,7 +158,8 @@ func (p *proc) stop() {
 	}
 }
 
-func (p *proc) call(method, path string, body any) (int, map[string]any, error) {
+// send sends body as JSON (no body when nil), with p's bearer token.
+func (p *proc) send(method, path string, body any) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -166,12 +167,16 @@ func (p *proc) call(method, path string, body any) (int, map[string]any, error) 
 	}
 	req, err := http.NewRequest(method, p.base+path, rd)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	if p.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
-	res, err := httpClient.Do(req)
+	return httpClient.Do(req)
+}
+
+func (p *proc) call(method, path string, body any) (int, map[string]any, error) {
+	res, err := p.send(method, path, body)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -347,19 +352,7 @@ type raw struct {
 
 func (p *proc) raw(method, path string, body any) raw {
 	p.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, p.base+path, rd)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if p.token != "" {
-		req.Header.Set("Authorization", "Bearer "+p.token)
-	}
-	res, err := httpClient.Do(req)
+	res, err := p.send(method, path, body)
 	if err != nil {
 		p.t.Fatal(err)
 	}
