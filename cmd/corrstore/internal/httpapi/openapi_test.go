@@ -1,51 +1,175 @@
 package httpapi
 
 import (
-	"bufio"
-	"os"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/corrstore/corrstore/docs"
 )
 
-// TestOpenAPIMatchesRoutes reads docs/openapi.yaml by indentation: the keys
-// two spaces in under "paths:" are paths, four spaces in their methods.
-func TestOpenAPIMatchesRoutes(t *testing.T) {
-	f, err := os.Open("../../../../docs/openapi.yaml")
+var (
+	apiDocOnce   sync.Once
+	apiDoc       *openapi3.T
+	apiDocRouter routers.Router
+	apiDocErr    error
+)
+
+// openAPI loads and validates docs/openapi.yaml (the embedded copy the
+// server serves) once per test binary.
+func openAPI(t testing.TB) (*openapi3.T, routers.Router) {
+	t.Helper()
+	apiDocOnce.Do(func() {
+		ctx := context.Background()
+		doc, err := openapi3.NewLoader().LoadFromData(docs.OpenAPI)
+		if err != nil {
+			apiDocErr = err
+			return
+		}
+		if err := doc.Validate(ctx); err != nil {
+			apiDocErr = err
+			return
+		}
+		// The router matches paths only; the servers entry would tie it to
+		// one host.
+		doc.Servers = nil
+		r, err := gorillamux.NewRouter(doc)
+		apiDoc, apiDocRouter, apiDocErr = doc, r, err
+	})
+	if apiDocErr != nil {
+		t.Fatalf("docs/openapi.yaml: %v", apiDocErr)
+	}
+	return apiDoc, apiDocRouter
+}
+
+// TestOpenAPIValid loads docs/openapi.yaml from the file with kin-openapi and
+// validates it.
+func TestOpenAPIValid(t *testing.T) {
+	doc, err := openapi3.NewLoader().LoadFromFile("../../../../docs/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var doc []string
-	inPaths, path := false, ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "paths:":
-			inPaths = true
-		case inPaths && line != "" && !strings.HasPrefix(line, " "):
-			inPaths = false
-		case inPaths && strings.HasPrefix(line, "  /"):
-			path = strings.TrimSuffix(strings.TrimSpace(line), ":")
-		case inPaths && len(line) > 4 && line[:4] == "    " && line[4] != ' ':
-			key := strings.TrimSuffix(strings.TrimSpace(line), ":")
-			switch key {
-			case "get", "post", "put", "patch", "delete":
-				doc = append(doc, strings.ToUpper(key)+" "+path)
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
+	if err := doc.Validate(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	openAPI(t)
+}
+
+// TestOpenAPIMatchesRoutes: the document's operations are the route table's.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	doc, _ := openAPI(t)
+	var inDoc []string
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			inDoc = append(inDoc, method+" "+path)
+		}
 	}
 	var table []string
 	for _, rt := range Routes() {
 		table = append(table, rt.Pattern())
 	}
-	slices.Sort(doc)
+	slices.Sort(inDoc)
 	slices.Sort(table)
-	if !slices.Equal(doc, table) {
-		t.Errorf("docs/openapi.yaml and the route table differ:\ndoc:   %q\ntable: %q", doc, table)
+	if !slices.Equal(inDoc, table) {
+		t.Errorf("docs/openapi.yaml and the route table differ:\ndoc:   %q\ntable: %q", inDoc, table)
 	}
+}
+
+// checkOpenAPI validates one answer against docs/openapi.yaml: the route is
+// one of the document's, the status is documented for it, and the headers
+// and body match the schema given for that status and content type.
+// Answers to paths no route takes (404 no_route, 405) are checked as error
+// documents.
+func checkOpenAPI(t testing.TB, req *http.Request, res *http.Response, body []byte) {
+	t.Helper()
+	doc, router := openAPI(t)
+	route, params, err := router.FindRoute(req)
+	if err != nil {
+		if res.StatusCode == http.StatusNotFound || res.StatusCode == http.StatusMethodNotAllowed {
+			checkErrorDoc(t, doc, req, res, body)
+			return
+		}
+		t.Errorf("openapi: %s %s answered %d: no route in docs/openapi.yaml: %v", req.Method, req.URL.Path, res.StatusCode, err)
+		return
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{
+			Request: req, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
+		},
+		Status: res.StatusCode,
+		Header: res.Header,
+		Body:   io.NopCloser(bytes.NewReader(body)),
+		Options: &openapi3filter.Options{
+			IncludeResponseStatus: true,
+			MultiError:            true,
+		},
+	}
+	if err := openapi3filter.ValidateResponse(req.Context(), in); err != nil {
+		t.Errorf("openapi: %s %s answered %d, which docs/openapi.yaml does not describe: %v\nbody: %s",
+			req.Method, req.URL.Path, res.StatusCode, err, clip(body))
+	}
+}
+
+// checkErrorDoc checks an answer outside every route against the Error
+// schema.
+func checkErrorDoc(t testing.TB, doc *openapi3.T, req *http.Request, res *http.Response, body []byte) {
+	t.Helper()
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("openapi: %s %s answered %d with Content-Type %q, not an error document", req.Method, req.URL.Path, res.StatusCode, ct)
+		return
+	}
+	v, err := decodeJSON(body)
+	if err == nil {
+		err = doc.Components.Schemas["Error"].Value.VisitJSON(v)
+	}
+	if err != nil {
+		t.Errorf("openapi: %s %s answered %d, not an Error document: %v\nbody: %s", req.Method, req.URL.Path, res.StatusCode, err, clip(body))
+	}
+}
+
+func decodeJSON(b []byte) (any, error) {
+	var v any
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	return jsonNumbers(v), nil
+}
+
+// jsonNumbers turns json.Numbers into float64, which VisitJSON takes.
+func jsonNumbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = jsonNumbers(e)
+		}
+	case json.Number:
+		f, _ := x.Float64()
+		return f
+	}
+	return v
+}
+
+func clip(b []byte) []byte {
+	if len(b) > 2000 {
+		return append(b[:2000:2000], "…"...)
+	}
+	return b
 }
