@@ -262,7 +262,8 @@ func (e *env) do(method, path, token string, body any) resp {
 	return e.doAuth(method, path, "Bearer "+token, body, token != "")
 }
 
-// doAuth sends a request with the Authorization header auth (when send).
+// doAuth sends a request with the Authorization header auth (when send)
+// and checks the answer against docs/openapi.yaml (checkOpenAPI).
 func (e *env) doAuth(method, path, auth string, body any, send bool) resp {
 	e.t.Helper()
 	var rd io.Reader
@@ -295,6 +296,7 @@ func (e *env) doAuth(method, path, auth string, body any, send bool) resp {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	checkOpenAPI(e.t, req, res, raw)
 	r := resp{code: res.StatusCode, header: res.Header, raw: raw}
 	_ = json.Unmarshal(raw, &r.body)
 	return r
