@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
+	"github.com/corrstore/corrstore/docs"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -517,6 +518,15 @@ func (s *Server) metrics(c *call) error {
 		return errorf(http.StatusNotFound, "not_found", "", "metrics are not enabled")
 	}
 	s.cfg.Metrics.ServeHTTP(c.w, c.r)
+	return nil
+}
+
+// openapi serves the API document, docs/openapi.yaml.
+func (s *Server) openapi(c *call) error {
+	c.w.Header().Set("Content-Type", "application/yaml")
+	c.w.Header().Set("Content-Length", strconv.Itoa(len(docs.OpenAPI)))
+	c.w.WriteHeader(http.StatusOK)
+	c.w.Write(docs.OpenAPI)
 	return nil
 }
 

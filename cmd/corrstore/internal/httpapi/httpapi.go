@@ -112,6 +112,7 @@ func Routes() []Route {
 		{Method: "GET", Path: "/metrics", Role: RoleReader, Global: true, handler: (*Server).metrics},
 		{Method: "GET", Path: "/healthz", Role: RolePublic, handler: (*Server).healthz},
 		{Method: "GET", Path: "/readyz", Role: RolePublic, handler: (*Server).readyz},
+		{Method: "GET", Path: "/openapi.yaml", Role: RolePublic, handler: (*Server).openapi},
 	}
 }
 
@@ -196,7 +197,7 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 			"%s %s: method not allowed; this path takes %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 		return
 	}
-	writeError(w, errorf(http.StatusNotFound, "no_route", "", "%s %s: no such route (the API is under /v1; see docs/openapi.yaml)", r.Method, r.URL.Path))
+	writeError(w, errorf(http.StatusNotFound, "no_route", "", "%s %s: no such route (the API is under /v1; GET /openapi.yaml describes it)", r.Method, r.URL.Path))
 }
 
 // allowed lists the methods some route takes on r's path.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -219,4 +220,24 @@ func clip(b []byte) []byte {
 		return append(b[:2000:2000], "…"...)
 	}
 	return b
+}
+
+// GET /openapi.yaml serves docs/openapi.yaml byte for byte, without a token
+// when the server has a token file.
+func TestServesOpenAPI(t *testing.T) {
+	e := newEnv(t, envOpts{auth: true})
+	r := e.want(e.do("GET", "/openapi.yaml", "", nil), http.StatusOK)
+	if ct := r.header.Get("Content-Type"); ct != "application/yaml" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	file, err := os.ReadFile("../../../../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(r.raw, file) {
+		t.Error("GET /openapi.yaml is not docs/openapi.yaml")
+	}
+	if _, err := openapi3.NewLoader().LoadFromData(r.raw); err != nil {
+		t.Error(err)
+	}
 }
