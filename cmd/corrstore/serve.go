@@ -13,9 +13,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/httpapi"
-	"github.com/corrstore/corrstore/cmd/corrstore/internal/metrics"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/httpmetrics"
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/storeurl"
+	"github.com/corrstore/corrstore/promcorr"
 	"github.com/corrstore/corrstore/reaper"
 	"github.com/corrstore/corrstore/store"
 )
@@ -50,9 +55,14 @@ type Main struct {
 	// NoSync, when set (tests), opens bolt without fsync.
 	NoSync bool
 
-	Store   store.Store
-	API     *httpapi.Server
-	Metrics *metrics.Metrics
+	Store store.Store
+	API   *httpapi.Server
+	// Metrics are the store's and the reaper's, as an embedding service
+	// has them; HTTPMetrics are the routes'. Both are in Registry, which
+	// GET /metrics serves.
+	Metrics     *promcorr.Metrics
+	HTTPMetrics *httpmetrics.Metrics
+	Registry    *prometheus.Registry
 	// Addr is the address the HTTP server listens on, once Run returned.
 	Addr net.Addr
 
@@ -201,7 +211,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	m.Metrics = metrics.New(clock)
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Metrics = promcorr.New(m.Registry, promcorr.Options{Clock: clock})
+	m.HTTPMetrics = httpmetrics.New(m.Registry)
 	m.Store = m.Metrics.Store(raw)
 	m.Metrics.WatchStore(m.Store)
 
@@ -213,7 +226,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Store: m.Store, Clock: clock, Logger: m.Logger, Tokens: tokens, ReplyTokens: replyTokens,
 		MaxBody: m.MaxBody, MaxWait: m.MaxWait,
 		MaxPendingPerNamespace: m.MaxPendingPerNamespace, MaxBytesPerNamespace: m.MaxBytesPerNamespace,
-		Instrument: m.Metrics.Instrument, Metrics: m.Metrics.Handler(),
+		Instrument: m.HTTPMetrics.Instrument,
+		Metrics:    promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}),
 	})
 	if err != nil {
 		return err

@@ -85,7 +85,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}()
 	_, err = pw.Write([]byte(`{"id":"in-flight",`))
 	require.NoError(t, err)
-	waitFor(t, "two requests in flight", func() bool { return m.Metrics.InFlight() == 2 })
+	waitFor(t, "two requests in flight", func() bool { return m.HTTPMetrics.InFlight() == 2 })
 
 	closed := make(chan error, 1)
 	go func() { closed <- m.Close() }()

@@ -1,18 +1,20 @@
-package metrics
+package promcorr
 
 import (
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // gather returns gauge values by metric name and first label value.
-func gather(t *testing.T, m *Metrics) map[string]map[string]float64 {
+func gather(t *testing.T, g prometheus.Gatherer) map[string]map[string]float64 {
 	t.Helper()
-	mfs, err := m.Registry.Gather()
+	mfs, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,9 +34,9 @@ func gather(t *testing.T, m *Metrics) map[string]map[string]float64 {
 }
 
 // flat returns every value as name{label values,…}; histograms as _count.
-func flat(t *testing.T, m *Metrics) map[string]float64 {
+func flat(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 	t.Helper()
-	mfs, err := m.Registry.Gather()
+	mfs, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
