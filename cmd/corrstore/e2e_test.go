@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/apitest"
 )
 
 // binary builds the real corrstore binary once per test run.
@@ -158,7 +160,8 @@ func (p *proc) stop() {
 	}
 }
 
-// send sends body as JSON (no body when nil), with p's bearer token.
+// send sends body as JSON (no body when nil), with p's bearer token, and
+// checks the answer against docs/openapi.yaml (apitest.Check).
 func (p *proc) send(method, path string, body any) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
@@ -172,8 +175,27 @@ func (p *proc) send(method, path string, body any) (*http.Response, error) {
 	if p.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.token)
 	}
-	return httpClient.Do(req)
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	// Every answer is checked against docs/openapi.yaml. One cut short (a
+	// server killed while answering) reaches the caller as it came.
+	b, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		res.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), errReader{err}))
+		return res, nil
+	}
+	apitest.Check(p.t, req, res, b)
+	res.Body = io.NopCloser(bytes.NewReader(b))
+	return res, nil
 }
+
+// errReader fails every read with its error.
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
 func (p *proc) call(method, path string, body any) (int, map[string]any, error) {
 	res, err := p.send(method, path, body)

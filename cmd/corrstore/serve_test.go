@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/apitest"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -124,8 +125,13 @@ func TestServeAndShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer res.Body.Close()
+		raw, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Error(err)
+		}
+		apitest.Check(t, req, res, raw)
 		var v map[string]any
-		json.NewDecoder(res.Body).Decode(&v)
+		json.Unmarshal(raw, &v)
 		return res.StatusCode, v
 	}
 	if code, _ := call("POST", "/v1/correlations", "", `{"id":"x"}`); code != 401 {

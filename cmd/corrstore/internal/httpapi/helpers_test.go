@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/apitest"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -263,7 +264,7 @@ func (e *env) do(method, path, token string, body any) resp {
 }
 
 // doAuth sends a request with the Authorization header auth (when send)
-// and checks the answer against docs/openapi.yaml (checkOpenAPI).
+// and checks the answer against docs/openapi.yaml (apitest.Check).
 func (e *env) doAuth(method, path, auth string, body any, send bool) resp {
 	e.t.Helper()
 	var rd io.Reader
@@ -296,7 +297,7 @@ func (e *env) doAuth(method, path, auth string, body any, send bool) resp {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	checkOpenAPI(e.t, req, res, raw)
+	apitest.Check(e.t, req, res, raw)
 	r := resp{code: res.StatusCode, header: res.Header, raw: raw}
 	_ = json.Unmarshal(raw, &r.body)
 	return r
