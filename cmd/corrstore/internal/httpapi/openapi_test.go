@@ -65,3 +65,12 @@ func TestServesOpenAPI(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// The routes without query parameters answer one they do not take with the
+// 400 the document gives them.
+func TestNoParamRoutesRefuseQueries(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	for _, path := range []string{"/healthz", "/readyz", "/openapi.yaml"} {
+		e.wantError(e.do("GET", path+"?x=1", "", nil), http.StatusBadRequest, "x")
+	}
+}
