@@ -7,9 +7,10 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// Store wraps st so that every call is timed by operation and what it did
-// is counted: registrations, replies by status, outcomes by state and
-// dispatch results.
+// Store wraps st so that every call is timed by operation, a failed one is
+// counted by operation and error kind, and what it did is counted:
+// registrations, replies by status, outcomes by state and dispatch results.
+// Hand the wrapper, not st, to the client, the reaper and WatchStore.
 func (m *Metrics) Store(st store.Store) store.Store { return &instrumented{st: st, m: m} }
 
 type instrumented struct {
