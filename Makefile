@@ -40,6 +40,10 @@ test: ## the CI command: test-race and test-norace side by side (Redis tests sta
 	{ $(MAKE) --no-print-directory -j2 --output-sync=target test-race test-norace SKIPS_DIR="$$d" TESTREPORT="$$d/testreport"; rc=$$?; \
 	  "$$d/testreport" -summary "$$d/test-race.json" "$$d/test-norace.json" || rc=1; exit $$rc; }
 
+.PHONY: check-openapi
+check-openapi: ## lint docs/openapi.yaml (Redocly) and compile a client generated from it (openapi-typescript, tsc --strict); skipped without npm (~10 s, more on the first npm ci)
+	tools/openapi/check.sh
+
 .PHONY: test-race
 test-race: ## make test's first step: every test of every package with the race detector
 	$(TESTREPORT) -step $@ $(skips_to) -- $(GO) test -json -race -count=1 -timeout 25m $(PKGS)
