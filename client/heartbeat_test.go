@@ -239,6 +239,8 @@ func TestClientExtendAndCancel(t *testing.T) {
 	require.True(t, corr.Deadline.Equal(t0.Add(time.Hour)))
 	_, err = c.Extend(ctx, "o1", t0)
 	require.ErrorIs(t, err, store.ErrInvalid, "a deadline in the past")
+	_, err = c.Extend(ctx, "o1", time.Time{})
+	require.ErrorIs(t, err, store.ErrInvalid, "a heartbeat that forgot its deadline is refused, not a silent settle")
 	_, err = c.Extend(ctx, "nope", t0.Add(time.Hour))
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.ErrorContains(t, err, "tenant-a/nope")

@@ -353,6 +353,11 @@ func (c *Client) Send(ctx context.Context, dest string, body []byte, opts Option
 // store.ErrNotFound.
 func (c *Client) Extend(ctx context.Context, id string, deadline time.Time) (*store.Correlation, error) {
 	ref := c.ref(id)
+	if deadline.IsZero() {
+		// The store reads a zero deadline as "settle only"; a heartbeat that
+		// forgot its deadline must not look like one that worked.
+		return nil, fmt.Errorf("client: extend %s: %w", ref, &store.FieldError{Field: "deadline", Reason: "is zero", Err: store.ErrInvalid})
+	}
 	res, err := c.st.Extend(ctx, ref, deadline)
 	if err != nil {
 		return nil, fmt.Errorf("client: extend %s: %w", ref, err)

@@ -135,6 +135,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	ns := "" // the namespace's ref prefix, "ns/"
 	if f.Namespace != "" {
 		ns = f.Namespace + "/"
+		batch = 256 // other tenants' entries are skipped: read past them in large steps
 	}
 	var page store.Page
 	for {

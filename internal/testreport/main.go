@@ -82,6 +82,7 @@ func runTests(w io.Writer, step, skipsFile string, args []string) int {
 	}
 	r := newReport(w, step)
 	readErr := r.read(out)
+	_, _ = io.Copy(io.Discard, out) // after a read error, so that go test never blocks on a full pipe
 	waitErr := cmd.Wait()
 	r.finish()
 	if readErr != nil {

@@ -127,12 +127,24 @@ func TestRegisterWithoutSecretIs503(t *testing.T) {
 // the store: /readyz stays up (else clients with short timeouts, or anyone
 // with a reply token, could drain healthy instances).
 func TestReadyzIgnoresCallersThatHangUp(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	keys, err := NewReplyTokens([]byte(strings.Repeat("k", MinSecretLen)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A secret of its own, so that registration asks the store nothing before the write.
+	e := newEnv(t, envOpts{cfg: func(c *Config) { c.ReplyTokens = keys }})
+	// The store answers ErrUnavailable (not wrapping Canceled) to a caller
+	// who has hung up: the server must not count it against the store.
+	e.st.fail(fmt.Errorf("%w: gave up waiting for the writer", store.ErrUnavailable), false)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	req := httptest.NewRequest("POST", "/v1/correlations", strings.NewReader(`{"id":"gone"}`)).WithContext(ctx)
 	rec := httptest.NewRecorder()
 	e.api.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("the write did not fail as set up: %d %s", rec.Code, rec.Body)
+	}
+	e.st.fail(nil, false)
 	e.want(e.do("GET", "/readyz", "", nil), http.StatusOK)
 
 	var h writeHealth
