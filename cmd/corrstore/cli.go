@@ -110,7 +110,7 @@ func (c *conn) flags(fs *cmdFlags, e *env) {
 	fs.StringVar(&c.tokenFile, "token-file", "", "file whose first token is sent as the bearer token (default: env CORRSTORE_TOKEN)")
 	fs.StringVar(&c.storeURL, "store", "", "work directly on a store: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2")
 	fs.StringVar(&c.output, "o", "table", "output: table or json")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each call to the server or store, opening it included (0: none)")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "bound on each call to the server or store, opening it included (the checked copy of a bolt file a server holds too: give 0, no bound, for a large one)")
 }
 
 func (c *conn) check() error {
