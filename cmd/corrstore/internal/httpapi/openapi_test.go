@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -66,11 +67,36 @@ func TestServesOpenAPI(t *testing.T) {
 	}
 }
 
-// The routes without query parameters answer one they do not take with the
-// 400 the document gives them.
-func TestNoParamRoutesRefuseQueries(t *testing.T) {
-	e := newEnv(t, envOpts{})
-	for _, path := range []string{"/healthz", "/readyz", "/openapi.yaml"} {
-		e.wantError(e.do("GET", path+"?x=1", "", nil), http.StatusBadRequest, "x")
+// Every route answers a query parameter it does not take with a 400 naming
+// it, which the document gives every route (doAuth checks it).
+func TestEveryRouteRefusesUnknownQueries(t *testing.T) {
+	e := newEnv(t, envOpts{auth: true})
+	e.want(e.do("POST", "/v1/correlations", adminToken, obj{"id": "x"}), http.StatusCreated)
+	for _, rt := range Routes() {
+		e.wantError(e.do(rt.Method, pathOf(rt, "x", "bogus")+"?zz=1", adminToken, obj{}), http.StatusBadRequest, "zz")
 	}
+}
+
+// GET /v1/correlations/{id} answers 304 to a matching If-None-Match.
+func TestNotModifiedIsDocumented(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	r := e.want(e.do("POST", "/v1/correlations", "", obj{"id": "x"}), http.StatusCreated)
+	req, err := http.NewRequest("GET", e.srv.URL+"/v1/correlations/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("If-None-Match", r.header.Get("ETag"))
+	res, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusNotModified {
+		t.Fatalf("status %d, want 304: %s", res.StatusCode, raw)
+	}
+	apitest.Check(t, req, res, raw)
 }
