@@ -136,8 +136,25 @@ func Check(t testing.TB, req *http.Request, res *http.Response, body []byte) {
 	if err := openapi3filter.ValidateResponse(req.Context(), in); err != nil {
 		t.Errorf("openapi: %s %s answered %d, which docs/openapi.yaml does not describe: %v\nbody: %s",
 			req.Method, req.URL.Path, res.StatusCode, err, clip(body))
+		return
+	}
+	// ValidateResponse checks the headers the document lists; these the
+	// server sends must be listed too.
+	described := route.Operation.Responses.Status(res.StatusCode)
+	if described == nil || described.Value == nil {
+		return
+	}
+	for _, h := range checkedHeaders {
+		if res.Header.Get(h) != "" && described.Value.Headers[h] == nil {
+			t.Errorf("openapi: %s %s answered %d with a %s header, which docs/openapi.yaml does not list for it",
+				req.Method, req.URL.Path, res.StatusCode, h)
+		}
 	}
 }
+
+// checkedHeaders are the response headers the server sets that a client
+// acts on; the document lists each where it is sent.
+var checkedHeaders = []string{"ETag", "Location", "Retry-After", "WWW-Authenticate"}
 
 // checkErrorDoc checks an answer outside every route against the Error
 // schema.
