@@ -138,6 +138,9 @@ func Check(t testing.TB, req *http.Request, res *http.Response, body []byte) {
 			req.Method, req.URL.Path, res.StatusCode, err, clip(body))
 		return
 	}
+	if res.StatusCode/100 == 2 {
+		checkAccepted(t, req, route, params)
+	}
 	// ValidateResponse checks the headers the document lists; these the
 	// server sends must be listed too.
 	described := route.Operation.Responses.Status(res.StatusCode)
@@ -149,6 +152,36 @@ func Check(t testing.TB, req *http.Request, res *http.Response, body []byte) {
 			t.Errorf("openapi: %s %s answered %d with a %s header, which docs/openapi.yaml does not list for it",
 				req.Method, req.URL.Path, res.StatusCode, h)
 		}
+	}
+}
+
+// checkAccepted checks a request the server accepted (2xx) against the
+// document: its parameters and body, so that the document refuses nothing
+// the server takes. The body is read again through req.GetBody (set by
+// http.NewRequest for in-memory bodies); without it only the parameters
+// are checked. The server reads JSON whatever the Content-Type: a request
+// without one is checked as application/json.
+func checkAccepted(t testing.TB, req *http.Request, route *routers.Route, params map[string]string) {
+	t.Helper()
+	r := req.Clone(context.Background())
+	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true}
+	if req.GetBody != nil {
+		b, err := req.GetBody()
+		if err != nil {
+			t.Errorf("openapi: %s %s: the request body cannot be read again: %v", req.Method, req.URL.Path, err)
+			return
+		}
+		r.Body = b
+	} else {
+		r.Body = http.NoBody
+		opts.ExcludeRequestBody = true
+	}
+	if r.Header.Get("Content-Type") == "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route, Options: opts}
+	if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
+		t.Errorf("openapi: the server accepted %s %s, which docs/openapi.yaml refuses: %v", req.Method, req.URL.String(), err)
 	}
 }
 
