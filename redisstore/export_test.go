@@ -7,7 +7,9 @@ import "time"
 // UpgradeHook makes Upgrade move batch records per round trip and call hook
 // after each batch's "written" stage (new keys in, old ones not yet removed)
 // and "moved" stage, with the number of records moved so far; an error from
-// hook stops Upgrade there, as a crash would.
+// hook stops Upgrade there, as a crash would. It is also called before the
+// prefix is marked ("mark"), after a batch's reads, before its writes
+// ("read"), and before each shard's counters are written ("counted").
 func UpgradeHook(o UpgradeOptions, batch int, hook func(stage string, moved int) error) UpgradeOptions {
 	o.batch, o.hook = batch, hook
 	return o

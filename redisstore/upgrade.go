@@ -40,7 +40,7 @@ type UpgradeOptions struct {
 	Force bool
 
 	batch     int                                 // records per round trip; default upgradeBatch
-	hook      func(stage string, moved int) error // tests: called after each batch's "written" and "moved" stage
+	hook      func(stage string, moved int) error // tests: called before the mark ("mark"), after each batch's reads ("read"), "written" and "moved" stages, before each shard's counters are written ("counted")
 	lockEvery time.Duration                       // lock renewal interval; default liveEvery
 	lockBeat  func(held bool)                     // tests: told each renewal's verdict
 }
@@ -119,6 +119,10 @@ const upgradeBatch = 256
 //
 // One Upgrade runs at a time: a run holds a lock key ({prefix:0}:upgrade,
 // renewed while it runs) and a second one refuses, naming it, as does New.
+// A run checks that it still holds the lock right before each write, and
+// stops if not (a run paused past the lock's 15 s TTL while another took
+// it); only a pause of over 15 s between that check and the write it
+// guards lets that one write (a batch, or a shard's counters) through.
 // A record is written under its new key only where that key is free: a
 // record already there is never overwritten.
 //
@@ -156,6 +160,7 @@ func Upgrade(ctx context.Context, rdb redis.UniversalClient, opts UpgradeOptions
 	}
 	ctx = lock.keep(ctx, u.opts.lockEvery, u.log, u.opts.lockBeat)
 	defer lock.release(u.log)
+	u.lock = lock
 	err = u.run(ctx, lock)
 	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errLockLost) {
 		err = cause // what failed after the lock was lost failed because it was
@@ -222,9 +227,13 @@ func (u *upgrader) run(ctx context.Context, lock *upgradeLock) error {
 		return err
 	}
 	u.rep.Resumed = upgrading != ""
-	meta := u.keys.meta()
-	if err := u.rdb.HSet(ctx, meta, "upgrading", strconv.Itoa(schemaVersion)).Err(); err != nil {
-		return unavailable("mark "+meta, err)
+	if err := u.step("mark", 0); err != nil {
+		return err
+	}
+	// Through the lock's script: a run that lost its lock (paused past its
+	// TTL while another finished) must not mark a live schema 2 prefix.
+	if err := lock.mark(ctx, schemaVersion); err != nil {
+		return err
 	}
 	u.log.Info("upgrading", "from", u.rep.From, "to", schemaVersion, "shards", u.keys.shards, "resumed", u.rep.Resumed)
 
@@ -259,6 +268,7 @@ type upgrader struct {
 	opts UpgradeOptions
 	rep  *UpgradeReport
 	log  *slog.Logger
+	lock *upgradeLock // fences every write (see upgradelock.go)
 
 	moved   int             // correlations moved by this run (the hook's count)
 	pending map[string]bool // {p:s}:pd:<ns> keys seen
@@ -437,13 +447,24 @@ func (u *upgrader) pass(ctx context.Context) (found int, err error) {
 		found += n
 	}
 	// Mappings move with their records; one left is stale.
-	for _, k := range idem {
-		n, err := u.rdb.Del(ctx, k.key).Result()
-		if err != nil {
-			return found, unavailable("drop "+k.key, err)
+	for len(idem) > 0 {
+		n := min(len(idem), u.opts.batch)
+		d := u.rdb.Pipeline()
+		dels := make([]*redis.IntCmd, n)
+		for i, k := range idem[:n] {
+			dels[i] = d.Del(ctx, k.key)
 		}
-		u.rep.Dropped += int(n)
-		found += int(n)
+		if err := u.fence(ctx); err != nil {
+			return found, err
+		}
+		if _, err := d.Exec(ctx); err != nil {
+			return found, unavailable("drop stale idempotency mappings", err)
+		}
+		for _, c := range dels {
+			u.rep.Dropped += int(c.Val())
+			found += int(c.Val())
+		}
+		idem = idem[n:]
 	}
 	for _, k := range quarantine {
 		n, err := u.moveQuarantine(ctx, k)
@@ -505,6 +526,9 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 			return unavailable("read idempotency mappings", err)
 		}
 	}
+	if err := u.step("read", 0); err != nil {
+		return err
+	}
 
 	// The new keys, each only where free (see upgrade_record.lua).
 	var calls []call
@@ -527,8 +551,10 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 		calls = append(calls, call{scriptUpgradeRecord, keys, args})
 		owners = append(owners, m)
 	}
-	answers, err := evalPipeline(ctx, u.rdb, calls)
-	if err != nil {
+	answers, err := evalPipeline(ctx, u.rdb, calls, u.fence)
+	if fe := (errFenced{}); errors.As(err, &fe) {
+		return fe.err
+	} else if err != nil {
 		return unavailable("write records", err)
 	}
 	for i, a := range answers {
@@ -561,6 +587,9 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 		}
 	}
 	if w.Len() > 0 {
+		if err := u.fence(ctx); err != nil {
+			return err
+		}
 		if _, err := w.Exec(ctx); err != nil {
 			return unavailable("write idempotency mappings", err)
 		}
@@ -586,6 +615,9 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 		}
 	}
 	if d.Len() > 0 {
+		if err := u.fence(ctx); err != nil {
+			return err
+		}
 		if _, err := d.Exec(ctx); err != nil {
 			return unavailable("remove schema 1 records", err)
 		}
@@ -608,6 +640,12 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 		u.log.Info("upgrading", "moved", u.moved)
 	}
 	return u.step("moved", len(moves))
+}
+
+// fence checks that the run still holds its lock, right before a write
+// pipeline (see upgradelock.go for what it leaves).
+func (u *upgrader) fence(ctx context.Context) error {
+	return u.lock.fence(ctx)
 }
 
 // step calls the test hook.
@@ -666,6 +704,9 @@ func (u *upgrader) moveEarly(ctx context.Context, k oldKey) (int, error) {
 		moved++
 	}
 	if w.Len() > 0 {
+		if err := u.fence(ctx); err != nil {
+			return 0, err
+		}
 		if _, err := w.Exec(ctx); err != nil {
 			return 0, unavailable("write early replies of "+ref, err)
 		}
@@ -673,6 +714,9 @@ func (u *upgrader) moveEarly(ctx context.Context, k oldKey) (int, error) {
 	d := u.rdb.Pipeline()
 	d.Del(ctx, k.key)
 	d.ZRem(ctx, u.keys.earlyTime(k.sh), members...)
+	if err := u.fence(ctx); err != nil {
+		return 0, err
+	}
 	if _, err := d.Exec(ctx); err != nil {
 		return 0, unavailable("remove "+k.key, err)
 	}
@@ -687,21 +731,28 @@ func (u *upgrader) moveQuarantine(ctx context.Context, k oldKey) (int, error) {
 	if err != nil {
 		return 0, unavailable("read "+k.key, err)
 	}
+	// Each one's new field before its old one, in one pipeline (in order).
+	w := u.rdb.Pipeline()
 	n := 0
 	for f, v := range fields {
 		if strings.Contains(f, "/") {
 			continue
 		}
 		ref := store.RefOf(f).String()
-		if err := u.rdb.HSetNX(ctx, u.keys.quarantine(u.keys.shard(ref)), ref, v).Err(); err != nil {
-			return n, unavailable("write "+k.key, err)
-		}
-		if err := u.rdb.HDel(ctx, k.key, f).Err(); err != nil {
-			return n, unavailable("write "+k.key, err)
-		}
+		w.HSetNX(ctx, u.keys.quarantine(u.keys.shard(ref)), ref, v)
+		w.HDel(ctx, k.key, f)
 		n++
-		u.rep.SetAside++
 	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := u.fence(ctx); err != nil {
+		return 0, err
+	}
+	if _, err := w.Exec(ctx); err != nil {
+		return 0, unavailable("write "+k.key, err)
+	}
+	u.rep.SetAside += n
 	return n, nil
 }
 
@@ -765,6 +816,9 @@ func (u *upgrader) dropOldMembers(ctx context.Context, key string) error {
 	}
 	for len(old) > 0 {
 		n := min(len(old), 500)
+		if err := u.fence(ctx); err != nil {
+			return err
+		}
 		removed, err := u.rdb.ZRem(ctx, key, old[:n]...).Result()
 		if err != nil {
 			return unavailable("clean "+key, err)
@@ -815,6 +869,9 @@ func (u *upgrader) recount(ctx context.Context, sh int, eseq int64) error {
 	if eseq > 0 {
 		counts[fieldEarlySeq] = eseq
 	}
+	if err := u.step("counted", 0); err != nil {
+		return err
+	}
 	k := u.keys.counters(sh)
 	tx := u.rdb.TxPipeline()
 	tx.Del(ctx, k)
@@ -825,6 +882,11 @@ func (u *upgrader) recount(ctx context.Context, sh int, eseq int64) error {
 		}
 		tx.HSet(ctx, k, args...)
 	}
+	// A run that lost its lock must not set a live prefix's counters from
+	// its old count.
+	if err := u.fence(ctx); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx); err != nil {
 		return unavailable("write "+k, err)
 	}
@@ -833,7 +895,9 @@ func (u *upgrader) recount(ctx context.Context, sh int, eseq int64) error {
 
 // evalPipeline runs calls in one pipeline of EVALSHA, and those whose
 // script the server did not have again with EVAL; the answers are in order.
-func evalPipeline(ctx context.Context, rdb redis.UniversalClient, calls []call) ([]*redis.Cmd, error) {
+// fence is called right before each pipeline is sent; its error is
+// returned as it is.
+func evalPipeline(ctx context.Context, rdb redis.UniversalClient, calls []call, fence func(context.Context) error) ([]*redis.Cmd, error) {
 	if len(calls) == 0 {
 		return nil, nil
 	}
@@ -841,6 +905,9 @@ func evalPipeline(ctx context.Context, rdb redis.UniversalClient, calls []call) 
 	pipe := rdb.Pipeline()
 	for i, c := range calls {
 		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	if err := fence(ctx); err != nil {
+		return nil, errFenced{err}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return nil, err
@@ -852,6 +919,9 @@ func evalPipeline(ctx context.Context, rdb redis.UniversalClient, calls []call) 
 		}
 	}
 	if again.Len() > 0 {
+		if err := fence(ctx); err != nil {
+			return nil, errFenced{err}
+		}
 		if _, err := again.Exec(ctx); err != nil {
 			return nil, err
 		}
@@ -866,3 +936,9 @@ func evalPipeline(ctx context.Context, rdb redis.UniversalClient, calls []call) 
 	}
 	return cmds, nil
 }
+
+// errFenced is evalPipeline's error when fence refused: not a Redis error.
+type errFenced struct{ err error }
+
+func (e errFenced) Error() string { return e.err.Error() }
+func (e errFenced) Unwrap() error { return e.err }

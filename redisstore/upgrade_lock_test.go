@@ -123,3 +123,68 @@ func TestUpgradeKeepsExistingRecord(t *testing.T) {
 		require.ErrorIs(t, err, redis.Nil, "no index entry of the dropped record in %s", ix)
 	}
 }
+
+// A run paused past its lock's TTL (SIGSTOP) resumes after another run
+// took the lock, finished the upgrade, and instances changed the prefix:
+// its next write is fenced (a synchronous check of the lock before each
+// write pipeline, and the mark through the lock's script), so it stops
+// with the lock lost and writes nothing more: no record put back, no
+// counters set from its old count, no "upgrading" mark on a schema 2
+// prefix. The hook is the pause; the renewal (every 5 s) never gets to
+// notice. What fencing leaves (a pause between a passed check and the
+// pipeline it guards) is in upgradelock.go.
+func TestUpgradeFencedAfterTakeover(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, stage string
+		moved       int
+		instance    func(t *testing.T, rdb *redis.Client, prefix string) // what instances do meanwhile
+	}{
+		// Paused with a batch read and not written: the records it read
+		// were moved by the other run, then purged by an instance.
+		{"batch", "read", 2, func(t *testing.T, rdb *redis.Client, prefix string) {
+			keys, err := rdb.Keys(t.Context(), "{"+prefix+":*}:c:*/*").Result()
+			require.NoError(t, err)
+			require.NotEmpty(t, keys)
+			require.NoError(t, rdb.Del(t.Context(), keys...).Err())
+		}},
+		// Paused with shard 0 counted and its counters not written.
+		{"counters", "counted", -1, func(t *testing.T, rdb *redis.Client, prefix string) {
+			require.NoError(t, rdb.HSet(t.Context(), "{"+prefix+":0}:n", "sentinel", 42).Err())
+		}},
+		// Paused before marking the prefix "upgrading".
+		{"mark", "mark", -1, func(*testing.T, *redis.Client, string) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			mr, rdb := newMiniredis(t)
+			ctx := t.Context()
+			prefix := "fence"
+			redistest.LoadSchema1(t, rdb, prefix)
+			var after map[string]string
+			paused := false
+			o := redisstore.UpgradeHook(redisstore.UpgradeOptions{Prefix: prefix, Logger: quiet}, 2, func(stage string, moved int) error {
+				if paused || stage != tc.stage || (tc.moved >= 0 && moved != tc.moved) {
+					return nil
+				}
+				paused = true
+				mr.FastForward(16 * time.Second) // this run's lock expires
+				rep, err := redisstore.Upgrade(ctx, rdb, redisstore.UpgradeOptions{Prefix: prefix, Logger: quiet})
+				require.NoError(t, err, "another run takes the lock and finishes")
+				require.False(t, rep.AlreadyDone)
+				require.Equal(t, "2", mr.HGet("{fence:0}:meta", "schema"))
+				tc.instance(t, rdb, prefix)
+				after = dumpPrefix(t, rdb, prefix)
+				return nil
+			})
+			_, err := redisstore.Upgrade(ctx, rdb, o)
+			require.True(t, paused)
+			require.Equal(t, after, dumpPrefix(t, rdb, prefix), "nothing written after the takeover")
+			require.Equal(t, "2", mr.HGet("{fence:0}:meta", "schema"))
+			require.Empty(t, mr.HGet("{fence:0}:meta", "upgrading"), "not marked upgrading again")
+			require.False(t, mr.Exists("{fence:0}:upgrade"))
+			require.ErrorIs(t, err, store.ErrUnavailable)
+			require.ErrorContains(t, err, "redis prefix fence: the upgrade lost its lock: {fence:0}:upgrade expired")
+		})
+	}
+}

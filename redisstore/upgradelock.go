@@ -20,6 +20,28 @@ import (
 // schema had changed since the other run finished, and set the counters
 // from an old count. A run that loses the lock (it expired while Redis was
 // out of reach) stops.
+//
+// The lock fences the run's writes, not only its start: a run that was
+// paused (SIGSTOP, a VM frozen) past the lock's TTL may resume after
+// another run took the lock, finished and let instances change records.
+// The renewal would notice within liveEvery, but the paused run's next
+// writes would land first. So every write of a run is preceded by fence, a
+// synchronous check (the renew script) that the lock is still this run's:
+// the mark of the prefix and the final schema go through the lock's own
+// script (the lock and the meta hash share the {prefix:0} slot, so those
+// are atomic with the check), and each write pipeline on other slots (a
+// batch of records, its idempotency mappings, the removal of the schema 1
+// keys, early replies, quarantine, stale index entries, a shard's recount)
+// is sent right after a fence that passed.
+//
+// What remains: a record key lives in another slot than the lock, and a
+// Cluster cannot check one slot inside a script that writes another, so
+// the check and the pipeline are two round trips. A run paused between a
+// fence that passed and the send of its pipeline for longer than the TTL
+// that fence set (liveTTL, 15 s), while another run takes the lock,
+// finishes, and instances change what that pipeline touches, still writes
+// that one pipeline (at most a batch of records, only where their keys are
+// free; or one shard's counters) before its next fence stops it.
 
 // ErrUpgradeRunning is the refusal, by Upgrade and by New, of a prefix that
 // an Upgrade holds.
@@ -85,11 +107,52 @@ func (l *upgradeLock) keep(ctx context.Context, every time.Duration, log *slog.L
 			beat(held)
 		}
 		if !held {
-			l.renewal.cancel(fmt.Errorf("%w: redis prefix %s: %w: %s expired (Redis out of reach for over %s?) or was deleted; run the upgrade again",
-				store.ErrUnavailable, l.keys.prefix, errLockLost, l.keys.upgradeLock(), liveTTL))
+			l.renewal.cancel(l.lost())
 		}
 		return nil
 	})
+}
+
+// lost is the error of a run that no longer holds its lock.
+func (l *upgradeLock) lost() error {
+	return fmt.Errorf("%w: redis prefix %s: %w: %s expired (Redis out of reach, or this process paused, for over %s?) or was deleted; run the upgrade again",
+		store.ErrUnavailable, l.keys.prefix, errLockLost, l.keys.upgradeLock(), liveTTL)
+}
+
+// fence checks, synchronously, that the run still holds the lock, and
+// renews it (to liveTTL): called right before each write pipeline. A lost
+// lock ends the renewal's context with lost and is returned.
+func (l *upgradeLock) fence(ctx context.Context) error {
+	held, err := l.call(ctx, "renew", strconv.FormatInt(liveTTL.Milliseconds(), 10))
+	if err != nil {
+		return unavailable("renew "+l.keys.upgradeLock(), err)
+	}
+	if !held {
+		err := l.lost()
+		if l.renewal.cancel != nil {
+			l.renewal.cancel(err)
+		}
+		return err
+	}
+	return nil
+}
+
+// mark sets the meta hash's "upgrading" mark to schema, if the run still
+// holds the lock (one step, in the lock's slot): a run that lost it must
+// not mark a prefix another run finished.
+func (l *upgradeLock) mark(ctx context.Context, schema int) error {
+	held, err := l.call(ctx, "mark", strconv.Itoa(schema))
+	if err != nil {
+		return unavailable("mark "+l.keys.meta(), err)
+	}
+	if !held {
+		err := l.lost()
+		if l.renewal.cancel != nil {
+			l.renewal.cancel(err)
+		}
+		return err
+	}
+	return nil
 }
 
 // finish marks the prefix at schema and frees the lock in one step, if

@@ -3,6 +3,12 @@
 -- already there (one this store's schema wrote, newer than the schema 1
 -- value, or the same value written by an earlier, interrupted run).
 --
+-- It does not check the upgrade's lock ({p:0}:upgrade): that key is in
+-- another slot, which a script on a Cluster cannot read. Upgrade checks the
+-- lock synchronously right before sending each pipeline of these calls;
+-- a run paused between that check and the send for longer than the lock's
+-- TTL can still write one batch (see upgradelock.go).
+--
 -- KEYS[1]     {p:s}:c:<ref>  the record
 -- KEYS[2..n]  the index zsets that hold the record
 -- ARGV[1]     the value
