@@ -123,9 +123,15 @@ func (l *upgradeLock) lost() error {
 // renews it (to liveTTL): called right before each write pipeline. A lost
 // lock ends the renewal's context with lost and is returned.
 func (l *upgradeLock) fence(ctx context.Context) error {
-	held, err := l.call(ctx, "renew", strconv.FormatInt(liveTTL.Milliseconds(), 10))
+	return l.step(ctx, "renew", l.keys.upgradeLock(), strconv.FormatInt(liveTTL.Milliseconds(), 10))
+}
+
+// step runs one of the lock script's steps that hold only while the run
+// holds the lock; a lost lock ends the renewal's context and is returned.
+func (l *upgradeLock) step(ctx context.Context, op, what, arg string) error {
+	held, err := l.call(ctx, op, arg)
 	if err != nil {
-		return unavailable("renew "+l.keys.upgradeLock(), err)
+		return unavailable(op+" "+what, err)
 	}
 	if !held {
 		err := l.lost()
@@ -141,18 +147,7 @@ func (l *upgradeLock) fence(ctx context.Context) error {
 // holds the lock (one step, in the lock's slot): a run that lost it must
 // not mark a prefix another run finished.
 func (l *upgradeLock) mark(ctx context.Context, schema int) error {
-	held, err := l.call(ctx, "mark", strconv.Itoa(schema))
-	if err != nil {
-		return unavailable("mark "+l.keys.meta(), err)
-	}
-	if !held {
-		err := l.lost()
-		if l.renewal.cancel != nil {
-			l.renewal.cancel(err)
-		}
-		return err
-	}
-	return nil
+	return l.step(ctx, "mark", l.keys.meta(), strconv.Itoa(schema))
 }
 
 // finish marks the prefix at schema and frees the lock in one step, if
