@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/corrstore/corrstore/internal/storekit"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -84,7 +85,14 @@ type Store struct {
 	upgraded UpgradeReport
 	// listLoad, set by tests, is told each record List reads.
 	listLoad func(ref string)
+
+	// mutations supplies Extend, Cancel, Expire, AckDispatch, NackDispatch
+	// and Redispatch on mutate (ops.go).
+	mutations
 }
+
+// mutations is the embedded storekit.Mutations, unexported.
+type mutations = storekit.Mutations
 
 var _ store.Store = (*Store)(nil)
 
@@ -107,6 +115,7 @@ func Open(opts Options) (*Store, error) {
 	if err := s.lim.Validate(); err != nil {
 		return nil, err
 	}
+	s.mutations = storekit.New(s.checkOpen, s.lim, s.mutate)
 	if s.max < 1 {
 		return nil, fmt.Errorf("%w: max_batch: must be at least 1, got %d", store.ErrInvalid, s.max)
 	}

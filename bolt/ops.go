@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/corrstore/corrstore/internal/storekit"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -384,21 +385,16 @@ func (s *Store) Get(ctx context.Context, ref store.Ref) (*store.Correlation, err
 	return c, err
 }
 
-// mutate applies one state-machine step to one record. A step that refuses
-// after changing the record (a deadline outcome found on the way: Extend and
-// Cancel then answer ErrNotPending) has its change stored, then its error
-// answered.
-func (s *Store) mutate(ctx context.Context, ref store.Ref, step func(c *store.Correlation, now time.Time) (bool, error)) (store.Result, error) {
-	if s.closed.Load() {
-		return store.Result{}, store.ErrClosed
-	}
-	ref, err := checkRef(ref)
-	if err != nil {
-		return store.Result{}, err
-	}
+// mutate is the mutate primitive of storekit.Mutations, which supplies
+// Extend, Cancel, Expire, AckDispatch, NackDispatch and Redispatch and
+// checks their arguments first: it applies one state-machine step to one
+// record. A step that refuses after changing the record (a deadline outcome
+// found on the way: Extend and Cancel then answer ErrNotPending) has its
+// change stored, then its error answered.
+func (s *Store) mutate(ctx context.Context, ref store.Ref, step storekit.Step) (store.Result, error) {
 	now := s.clock.Now()
 	var res store.Result
-	err = s.write(ctx, func(tx *bbolt.Tx, o *op) error {
+	err := s.write(ctx, func(tx *bbolt.Tx, o *op) error {
 		t := txn{tx, s}
 		res = store.Result{}
 		c, err := t.load(ref.String())
@@ -427,58 +423,12 @@ func (s *Store) mutate(ctx context.Context, ref store.Ref, step func(c *store.Co
 	return res, err
 }
 
-// Extend implements store.Store.
-func (s *Store) Extend(ctx context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Extend(now, deadline, s.lim)
-	})
-}
-
-// Cancel implements store.Store.
-func (s *Store) Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
+// checkOpen answers store.ErrClosed once the store is closed.
+func (s *Store) checkOpen() error {
 	if s.closed.Load() {
-		return store.Result{}, store.ErrClosed
+		return store.ErrClosed
 	}
-	if err := store.ValidateReason(reason); err != nil {
-		return store.Result{}, err
-	}
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Cancel(now, reason, s.lim)
-	})
-}
-
-// Expire implements store.Store.
-func (s *Store) Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
-	if s.closed.Load() {
-		return store.Result{}, store.ErrClosed
-	}
-	if err := store.ValidateReason(reason); err != nil {
-		return store.Result{}, err
-	}
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Expire(now, reason, s.lim)
-	})
-}
-
-// AckDispatch implements store.Store.
-func (s *Store) AckDispatch(ctx context.Context, ref store.Ref, claim store.Claim) (store.Result, error) {
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.AckDispatch(claim, now, s.lim)
-	})
-}
-
-// NackDispatch implements store.Store.
-func (s *Store) NackDispatch(ctx context.Context, ref store.Ref, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.NackDispatch(claim, errText, retryAt, now, s.lim)
-	})
-}
-
-// Redispatch implements store.Store.
-func (s *Store) Redispatch(ctx context.Context, ref store.Ref) (store.Result, error) {
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Redispatch(now, s.lim)
-	})
+	return nil
 }
 
 // sweep walks the due entries of one index inside one write and hands each

@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/corrstore/corrstore/internal/storekit"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -394,16 +394,14 @@ func (s *Store) Get(ctx context.Context, ref store.Ref) (*store.Correlation, err
 	return l.c, nil
 }
 
-// mutate applies one state-machine step to one record with a
-// compare-and-set, reading again when another process wrote first. A step
-// that fails after it changed the record (a correlation found past its
-// deadline takes its deadline outcome, then Extend or Cancel refuses) has
-// the change saved before the error is returned.
-func (s *Store) mutate(ctx context.Context, ref store.Ref, step func(c *store.Correlation, now time.Time) (bool, error)) (store.Result, error) {
-	ref, err := s.checkRef(ref)
-	if err != nil {
-		return store.Result{}, err
-	}
+// mutate is the mutate primitive of storekit.Mutations, which supplies
+// Extend, Cancel, Expire, AckDispatch, NackDispatch and Redispatch and
+// checks their arguments first: it applies one state-machine step to one
+// record with a compare-and-set, reading again when another process wrote
+// first. A step that fails after it changed the record (a correlation found
+// past its deadline takes its deadline outcome, then Extend or Cancel
+// refuses) has the change saved before the error is returned.
+func (s *Store) mutate(ctx context.Context, ref store.Ref, step storekit.Step) (store.Result, error) {
 	key := ref.String()
 	unlock, err := s.locks.lock(ctx, key)
 	if err != nil {
@@ -440,58 +438,4 @@ func (s *Store) mutate(ctx context.Context, ref store.Ref, step func(c *store.Co
 			return store.Result{}, err
 		}
 	}
-}
-
-// Extend implements store.Store.
-func (s *Store) Extend(ctx context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Extend(now, deadline, s.lim)
-	})
-}
-
-// Cancel implements store.Store.
-func (s *Store) Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
-	if err := s.check(); err != nil {
-		return store.Result{}, err
-	}
-	if err := store.ValidateReason(reason); err != nil {
-		return store.Result{}, err
-	}
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Cancel(now, reason, s.lim)
-	})
-}
-
-// Expire implements store.Store.
-func (s *Store) Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
-	if err := s.check(); err != nil {
-		return store.Result{}, err
-	}
-	if err := store.ValidateReason(reason); err != nil {
-		return store.Result{}, err
-	}
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Expire(now, reason, s.lim)
-	})
-}
-
-// AckDispatch implements store.Store.
-func (s *Store) AckDispatch(ctx context.Context, ref store.Ref, claim store.Claim) (store.Result, error) {
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.AckDispatch(claim, now, s.lim)
-	})
-}
-
-// NackDispatch implements store.Store.
-func (s *Store) NackDispatch(ctx context.Context, ref store.Ref, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.NackDispatch(claim, errText, retryAt, now, s.lim)
-	})
-}
-
-// Redispatch implements store.Store.
-func (s *Store) Redispatch(ctx context.Context, ref store.Ref) (store.Result, error) {
-	return s.mutate(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Redispatch(now, s.lim)
-	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/corrstore/corrstore/internal/storekit"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -66,7 +67,14 @@ type Store struct {
 	locks    *refLocks
 	instance string
 	live     liveness
+
+	// mutations supplies Extend, Cancel, Expire, AckDispatch, NackDispatch
+	// and Redispatch on mutate (ops.go).
+	mutations
 }
+
+// mutations is the embedded storekit.Mutations, unexported.
+type mutations = storekit.Mutations
 
 var _ store.Store = (*Store)(nil)
 
@@ -108,6 +116,7 @@ func New(ctx context.Context, rdb redis.UniversalClient, cfg Config) (*Store, er
 	if err := s.lim.Validate(); err != nil {
 		return nil, err
 	}
+	s.mutations = storekit.New(s.check, s.lim, s.mutate)
 	if err := s.checkDurability(ctx, cfg.Strict); err != nil {
 		return nil, err
 	}

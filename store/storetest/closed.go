@@ -17,6 +17,7 @@ func closedTests() []testCase {
 		{name: "EveryMethodAfterClose", run: testClosed},
 		{name: "CloseEndsSubscriptions", run: testCloseEndsSubscriptions},
 		{name: "InvalidArgumentsAfterClose", run: testClosedInvalid},
+		{name: "RefBeforeArguments", run: testRefBeforeArguments},
 	}
 }
 
@@ -98,8 +99,11 @@ func testClosedInvalid(t *testing.T, e *env) {
 		"ExpireDue":        func() error { _, err := e.s.ExpireDue(ctx, now, 0); return err },
 		"ClaimDispatch":    func() error { _, err := e.s.ClaimDispatch(ctx, "", now, 0, 0); return err },
 		"AckDispatch":      func() error { _, err := e.s.AckDispatch(ctx, bad, cl); return err },
+		"AckBadClaim":      func() error { _, err := e.s.AckDispatch(ctx, ref("cl-invalid"), cl); return err },
 		"NackDispatch":     func() error { _, err := e.s.NackDispatch(ctx, bad, cl, "", time.Time{}); return err },
+		"NackBadClaim":     func() error { _, err := e.s.NackDispatch(ctx, ref("cl-invalid"), cl, "", time.Time{}); return err },
 		"Redispatch":       func() error { _, err := e.s.Redispatch(ctx, bad); return err },
+		"RedispatchNone":   func() error { _, err := e.s.Redispatch(ctx, ref("cl-invalid")); return err },
 		"List":             func() error { _, err := e.s.List(ctx, store.Filter{Limit: -1, Cursor: "!"}); return err },
 		"Stats":            func() error { _, err := e.s.Stats(ctx, "Not Valid"); return err },
 		"Purge":            func() error { _, err := e.s.Purge(ctx, now, 0); return err },
@@ -110,6 +114,26 @@ func testClosedInvalid(t *testing.T, e *env) {
 		err := call()
 		require.ErrorIs(t, err, store.ErrClosed, name)
 		require.NotErrorIs(t, err, store.ErrInvalid, "%s: the closed store answered, not the arguments", name)
+	}
+}
+
+// An open store given a bad ref and a bad argument answers about the ref:
+// the checks run in one order (the store, the ref, the call's arguments),
+// whichever backend answers.
+func testRefBeforeArguments(t *testing.T, e *env) {
+	ctx := e.ctx
+	bad := nsRef("Not Valid", "has space")
+	tooLong := strings.Repeat("r", store.MaxReasonLen+1)
+	calls := map[string]func() error{
+		"Cancel": func() error { _, err := e.s.Cancel(ctx, bad, tooLong); return err },
+		"Expire": func() error { _, err := e.s.Expire(ctx, bad, tooLong); return err },
+	}
+	for name, call := range calls {
+		err := call()
+		require.ErrorIs(t, err, store.ErrInvalid, name)
+		var fe *store.FieldError
+		require.ErrorAs(t, err, &fe, name)
+		require.Equal(t, "namespace", fe.Field, "%s: the ref is checked before the reason: %v", name, err)
 	}
 }
 

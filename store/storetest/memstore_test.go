@@ -10,11 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corrstore/corrstore/internal/storekit"
 	"github.com/corrstore/corrstore/store"
 )
 
 // memStore is the reference store.Store: one mutex over maps, every decision
-// made by the pure methods of package store. It exists to run the suite
+// made by the pure methods of package store, the single-record mutations
+// supplied by internal/storekit as for the real backends. It exists to run the suite
 // before a real backend does, and as the suite's self-test.
 //
 // Everything is keyed by the ref ("ns/id", Ref.String), as the real
@@ -36,7 +38,11 @@ type memStore struct {
 	idem    map[string]string             // namespace \x00 idempotency key -> key(ref)
 	early   []earlyReply                  // in arrival order
 	secrets map[string][]byte
+
+	mutations // Extend, Cancel, Expire, AckDispatch, NackDispatch, Redispatch on mutate
 }
+
+type mutations = storekit.Mutations
 
 type earlyReply struct {
 	key string // key(ref)
@@ -55,6 +61,7 @@ func newMemStore(clock store.Clock, lim store.Limits) (*memStore, error) {
 	if m.bug == "limits-ignored" {
 		m.lim = store.Limits{}.WithDefaults()
 	}
+	m.mutations = storekit.New(m.checkOpen, m.lim, m.mutate)
 	return m, nil
 }
 
@@ -235,11 +242,22 @@ func (m *memStore) Get(_ context.Context, ref store.Ref) (*store.Correlation, er
 	return c.Clone(), nil
 }
 
-// update applies fn to a copy of the record ref, and stores it when fn
-// succeeded or raised its version before it failed (a step at or after the
-// deadline settles the correlation, then refuses).
-func (m *memStore) update(ref store.Ref, check error, fn func(c *store.Correlation, now time.Time) (bool, error)) (store.Result, error) {
-	if err := m.lock(ref.Validate(), check); err != nil {
+// checkOpen answers ErrClosed once the store is closed.
+func (m *memStore) checkOpen() error {
+	if err := m.lock(); err != nil {
+		return err
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// mutate is the primitive of storekit.Mutations (Extend, Cancel, Expire,
+// AckDispatch, NackDispatch, Redispatch), given a checked ref: it applies
+// step to a copy of the record, and stores it when step succeeded or raised
+// its version before it failed (a step at or after the deadline settles the
+// correlation, then refuses).
+func (m *memStore) mutate(_ context.Context, ref store.Ref, step storekit.Step) (store.Result, error) {
+	if err := m.lock(); err != nil {
 		return store.Result{}, err
 	}
 	defer m.mu.Unlock()
@@ -249,7 +267,7 @@ func (m *memStore) update(ref store.Ref, check error, fn func(c *store.Correlati
 		return store.Result{}, store.NotFound(ref)
 	}
 	c := old.Clone()
-	dup, err := fn(c, m.now())
+	dup, err := step(c, m.now())
 	if err != nil {
 		if c.Version > old.Version && m.bug != "settle-not-saved" {
 			m.recs[key] = c
@@ -260,42 +278,6 @@ func (m *memStore) update(ref store.Ref, check error, fn func(c *store.Correlati
 	m.recs[key] = c
 	m.publish(c, old.Version)
 	return store.Result{Correlation: c.Clone(), Duplicate: dup}, nil
-}
-
-func (m *memStore) Extend(_ context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
-	return m.update(ref, nil, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Extend(now, deadline, m.lim)
-	})
-}
-
-func (m *memStore) Cancel(_ context.Context, ref store.Ref, reason string) (store.Result, error) {
-	return m.update(ref, store.ValidateReason(reason), func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Cancel(now, reason, m.lim)
-	})
-}
-
-func (m *memStore) Expire(_ context.Context, ref store.Ref, reason string) (store.Result, error) {
-	return m.update(ref, store.ValidateReason(reason), func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Expire(now, reason, m.lim)
-	})
-}
-
-func (m *memStore) AckDispatch(_ context.Context, ref store.Ref, cl store.Claim) (store.Result, error) {
-	return m.update(ref, nil, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.AckDispatch(cl, now, m.lim)
-	})
-}
-
-func (m *memStore) NackDispatch(_ context.Context, ref store.Ref, cl store.Claim, errText string, retryAt time.Time) (store.Result, error) {
-	return m.update(ref, nil, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.NackDispatch(cl, errText, retryAt, now, m.lim)
-	})
-}
-
-func (m *memStore) Redispatch(_ context.Context, ref store.Ref) (store.Result, error) {
-	return m.update(ref, nil, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Redispatch(now, m.lim)
-	})
 }
 
 // selectSorted returns the records that pass keep, sorted by order.
