@@ -19,7 +19,7 @@ build: ## build bin/corrstore
 
 # make test's two steps run side by side: most of each waits on fsyncs,
 # round trips and child processes, so together they take little more than
-# the longer one (docs/TESTING.md has the figures). Each step's output is
+# the longer one (docs/BENCHMARKS.md has the figures). Each step's output is
 # printed whole when it ends; make fails if either does.
 #
 # Each step runs go test -json through internal/testreport, which prints

@@ -31,7 +31,7 @@ func restartKills(t *testing.T, def int) int { return testenv.Int(t, "CORRSTORE_
 //
 // A SIGKILL of the server leaves the AOF it wrote in the OS cache, so the
 // rounds alone mostly pass under everysec too (it loses only what the
-// server held back behind a slow fsync; docs/TESTING.md): the test asserts
+// server held back behind a slow fsync; docs/BENCHMARKS.md): the test asserts
 // the setting itself, before the rounds and on the server they restarted.
 func TestRestartAppendfsyncAlways(t *testing.T) {
 	t.Parallel()
@@ -46,7 +46,7 @@ func TestRestartAppendfsyncAlways(t *testing.T) {
 
 // TestRestartEverysec measures what appendfsync everysec loses across a
 // SIGKILL of the server: it reports the figure rather than asserting on it
-// (see docs/TESTING.md, "Redis"), and checks that what survived is intact.
+// (see docs/BENCHMARKS.md), and checks that what survived is intact.
 // One kill in make test; make redis-restart does more.
 func TestRestartEverysec(t *testing.T) {
 	t.Parallel()
