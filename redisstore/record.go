@@ -1,12 +1,16 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,14 +57,43 @@ func decodeValue(key, v string) (*store.Correlation, error) {
 
 // load reads a record: store.ErrNotFound, or a *store.CorruptError.
 func (s *Store) load(ctx context.Context, ref store.Ref) (*loaded, error) {
+	l, _, err := s.loadHeld(ctx, ref, nil)
+	return l, err
+}
+
+// loadHeld reads a record and, in the same round trip, which of keys (see
+// store.ReplyKeys) its replies stored apart are known under.
+func (s *Store) loadHeld(ctx context.Context, ref store.Ref, keys []string) (*loaded, map[string]bool, error) {
 	key := ref.String()
 	sh := s.keys.shard(key)
 	pipe := s.rdb.Pipeline()
 	get := pipe.Get(ctx, s.keys.record(sh, key))
 	q := pipe.HExists(ctx, s.keys.quarantine(sh), key)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, s.redisErr("read "+key, err)
+	var hm *redis.SliceCmd
+	if len(keys) > 0 {
+		fields := make([]string, len(keys))
+		for i, k := range keys {
+			fields[i] = "k:" + k
+		}
+		hm = pipe.HMGet(ctx, s.keys.replies(sh, key), fields...)
 	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, s.redisErr("read "+key, err)
+	}
+	held := map[string]bool{}
+	if hm != nil {
+		for i, v := range hm.Val() {
+			if v != nil {
+				held[keys[i]] = true
+			}
+		}
+	}
+	l, err := s.decodeGot(ref, sh, get, q)
+	return l, held, err
+}
+
+func (s *Store) decodeGot(ref store.Ref, sh int, get *redis.StringCmd, q *redis.BoolCmd) (*loaded, error) {
+	key := ref.String()
 	v, err := get.Result()
 	if errors.Is(err, redis.Nil) {
 		if q.Val() {
@@ -71,6 +104,52 @@ func (s *Store) load(ctx context.Context, ref store.Ref) (*loaded, error) {
 	return s.decodeLoaded(key, v)
 }
 
+// attach gives each correlation the replies stored apart for it, as Get
+// returns them: one round trip for all.
+func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(cs))
+	for i, c := range cs {
+		if c == nil {
+			continue
+		}
+		key := c.Ref().String()
+		cmds[i] = pipe.HGetAll(ctx, s.keys.replies(s.keys.shard(key), key))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return s.redisErr("read replies", err)
+	}
+	for i, c := range cs {
+		if c == nil {
+			continue
+		}
+		type indexed struct {
+			i int
+			r store.Reply
+		}
+		var apart []indexed
+		for f, v := range cmds[i].Val() {
+			n, ok := strings.CutPrefix(f, "i:")
+			if !ok {
+				continue
+			}
+			idx, err := strconv.Atoi(n)
+			r, derr := store.UnmarshalReply([]byte(v))
+			if err != nil || derr != nil {
+				return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: reply field %q: %v", store.ErrCorrupt, f, cmp.Or(derr, err))}
+			}
+			apart = append(apart, indexed{idx, r})
+		}
+		slices.SortFunc(apart, func(a, b indexed) int { return a.i - b.i })
+		rs := make([]store.Reply, len(apart))
+		for j, a := range apart {
+			rs[j] = a.r
+		}
+		c.AttachReplies(rs)
+	}
+	return nil
+}
+
 func (s *Store) decodeLoaded(key, v string) (*loaded, error) {
 	c, err := decodeValue(key, v)
 	if err != nil {
@@ -79,10 +158,13 @@ func (s *Store) decodeLoaded(key, v string) (*loaded, error) {
 	return &loaded{key: key, c: c, header: v[:headerLen]}, nil
 }
 
-// value encodes a record with its header.
+// value encodes a record with its header, without c.Replies: the write
+// that carries it stores them apart (script.storeApart).
 // prev is the header read ("" for a new record); token names this write.
 func value(c *store.Correlation, prev, token string) (string, error) {
-	b, err := store.MarshalCorrelation(c)
+	bare := *c
+	bare.Replies = nil
+	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return "", err
 	}
@@ -143,7 +225,12 @@ func (s *Store) updateCall(l *loaded, c *store.Correlation, before entries, publ
 	sc := newScript(s.keys.record(sh, l.key))
 	sc.reindex(s.keys, sh, l.key, before, entriesOf(c))
 	v, ev := "", ""
-	if c != nil {
+	if c == nil {
+		sc.del(s.keys.replies(sh, l.key))
+	} else {
+		if err := sc.storeApart(s.keys, sh, l.key, c); err != nil {
+			return call{}, err
+		}
 		var err error
 		if v, err = value(c, l.header, token); err != nil {
 			return call{}, err

@@ -86,8 +86,17 @@ type Correlation struct {
 	Labels         map[string]string `json:"labels,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
 
-	State          State           `json:"state"`
-	Outcome        *Outcome        `json:"outcome,omitempty"`
+	State   State    `json:"state"`
+	Outcome *Outcome `json:"outcome,omitempty"`
+	// Held counts and sizes the accepted replies, which backends keep apart
+	// from the record so that a Deliver costs what its reply costs.
+	Held ReplyStats `json:"held,omitzero"`
+	// Replies are the accepted replies, in arrival order (a stream's by Seq).
+	// Get, ClaimDispatch, export and the outcome view carry all of them; the
+	// correlation in a DeliverResult, RegisterResult, Result, Page or the
+	// answer of ExpireDue carries none (Held counts them). Inside a backend's
+	// write step they are the replies not yet stored apart: the one a step
+	// accepted, or those of a record written before schema 3.
 	Replies        []Reply         `json:"replies,omitempty"`
 	Late           []Reply         `json:"late,omitempty"`
 	LateCount      int             `json:"late_count,omitempty"`
@@ -107,6 +116,32 @@ type Correlation struct {
 	Version   int64     `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// ReplyStats summarises a correlation's accepted replies: what the state
+// machine needs to decide without reading them.
+type ReplyStats struct {
+	// Count is how many replies were accepted.
+	Count int `json:"count"`
+	// Bytes is the size of their bodies, which Limits.MaxRecordBytes bounds.
+	Bytes int `json:"bytes,omitempty"`
+	// MaxSeq is the highest Seq among a stream's replies (when Count > 0).
+	MaxSeq int `json:"max_seq,omitempty"`
+	// Final reports that a stream's reply marked Final came; FinalSeq is its Seq.
+	Final    bool `json:"final,omitempty"`
+	FinalSeq int  `json:"final_seq,omitempty"`
+}
+
+// add counts one more accepted reply.
+func (s *ReplyStats) add(p Pattern, r Reply) {
+	if p == PatternStream && (s.Count == 0 || r.Seq > s.MaxSeq) {
+		s.MaxSeq = r.Seq
+	}
+	if p == PatternStream && r.Final {
+		s.Final, s.FinalSeq = true, r.Seq
+	}
+	s.Count++
+	s.Bytes += len(r.Body)
 }
 
 // Callback names the handler that any replica runs with the outcome, and the
@@ -208,14 +243,14 @@ type TimelineEvent struct {
 
 // StoredBytes is what a correlation counts toward its namespace's stored
 // bytes (NamespaceStats.Bytes, the limit --max-bytes-per-namespace): the
-// bodies of its accepted replies (ReplyBytes) and of the late replies kept,
+// bodies of its accepted replies (Held.Bytes) and of the late replies kept,
 // plus its callback data — the payloads callers choose the size of. The
 // fixed-size fields, labels, timeline and encoding overhead are not counted:
 // the bounds of the data model cap them per record. Every backend keeps the
 // per-namespace sum as a counter derived from the record, like the state
 // counts.
 func (c *Correlation) StoredBytes() int64 {
-	n := int64(c.ReplyBytes() + len(c.Callback.Data))
+	n := int64(c.Held.Bytes + len(c.Callback.Data))
 	for _, r := range c.Late {
 		n += int64(len(r.Body))
 	}

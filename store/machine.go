@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -91,14 +93,68 @@ func describeReply(r Reply) string {
 	return s
 }
 
+// ReplyKeys returns the keys under which a reply accepted by a correlation
+// of pattern p is known, so that a resent reply is recognised by point
+// lookups: its DedupeKey, or the digest of its content when it has none; a
+// stream reply is known by its Seq too. Backends keep these keys of every
+// accepted reply next to the replies they store apart.
+func ReplyKeys(p Pattern, r Reply) []string {
+	k := DedupeKey(p, r)
+	switch {
+	case k == "":
+		return []string{contentKey(r)}
+	case p == PatternStream && r.ID != "":
+		return []string{k, "seq:" + strconv.Itoa(r.Seq)}
+	}
+	return []string{k}
+}
+
+// CandidateKeys returns every key ReplyKeys may give for r under any
+// pattern: what a backend that has not read the record yet looks up.
+func CandidateKeys(r Reply) []string {
+	out := []string{"seq:" + strconv.Itoa(r.Seq), contentKey(r)}
+	if r.ID != "" {
+		out = append(out, "id:"+r.ID)
+	}
+	if r.From != "" {
+		out = append(out, "from:"+r.From)
+	}
+	return out
+}
+
+// contentKey names a reply's content (arrival time aside): how a keyless
+// reply sent again is recognised.
+func contentKey(r Reply) string {
+	h := sha256.New()
+	for _, f := range []string{r.ID, r.From, strconv.Itoa(r.Seq), strconv.FormatBool(r.Final), r.Error} {
+		h.Write([]byte(strconv.Itoa(len(f))))
+		h.Write([]byte{':'})
+		h.Write([]byte(f))
+	}
+	h.Write(r.Body)
+	return "sum:" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // ApplyReply records a reply. The reply must have passed ValidateReply; its
 // ReceivedAt is kept when set (an early reply) and set to now otherwise. Its
 // Nonce is not looked at (the caller checks CheckRegistration first) and is
-// dropped from what is kept.
+// dropped from what is kept. Every accepted reply is in c.Replies, so this
+// is the form for a correlation held whole in memory; backends that keep
+// replies apart use ApplyReplyApart.
 //
 // A duplicate only bumps DuplicateCount: it is no new fact, so it changes
 // neither Version nor the timeline, and a retried Deliver leaves the same state.
 func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverStatus, error) {
+	return c.ApplyReplyApart(r, now, lim, nil)
+}
+
+// ApplyReplyApart is ApplyReply for a record whose accepted replies are
+// kept apart: held reports whether a reply stored apart is known under a key
+// (see ReplyKeys); c.Replies holds only replies not stored apart yet. An
+// accepted reply joins c.Replies (a stream's in Seq order) and is counted in
+// c.Held; the caller then stores every reply in c.Replies apart, under the
+// indexes c.Held.Count-len(c.Replies) … c.Held.Count-1, with its ReplyKeys.
+func (c *Correlation) ApplyReplyApart(r Reply, now time.Time, lim Limits, held func(key string) bool) (DeliverStatus, error) {
 	r.Nonce = nil // the binding is checked by Deliver, never stored
 	if r.ReceivedAt.IsZero() {
 		r.ReceivedAt = now
@@ -107,13 +163,9 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 	if c.Pattern == PatternGather && key == "" {
 		return "", invalid("reply.from", "a gather reply needs id or from, so that a resent reply is not counted twice")
 	}
-	for _, a := range c.Replies {
-		// A keyless reply (single) identical to one accepted is its retry.
-		if (key != "" && DedupeKey(c.Pattern, a) == key) || (key == "" && a.SameContent(r)) ||
-			(c.Pattern == PatternStream && a.Seq == r.Seq) {
-			c.DuplicateCount++
-			return DeliverDuplicate, nil
-		}
+	if c.seen(r, key, held) {
+		c.DuplicateCount++
+		return DeliverDuplicate, nil
 	}
 	c.SettleDue(now, lim)
 	if c.State.Terminal() {
@@ -134,10 +186,10 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 		c.touch(now)
 		return DeliverLate, nil
 	}
-	if len(c.Replies) >= lim.MaxReplies {
-		return "", tooLarge("replies", "correlation %s already has %d replies, the limit is %d", c.ID, len(c.Replies), lim.MaxReplies)
+	if c.Held.Count >= lim.MaxReplies {
+		return "", tooLarge("replies", "correlation %s already has %d replies, the limit is %d", c.ID, c.Held.Count, lim.MaxReplies)
 	}
-	if held := c.ReplyBytes(); held+len(r.Body) > lim.MaxRecordBytes {
+	if held := c.Held.Bytes; held+len(r.Body) > lim.MaxRecordBytes {
 		return "", tooLarge("reply.body", "correlation %s holds %d bytes of replies; %d more would pass the limit of %d (max_record_bytes)",
 			c.ID, held, len(r.Body), lim.MaxRecordBytes)
 	}
@@ -145,11 +197,14 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 		if err := c.checkStreamReply(r); err != nil {
 			return "", err
 		}
+	}
+	if c.Pattern == PatternStream {
 		i, _ := slices.BinarySearchFunc(c.Replies, r.Seq, func(a Reply, seq int) int { return a.Seq - seq })
 		c.Replies = slices.Insert(c.Replies, i, r)
 	} else {
 		c.Replies = append(c.Replies, r)
 	}
+	c.Held.add(c.Pattern, r)
 	c.addEvent(now, EventReplyAccepted, describeReply(r), lim)
 	c.touch(now)
 	if c.complete() {
@@ -157,6 +212,36 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 		return DeliverCompleted, nil
 	}
 	return DeliverAccepted, nil
+}
+
+// seen reports whether r repeats an accepted reply: one in c.Replies, or
+// one stored apart that held knows under one of r's ReplyKeys.
+func (c *Correlation) seen(r Reply, key string, held func(string) bool) bool {
+	if held != nil {
+		for _, k := range ReplyKeys(c.Pattern, r) {
+			if held(k) {
+				return true
+			}
+		}
+	}
+	for _, a := range c.Replies {
+		// A keyless reply (single) identical to one accepted is its retry.
+		if (key != "" && DedupeKey(c.Pattern, a) == key) || (key == "" && a.SameContent(r)) ||
+			(c.Pattern == PatternStream && a.Seq == r.Seq) {
+			return true
+		}
+	}
+	return false
+}
+
+// AttachReplies gives c the replies stored apart from its record: they
+// follow any c holds already (a record written before schema 3), a
+// stream's ordered by Seq.
+func (c *Correlation) AttachReplies(apart []Reply) {
+	c.Replies = append(c.Replies, apart...)
+	if c.Pattern == PatternStream {
+		slices.SortStableFunc(c.Replies, func(a, b Reply) int { return a.Seq - b.Seq })
+	}
 }
 
 // keepLate adds r to the ring of late replies, dropping the oldest until
@@ -178,14 +263,7 @@ func (c *Correlation) keepLate(r Reply, lim Limits) {
 }
 
 // FinalSeq returns the Seq of the stream reply marked Final, if one came.
-func (c *Correlation) FinalSeq() (int, bool) {
-	for _, r := range c.Replies {
-		if r.Final {
-			return r.Seq, true
-		}
-	}
-	return 0, false
-}
+func (c *Correlation) FinalSeq() (int, bool) { return c.Held.FinalSeq, c.Held.Final }
 
 func (c *Correlation) checkStreamReply(r Reply) error {
 	final, ok := c.FinalSeq()
@@ -194,8 +272,8 @@ func (c *Correlation) checkStreamReply(r Reply) error {
 		return invalid("reply.final", "stream %s already ended at seq %d, got another final at seq %d", c.ID, final, r.Seq)
 	case ok && r.Seq > final:
 		return invalid("reply.seq", "stream %s ended at seq %d, got seq %d", c.ID, final, r.Seq)
-	case r.Final && len(c.Replies) > 0 && c.Replies[len(c.Replies)-1].Seq > r.Seq:
-		return invalid("reply.final", "final seq %d is below seq %d already received", r.Seq, c.Replies[len(c.Replies)-1].Seq)
+	case r.Final && c.Held.Count > 0 && c.Held.MaxSeq > r.Seq:
+		return invalid("reply.final", "final seq %d is below seq %d already received", r.Seq, c.Held.MaxSeq)
 	}
 	return nil
 }
@@ -203,12 +281,12 @@ func (c *Correlation) checkStreamReply(r Reply) error {
 func (c *Correlation) complete() bool {
 	switch c.Pattern {
 	case PatternGather:
-		return len(c.Replies) >= c.Expect
+		return c.Held.Count >= c.Expect
 	case PatternStream:
 		final, ok := c.FinalSeq()
-		return ok && len(c.Replies) == final+1
+		return ok && c.Held.Count == final+1
 	default:
-		return len(c.Replies) > 0
+		return c.Held.Count > 0
 	}
 }
 
@@ -236,13 +314,7 @@ func (c *Correlation) decide(state State, now time.Time, reason string, partial,
 
 // ReplyBytes is the size of the accepted replies' bodies, which
 // Limits.MaxRecordBytes bounds.
-func (c *Correlation) ReplyBytes() int {
-	n := 0
-	for _, r := range c.Replies {
-		n += len(r.Body)
-	}
-	return n
-}
+func (c *Correlation) ReplyBytes() int { return c.Held.Bytes }
 
 // Due reports whether c is pending at or after its deadline: whatever
 // touches it now must find the deadline outcome decided.
@@ -275,7 +347,7 @@ const ReasonExpired = "expired by operator"
 // Partial when a gather has at least Quorum (> 0) replies; timed_out
 // otherwise, keeping the replies that came.
 func (c *Correlation) DecideAtDeadline(now time.Time, reason string, lim Limits) {
-	n := len(c.Replies)
+	n := c.Held.Count
 	switch {
 	case c.Optional && n == 0:
 		c.decide(StateCompleted, now, reason, false, true, lim)

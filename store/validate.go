@@ -193,7 +193,7 @@ func Prepare(c *Correlation, now time.Time, lim Limits) (*Correlation, error) {
 	n.Fingerprint = fingerprint(n)
 	n.State = StatePending
 	n.Outcome = nil
-	n.Replies, n.Late, n.Events = nil, nil, nil
+	n.Replies, n.Late, n.Events, n.Held = nil, nil, nil, ReplyStats{}
 	n.LateCount, n.DuplicateCount, n.EventsDropped = 0, 0, 0
 	n.Dispatch = Dispatch{State: DispatchNone}
 	n.Version = 1
@@ -311,6 +311,9 @@ func (c *Correlation) validateStored() error {
 	}
 	if c.Version < 1 {
 		return invalid("version", "must be at least 1, got %d", c.Version)
+	}
+	if h := c.Held; h.Count < 0 || h.Bytes < 0 || (h.Count > 0 && h.Count < len(c.Replies)) {
+		return invalid("held", "count %d and bytes %d do not fit the %d replies in the record", h.Count, h.Bytes, len(c.Replies))
 	}
 	return nil
 }

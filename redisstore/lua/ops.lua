@@ -5,12 +5,13 @@
 --   zr k _ member       ZREM
 --   hi k field delta    HINCRBY (the field is removed when it reaches 0)
 --   del k _ _           DEL
+--   hs k field value    HSET
 -- check_ops validates them all before the first write: a script that fails
 -- half way is not rolled back.
 local function check_ops(i)
   while i <= #ARGV do
     local op = ARGV[i]
-    if (op ~= 'za' and op ~= 'zr' and op ~= 'hi' and op ~= 'del') or KEYS[tonumber(ARGV[i + 1])] == nil or i + 3 > #ARGV then
+    if (op ~= 'za' and op ~= 'zr' and op ~= 'hi' and op ~= 'del' and op ~= 'hs') or KEYS[tonumber(ARGV[i + 1])] == nil or i + 3 > #ARGV then
       return false
     end
     i = i + 4
@@ -31,6 +32,8 @@ local function apply_ops(i)
       end
     elseif op == 'del' then
       redis.call('DEL', k)
+    elseif op == 'hs' then
+      redis.call('HSET', k, a, b)
     end
     i = i + 4
   end
