@@ -185,7 +185,7 @@ func (s *Store) schemaOf(tx *bbolt.Tx) (int, error) {
 		return 0, fmt.Errorf("open %s: schema version %q is not one corrstore writes: not a corrstore database", s.path, v)
 	}
 	for _, name := range allBuckets {
-		if got < 3 && (bytes.Equal(name, bucketReplies) || bytes.Equal(name, bucketReplyKeys)) {
+		if got < 3 && (bytes.Equal(name, bucketReplies) || bytes.Equal(name, bucketReplyKeys) || bytes.Equal(name, bucketTimeline)) {
 			continue // added by schema 3: the upgrade makes them
 		}
 		if tx.Bucket(name) == nil {
@@ -229,7 +229,7 @@ func (s *Store) init() error {
 		case got > schemaVersion:
 			return &SchemaError{Path: s.path, Have: got, Want: schemaVersion}
 		case got < schemaVersion:
-			report, err = upgrade(tx, s.path, got)
+			report, err = upgrade(txn{tx, s}, s.path, got)
 			return err
 		}
 		return nil

@@ -28,10 +28,11 @@ var (
 	bucketQuarantine = []byte("quarantine") // ref → bytes that did not decode
 	bucketReplies    = []byte("replies")    // ref\0index (uint32) → store.MarshalReply: accepted replies, apart from the record
 	bucketReplyKeys  = []byte("reply_keys") // ref\0key → nil: the store.ReplyKeys of every reply in bucketReplies
+	bucketTimeline   = []byte("timeline")   // ref\0index (uint32) → JSON store.TimelineEvent: the kept timeline, apart from the record
 )
 
 var allBuckets = [][]byte{bucketMeta, bucketCorr, bucketDeadline, bucketDispatch, bucketPurge,
-	bucketCreated, bucketPending, bucketCounts, bucketIdem, bucketEarly, bucketEarlyTime, bucketQuarantine, bucketReplies, bucketReplyKeys}
+	bucketCreated, bucketPending, bucketCounts, bucketIdem, bucketEarly, bucketEarlyTime, bucketQuarantine, bucketReplies, bucketReplyKeys, bucketTimeline}
 
 var (
 	metaSchema     = []byte("schema")
@@ -43,7 +44,8 @@ func metaSecret(name string) []byte { return []byte("secret:" + name) }
 
 // schemaVersion is the layout this package reads and writes. Schema 1 keyed
 // everything by the bare ID (IDs were global); schema 2 kept the accepted
-// replies inside the record. Open upgrades both (upgrade.go).
+// replies and the timeline inside the record. Open upgrades both
+// (upgrade.go).
 const schemaVersion = 3
 
 // replyPrefix is the prefix of a ref's keys in bucketReplies and

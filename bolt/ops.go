@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -62,14 +64,20 @@ func (t txn) load(key string) (*store.Correlation, error) {
 
 // save writes a record and moves its index entries from before to what it
 // implies now. The replies in c.Replies (accepted by this step, or held
-// inside a record of an earlier schema) are stored apart and leave c.
+// inside a record of an earlier schema) are stored apart and leave c; the
+// events in c.Events are stored apart and stay.
 // Every error it returns spoils the transaction.
 func (t txn) save(c *store.Correlation, before entries) error {
 	key := c.Ref().String()
 	if err := t.storeApart(key, c); err != nil {
 		return err
 	}
-	b, err := store.MarshalCorrelation(c)
+	if err := t.storeEvents(key, c); err != nil {
+		return err
+	}
+	bare := *c // c keeps this step's events: its change event names them
+	bare.Events = nil
+	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return &writeError{err: err, bug: true}
 	}
@@ -105,6 +113,32 @@ func (t txn) storeApart(key string, c *store.Correlation) error {
 	return nil
 }
 
+// storeEvents stores c.Events in bucketTimeline under the indexes
+// c.EventBase() …, and drops the events before c.KeptFrom: the timeline
+// keeps its last MaxEvents entries.
+func (t txn) storeEvents(key string, c *store.Correlation) error {
+	tb := t.tx.Bucket(bucketTimeline)
+	base := c.EventBase()
+	for i, ev := range c.Events {
+		v, err := json.Marshal(ev)
+		if err != nil {
+			return &writeError{err: err, bug: true}
+		}
+		if err := put(tb, replyKey(key, base+i), v); err != nil {
+			return err
+		}
+	}
+	p, cut := replyPrefix(key), c.KeptFrom(t.s.lim)
+	cur := tb.Cursor()
+	for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(k) == len(p)+4 &&
+		int(binary.BigEndian.Uint32(k[len(p):])) < cut; k, _ = cur.Seek(p) {
+		if err := cur.Delete(); err != nil {
+			return &writeError{err: err}
+		}
+	}
+	return nil
+}
+
 // held answers whether a reply stored apart for key is known under a key
 // (store.ReplyKeys): a point lookup, whatever the number of replies.
 func (t txn) held(key string) func(string) bool {
@@ -112,9 +146,21 @@ func (t txn) held(key string) func(string) bool {
 	return func(k string) bool { return kb.Get(append(p[:len(p):len(p)], k...)) != nil }
 }
 
-// attach gives c the replies stored apart for it, as Get returns them.
+// attach gives c the replies and the timeline stored apart for it, as Get
+// returns them.
 func (t txn) attach(c *store.Correlation) error {
 	p := replyPrefix(c.Ref().String())
+	var events []store.TimelineEvent
+	ec := t.tx.Bucket(bucketTimeline).Cursor()
+	for k, v := ec.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = ec.Next() {
+		var ev store.TimelineEvent
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: timeline event %x: %v", store.ErrCorrupt, k[len(p):], err)}
+		}
+		events = append(events, ev)
+	}
+	c.Events = nil // those of the step that read it, if any: stored apart now
+	c.AttachEvents(events)
 	var apart []store.Reply
 	cur := t.tx.Bucket(bucketReplies).Cursor()
 	for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
@@ -131,7 +177,7 @@ func (t txn) attach(c *store.Correlation) error {
 // dropApart deletes the replies stored apart for key and their keys.
 func (t txn) dropApart(key string) error {
 	p := replyPrefix(key)
-	for _, name := range [][]byte{bucketReplies, bucketReplyKeys} {
+	for _, name := range [][]byte{bucketReplies, bucketReplyKeys, bucketTimeline} {
 		cur := t.tx.Bucket(name).Cursor()
 		for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = cur.Seek(p) {
 			if err := cur.Delete(); err != nil {

@@ -101,7 +101,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			if !f.Match(r) {
 				continue
 			}
-			if f.Replies {
+			if f.Full {
 				if err := t.attach(r); err != nil {
 					return err
 				}

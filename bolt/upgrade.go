@@ -82,8 +82,9 @@ func Upgrade(opts Options) (UpgradeReport, error) {
 
 // upgrade rewrites a file of schema from, inside tx (so that a crash leaves
 // the old schema whole, or the new one).
-func upgrade(tx *bbolt.Tx, path string, from int) (UpgradeReport, error) {
-	u := &upgrader{tx: tx, from: from, r: UpgradeReport{Path: path, From: from, To: schemaVersion}}
+func upgrade(t txn, path string, from int) (UpgradeReport, error) {
+	tx := t.tx
+	u := &upgrader{tx: tx, t: t, from: from, r: UpgradeReport{Path: path, From: from, To: schemaVersion}}
 	var steps []func() error
 	switch from {
 	case 1:
@@ -111,13 +112,15 @@ func upgrade(tx *bbolt.Tx, path string, from int) (UpgradeReport, error) {
 // none and go to the default namespace.
 //
 // Schema 2 → 3: the accepted replies move out of each record into
-// bucketReplies, with their keys in bucketReplyKeys.
+// bucketReplies, with their keys in bucketReplyKeys, and the timeline into
+// bucketTimeline.
 //
 // Either way the indexes and counters (and from schema 1 early_time) are
 // rebuilt from what they derive from, so they agree with the records
 // whatever the old file held.
 type upgrader struct {
 	tx   *bbolt.Tx
+	t    txn
 	from int
 	r    UpgradeReport
 }
@@ -184,14 +187,14 @@ func (u *upgrader) quarantine() error {
 // records rewrites every record under its ref (schema 1 keyed it by its
 // ID) with its replies stored apart, and rebuilds the indexes and counters.
 func (u *upgrader) records() error {
-	for _, name := range [][]byte{bucketReplies, bucketReplyKeys} {
+	for _, name := range [][]byte{bucketReplies, bucketReplyKeys, bucketTimeline} {
 		if _, err := u.tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
 	}
 	corr, q := u.tx.Bucket(bucketCorr), u.tx.Bucket(bucketQuarantine)
 	counts := map[string]int64{}
-	t := txn{tx: u.tx}
+	t := u.t
 	for _, k := range keysOf(corr) {
 		raw := bytes.Clone(corr.Get(k))
 		c, err := store.UnmarshalCorrelation(raw)
@@ -218,6 +221,10 @@ func (u *upgrader) records() error {
 		if err := t.storeApart(c.Ref().String(), c); err != nil {
 			return err
 		}
+		if err := t.storeEvents(c.Ref().String(), c); err != nil {
+			return err
+		}
+		c.Events = nil
 		if raw, err = store.MarshalCorrelation(c); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 //	{p:s}:c:<ref>   string  header (write sequence, recent write tokens) ‖ record
 //	{p:s}:r:<ref>   hash    accepted replies, apart from the record (schema 3): "i:<index>" → store.MarshalReply,
 //	                        "k:<key>" → "" for each of their store.ReplyKeys
+//	{p:s}:t:<ref>   hash    the kept timeline, apart from the record (schema 3): index → JSON store.TimelineEvent
 //	{p:s}:e:<ref>   hash    early replies for an unregistered ref: digest → seq ‖ reply
 //	{p:s}:i:<dref>  string  ref registered under the idempotency key whose derived ref is dref
 //	{p:s}:dl        zset    pending refs by deadline (µs)
@@ -61,23 +63,24 @@ func (l layout) shard(key string) int {
 	return int(h.Sum32() % uint32(l.shards))
 }
 
-func (l layout) record(sh int, ref string) string  { return l.tags[sh] + ":c:" + ref }
-func (l layout) early(sh int, ref string) string   { return l.tags[sh] + ":e:" + ref }
-func (l layout) replies(sh int, ref string) string { return l.tags[sh] + ":r:" + ref }
-func (l layout) idem(sh int, dref string) string   { return l.tags[sh] + ":i:" + dref }
-func (l layout) deadline(sh int) string            { return l.tags[sh] + ":dl" }
-func (l layout) dispatch(sh int) string            { return l.tags[sh] + ":dp" }
-func (l layout) purge(sh int) string               { return l.tags[sh] + ":pg" }
-func (l layout) created(sh int) string             { return l.tags[sh] + ":cr" }
-func (l layout) pending(sh int, ns string) string  { return l.tags[sh] + ":pd:" + ns }
-func (l layout) counters(sh int) string            { return l.tags[sh] + ":n" }
-func (l layout) earlyTime(sh int) string           { return l.tags[sh] + ":et" }
-func (l layout) quarantine(sh int) string          { return l.tags[sh] + ":q" }
-func (l layout) meta() string                      { return l.tags[0] + ":meta" }
-func (l layout) live(instance string) string       { return l.tags[0] + ":live:" + instance }
-func (l layout) secret(name string) string         { return l.tags[0] + ":secret:" + name }
-func (l layout) upgradeLock() string               { return l.tags[0] + ":upgrade" }
-func (l layout) channel() string                   { return l.prefix + ":events" }
+func (l layout) record(sh int, ref string) string   { return l.tags[sh] + ":c:" + ref }
+func (l layout) early(sh int, ref string) string    { return l.tags[sh] + ":e:" + ref }
+func (l layout) replies(sh int, ref string) string  { return l.tags[sh] + ":r:" + ref }
+func (l layout) timeline(sh int, ref string) string { return l.tags[sh] + ":t:" + ref }
+func (l layout) idem(sh int, dref string) string    { return l.tags[sh] + ":i:" + dref }
+func (l layout) deadline(sh int) string             { return l.tags[sh] + ":dl" }
+func (l layout) dispatch(sh int) string             { return l.tags[sh] + ":dp" }
+func (l layout) purge(sh int) string                { return l.tags[sh] + ":pg" }
+func (l layout) created(sh int) string              { return l.tags[sh] + ":cr" }
+func (l layout) pending(sh int, ns string) string   { return l.tags[sh] + ":pd:" + ns }
+func (l layout) counters(sh int) string             { return l.tags[sh] + ":n" }
+func (l layout) earlyTime(sh int) string            { return l.tags[sh] + ":et" }
+func (l layout) quarantine(sh int) string           { return l.tags[sh] + ":q" }
+func (l layout) meta() string                       { return l.tags[0] + ":meta" }
+func (l layout) live(instance string) string        { return l.tags[0] + ":live:" + instance }
+func (l layout) secret(name string) string          { return l.tags[0] + ":secret:" + name }
+func (l layout) upgradeLock() string                { return l.tags[0] + ":upgrade" }
+func (l layout) channel() string                    { return l.prefix + ":events" }
 
 // Counter fields of the counters hash.
 const (
@@ -272,6 +275,28 @@ func (sc *script) storeApart(l layout, sh int, key string, c *store.Correlation)
 		for _, k := range store.ReplyKeys(c.Pattern, r) {
 			sc.hset(h, "k:"+k, nil)
 		}
+	}
+	return nil
+}
+
+// storeEvents adds the ops that store c.Events in the timeline hash of the
+// ref key under the indexes c.EventBase() …, and drop the events that these
+// push out of the kept window (the last MaxEvents).
+func (sc *script) storeEvents(l layout, sh int, key string, c *store.Correlation, lim store.Limits) error {
+	if len(c.Events) == 0 {
+		return nil
+	}
+	h := l.timeline(sh, key)
+	base := c.EventBase()
+	for i, ev := range c.Events {
+		v, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		sc.hset(h, strconv.Itoa(base+i), v)
+	}
+	for i := max(0, base-lim.MaxEvents); i < c.KeptFrom(lim); i++ {
+		sc.ops = append(sc.ops, "hd", sc.key(h), strconv.Itoa(i), "")
 	}
 	return nil
 }

@@ -205,7 +205,7 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			if c == nil || !f.Match(c) {
 				continue
 			}
-			if f.Replies {
+			if f.Full {
 				if err := s.attach(ctx, c); err != nil {
 					return store.Page{}, err
 				}

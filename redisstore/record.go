@@ -104,17 +104,20 @@ func (s *Store) decodeGot(ref store.Ref, sh int, get *redis.StringCmd, q *redis.
 	return s.decodeLoaded(key, v)
 }
 
-// attach gives each correlation the replies stored apart for it, as Get
-// returns them: one round trip for all.
+// attach gives each correlation the replies and the timeline stored apart
+// for it, as Get returns them: one round trip for all.
 func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(cs))
+	tcmds := make([]*redis.MapStringStringCmd, len(cs))
 	for i, c := range cs {
 		if c == nil {
 			continue
 		}
 		key := c.Ref().String()
-		cmds[i] = pipe.HGetAll(ctx, s.keys.replies(s.keys.shard(key), key))
+		sh := s.keys.shard(key)
+		cmds[i] = pipe.HGetAll(ctx, s.keys.replies(sh, key))
+		tcmds[i] = pipe.HGetAll(ctx, s.keys.timeline(sh, key))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return s.redisErr("read replies", err)
@@ -146,7 +149,41 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 			rs[j] = a.r
 		}
 		c.AttachReplies(rs)
+		if err := s.attachEvents(c, tcmds[i].Val()); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// attachEvents gives c the kept timeline from its timeline hash.
+func (s *Store) attachEvents(c *store.Correlation, fields map[string]string) error {
+	// Events of a schema-2 record are still inside it: they follow.
+	inline := c.Events
+	from, until := c.KeptFrom(s.lim), c.EventBase()
+	type indexed struct {
+		i  int
+		ev store.TimelineEvent
+	}
+	var got []indexed
+	for f, v := range fields {
+		idx, err := strconv.Atoi(f)
+		if err == nil && (idx < from || idx >= until) {
+			continue // pushed out of the window, its HDEL not yet in
+		}
+		var ev store.TimelineEvent
+		if jerr := json.Unmarshal([]byte(v), &ev); err != nil || jerr != nil {
+			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: timeline field %q: %v", store.ErrCorrupt, f, cmp.Or(jerr, err))}
+		}
+		got = append(got, indexed{idx, ev})
+	}
+	slices.SortFunc(got, func(a, b indexed) int { return a.i - b.i })
+	evs := make([]store.TimelineEvent, len(got))
+	for j, g := range got {
+		evs[j] = g.ev
+	}
+	c.Events = inline
+	c.AttachEvents(evs)
 	return nil
 }
 
@@ -158,12 +195,13 @@ func (s *Store) decodeLoaded(key, v string) (*loaded, error) {
 	return &loaded{key: key, c: c, header: v[:headerLen]}, nil
 }
 
-// value encodes a record with its header, without c.Replies: the write
-// that carries it stores them apart (script.storeApart).
+// value encodes a record with its header, without c.Replies and c.Events:
+// the write that carries it stores them apart (script.storeApart,
+// script.storeEvents).
 // prev is the header read ("" for a new record); token names this write.
 func value(c *store.Correlation, prev, token string) (string, error) {
 	bare := *c
-	bare.Replies = nil
+	bare.Replies, bare.Events = nil, nil
 	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return "", err
@@ -227,8 +265,12 @@ func (s *Store) updateCall(l *loaded, c *store.Correlation, before entries, publ
 	v, ev := "", ""
 	if c == nil {
 		sc.del(s.keys.replies(sh, l.key))
+		sc.del(s.keys.timeline(sh, l.key))
 	} else {
 		if err := sc.storeApart(s.keys, sh, l.key, c); err != nil {
+			return call{}, err
+		}
+		if err := sc.storeEvents(s.keys, sh, l.key, c, s.lim); err != nil {
 			return call{}, err
 		}
 		var err error

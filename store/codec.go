@@ -37,6 +37,9 @@ func UnmarshalCorrelation(b []byte) (*Correlation, error) {
 			c.Held.add(c.Pattern, r)
 		}
 	}
+	if c.EventSeq == 0 && len(c.Events) > 0 { // likewise for the timeline
+		c.EventSeq = len(c.Events) + c.EventsDropped
+	}
 	return &c, nil
 }
 

@@ -97,13 +97,19 @@ type Correlation struct {
 	// answer of ExpireDue carries none (Held counts them). Inside a backend's
 	// write step they are the replies not yet stored apart: the one a step
 	// accepted, or those of a record written before schema 3.
-	Replies        []Reply         `json:"replies,omitempty"`
-	Late           []Reply         `json:"late,omitempty"`
-	LateCount      int             `json:"late_count,omitempty"`
-	DuplicateCount int             `json:"duplicate_count,omitempty"`
-	Dispatch       Dispatch        `json:"dispatch"`
-	Events         []TimelineEvent `json:"events,omitempty"`
-	EventsDropped  int             `json:"events_dropped,omitempty"`
+	Replies        []Reply  `json:"replies,omitempty"`
+	Late           []Reply  `json:"late,omitempty"`
+	LateCount      int      `json:"late_count,omitempty"`
+	DuplicateCount int      `json:"duplicate_count,omitempty"`
+	Dispatch       Dispatch `json:"dispatch"`
+	// Events is the timeline: its last Limits.MaxEvents entries in what Get
+	// returns. Backends keep it apart from the record, like Replies; other
+	// answers carry the events of their own step only. Inside a backend's
+	// write step they are the events not stored apart yet.
+	Events        []TimelineEvent `json:"events,omitempty"`
+	EventsDropped int             `json:"events_dropped,omitempty"`
+	// EventSeq counts the events ever added: the next one's index.
+	EventSeq int `json:"event_seq,omitempty"`
 
 	// Fingerprint identifies the registration's content; a second Register
 	// of the same ID with another fingerprint is ErrConflict.

@@ -76,9 +76,14 @@ func (c *Correlation) touch(now time.Time) {
 
 func (c *Correlation) addEvent(now time.Time, t EventType, detail string, lim Limits) {
 	c.Events = append(c.Events, TimelineEvent{At: now, Type: t, Detail: detail})
+	c.EventSeq++
+	// The timeline keeps the last MaxEvents: those of index EventSeq-MaxEvents
+	// on. Backends drop the older ones they store apart.
+	if d := c.EventSeq - lim.MaxEvents; d > c.EventsDropped {
+		c.EventsDropped = d
+	}
 	if over := len(c.Events) - lim.MaxEvents; over > 0 {
 		c.Events = append(c.Events[:0:0], c.Events[over:]...)
-		c.EventsDropped += over
 	}
 }
 
@@ -233,6 +238,24 @@ func (c *Correlation) seen(r Reply, key string, held func(string) bool) bool {
 	}
 	return false
 }
+
+// AttachEvents gives c the timeline events stored apart from its record,
+// oldest first: they come before any c holds already (a record written
+// before schema 3).
+func (c *Correlation) AttachEvents(apart []TimelineEvent) {
+	c.Events = append(apart, c.Events...)
+}
+
+// ReplyBase is the index, among the replies stored apart, of c.Replies[0]
+// inside a backend's write step.
+func (c *Correlation) ReplyBase() int { return c.Held.Count - len(c.Replies) }
+
+// EventBase is the index of c.Events[0] inside a backend's write step; the
+// timeline keeps the events of index KeptFrom(lim) on.
+func (c *Correlation) EventBase() int { return c.EventSeq - len(c.Events) }
+
+// KeptFrom is the index of the oldest timeline event kept under lim.
+func (c *Correlation) KeptFrom(lim Limits) int { return max(0, c.EventSeq-lim.MaxEvents) }
 
 // AttachReplies gives c the replies stored apart from its record: they
 // follow any c holds already (a record written before schema 3), a

@@ -244,9 +244,10 @@ type Filter struct {
 	Limit          int   // default 100, at most 1,000
 	// Cursor is the NextCursor of the previous page.
 	Cursor string
-	// Replies makes each item carry its replies, as Get returns them (an
-	// export); by default items carry none (Held counts them).
-	Replies bool
+	// Full makes each item the record as Get returns it, with its replies
+	// and timeline (an export); by default items carry neither (Held counts
+	// the replies).
+	Full bool
 }
 
 // Normalize validates f and fills its defaults.

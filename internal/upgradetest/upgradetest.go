@@ -47,6 +47,15 @@ func CheckSchema2(t *testing.T, s store.Store) {
 	require.Equal(t, "r-b", g.Replies[1].ID)
 	require.True(t, g.Replies[1].ReceivedAt.Equal(T0.Add(2*time.Second)), "arrival time kept: %s", g.Replies[1].ReceivedAt)
 	require.Equal(t, store.ReplyStats{Count: 2, Bytes: 6}, g.Held)
+	types := func(c *store.Correlation) []store.EventType {
+		out := make([]store.EventType, len(c.Events))
+		for i, e := range c.Events {
+			out[i] = e.Type
+		}
+		return out
+	}
+	require.Equal(t, []store.EventType{store.EventRegistered, store.EventReplyAccepted, store.EventReplyAccepted}, types(g))
+	require.Equal(t, 3, g.EventSeq)
 
 	st := get(ref("shop", "stream-2"))
 	require.Equal(t, []string{"part-0", "part-1", "part-2"}, bodies(st.Replies), "a stream's replies in Seq order")
@@ -80,6 +89,8 @@ func CheckSchema2(t *testing.T, s store.Store) {
 	g = get(ref("default", "gather-2"))
 	require.Equal(t, []string{`"A"`, `"B"`, `"C"`}, bodies(g.Replies))
 	require.Equal(t, 2, g.DuplicateCount)
+	require.Equal(t, []store.EventType{store.EventRegistered, store.EventReplyAccepted, store.EventReplyAccepted,
+		store.EventReplyAccepted, store.EventOutcome}, types(g), "the timeline goes on from the upgraded one")
 	st = get(ref("shop", "stream-2"))
 	require.Equal(t, []string{"part-0", "part-1", "part-2", "part-3"}, bodies(st.Replies))
 
@@ -92,7 +103,7 @@ func CheckSchema2(t *testing.T, s store.Store) {
 	require.Equal(t, []string{`{"paid":true}`}, bodies(claimed[0].Replies))
 
 	// Export sees every reply (List with Replies).
-	page, err := s.List(ctx, store.Filter{Namespace: "shop", Replies: true, Order: store.OldestFirst})
+	page, err := s.List(ctx, store.Filter{Namespace: "shop", Full: true, Order: store.OldestFirst})
 	require.NoError(t, err)
 	require.Len(t, page.Items, 2)
 	require.Equal(t, []string{"part-0", "part-1", "part-2", "part-3"}, bodies(page.Items[0].Replies))

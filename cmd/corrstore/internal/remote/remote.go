@@ -325,7 +325,7 @@ func (c *Client) List(ctx context.Context, f store.Filter) (store.Page, error) {
 		return store.Page{}, err
 	}
 	page := out.ToStore()
-	if f.Replies { // list items are summaries: each full record is a Get
+	if f.Full { // list items are summaries: each full record is a Get
 		for i, it := range page.Items {
 			full, err := c.Get(ctx, it.Ref())
 			if err != nil {

@@ -16,6 +16,7 @@ var notOnWire = map[string]bool{
 	"Correlation.Timeout":     true, // an input of Register only
 	"Correlation.Fingerprint": true,
 	"Correlation.Nonce":       true, // binds reply tokens; never shown
+	"Correlation.EventSeq":    true, // where the backend files the next event
 	"Dispatch.LeaseOwner":     true,
 	"Dispatch.ClaimedAt":      true,
 	"Dispatch.AttemptLimit":   true,
