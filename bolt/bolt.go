@@ -185,7 +185,7 @@ func (s *Store) schemaOf(tx *bbolt.Tx) (int, error) {
 		return 0, fmt.Errorf("open %s: schema version %q is not one corrstore writes: not a corrstore database", s.path, v)
 	}
 	for _, name := range allBuckets {
-		if got < 3 && (bytes.Equal(name, bucketReplies) || bytes.Equal(name, bucketReplyKeys) || bytes.Equal(name, bucketTimeline)) {
+		if got < 3 && (bytes.Equal(name, bucketReplies) || bytes.Equal(name, bucketReplyKeys) || bytes.Equal(name, bucketTimeline) || bytes.Equal(name, bucketLate)) {
 			continue // added by schema 3: the upgrade makes them
 		}
 		if tx.Bucket(name) == nil {

@@ -29,10 +29,11 @@ var (
 	bucketReplies    = []byte("replies")    // ref\0index (uint32) → store.MarshalReply: accepted replies, apart from the record
 	bucketReplyKeys  = []byte("reply_keys") // ref\0key → nil: the store.ReplyKeys of every reply in bucketReplies
 	bucketTimeline   = []byte("timeline")   // ref\0index (uint32) → JSON store.TimelineEvent: the kept timeline, apart from the record
+	bucketLate       = []byte("late")       // ref\0index (uint32) → store.MarshalReply: the ring of late replies, apart from the record
 )
 
 var allBuckets = [][]byte{bucketMeta, bucketCorr, bucketDeadline, bucketDispatch, bucketPurge,
-	bucketCreated, bucketPending, bucketCounts, bucketIdem, bucketEarly, bucketEarlyTime, bucketQuarantine, bucketReplies, bucketReplyKeys, bucketTimeline}
+	bucketCreated, bucketPending, bucketCounts, bucketIdem, bucketEarly, bucketEarlyTime, bucketQuarantine, bucketReplies, bucketReplyKeys, bucketTimeline, bucketLate}
 
 var (
 	metaSchema     = []byte("schema")
@@ -44,7 +45,7 @@ func metaSecret(name string) []byte { return []byte("secret:" + name) }
 
 // schemaVersion is the layout this package reads and writes. Schema 1 keyed
 // everything by the bare ID (IDs were global); schema 2 kept the accepted
-// replies and the timeline inside the record. Open upgrades both
+// replies, the timeline and the late ring inside the record. Open upgrades both
 // (upgrade.go).
 const schemaVersion = 3
 

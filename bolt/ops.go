@@ -75,8 +75,11 @@ func (t txn) save(c *store.Correlation, before entries) error {
 	if err := t.storeEvents(key, c); err != nil {
 		return err
 	}
+	if err := t.storeLate(key, c); err != nil {
+		return err
+	}
 	bare := *c // c keeps this step's events: its change event names them
-	bare.Events = nil
+	bare.Events, bare.Late = nil, nil
 	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return &writeError{err: err, bug: true}
@@ -128,8 +131,33 @@ func (t txn) storeEvents(key string, c *store.Correlation) error {
 			return err
 		}
 	}
-	p, cut := replyPrefix(key), c.KeptFrom(t.s.lim)
-	cur := tb.Cursor()
+	return dropBefore(tb, key, c.KeptFrom(t.s.lim))
+}
+
+// storeLate stores c.Late in bucketLate under the indexes c.LateBase() …,
+// and drops the late replies before c.LateFrom(), pushed out of the ring.
+func (t txn) storeLate(key string, c *store.Correlation) error {
+	if len(c.Late) == 0 {
+		return nil
+	}
+	lb := t.tx.Bucket(bucketLate)
+	base := c.LateBase()
+	for i, r := range c.Late {
+		v, err := store.MarshalReply(r)
+		if err != nil {
+			return &writeError{err: err, bug: true}
+		}
+		if err := put(lb, replyKey(key, base+i), v); err != nil {
+			return err
+		}
+	}
+	return dropBefore(lb, key, c.LateFrom())
+}
+
+// dropBefore deletes key's entries of b (ref\0index) below index cut.
+func dropBefore(b *bbolt.Bucket, key string, cut int) error {
+	p := replyPrefix(key)
+	cur := b.Cursor()
 	for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(k) == len(p)+4 &&
 		int(binary.BigEndian.Uint32(k[len(p):])) < cut; k, _ = cur.Seek(p) {
 		if err := cur.Delete(); err != nil {
@@ -161,6 +189,19 @@ func (t txn) attach(c *store.Correlation) error {
 	}
 	c.Events = nil // those of the step that read it, if any: stored apart now
 	c.AttachEvents(events)
+	c.Late = nil
+	lc := t.tx.Bucket(bucketLate).Cursor()
+	from := c.LateFrom()
+	for k, v := lc.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = lc.Next() {
+		if len(k) != len(p)+4 || int(binary.BigEndian.Uint32(k[len(p):])) < from {
+			continue
+		}
+		r, err := store.UnmarshalReply(v)
+		if err != nil {
+			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("late reply %x: %w", k[len(p):], err)}
+		}
+		c.Late = append(c.Late, r)
+	}
 	var apart []store.Reply
 	cur := t.tx.Bucket(bucketReplies).Cursor()
 	for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
@@ -177,7 +218,7 @@ func (t txn) attach(c *store.Correlation) error {
 // dropApart deletes the replies stored apart for key and their keys.
 func (t txn) dropApart(key string) error {
 	p := replyPrefix(key)
-	for _, name := range [][]byte{bucketReplies, bucketReplyKeys, bucketTimeline} {
+	for _, name := range [][]byte{bucketReplies, bucketReplyKeys, bucketTimeline, bucketLate} {
 		cur := t.tx.Bucket(name).Cursor()
 		for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = cur.Seek(p) {
 			if err := cur.Delete(); err != nil {

@@ -112,8 +112,8 @@ func upgrade(t txn, path string, from int) (UpgradeReport, error) {
 // none and go to the default namespace.
 //
 // Schema 2 → 3: the accepted replies move out of each record into
-// bucketReplies, with their keys in bucketReplyKeys, and the timeline into
-// bucketTimeline.
+// bucketReplies, with their keys in bucketReplyKeys, the timeline into
+// bucketTimeline and the late ring into bucketLate.
 //
 // Either way the indexes and counters (and from schema 1 early_time) are
 // rebuilt from what they derive from, so they agree with the records
@@ -187,7 +187,7 @@ func (u *upgrader) quarantine() error {
 // records rewrites every record under its ref (schema 1 keyed it by its
 // ID) with its replies stored apart, and rebuilds the indexes and counters.
 func (u *upgrader) records() error {
-	for _, name := range [][]byte{bucketReplies, bucketReplyKeys, bucketTimeline} {
+	for _, name := range [][]byte{bucketReplies, bucketReplyKeys, bucketTimeline, bucketLate} {
 		if _, err := u.tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -224,7 +224,10 @@ func (u *upgrader) records() error {
 		if err := t.storeEvents(c.Ref().String(), c); err != nil {
 			return err
 		}
-		c.Events = nil
+		if err := t.storeLate(c.Ref().String(), c); err != nil {
+			return err
+		}
+		c.Events, c.Late = nil, nil
 		if raw, err = store.MarshalCorrelation(c); err != nil {
 			return err
 		}

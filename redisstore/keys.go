@@ -22,6 +22,7 @@ import (
 //	{p:s}:r:<ref>   hash    accepted replies, apart from the record (schema 3): "i:<index>" → store.MarshalReply,
 //	                        "k:<key>" → "" for each of their store.ReplyKeys
 //	{p:s}:t:<ref>   hash    the kept timeline, apart from the record (schema 3): index → JSON store.TimelineEvent
+//	{p:s}:l:<ref>   hash    the ring of late replies, apart from the record (schema 3): index → store.MarshalReply
 //	{p:s}:e:<ref>   hash    early replies for an unregistered ref: digest → seq ‖ reply
 //	{p:s}:i:<dref>  string  ref registered under the idempotency key whose derived ref is dref
 //	{p:s}:dl        zset    pending refs by deadline (µs)
@@ -67,6 +68,7 @@ func (l layout) record(sh int, ref string) string   { return l.tags[sh] + ":c:" 
 func (l layout) early(sh int, ref string) string    { return l.tags[sh] + ":e:" + ref }
 func (l layout) replies(sh int, ref string) string  { return l.tags[sh] + ":r:" + ref }
 func (l layout) timeline(sh int, ref string) string { return l.tags[sh] + ":t:" + ref }
+func (l layout) late(sh int, ref string) string     { return l.tags[sh] + ":l:" + ref }
 func (l layout) idem(sh int, dref string) string    { return l.tags[sh] + ":i:" + dref }
 func (l layout) deadline(sh int) string             { return l.tags[sh] + ":dl" }
 func (l layout) dispatch(sh int) string             { return l.tags[sh] + ":dp" }
@@ -296,6 +298,29 @@ func (sc *script) storeEvents(l layout, sh int, key string, c *store.Correlation
 		sc.hset(h, strconv.Itoa(base+i), v)
 	}
 	for i := max(0, base-lim.MaxEvents); i < c.KeptFrom(lim); i++ {
+		sc.ops = append(sc.ops, "hd", sc.key(h), strconv.Itoa(i), "")
+	}
+	return nil
+}
+
+// storeLate adds the ops that store c.Late in the late hash of the ref key
+// under the indexes c.LateBase() …, and drop the late replies that these
+// push out of the ring (those of the previous ring, at most MaxLate, below
+// c.LateFrom()).
+func (sc *script) storeLate(l layout, sh int, key string, c *store.Correlation, lim store.Limits) error {
+	if len(c.Late) == 0 {
+		return nil
+	}
+	h := l.late(sh, key)
+	base := c.LateBase()
+	for i, r := range c.Late {
+		v, err := store.MarshalReply(r)
+		if err != nil {
+			return err
+		}
+		sc.hset(h, strconv.Itoa(base+i), v)
+	}
+	for i := max(0, base-lim.MaxLate); i < c.LateFrom(); i++ {
 		sc.ops = append(sc.ops, "hd", sc.key(h), strconv.Itoa(i), "")
 	}
 	return nil

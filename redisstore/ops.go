@@ -170,6 +170,9 @@ func (s *Store) createCall(n *store.Correlation, v, token, event string, keyOnly
 	if err := sc.storeEvents(s.keys, sh, key, n, s.lim); err != nil {
 		return call{}, err
 	}
+	if err := sc.storeLate(s.keys, sh, key, n, s.lim); err != nil {
+		return call{}, err
+	}
 	if len(fields) > 0 {
 		sc.del(s.keys.early(sh, key))
 		for _, f := range fields {

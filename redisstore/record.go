@@ -110,6 +110,7 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(cs))
 	tcmds := make([]*redis.MapStringStringCmd, len(cs))
+	lcmds := make([]*redis.MapStringStringCmd, len(cs))
 	for i, c := range cs {
 		if c == nil {
 			continue
@@ -118,6 +119,7 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 		sh := s.keys.shard(key)
 		cmds[i] = pipe.HGetAll(ctx, s.keys.replies(sh, key))
 		tcmds[i] = pipe.HGetAll(ctx, s.keys.timeline(sh, key))
+		lcmds[i] = pipe.HGetAll(ctx, s.keys.late(sh, key))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return s.redisErr("read replies", err)
@@ -152,8 +154,42 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 		if err := s.attachEvents(c, tcmds[i].Val()); err != nil {
 			return err
 		}
+		late, err := indexedReplies(c, lcmds[i].Val(), c.LateFrom(), c.LateBase())
+		if err != nil {
+			return err
+		}
+		if late = append(late, c.Late...); len(late) > 0 { // a schema-2 record's ring follows
+			c.Late = late
+		}
 	}
 	return nil
+}
+
+// indexedReplies decodes the replies of a hash of index → reply whose
+// index is in [from, until), in index order.
+func indexedReplies(c *store.Correlation, fields map[string]string, from, until int) ([]store.Reply, error) {
+	type indexed struct {
+		i int
+		r store.Reply
+	}
+	var got []indexed
+	for f, v := range fields {
+		idx, err := strconv.Atoi(f)
+		if err == nil && (idx < from || idx >= until) {
+			continue
+		}
+		r, derr := store.UnmarshalReply([]byte(v))
+		if err != nil || derr != nil {
+			return nil, &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: field %q: %v", store.ErrCorrupt, f, cmp.Or(derr, err))}
+		}
+		got = append(got, indexed{idx, r})
+	}
+	slices.SortFunc(got, func(a, b indexed) int { return a.i - b.i })
+	out := make([]store.Reply, len(got))
+	for j, g := range got {
+		out[j] = g.r
+	}
+	return out, nil
 }
 
 // attachEvents gives c the kept timeline from its timeline hash.
@@ -201,7 +237,7 @@ func (s *Store) decodeLoaded(key, v string) (*loaded, error) {
 // prev is the header read ("" for a new record); token names this write.
 func value(c *store.Correlation, prev, token string) (string, error) {
 	bare := *c
-	bare.Replies, bare.Events = nil, nil
+	bare.Replies, bare.Events, bare.Late = nil, nil, nil
 	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return "", err
@@ -266,11 +302,15 @@ func (s *Store) updateCall(l *loaded, c *store.Correlation, before entries, publ
 	if c == nil {
 		sc.del(s.keys.replies(sh, l.key))
 		sc.del(s.keys.timeline(sh, l.key))
+		sc.del(s.keys.late(sh, l.key))
 	} else {
 		if err := sc.storeApart(s.keys, sh, l.key, c); err != nil {
 			return call{}, err
 		}
 		if err := sc.storeEvents(s.keys, sh, l.key, c, s.lim); err != nil {
+			return call{}, err
+		}
+		if err := sc.storeLate(s.keys, sh, l.key, c, s.lim); err != nil {
 			return call{}, err
 		}
 		var err error

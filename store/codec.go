@@ -40,6 +40,12 @@ func UnmarshalCorrelation(b []byte) (*Correlation, error) {
 	if c.EventSeq == 0 && len(c.Events) > 0 { // likewise for the timeline
 		c.EventSeq = len(c.Events) + c.EventsDropped
 	}
+	if c.LateSeq == 0 && len(c.Late) > 0 { // and for the late ring
+		for _, r := range c.Late {
+			c.LateRing = append(c.LateRing, LateEntry{Bytes: len(r.Body), Keys: lateKeys(c.Pattern, r)})
+		}
+		c.LateSeq = len(c.Late)
+	}
 	return &c, nil
 }
 

@@ -97,8 +97,15 @@ type Correlation struct {
 	// answer of ExpireDue carries none (Held counts them). Inside a backend's
 	// write step they are the replies not yet stored apart: the one a step
 	// accepted, or those of a record written before schema 3.
-	Replies        []Reply  `json:"replies,omitempty"`
-	Late           []Reply  `json:"late,omitempty"`
+	Replies []Reply `json:"replies,omitempty"`
+	// Late is the ring of late replies kept (the last MaxLate, at most
+	// MaxLateBytes of bodies) in what Get returns; backends keep it apart
+	// from the record, like Replies, and other answers carry only the late
+	// reply of their own step. LateRing describes it inside the record.
+	Late     []Reply     `json:"late,omitempty"`
+	LateRing []LateEntry `json:"late_ring,omitempty"`
+	// LateSeq counts the late replies ever kept: the next one's index.
+	LateSeq        int      `json:"late_seq,omitempty"`
 	LateCount      int      `json:"late_count,omitempty"`
 	DuplicateCount int      `json:"duplicate_count,omitempty"`
 	Dispatch       Dispatch `json:"dispatch"`
@@ -122,6 +129,13 @@ type Correlation struct {
 	Version   int64     `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// LateEntry describes a late reply kept in the ring: enough to bound the
+// ring and to recognise the reply sent again without reading it.
+type LateEntry struct {
+	Bytes int      `json:"b"`
+	Keys  []string `json:"k"` // see lateKeys
 }
 
 // ReplyStats summarises a correlation's accepted replies: what the state
@@ -257,8 +271,8 @@ type TimelineEvent struct {
 // counts.
 func (c *Correlation) StoredBytes() int64 {
 	n := int64(c.Held.Bytes + len(c.Callback.Data))
-	for _, r := range c.Late {
-		n += int64(len(r.Body))
+	for _, e := range c.LateRing {
+		n += int64(e.Bytes)
 	}
 	return n
 }
@@ -282,6 +296,12 @@ func (c *Correlation) Clone() *Correlation {
 	}
 	n.Replies = cloneReplies(c.Replies)
 	n.Late = cloneReplies(c.Late)
+	if c.LateRing != nil {
+		n.LateRing = make([]LateEntry, len(c.LateRing))
+		for i, e := range c.LateRing {
+			n.LateRing[i] = LateEntry{Bytes: e.Bytes, Keys: append([]string(nil), e.Keys...)}
+		}
+	}
 	if c.Events != nil {
 		n.Events = append([]TimelineEvent(nil), c.Events...)
 	}

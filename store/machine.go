@@ -174,8 +174,9 @@ func (c *Correlation) ApplyReplyApart(r Reply, now time.Time, lim Limits, held f
 	}
 	c.SettleDue(now, lim)
 	if c.State.Terminal() {
-		for _, l := range c.Late {
-			if (key != "" && DedupeKey(c.Pattern, l) == key) || l.SameContent(r) {
+		lk := lateKeys(c.Pattern, r)
+		for _, e := range c.LateRing {
+			if slices.ContainsFunc(e.Keys, func(k string) bool { return slices.Contains(lk, k) }) {
 				c.DuplicateCount++
 				return DeliverDuplicate, nil
 			}
@@ -270,20 +271,45 @@ func (c *Correlation) AttachReplies(apart []Reply) {
 // keepLate adds r to the ring of late replies, dropping the oldest until
 // the ring holds at most MaxLate replies and MaxLateBytes of bodies: a
 // decided correlation's record stops growing, whatever is sent to it.
+// c.Late gets r (backends store it apart, under index LateSeq-1, and drop
+// the ones before LateFrom); c.LateRing describes the ring.
 func (c *Correlation) keepLate(r Reply, lim Limits) {
 	c.Late = append(c.Late, r)
+	c.LateRing = append(c.LateRing, LateEntry{Bytes: len(r.Body), Keys: lateKeys(c.Pattern, r)})
+	c.LateSeq++
 	n := 0
-	for _, l := range c.Late {
-		n += len(l.Body)
+	for _, e := range c.LateRing {
+		n += e.Bytes
 	}
 	drop := 0
-	for ; len(c.Late)-drop > lim.MaxLate || n > lim.MaxLateBytes; drop++ {
-		n -= len(c.Late[drop].Body)
+	for ; len(c.LateRing)-drop > lim.MaxLate || n > lim.MaxLateBytes; drop++ {
+		n -= c.LateRing[drop].Bytes
 	}
 	if drop > 0 {
-		c.Late = append(c.Late[:0:0], c.Late[drop:]...)
+		c.LateRing = append(c.LateRing[:0:0], c.LateRing[drop:]...)
+	}
+	if over := len(c.Late) - len(c.LateRing); over > 0 {
+		c.Late = append(c.Late[:0:0], c.Late[over:]...)
 	}
 }
+
+// lateKeys are the keys a late reply kept in the ring is recognised by when
+// sent again: its dedupe key (digested: a ring entry stays small) and the
+// digest of its content.
+func lateKeys(p Pattern, r Reply) []string {
+	out := []string{contentKey(r)}
+	if k := DedupeKey(p, r); k != "" {
+		sum := sha256.Sum256([]byte(k))
+		out = append(out, "key:"+hex.EncodeToString(sum[:12]))
+	}
+	return out
+}
+
+// LateBase is the index of c.Late[0] inside a backend's write step.
+func (c *Correlation) LateBase() int { return c.LateSeq - len(c.Late) }
+
+// LateFrom is the index of the oldest late reply kept in the ring.
+func (c *Correlation) LateFrom() int { return c.LateSeq - len(c.LateRing) }
 
 // FinalSeq returns the Seq of the stream reply marked Final, if one came.
 func (c *Correlation) FinalSeq() (int, bool) { return c.Held.FinalSeq, c.Held.Final }

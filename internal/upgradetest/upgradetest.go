@@ -83,6 +83,7 @@ func CheckSchema2(t *testing.T, s store.Store) {
 	deliver(ref("shop", "stream-2"), store.Reply{Seq: 1, Body: []byte("again")}, store.DeliverDuplicate)
 	deliver(ref("shop", "single-2"), store.Reply{Body: []byte(`{"paid":true}`)}, store.DeliverDuplicate)
 	deliver(ref("shop", "single-2"), store.Reply{ID: "late-1", Body: []byte(`"late"`)}, store.DeliverDuplicate)
+	deliver(ref("shop", "single-2"), store.Reply{ID: "late-2", Body: []byte(`"later"`)}, store.DeliverLate)
 	deliver(ref("default", "gather-2"), store.Reply{From: "c", Body: []byte(`"C"`)}, store.DeliverCompleted)
 	deliver(ref("shop", "stream-2"), store.Reply{Seq: 3, Final: true, Body: []byte("part-3")}, store.DeliverCompleted)
 
@@ -91,6 +92,9 @@ func CheckSchema2(t *testing.T, s store.Store) {
 	require.Equal(t, 2, g.DuplicateCount)
 	require.Equal(t, []store.EventType{store.EventRegistered, store.EventReplyAccepted, store.EventReplyAccepted,
 		store.EventReplyAccepted, store.EventOutcome}, types(g), "the timeline goes on from the upgraded one")
+	one = get(ref("shop", "single-2"))
+	require.Equal(t, []string{`"late"`, `"later"`}, bodies(one.Late), "the late ring goes on from the upgraded one")
+	require.Equal(t, 2, one.LateCount)
 	st = get(ref("shop", "stream-2"))
 	require.Equal(t, []string{"part-0", "part-1", "part-2", "part-3"}, bodies(st.Replies))
 

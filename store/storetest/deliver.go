@@ -765,6 +765,12 @@ func testDeliverRepliesApart(t *testing.T, e *env) {
 	require.Equal(t, 2, c.DuplicateCount)
 
 	e.deliver(r, store.Reply{From: "c", Body: []byte("4444")}, store.DeliverCompleted)
+	late := e.deliver(r, store.Reply{From: "d", Body: []byte("late")}, store.DeliverLate)
+	require.Len(t, late.Correlation.Late, 1, "the answer has its own step's late reply")
+	e.deliver(r, store.Reply{From: "d", Body: []byte("late again")}, store.DeliverDuplicate)
+	c = e.get(r)
+	require.Equal(t, 1, c.LateCount)
+	require.Len(t, c.Late, 1)
 	e.clock.Add(time.Hour)
 	n, err := e.s.Purge(e.ctx, e.now(), 100)
 	require.NoError(t, err)
@@ -776,6 +782,8 @@ func testDeliverRepliesApart(t *testing.T, e *env) {
 	e.deliver(r, store.Reply{ID: "x", Body: []byte("new x")}, store.DeliverAccepted)
 	c = e.get(r)
 	require.Equal(t, store.ReplyStats{Count: 2, Bytes: 8}, c.Held, "nothing of the purged registration is held")
+	require.Empty(t, c.Late)
+	require.Len(t, c.Events, 3, "registered and two replies: the purged timeline is gone")
 	require.Equal(t, "new", string(c.Replies[0].Body))
 	require.Equal(t, "new x", string(c.Replies[1].Body))
 }
