@@ -17,6 +17,8 @@ var notOnWire = map[string]bool{
 	"Correlation.Fingerprint": true,
 	"Correlation.Nonce":       true, // binds reply tokens; never shown
 	"Correlation.EventSeq":    true, // where the backend files the next event
+	"Correlation.LateSeq":     true, // likewise for the late ring
+	"Correlation.LateRing":    true, // describes the ring inside the record
 	"Dispatch.LeaseOwner":     true,
 	"Dispatch.ClaimedAt":      true,
 	"Dispatch.AttemptLimit":   true,
