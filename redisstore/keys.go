@@ -11,7 +11,8 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// layout names the keys (schema 3; schema 2 kept the replies inside the record). A correlation is named by its ref
+// layout names the keys (schema 3; schema 2 kept the replies, the timeline and the late
+// ring inside the record). A correlation is named by its ref
 // string "namespace/id" (store.Ref.String): every key, index member and
 // mapping below that names a correlation uses it, and its shard is
 // FNV-1a(ref string) mod Shards. Every key of a correlation, and every index
