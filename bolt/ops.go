@@ -118,22 +118,14 @@ func (t txn) storeApart(key string, c *store.Correlation) error {
 
 // storeEvents stores c.Events in bucketTimeline under the indexes
 // c.EventBase() …, and drops the events before c.KeptFrom: the timeline
-// keeps its last MaxEvents entries.
+// keeps its last MaxEvents entries. The events pushed out of the window are
+// dropped 32 at a time: one write in 32 deletes, the others only add (Get
+// reads from KeptFrom).
 func (t txn) storeEvents(key string, c *store.Correlation) error {
-	tb := t.tx.Bucket(bucketTimeline)
-	base := c.EventBase()
-	for i, ev := range c.Events {
-		v, err := json.Marshal(ev)
-		if err != nil {
-			return &writeError{err: err, bug: true}
-		}
-		if err := put(tb, replyKey(key, base+i), v); err != nil {
-			return err
-		}
+	tb, base, cut := t.tx.Bucket(bucketTimeline), c.EventBase(), c.KeptFrom(t.s.lim)
+	if err := putIndexed(tb, key, base, c.Events, func(ev store.TimelineEvent) ([]byte, error) { return json.Marshal(ev) }); err != nil {
+		return err
 	}
-	// The events pushed out of the window are dropped 32 at a time: one
-	// write in 32 deletes, the others only add (Get reads from KeptFrom).
-	cut := c.KeptFrom(t.s.lim)
 	if cut/dropEvery == (cut-len(c.Events))/dropEvery && cut > 0 && base > 0 {
 		return nil
 	}
@@ -151,17 +143,24 @@ func (t txn) storeLate(key string, c *store.Correlation) error {
 		return nil
 	}
 	lb := t.tx.Bucket(bucketLate)
-	base := c.LateBase()
-	for i, r := range c.Late {
-		v, err := store.MarshalReply(r)
+	if err := putIndexed(lb, key, c.LateBase(), c.Late, store.MarshalReply); err != nil {
+		return err
+	}
+	return dropBefore(lb, key, c.LateFrom())
+}
+
+// putIndexed puts vs under key's entries of b (ref\0index) from index base.
+func putIndexed[T any](b *bbolt.Bucket, key string, base int, vs []T, encode func(T) ([]byte, error)) error {
+	for i, v := range vs {
+		raw, err := encode(v)
 		if err != nil {
 			return &writeError{err: err, bug: true}
 		}
-		if err := put(lb, replyKey(key, base+i), v); err != nil {
+		if err := put(b, replyKey(key, base+i), raw); err != nil {
 			return err
 		}
 	}
-	return dropBefore(lb, key, c.LateFrom())
+	return nil
 }
 
 // dropBefore deletes key's entries of b (ref\0index) below index cut.
