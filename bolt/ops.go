@@ -512,10 +512,10 @@ func (t txn) buffer(ref store.Ref, r store.Reply) error {
 	}
 	lim := t.s.lim
 	if len(held) >= lim.MaxEarlyPerID {
-		return fmt.Errorf("%w: early replies: %s already has %d buffered, the limit is %d", store.ErrTooLarge, key, len(held), lim.MaxEarlyPerID)
+		return store.EarlyPerRefFull(key, len(held), lim)
 	}
 	if n := decodeCount(t.tx.Bucket(bucketMeta).Get(metaEarlyCount)); n >= int64(lim.MaxEarlyReplies) {
-		return fmt.Errorf("%w: early replies: the store holds %d, the limit is %d", store.ErrTooLarge, n, lim.MaxEarlyReplies)
+		return store.EarlyStoreFull(n, lim)
 	}
 	b, err := store.MarshalEarly(store.EarlyReply{Namespace: ref.Namespace, CorrelationID: ref.ID, Reply: r})
 	if err != nil {
