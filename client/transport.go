@@ -24,14 +24,19 @@ type Message struct {
 	// correlation and carries the error to the requester.
 	Error string `json:"error,omitempty"`
 	Body  []byte `json:"body,omitempty"`
+	// Headers are carried as they are, such as the W3C trace context
+	// (traceparent, tracestate). A transport maps them to its broker's
+	// message headers; names are case-sensitive ASCII.
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // Transport carries messages between services. It is all a broker needs
 // to offer, so that any broker can be adapted: at-least-once delivery to a
 // group of receivers.
 //
-// Implementations: memtransport (in process) and redisstream (Redis
-// Streams).
+// Implementations: memtransport (in process), redisstream (Redis
+// Streams), rabbitmq (AMQP 0-9-1) and natsjs (NATS JetStream). The suite
+// in client/transporttest decides what a correct one does.
 type Transport interface {
 	// Send hands m to the broker for address (a destination, or a reply
 	// address). It returns once the broker has accepted the message.

@@ -10,6 +10,7 @@ package memtransport
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 
 	"github.com/corrstore/corrstore/client"
@@ -24,6 +25,7 @@ type Transport struct {
 	mu     sync.Mutex
 	queues map[string]*queue
 	closed bool
+	done   chan struct{} // closed by Close
 }
 
 var _ client.Transport = (*Transport)(nil)
@@ -36,7 +38,7 @@ type queue struct {
 }
 
 // New returns an empty Transport.
-func New() *Transport { return &Transport{queues: map[string]*queue{}} }
+func New() *Transport { return &Transport{queues: map[string]*queue{}, done: make(chan struct{})} }
 
 func (t *Transport) queue(addr string) *queue {
 	q := t.queues[addr]
@@ -60,6 +62,7 @@ func (t *Transport) Send(ctx context.Context, address string, m client.Message) 
 		return err
 	}
 	m.Body = append([]byte(nil), m.Body...)
+	m.Headers = maps.Clone(m.Headers)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -71,8 +74,9 @@ func (t *Transport) Send(ctx context.Context, address string, m client.Message) 
 	return nil
 }
 
-// Receive takes the messages of address until ctx ends, then returns nil. A
-// message whose handle returns an error goes back to the end of the queue.
+// Receive takes the messages of address until ctx ends or the Transport is
+// closed, then returns nil. A message whose handle returns an error goes
+// back to the end of the queue.
 func (t *Transport) Receive(ctx context.Context, address string, handle func(context.Context, client.Message) error) error {
 	t.mu.Lock()
 	q := t.queue(address)
@@ -81,9 +85,18 @@ func (t *Transport) Receive(ctx context.Context, address string, handle func(con
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-t.done:
+			return nil
 		case <-q.ready:
 		}
 		t.mu.Lock()
+		// select picks at random among ready cases: an ended context
+		// must not take another message.
+		if ctx.Err() != nil || t.closed {
+			q.signal()
+			t.mu.Unlock()
+			return nil
+		}
 		if len(q.msgs) == 0 {
 			t.mu.Unlock()
 			continue
@@ -127,10 +140,15 @@ func (t *Transport) Take(address string) []client.Message {
 	return msgs
 }
 
-// Close makes later sends fail with ErrClosed.
+// Close ends every Receive (each returns once its handler does) and makes
+// later sends fail with ErrClosed. Messages still queued stay readable by
+// Take and Len.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.closed = true
+	if !t.closed {
+		t.closed = true
+		close(t.done)
+	}
 	return nil
 }
