@@ -266,17 +266,19 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 // takeReply delivers a reply taken from the transport to the store, in the
-// client's namespace. What the store refuses for good (a bad or unknown
-// reply) is logged and dropped, and so is a reply that names another
-// namespace (a reply address shared by clients of two namespaces): this
-// client must not write there. A store that fails is a reason to have the
-// message delivered again.
+// client's namespace. A reply the store refuses for good (invalid, too
+// large) and one that names another namespace (a reply address shared by
+// clients of two namespaces: this client must not write there) is poison:
+// the error wraps ErrPoison, so that the transport acknowledges it and
+// dead-letters it where it can. A reply for an unknown correlation is
+// kept by the store as an early reply. A store that fails is a reason to
+// have the message delivered again.
 func (c *Client) takeReply(ctx context.Context, m Message) error {
 	if m.Namespace != "" && m.Namespace != c.cfg.Namespace {
 		c.cfg.Metrics.ReplyDelivered("rejected")
-		c.log.Warn("reply for another namespace dropped: clients of different namespaces need different reply addresses",
+		c.log.Warn("reply for another namespace rejected: clients of different namespaces need different reply addresses",
 			"namespace", m.Namespace, "id", m.CorrelationID, "from", m.From)
-		return nil
+		return fmt.Errorf("%w: reply for %s in namespace %q, this client writes %q", ErrPoison, m.CorrelationID, m.Namespace, c.cfg.Namespace)
 	}
 	ref := c.ref(m.CorrelationID)
 	r := store.Reply{ID: m.ID, From: m.From, Seq: m.Seq, Final: m.Final, Body: m.Body, Error: m.Error}
@@ -290,8 +292,8 @@ func (c *Client) takeReply(ctx context.Context, m Message) error {
 		return nil
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrTooLarge):
 		c.cfg.Metrics.ReplyDelivered("rejected")
-		c.log.Warn("reply dropped", "ref", ref.String(), "from", m.From, "err", err)
-		return nil
+		c.log.Warn("reply rejected", "ref", ref.String(), "from", m.From, "err", err)
+		return fmt.Errorf("%w: reply for %s: %w", ErrPoison, ref, err)
 	default:
 		return fmt.Errorf("deliver reply for %s: %w", ref, err)
 	}

@@ -121,7 +121,7 @@ func (c *Client) register(ctx context.Context, p store.Pattern, dests []string, 
 // reply to a request that never left.
 func (c *Client) send(ctx context.Context, corr *store.Correlation, dests []string, body []byte) error {
 	for _, d := range dests {
-		m := Message{CorrelationID: corr.ID, Namespace: corr.Namespace, ReplyTo: c.cfg.ReplyTo, Body: body}
+		m := Message{CorrelationID: corr.ID, Namespace: corr.Namespace, ReplyTo: c.cfg.ReplyTo, Deadline: corr.Deadline, Body: body}
 		err := c.tr.Send(ctx, d, m)
 		c.cfg.Metrics.Sent(d, err)
 		if err == nil {

@@ -1,6 +1,10 @@
 package client
 
-import "context"
+import (
+	"context"
+	"errors"
+	"time"
+)
 
 // Message is what travels through a Transport: a request on its way to a
 // destination, or a reply on its way back to the requester's ReplyTo.
@@ -14,6 +18,10 @@ type Message struct {
 	Namespace string `json:"namespace,omitempty"`
 	// ReplyTo is where a request's replies go (requests only).
 	ReplyTo string `json:"reply_to,omitempty"`
+	// Deadline is the correlation's deadline (requests only): a broker
+	// that can expire a message (AMQP expiration) drops it after then,
+	// when no reply can count any more.
+	Deadline time.Time `json:"deadline,omitzero"`
 	// ID is a reply's dedupe key; From names the responder (a gather tells
 	// its replies apart by it); Seq and Final order a stream's replies.
 	ID    string `json:"id,omitempty"`
@@ -29,6 +37,13 @@ type Message struct {
 	// message headers; names are case-sensitive ASCII.
 	Headers map[string]string `json:"headers,omitempty"`
 }
+
+// ErrPoison wraps a handler's error when the message can never be handled:
+// a reply the store refuses for good (store.ErrInvalid, store.ErrTooLarge,
+// a namespace the client may not write). A transport acknowledges such a
+// message, so that it is not delivered forever, logs it, counts it and,
+// where the broker has a place for it, dead-letters it.
+var ErrPoison = errors.New("poison message")
 
 // Transport carries messages between services. It is all a broker needs
 // to offer, so that any broker can be adapted: at-least-once delivery to a

@@ -76,7 +76,8 @@ func (t *Transport) Send(ctx context.Context, address string, m client.Message) 
 
 // Receive takes the messages of address until ctx ends or the Transport is
 // closed, then returns nil. A message whose handle returns an error goes
-// back to the end of the queue.
+// back to the end of the queue, unless the error wraps client.ErrPoison:
+// then it is dropped.
 func (t *Transport) Receive(ctx context.Context, address string, handle func(context.Context, client.Message) error) error {
 	t.mu.Lock()
 	q := t.queue(address)
@@ -107,7 +108,7 @@ func (t *Transport) Receive(ctx context.Context, address string, handle func(con
 			q.signal()
 		}
 		t.mu.Unlock()
-		if err := handle(ctx, m); err != nil {
+		if err := handle(ctx, m); err != nil && !errors.Is(err, client.ErrPoison) {
 			t.mu.Lock()
 			q.msgs = append(q.msgs, m)
 			q.signal()

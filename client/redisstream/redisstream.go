@@ -246,7 +246,9 @@ func (r *receiver) process(ctx context.Context, msgs []redis.XMessage) {
 		raw, _ := x.Values["m"].(string)
 		if err := json.Unmarshal([]byte(raw), &m); err != nil {
 			r.log.Error("undecodable entry dropped", "entry", x.ID, "err", err)
-		} else if err := r.handle(ctx, m); err != nil {
+		} else if err := r.handle(ctx, m); errors.Is(err, client.ErrPoison) {
+			r.log.Error("poison entry acknowledged and dropped", "entry", x.ID, "err", err)
+		} else if err != nil {
 			r.log.Warn("handler failed; the entry stays pending and is taken over after claim_idle", "entry", x.ID, "err", err)
 			continue
 		}
