@@ -1,0 +1,175 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/client"
+	"github.com/corrstore/corrstore/client/rabbitmq"
+	"github.com/corrstore/corrstore/store"
+)
+
+const wait = time.Minute
+
+func openStore(t *testing.T, lim store.Limits) *bolt.Store {
+	t.Helper()
+	st, err := bolt.Open(bolt.Options{Path: filepath.Join(t.TempDir(), "c.db"), NoSync: true, Limits: lim, Logger: quiet()})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// run runs fn until the test ends, and waits for it then.
+func run(t *testing.T, fn func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { fn(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// A responder that knows nothing of corrstore — plain AMQP: consume the
+// request queue, publish the answer to reply_to with the correlation_id —
+// answers a client's Request. The request carries its deadline as the
+// AMQP expiration.
+func TestPlainAMQPResponder(t *testing.T) {
+	url := needBroker(t)
+	conn, err := amqp.Dial(url)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare("plain-payments", true, false, false, false, nil)
+	require.NoError(t, err)
+	deliveries, err := ch.Consume("plain-payments", "", false, false, false, false, nil)
+	require.NoError(t, err)
+	expirations := make(chan string, 1)
+	run(t, func(ctx context.Context) {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case d, ok := <-deliveries:
+				if !ok {
+					return
+				}
+				expirations <- d.Expiration
+				_ = ch.PublishWithContext(ctx, "", d.ReplyTo, false, false, amqp.Publishing{
+					CorrelationId: d.CorrelationId, Body: append([]byte("paid "), d.Body...)})
+				_ = d.Ack(false)
+			}
+		}
+	})
+
+	c, err := client.New(client.Config{Store: openStore(t, store.Limits{}), Transport: newTransport(t, url),
+		Service: "plain-orders", Logger: quiet()})
+	require.NoError(t, err)
+	run(t, func(ctx context.Context) { _ = c.Run(ctx) })
+	r, err := c.Request(t.Context(), "plain-payments", []byte("order-42"), client.Options{Timeout: 30 * time.Second})
+	require.NoError(t, err)
+	require.Equal(t, "paid order-42", string(r.Body))
+	ms, err := strconv.Atoi(<-expirations)
+	require.NoError(t, err)
+	require.True(t, ms > 0 && ms <= 30_000, "expiration %d ms for a 30 s deadline", ms)
+}
+
+// A reply the store refuses for good is acknowledged, counted and copied
+// to the dead-letter queue with the reason.
+func TestPoisonDeadLettered(t *testing.T) {
+	url := needBroker(t)
+	dead := fmt.Sprintf("dead-%d", time.Now().UnixNano())
+	tr, err := rabbitmq.New(rabbitmq.Config{URL: url, DeadLetter: dead, Logger: quiet()})
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.Close() })
+	c, err := client.New(client.Config{Store: openStore(t, store.Limits{MaxBodyBytes: 8}), Transport: tr,
+		Service: "poison-orders", Logger: quiet()})
+	require.NoError(t, err)
+	run(t, func(ctx context.Context) { _ = c.Run(ctx) })
+	id, err := c.Send(t.Context(), "poison-nowhere", nil, client.Options{Timeout: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, newTransport(t, url).Send(t.Context(), c.Config().ReplyTo,
+		client.Message{CorrelationID: id, ID: "r-1", Body: []byte("too large for 8 bytes")}))
+
+	conn, err := amqp.Dial(url)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	for deadline := time.Now().Add(wait); ; {
+		d, ok, err := ch.Get(dead, true)
+		if err == nil && ok {
+			require.Equal(t, id, d.CorrelationId)
+			require.Equal(t, "too large for 8 bytes", string(d.Body))
+			require.Contains(t, d.Headers["corrstore-dead-reason"], "too large")
+			require.Equal(t, c.Config().ReplyTo, d.Headers["corrstore-dead-queue"])
+			break
+		}
+		if err != nil { // the queue is not declared yet: the channel closed
+			ch, err = conn.Channel()
+			require.NoError(t, err)
+		}
+		require.True(t, time.Now().Before(deadline), "nothing dead-lettered within %s", wait)
+		time.Sleep(10 * time.Millisecond) // polling the queue under a deadline
+	}
+	require.EqualValues(t, 1, tr.Poisoned())
+}
+
+// After the broker is SIGKILLed and restarted, Send and Receive dial
+// again by themselves, and a message the broker confirmed before the kill
+// is delivered after it.
+func TestBrokerRestart(t *testing.T) {
+	url := needBroker(t)
+	tr := newTransport(t, url)
+	ch := make(chan string, 10)
+	receiveInto := func(addr string) {
+		run(t, func(ctx context.Context) {
+			_ = tr.Receive(ctx, addr, func(_ context.Context, m client.Message) error {
+				ch <- m.CorrelationID
+				return nil
+			})
+		})
+	}
+	receiveInto("restart-live")
+	require.NoError(t, tr.Send(t.Context(), "restart-live", client.Message{CorrelationID: "before"}))
+	require.Equal(t, "before", next(t, ch))
+	require.NoError(t, tr.Send(t.Context(), "restart-kept", client.Message{CorrelationID: "confirmed"}))
+
+	broker.kill()
+	require.NoError(t, broker.startNode())
+
+	sendCtx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	var err error
+	for sendCtx.Err() == nil { // Send tries twice; the old connection may take a moment to be seen dead
+		if err = tr.Send(sendCtx, "restart-live", client.Message{CorrelationID: "after"}); err == nil {
+			break
+		}
+	}
+	require.NoError(t, err)
+	// "before" may come again: its ack may not have reached the broker
+	// before the kill (at least once; the store dedupes replies).
+	for id := next(t, ch); id != "after"; id = next(t, ch) {
+		require.Equal(t, "before", id)
+	}
+	receiveInto("restart-kept")
+	require.Equal(t, "confirmed", next(t, ch))
+}
+
+func next(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(wait):
+		t.Fatalf("nothing within %s", wait)
+		return ""
+	}
+}
