@@ -152,6 +152,7 @@ func TestBrokerRestart(t *testing.T) {
 		if err = tr.Send(sendCtx, "restart-live", client.Message{CorrelationID: "after"}); err == nil {
 			break
 		}
+		time.Sleep(20 * time.Millisecond) // polling until the broker is back, under sendCtx's deadline
 	}
 	require.NoError(t, err)
 	// "before" may come again: its ack may not have reached the broker

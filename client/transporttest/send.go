@@ -3,6 +3,7 @@ package transporttest
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -18,7 +19,7 @@ func testSendReceive(t *testing.T, newTransport NewTransport) {
 	receive(t, tr, addr, collect(ch, "r"))
 
 	sent := []client.Message{
-		{CorrelationID: "c-1", Namespace: "ns", ReplyTo: "svc.replies", Body: []byte("request")},
+		{CorrelationID: "c-1", Namespace: "ns", ReplyTo: "svc.replies", Deadline: time.Now().Add(time.Hour).UTC(), Body: []byte("request")},
 		{CorrelationID: "c-2", Namespace: "ns", ID: "r-1", From: "payments-1", Seq: 3, Final: true, Error: "declined", Body: []byte{0, 1, 2, 255}},
 		{CorrelationID: "c-3"},
 	}
@@ -27,6 +28,8 @@ func testSendReceive(t *testing.T, newTransport NewTransport) {
 	}
 	for _, want := range sent {
 		g := next(t, ch)
+		require.True(t, want.Deadline.Equal(g.m.Deadline), "deadline %s arrived as %s", want.Deadline, g.m.Deadline)
+		want.Deadline, g.m.Deadline = time.Time{}, time.Time{}
 		require.Equal(t, want, normalize(g.m))
 	}
 }
