@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -273,7 +276,10 @@ func (c *Client) Run(ctx context.Context) error {
 // dead-letters it where it can. A reply for an unknown correlation is
 // kept by the store as an early reply. A store that fails is a reason to
 // have the message delivered again.
-func (c *Client) takeReply(ctx context.Context, m Message) error {
+func (c *Client) takeReply(ctx context.Context, m Message) (err error) {
+	ctx, span := startSpan(ctx, "corrstore.reply "+c.cfg.ReplyTo, trace.SpanKindConsumer, m.Headers,
+		attribute.String("corrstore.correlation_id", m.CorrelationID), attribute.String("corrstore.from", m.From))
+	defer func() { endSpan(span, err) }()
 	if m.Namespace != "" && m.Namespace != c.cfg.Namespace {
 		c.cfg.Metrics.ReplyDelivered("rejected")
 		c.log.Warn("reply for another namespace rejected: clients of different namespaces need different reply addresses",

@@ -95,7 +95,7 @@ func (c *Client) register(ctx context.Context, p store.Pattern, dests []string, 
 		Timeout: opts.Timeout, Deadline: opts.Deadline,
 		Destination: dest, ReplyTo: c.cfg.ReplyTo, Owner: c.cfg.Instance,
 		Callback: store.Callback{Handler: opts.Handler, Data: opts.Data},
-		Labels:   opts.Labels, IdempotencyKey: opts.IdempotencyKey,
+		Labels:   traceLabels(ctx, opts.Labels), IdempotencyKey: opts.IdempotencyKey,
 	}
 	if p == store.PatternGather {
 		reg.Expect = opts.Expect
@@ -121,7 +121,8 @@ func (c *Client) register(ctx context.Context, p store.Pattern, dests []string, 
 // reply to a request that never left.
 func (c *Client) send(ctx context.Context, corr *store.Correlation, dests []string, body []byte) error {
 	for _, d := range dests {
-		m := Message{CorrelationID: corr.ID, Namespace: corr.Namespace, ReplyTo: c.cfg.ReplyTo, Deadline: corr.Deadline, Body: body}
+		m := Message{CorrelationID: corr.ID, Namespace: corr.Namespace, ReplyTo: c.cfg.ReplyTo, Deadline: corr.Deadline, Body: body,
+			Headers: traceHeaders(ctx, nil)}
 		err := c.tr.Send(ctx, d, m)
 		c.cfg.Metrics.Sent(d, err)
 		if err == nil {

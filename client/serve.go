@@ -2,9 +2,13 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/corrstore/corrstore/store"
 )
@@ -63,16 +67,22 @@ func ServeStream(ctx context.Context, tr Transport, dest string, fn StreamFunc, 
 			log.Warn("request without correlation id or reply address dropped", "id", m.CorrelationID)
 			return nil
 		}
+		ctx, span := startSpan(ctx, "corrstore.serve "+dest, trace.SpanKindConsumer, m.Headers,
+			attribute.String("corrstore.correlation_id", m.CorrelationID), attribute.String("corrstore.destination", dest))
 		r := responder{ctx: ctx, tr: tr, dest: dest, req: m}
 		err := callServe(ctx, fn, Incoming{Destination: dest, Message: m}, r.buffer)
-		if r.err != nil {
-			return r.err // the transport failed: have the request delivered again
-		}
-		if err != nil {
+		var sendErr error
+		switch {
+		case r.err != nil:
+			sendErr = r.err // the transport failed: have the request delivered again
+		case err != nil:
 			log.Debug("answering with an error", "id", m.CorrelationID, "err", err)
-			return r.flush(ctx, err.Error())
+			sendErr = r.flush(ctx, err.Error())
+		default:
+			sendErr = r.flush(ctx, "")
 		}
-		return r.flush(ctx, "")
+		endSpan(span, errors.Join(err, sendErr))
+		return sendErr
 	})
 }
 
@@ -131,6 +141,7 @@ func (r *responder) send(ctx context.Context, body []byte, final bool, errText s
 		Final:         final,
 		Error:         errText,
 		Body:          body,
+		Headers:       traceHeaders(ctx, nil),
 	}
 	if err := r.tr.Send(ctx, r.req.ReplyTo, m); err != nil {
 		return fmt.Errorf("reply to %s for %s: %w", r.req.ReplyTo, r.req.CorrelationID, err)
