@@ -14,6 +14,7 @@ import (
 	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/client"
 	"github.com/corrstore/corrstore/client/natsjs"
+	"github.com/corrstore/corrstore/client/transporttest"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -24,17 +25,6 @@ func run(t *testing.T, fn func(ctx context.Context)) {
 	var wg sync.WaitGroup
 	wg.Go(func() { fn(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-}
-
-func next(t *testing.T, ch <-chan string) string {
-	t.Helper()
-	select {
-	case s := <-ch:
-		return s
-	case <-time.After(wait):
-		t.Fatalf("nothing within %s", wait)
-		return ""
-	}
 }
 
 // The client end to end: a Serve responder and a requester on JetStream.
@@ -84,43 +74,12 @@ func TestClientAndPoison(t *testing.T) {
 	require.EqualValues(t, 1, tr.Poisoned())
 }
 
-// After the server is SIGKILLed and restarted, Send and Receive carry on
-// by themselves, and a message JetStream acknowledged before the kill is
-// delivered after it.
+// After the broker is SIGKILLed and restarted, the transport carries on
+// and a message it confirmed before the kill is delivered after it.
 func TestServerRestart(t *testing.T) {
 	url := needServer(t)
-	tr := newTransport(t, url)
-	ch := make(chan string, 10)
-	receiveInto := func(addr string) {
-		run(t, func(ctx context.Context) {
-			_ = tr.Receive(ctx, addr, func(_ context.Context, m client.Message) error {
-				ch <- m.CorrelationID
-				return nil
-			})
-		})
-	}
-	receiveInto("restart-live")
-	require.NoError(t, tr.Send(t.Context(), "restart-live", client.Message{CorrelationID: "before"}))
-	require.Equal(t, "before", next(t, ch))
-	require.NoError(t, tr.Send(t.Context(), "restart-kept", client.Message{CorrelationID: "confirmed"}))
-
-	server.kill()
-	require.NoError(t, server.start())
-
-	sendCtx, cancel := context.WithTimeout(t.Context(), wait)
-	defer cancel()
-	var err error
-	for sendCtx.Err() == nil { // until the connection is back
-		if err = tr.Send(sendCtx, "restart-live", client.Message{CorrelationID: "after"}); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond) // polling until the broker is back, under sendCtx's deadline
-	}
-	require.NoError(t, err)
-	// "before" may come again: its ack may have been lost in the kill.
-	for id := next(t, ch); id != "after"; id = next(t, ch) {
-		require.Equal(t, "before", id)
-	}
-	receiveInto("restart-kept")
-	require.Equal(t, "confirmed", next(t, ch))
+	transporttest.BrokerRestart(t, newTransport(t, url), func(t *testing.T) {
+		server.kill()
+		require.NoError(t, server.start())
+	})
 }

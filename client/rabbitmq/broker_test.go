@@ -15,6 +15,7 @@ import (
 	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/client"
 	"github.com/corrstore/corrstore/client/rabbitmq"
+	"github.com/corrstore/corrstore/client/transporttest"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -122,55 +123,12 @@ func TestPoisonDeadLettered(t *testing.T) {
 	require.EqualValues(t, 1, tr.Poisoned())
 }
 
-// After the broker is SIGKILLed and restarted, Send and Receive dial
-// again by themselves, and a message the broker confirmed before the kill
-// is delivered after it.
+// After the broker is SIGKILLed and restarted, the transport carries on
+// and a message it confirmed before the kill is delivered after it.
 func TestBrokerRestart(t *testing.T) {
 	url := needBroker(t)
-	tr := newTransport(t, url)
-	ch := make(chan string, 10)
-	receiveInto := func(addr string) {
-		run(t, func(ctx context.Context) {
-			_ = tr.Receive(ctx, addr, func(_ context.Context, m client.Message) error {
-				ch <- m.CorrelationID
-				return nil
-			})
-		})
-	}
-	receiveInto("restart-live")
-	require.NoError(t, tr.Send(t.Context(), "restart-live", client.Message{CorrelationID: "before"}))
-	require.Equal(t, "before", next(t, ch))
-	require.NoError(t, tr.Send(t.Context(), "restart-kept", client.Message{CorrelationID: "confirmed"}))
-
-	broker.kill()
-	require.NoError(t, broker.startNode())
-
-	sendCtx, cancel := context.WithTimeout(t.Context(), wait)
-	defer cancel()
-	var err error
-	for sendCtx.Err() == nil { // Send tries twice; the old connection may take a moment to be seen dead
-		if err = tr.Send(sendCtx, "restart-live", client.Message{CorrelationID: "after"}); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond) // polling until the broker is back, under sendCtx's deadline
-	}
-	require.NoError(t, err)
-	// "before" may come again: its ack may not have reached the broker
-	// before the kill (at least once; the store dedupes replies).
-	for id := next(t, ch); id != "after"; id = next(t, ch) {
-		require.Equal(t, "before", id)
-	}
-	receiveInto("restart-kept")
-	require.Equal(t, "confirmed", next(t, ch))
-}
-
-func next(t *testing.T, ch <-chan string) string {
-	t.Helper()
-	select {
-	case s := <-ch:
-		return s
-	case <-time.After(wait):
-		t.Fatalf("nothing within %s", wait)
-		return ""
-	}
+	transporttest.BrokerRestart(t, newTransport(t, url), func(t *testing.T) {
+		broker.kill()
+		require.NoError(t, broker.startNode())
+	})
 }

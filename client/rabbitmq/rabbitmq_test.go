@@ -25,19 +25,10 @@ var (
 
 func TestMain(m *testing.M) {
 	broker, brokerErr = startRabbit()
-	code := 0
-	func() {
-		defer func() {
-			if broker != nil {
-				broker.stop()
-			}
-		}()
-		if brokerErr != nil && broker != nil {
-			broker.stop()
-			broker = nil
-		}
-		code = runTests(m)
-	}()
+	code := runTests(m)
+	if broker != nil {
+		broker.stop()
+	}
 	os.Exit(code)
 }
 
@@ -49,7 +40,7 @@ func runTests(m *testing.M) int {
 	code := m.Run()
 	if code == 0 {
 		// A restarted node's waiter is the broker's too.
-		if err := goleak.Find(ignore, goleak.IgnoreAnyFunction("github.com/corrstore/corrstore/client/rabbitmq_test.(*rabbitServer).startNode.func1")); err != nil {
+		if err := goleak.Find(ignore, goleak.IgnoreAnyFunction("github.com/corrstore/corrstore/internal/testenv.StartProcess.func1")); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			return 1
 		}
@@ -73,7 +64,7 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newTransport(t *testing.T, url string) *rabbitmq.Transport {
 	t.Helper()
-	tr, err := rabbitmq.New(rabbitmq.Config{URL: url, Logger: quiet()})
+	tr, err := rabbitmq.New(rabbitmq.Config{URL: url, Logger: testLogger()})
 	require.NoError(t, err)
 	t.Cleanup(func() { tr.Close() })
 	return tr
@@ -96,4 +87,11 @@ func TestConfig(t *testing.T) {
 		_, err := rabbitmq.New(cfg)
 		require.ErrorIs(t, err, store.ErrInvalid, "%+v", cfg)
 	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("RABBIT_DEBUG") != "" {
+		return slog.Default()
+	}
+	return quiet()
 }

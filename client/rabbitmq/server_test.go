@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/corrstore/corrstore/internal/testenv"
 )
 
 // rabbitServer is the broker of this package's tests: a rabbitmq-server
@@ -19,12 +20,11 @@ import (
 // name, mnesia and log directories, config), on free loopback ports for
 // AMQP, Erlang distribution and its own epmd.
 type rabbitServer struct {
-	dir      string
-	env      []string
-	port     int
-	epmd     *exec.Cmd
-	node     *exec.Cmd
-	nodeDone chan error
+	dir  string
+	env  []string
+	port int
+	epmd *exec.Cmd
+	node *testenv.Process
 }
 
 const rabbitBinary = "/usr/lib/rabbitmq/bin/rabbitmq-server"
@@ -34,15 +34,6 @@ const rabbitStartTimeout = 2 * time.Minute
 
 // errNoRabbit says why the tests cannot run here.
 var errNoRabbit = errors.New("rabbitmq-server is not installed (" + rabbitBinary + "; apt-get install rabbitmq-server)")
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 func startRabbit() (*rabbitServer, error) {
 	if _, err := os.Stat(rabbitBinary); err != nil {
@@ -56,9 +47,9 @@ func startRabbit() (*rabbitServer, error) {
 		return nil, err
 	}
 	s := &rabbitServer{dir: dir}
-	var ports [3]int
+	var ports [3]int // AMQP, Erlang distribution, epmd
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = testenv.FreePort(); err != nil {
 			return s, err
 		}
 	}
@@ -82,6 +73,8 @@ func startRabbit() (*rabbitServer, error) {
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
 		"RABBITMQ_PID_FILE="+filepath.Join(dir, "pid"),
 	)
+	// An epmd of its own, on its own port: the node registers there, and
+	// the test kills it at the end (one the node started would outlive it).
 	s.epmd = exec.Command("epmd", "-port", fmt.Sprint(ports[2]), "-address", "127.0.0.1")
 	s.epmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.epmd.Start(); err != nil {
@@ -92,52 +85,21 @@ func startRabbit() (*rabbitServer, error) {
 
 // startNode starts the node (again, on the same directories: durable
 // queues and persistent messages survive) and waits until AMQP answers.
-func (s *rabbitServer) startNode() error {
-	log, err := os.OpenFile(filepath.Join(s.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-	s.node = exec.Command(rabbitBinary)
-	s.node.Env = s.env
-	s.node.Stdout, s.node.Stderr = log, log
-	s.node.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.node.Start(); err != nil {
-		return fmt.Errorf("rabbitmq-server: %w", err)
-	}
-	s.nodeDone = make(chan error, 1)
-	go func(c *exec.Cmd, done chan error) { done <- c.Wait() }(s.node, s.nodeDone)
-
-	ctx, cancel := context.WithTimeout(context.Background(), rabbitStartTimeout)
-	defer cancel()
-	backoff := 20 * time.Millisecond
-	for {
+func (s *rabbitServer) startNode() (err error) {
+	cmd := exec.Command(rabbitBinary)
+	cmd.Env = s.env
+	s.node, err = testenv.StartProcess(cmd, filepath.Join(s.dir, "server.log"), rabbitStartTimeout, func(context.Context) error {
 		conn, err := amqp.Dial(s.url())
-		if err == nil {
-			return conn.Close()
+		if err != nil {
+			return err
 		}
-		select {
-		case err := <-s.nodeDone:
-			s.nodeDone <- err
-			out, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
-			return fmt.Errorf("rabbitmq-server exited (%v) before it answered:\n%s", err, out)
-		case <-ctx.Done():
-			return fmt.Errorf("rabbitmq-server on port %d did not answer within %s: %w", s.port, rabbitStartTimeout, err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 250*time.Millisecond)
-	}
+		return conn.Close()
+	})
+	return err
 }
 
 // kill SIGKILLs the node's process group and waits until it is gone.
-func (s *rabbitServer) kill() {
-	if s.node == nil || s.node.Process == nil {
-		return
-	}
-	_ = syscall.Kill(-s.node.Process.Pid, syscall.SIGKILL)
-	<-s.nodeDone
-	s.node = nil
-}
+func (s *rabbitServer) kill() { s.node.Kill() }
 
 func (s *rabbitServer) url() string { return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", s.port) }
 

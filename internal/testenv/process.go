@@ -1,0 +1,79 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+)
+
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Process is a server a test harness started (nats-server, rabbitmq-server)
+// in a process group of its own, so that Kill takes its children too.
+type Process struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// StartProcess starts cmd, its output appended to the file logPath, and
+// polls ready with a short backoff until it returns nil. It fails, with
+// the log, when the process exits first, and when ready has not succeeded
+// within timeout; then the process is killed.
+func StartProcess(cmd *exec.Cmd, logPath string, timeout time.Duration, ready func(context.Context) error) (*Process, error) {
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd.Path, err)
+	}
+	p := &Process{cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	backoff := 10 * time.Millisecond
+	for {
+		err := ready(ctx)
+		if err == nil {
+			return p, nil
+		}
+		select {
+		case exit := <-p.done:
+			p.done <- exit
+			out, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("%s exited (%v) before it was ready (%v):\n%s", cmd.Path, exit, err, out)
+		case <-ctx.Done():
+			p.Kill()
+			return nil, fmt.Errorf("%s not ready within %s: %w", cmd.Path, timeout, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 250*time.Millisecond)
+	}
+}
+
+// Kill SIGKILLs the process group and waits until the process is gone.
+// It may be called more than once.
+func (p *Process) Kill() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	err := <-p.done
+	p.done <- err
+}
