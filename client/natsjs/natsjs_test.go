@@ -1,14 +1,12 @@
 package natsjs_test
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/corrstore/corrstore/client"
 	"github.com/corrstore/corrstore/client/natsjs"
@@ -24,36 +22,18 @@ var (
 
 func TestMain(m *testing.M) {
 	server, serverErr = startNATS()
-	code := runTests(m)
+	code := testenv.RunLeakChecked(m)
 	if server != nil {
 		server.stop()
 	}
 	os.Exit(code)
 }
 
-// runTests runs the tests, then looks for goroutines they left behind
-// (the server's waiters excepted).
-func runTests(m *testing.M) int {
-	ignore := goleak.IgnoreCurrent()
-	code := m.Run()
-	if code == 0 {
-		// A restarted server's waiter is the harness's.
-		if err := goleak.Find(ignore, goleak.IgnoreAnyFunction("github.com/corrstore/corrstore/internal/testenv.StartProcess.func1")); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
-}
-
+// needServer skips (fails under CI=true) when the server is not installed, and
+// fails when it did not start.
 func needServer(t *testing.T) string {
 	t.Helper()
-	if serverErr != nil {
-		if serverErr == errNoNATS {
-			testenv.SkipOrFail(t, serverErr.Error())
-		}
-		t.Fatalf("nats-server: %v", serverErr)
-	}
+	testenv.NeedServer(t, serverErr, errNoNATS)
 	return server.url()
 }
 

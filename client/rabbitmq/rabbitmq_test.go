@@ -1,13 +1,11 @@
 package rabbitmq_test
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/corrstore/corrstore/client"
 	"github.com/corrstore/corrstore/client/rabbitmq"
@@ -25,38 +23,18 @@ var (
 
 func TestMain(m *testing.M) {
 	broker, brokerErr = startRabbit()
-	code := runTests(m)
+	code := testenv.RunLeakChecked(m)
 	if broker != nil {
 		broker.stop()
 	}
 	os.Exit(code)
 }
 
-// runTests runs the tests, then looks for goroutines they left behind
-// (the broker's own, started before, excepted). goleak.VerifyTestMain
-// would exit before the broker is stopped.
-func runTests(m *testing.M) int {
-	ignore := goleak.IgnoreCurrent()
-	code := m.Run()
-	if code == 0 {
-		// A restarted node's waiter is the broker's too.
-		if err := goleak.Find(ignore, goleak.IgnoreAnyFunction("github.com/corrstore/corrstore/internal/testenv.StartProcess.func1")); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
-}
-
-// needBroker skips (fails under CI=true) when the broker did not start.
+// needBroker skips (fails under CI=true) when the server is not installed, and
+// fails when it did not start.
 func needBroker(t *testing.T) string {
 	t.Helper()
-	if brokerErr != nil {
-		if brokerErr == errNoRabbit {
-			testenv.SkipOrFail(t, brokerErr.Error())
-		}
-		t.Fatalf("rabbitmq-server: %v", brokerErr)
-	}
+	testenv.NeedServer(t, brokerErr, errNoRabbit)
 	return broker.url()
 }
 

@@ -2,12 +2,16 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"syscall"
+	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
@@ -76,4 +80,36 @@ func (p *Process) Kill() {
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	err := <-p.done
 	p.done <- err
+}
+
+// RunLeakChecked is m.Run for a TestMain that owns a server: after the
+// tests it fails the run if they left goroutines behind — those running
+// before, and the waiters of processes StartProcess started (a server
+// restarted by a test), excepted. goleak.VerifyTestMain would exit before
+// the caller could stop its server.
+func RunLeakChecked(m *testing.M) int {
+	ignore := goleak.IgnoreCurrent()
+	code := m.Run()
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(ignore, goleak.IgnoreAnyFunction("github.com/corrstore/corrstore/internal/testenv.StartProcess.func1")); err != nil {
+		fmt.Fprintln(os.Stderr, "goleak:", err)
+		return 1
+	}
+	return 0
+}
+
+// NeedServer fails tb when the package's server could not start (err), or
+// skips it (fails under CI=true, see SkipOrFail) when the reason is that
+// the server is not installed (missing).
+func NeedServer(tb testing.TB, err, missing error) {
+	tb.Helper()
+	switch {
+	case err == nil:
+	case errors.Is(err, missing):
+		SkipOrFail(tb, err.Error())
+	default:
+		tb.Fatalf("the test server did not start: %v", err)
+	}
 }
