@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -123,7 +122,7 @@ func (t txn) storeApart(key string, c *store.Correlation) error {
 // reads from KeptFrom).
 func (t txn) storeEvents(key string, c *store.Correlation) error {
 	tb, base, cut := t.tx.Bucket(bucketTimeline), c.EventBase(), c.KeptFrom(t.s.lim)
-	if err := putIndexed(tb, key, base, c.Events, func(ev store.TimelineEvent) ([]byte, error) { return json.Marshal(ev) }); err != nil {
+	if err := putIndexed(tb, key, base, c.Events, func(ev store.TimelineEvent) ([]byte, error) { return store.MarshalEvent(ev), nil }); err != nil {
 		return err
 	}
 	if cut/dropEvery == (cut-len(c.Events))/dropEvery && cut > 0 && base > 0 {
@@ -190,8 +189,8 @@ func (t txn) attach(c *store.Correlation) error {
 	var events []store.TimelineEvent
 	ec := t.tx.Bucket(bucketTimeline).Cursor()
 	for k, v := ec.Seek(replyKey(c.Ref().String(), c.KeptFrom(t.s.lim))); k != nil && bytes.HasPrefix(k, p); k, v = ec.Next() {
-		var ev store.TimelineEvent
-		if err := json.Unmarshal(v, &ev); err != nil {
+		ev, err := store.UnmarshalEvent(v)
+		if err != nil {
 			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: timeline event %x: %v", store.ErrCorrupt, k[len(p):], err)}
 		}
 		events = append(events, ev)

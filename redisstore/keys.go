@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -286,7 +285,7 @@ func (sc *script) storeApart(l layout, sh int, key string, c *store.Correlation)
 // ref key under the indexes c.EventBase() …, and drop the events that these
 // push out of the kept window (the last MaxEvents).
 func (sc *script) storeEvents(l layout, sh int, key string, c *store.Correlation, lim store.Limits) error {
-	enc := func(ev store.TimelineEvent) ([]byte, error) { return json.Marshal(ev) }
+	enc := func(ev store.TimelineEvent) ([]byte, error) { return store.MarshalEvent(ev), nil }
 	return storeIndexed(sc, l.timeline(sh, key), c.Events, c.EventBase(), lim.MaxEvents, c.KeptFrom(lim), enc)
 }
 

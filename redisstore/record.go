@@ -135,7 +135,7 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 		c.AttachReplies(rs)
 		// A schema-2 record still holds its timeline and late ring: those
 		// follow what is stored apart (indexes below EventBase, LateBase).
-		evs, err := decodeIndexed(c, tcmds[i].Val(), "", c.KeptFrom(s.lim), c.EventBase(), decodeTimelineEvent)
+		evs, err := decodeIndexed(c, tcmds[i].Val(), "", c.KeptFrom(s.lim), c.EventBase(), store.UnmarshalEvent)
 		if err != nil {
 			return err
 		}
@@ -149,12 +149,6 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 		}
 	}
 	return nil
-}
-
-func decodeTimelineEvent(b []byte) (store.TimelineEvent, error) {
-	var ev store.TimelineEvent
-	err := json.Unmarshal(b, &ev)
-	return ev, err
 }
 
 // decodeIndexed decodes the values of a hash of "<prefix><index>" → value
