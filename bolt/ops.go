@@ -78,7 +78,10 @@ func (t txn) save(c *store.Correlation, before entries) error {
 		return err
 	}
 	bare := *c // c keeps this step's events: its change event names them
-	bare.Events, bare.Late = nil, nil
+	bare.Late = nil
+	if !c.EventsInline() {
+		bare.Events = nil
+	}
 	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return &writeError{err: err, bug: true}
@@ -121,6 +124,9 @@ func (t txn) storeApart(key string, c *store.Correlation) error {
 // dropped 32 at a time: one write in 32 deletes, the others only add (Get
 // reads from KeptFrom).
 func (t txn) storeEvents(key string, c *store.Correlation) error {
+	if c.EventsInline() {
+		return nil // kept inside the record
+	}
 	tb, base, cut := t.tx.Bucket(bucketTimeline), c.EventBase(), c.KeptFrom(t.s.lim)
 	if err := putIndexed(tb, key, base, c.Events, func(ev store.TimelineEvent) ([]byte, error) { return store.MarshalEvent(ev), nil }); err != nil {
 		return err
@@ -195,8 +201,10 @@ func (t txn) attach(c *store.Correlation) error {
 		}
 		events = append(events, ev)
 	}
-	c.Events = nil // those of the step that read it, if any: stored apart now
-	c.AttachEvents(events)
+	if !c.EventsInline() {
+		c.Events = nil // those of the step that read it, if any: stored apart now
+		c.AttachEvents(events)
+	}
 	c.Late = nil
 	lc := t.tx.Bucket(bucketLate).Cursor()
 	from := c.LateFrom()

@@ -285,6 +285,9 @@ func (sc *script) storeApart(l layout, sh int, key string, c *store.Correlation)
 // ref key under the indexes c.EventBase() …, and drop the events that these
 // push out of the kept window (the last MaxEvents).
 func (sc *script) storeEvents(l layout, sh int, key string, c *store.Correlation, lim store.Limits) error {
+	if c.EventsInline() {
+		return nil // kept inside the record
+	}
 	enc := func(ev store.TimelineEvent) ([]byte, error) { return store.MarshalEvent(ev), nil }
 	return storeIndexed(sc, l.timeline(sh, key), c.Events, c.EventBase(), lim.MaxEvents, c.KeptFrom(lim), enc)
 }

@@ -197,7 +197,10 @@ func (s *Store) decodeLoaded(key, v string) (*loaded, error) {
 // prev is the header read ("" for a new record); token names this write.
 func value(c *store.Correlation, prev, token string) (string, error) {
 	bare := *c
-	bare.Replies, bare.Events, bare.Late = nil, nil, nil
+	bare.Replies, bare.Late = nil, nil
+	if !c.EventsInline() {
+		bare.Events = nil
+	}
 	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return "", err

@@ -255,6 +255,15 @@ func (c *Correlation) ReplyBase() int { return c.Held.Count - len(c.Replies) }
 // timeline keeps the events of index KeptFrom(lim) on.
 func (c *Correlation) EventBase() int { return c.EventSeq - len(c.Events) }
 
+// InlineEvents is how many events a timeline may have had (EventSeq) and
+// still be kept inside the record: most correlations live their whole life
+// in fewer (registered, a reply, the outcome, a dispatch claim and ack), so
+// they need no second key. Past it, backends keep the timeline apart.
+const InlineEvents = 8
+
+// EventsInline reports whether c's timeline is kept inside its record.
+func (c *Correlation) EventsInline() bool { return c.EventSeq <= InlineEvents }
+
 // KeptFrom is the index of the oldest timeline event kept under lim.
 func (c *Correlation) KeptFrom(lim Limits) int { return max(0, c.EventSeq-lim.MaxEvents) }
 

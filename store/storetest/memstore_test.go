@@ -537,7 +537,9 @@ func (m *memStore) listByOffset(f store.Filter, order func(a, b *store.Correlati
 func bare(c *store.Correlation, since int) *store.Correlation {
 	n := c.Clone()
 	n.Replies = nil
-	n.Events = n.Events[len(n.Events)-min(len(n.Events), n.EventSeq-since):]
+	if since > store.InlineEvents { // else the timeline was inside the record: all of it
+		n.Events = n.Events[len(n.Events)-min(len(n.Events), n.EventSeq-since):]
+	}
 	if len(n.Events) == 0 {
 		n.Events = nil
 	}
@@ -548,5 +550,7 @@ func listItem(f store.Filter, c *store.Correlation) *store.Correlation {
 	if f.Full {
 		return c.Clone()
 	}
-	return bare(c, c.EventSeq)
+	n := bare(c, c.EventSeq)
+	n.Events = nil // list items carry no timeline
+	return n
 }
