@@ -83,6 +83,10 @@ bench-client: ## request->reply round trips, 64 requesters: client on bbolt and 
 bench-deliver-cost: ## one Deliver to gathers holding 1, 100, 999 replies of 1 KiB, interleaved, bolt and a real redis-server; ratios to stored=1 (about 3 min)
 	$(GO) test -run '^$$' -bench DeliverCost -benchtime 960x ./bolt/ ./redisstore/
 
+.PHONY: bench-peers
+bench-peers: ## corrstore against asynq and a raw MULTI HSET ZADD EXEC on one redis-server, interleaved rounds; prints `ratio NAME MEDIAN (MIN–MAX) rounds=N` (bench/ module; ~5 min)
+	cd bench && $(GO) test -run '^$$' -bench Peers -benchtime 1x -timeout 30m .
+
 .PHONY: repro-record
 repro-record: ## issue 16 §4 through `corrstore serve`: 1 MiB replies to a gather until 413, 40 late ones to a single; answer sizes, RSS, registrations beside
 	CORRSTORE_REPRO_RECORD=1 $(GO) test -count=1 -timeout 10m -run '^TestReproRecord$$' -v ./cmd/corrstore/
