@@ -59,7 +59,7 @@ var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 var (
 	// ops are the store operations, the op label.
 	ops = []string{"register", "deliver", "get", "extend", "cancel", "expire", "expire_due",
-		"claim_dispatch", "ack_dispatch", "nack_dispatch", "redispatch", "list", "stats", "purge",
+		"claim_dispatch", "ack_dispatch", "nack_dispatch", "extend_dispatch", "redispatch", "list", "stats", "purge",
 		"drop_early_replies", "secret"}
 	// errorKinds are the kind label of corrstore_store_op_errors_total.
 	errorKinds []string

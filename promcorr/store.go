@@ -101,9 +101,9 @@ func (s *instrumented) ExpireDue(ctx context.Context, now time.Time, limit int) 
 	return cs, err
 }
 
-func (s *instrumented) ClaimDispatch(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
+func (s *instrumented) ClaimDispatch(ctx context.Context, r store.ClaimRequest) ([]*store.Correlation, error) {
 	start := time.Now()
-	cs, err := s.st.ClaimDispatch(ctx, instance, now, lease, limit)
+	cs, err := s.st.ClaimDispatch(ctx, r)
 	s.observe("claim_dispatch", start, err)
 	if n := len(cs); n > 0 {
 		s.m.dispatch.WithLabelValues("claimed").Add(float64(n))
@@ -132,6 +132,13 @@ func (s *instrumented) NackDispatch(ctx context.Context, ref store.Ref, claim st
 		}
 		s.m.dispatch.WithLabelValues(result).Inc()
 	}
+	return res, err
+}
+
+func (s *instrumented) ExtendDispatch(ctx context.Context, ref store.Ref, claim store.Claim, until time.Time) (store.Result, error) {
+	start := time.Now()
+	res, err := s.st.ExtendDispatch(ctx, ref, claim, until)
+	s.observe("extend_dispatch", start, err)
 	return res, err
 }
 

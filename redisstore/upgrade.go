@@ -544,7 +544,7 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 		e := entriesOf(m.c)
 		for ix, z := range e.index() {
 			if z.ok {
-				keys = append(keys, u.keys.indexKey(ix, sh, e.ns))
+				keys = append(keys, u.keys.entryKey(ix, sh, e))
 				args = append(args, z.score)
 			}
 		}

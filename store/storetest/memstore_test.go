@@ -326,13 +326,16 @@ func (m *memStore) ExpireDue(_ context.Context, now time.Time, limit int) ([]*st
 	return out, nil
 }
 
-func (m *memStore) ClaimDispatch(_ context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
-	if err := m.lock(store.ValidateClaim(instance, lease, limit)); err != nil {
+func (m *memStore) ClaimDispatch(_ context.Context, r store.ClaimRequest) ([]*store.Correlation, error) {
+	if err := m.lock(store.ValidateClaim(r)); err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
+	instance, now, lease, limit := r.Instance, r.Now, r.Lease, r.Limit
 	due := m.selectSorted(
-		func(c *store.Correlation) bool { return c.DispatchDue(now) },
+		func(c *store.Correlation) bool {
+			return c.DispatchDue(now) && (r.Serves(c) || m.bug == "claim-any-handler")
+		},
 		func(a, b *store.Correlation) int {
 			return cmp.Or(a.Dispatch.NextAt.Compare(b.Dispatch.NextAt), byRef(a, b))
 		})
