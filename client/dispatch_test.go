@@ -104,7 +104,7 @@ func TestReconcileOnStart(t *testing.T) {
 	_, err = e.st.Deliver(ctx, store.RefOf("o2"), store.Reply{Body: []byte("done")})
 	require.NoError(t, err)
 	// A dead instance had claimed o2 and never acked: its lease runs 30s.
-	claimed, err := e.st.ClaimDispatch(ctx, store.ClaimRequest{Instance: "dead-instance", Handlers: []string{"resume"}, Now: e.clock.Now(), Lease: 30*time.Second, Limit: 10})
+	claimed, err := e.st.ClaimDispatch(ctx, store.ClaimRequest{Instance: "dead-instance", Handlers: []string{"resume"}, Now: e.clock.Now(), Lease: 30 * time.Second, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, claimed, 2)
 	_, err = e.st.AckDispatch(ctx, store.RefOf("o1"), claimed[0].Dispatch.Claim()) // o1 was handled

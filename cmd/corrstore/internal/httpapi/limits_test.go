@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corrstore/corrstore/store"
 )
 
 func TestPendingPerNamespaceLimit(t *testing.T) {
