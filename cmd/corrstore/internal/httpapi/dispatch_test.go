@@ -178,7 +178,9 @@ func TestPullClaimWaits(t *testing.T) {
 	e := newEnv(t, envOpts{auth: true, cfg: withCallbacks(t, "", false)})
 	e.want(e.do("POST", "/v1/correlations", teamAWriter, obj{"id": "w1", "callback": obj{"handler": "worker"}}), http.StatusCreated)
 	done := make(chan resp)
-	go func() { done <- e.do("POST", "/v1/dispatch/claim", teamAWriter, obj{"handler": "worker", "wait": "20s"}) }()
+	go func() {
+		done <- e.do("POST", "/v1/dispatch/claim", teamAWriter, obj{"handler": "worker", "wait": "20s"})
+	}()
 	start := time.Now()
 	e.want(e.do("POST", "/v1/correlations/w1/cancel", teamAWriter, nil), http.StatusOK)
 	r := e.want(<-done, http.StatusOK)
