@@ -48,7 +48,9 @@ type Metrics struct {
 	clientDispatch *prometheus.CounterVec
 	clientHandled  *prometheus.HistogramVec
 	clientWaited   *prometheus.HistogramVec
+	attemptTook    *prometheus.HistogramVec
 	seen           sync.Map // label values whose sibling series are initialised
+	handlers       sync.Map // handler names that get their own label value (NameHandlers)
 }
 
 // latencyBuckets are the buckets of the latency histograms, in seconds.
@@ -112,7 +114,10 @@ func New(reg prometheus.Registerer, opts Options) *Metrics {
 	m.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corrstore_outcomes_total",
 		Help: "Outcomes decided in this process, by state."}, []string{"state"})
 	m.dispatch = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corrstore_dispatch_total",
-		Help: "Dispatch results: claimed, acked, failed, dead, redispatched."}, []string{"result"})
+		Help: "Dispatch results by handler (named ones; the rest are other): claimed, acked, failed, dead, redispatched."}, []string{"handler", "result"})
+	m.attemptTook = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corrstore_webhook_attempt_duration_seconds",
+		Help:    "How long webhook attempts took, by handler (named ones; the rest are other) and result: done, retry, dead, lost.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"handler", "result"})
 	m.opLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corrstore_store_op_duration_seconds",
 		Help: "Latency of store operations, by operation.", Buckets: latencyBuckets}, []string{"op"})
 	m.opErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corrstore_store_op_errors_total",
@@ -154,9 +159,7 @@ func New(reg prometheus.Registerer, opts Options) *Metrics {
 			m.outcomes.WithLabelValues(string(s))
 		}
 	}
-	for _, r := range dispatchResults {
-		m.dispatch.WithLabelValues(r)
-	}
+	m.NameHandlers(OtherHandler)
 	for _, op := range ops {
 		for _, k := range errorKinds {
 			m.opErrors.WithLabelValues(op, k)
@@ -171,8 +174,45 @@ func New(reg prometheus.Registerer, opts Options) *Metrics {
 
 	reg.MustRegister(m.registered, m.replies, m.outcomes, m.dispatch, m.opLatency, m.opErrors,
 		m.passDuration, m.expiryLag, m.reaperExpired, m.purged, m.earlyDropped, m.corrupt, m.passFailed,
-		m.clientSent, m.clientReplies, m.clientDispatch, m.clientHandled, m.clientWaited)
+		m.clientSent, m.clientReplies, m.clientDispatch, m.clientHandled, m.clientWaited, m.attemptTook)
 	return m
+}
+
+// OtherHandler is the handler label value of every handler not named with
+// NameHandlers: handler names are chosen by writers, so only the ones an
+// operator or a service names get a series of their own.
+const OtherHandler = "other"
+
+// NameHandlers gives handlers their own handler label value (serve names
+// those of its callbacks file, Client those a service handles); their
+// dispatch results start at 0.
+func (m *Metrics) NameHandlers(handlers ...string) {
+	for _, h := range handlers {
+		if _, done := m.handlers.LoadOrStore(h, true); !done {
+			for _, r := range dispatchResults {
+				m.dispatch.WithLabelValues(h, r)
+			}
+		}
+	}
+}
+
+// handlerLabel is the handler label value of h.
+func (m *Metrics) handlerLabel(h string) string {
+	if _, ok := m.handlers.Load(h); ok {
+		return h
+	}
+	return OtherHandler
+}
+
+// Webhooks returns what serve's webhook dispatcher reports its attempts to.
+func (m *Metrics) Webhooks() WebhookMetrics { return WebhookMetrics{m} }
+
+// WebhookMetrics times webhook attempts by handler and result.
+type WebhookMetrics struct{ m *Metrics }
+
+// Attempt records one webhook attempt.
+func (w WebhookMetrics) Attempt(handler, result string, took time.Duration) {
+	w.m.attemptTook.WithLabelValues(w.m.handlerLabel(handler), result).Observe(took.Seconds())
 }
 
 // WatchStore registers the collector that reads st.Stats at each scrape:
@@ -265,6 +305,7 @@ type clientMetrics struct{ m *Metrics }
 var _ client.Metrics = clientMetrics{}
 
 func (c clientMetrics) initHandler(h string) {
+	c.m.NameHandlers(h)
 	if _, done := c.m.seen.LoadOrStore("handler\x00"+h, true); !done {
 		for _, r := range clientDispatchResults {
 			c.m.clientDispatch.WithLabelValues(h, r)

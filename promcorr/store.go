@@ -27,6 +27,14 @@ func (s *instrumented) observe(op string, start time.Time, err error) {
 	}
 }
 
+func (s *instrumented) dispatched(c *store.Correlation, result string) {
+	h := ""
+	if c != nil {
+		h = c.Callback.Handler
+	}
+	s.m.dispatch.WithLabelValues(s.m.handlerLabel(h), result).Inc()
+}
+
 func (s *instrumented) outcome(c *store.Correlation) {
 	if c != nil && c.State.Terminal() {
 		s.m.outcomes.WithLabelValues(string(c.State)).Inc()
@@ -105,8 +113,8 @@ func (s *instrumented) ClaimDispatch(ctx context.Context, r store.ClaimRequest) 
 	start := time.Now()
 	cs, err := s.st.ClaimDispatch(ctx, r)
 	s.observe("claim_dispatch", start, err)
-	if n := len(cs); n > 0 {
-		s.m.dispatch.WithLabelValues("claimed").Add(float64(n))
+	for _, c := range cs {
+		s.m.dispatch.WithLabelValues(s.m.handlerLabel(c.Callback.Handler), "claimed").Inc()
 	}
 	return cs, err
 }
@@ -116,7 +124,7 @@ func (s *instrumented) AckDispatch(ctx context.Context, ref store.Ref, claim sto
 	res, err := s.st.AckDispatch(ctx, ref, claim)
 	s.observe("ack_dispatch", start, err)
 	if err == nil && !res.Duplicate {
-		s.m.dispatch.WithLabelValues("acked").Inc()
+		s.dispatched(res.Correlation, "acked")
 	}
 	return res, err
 }
@@ -130,7 +138,7 @@ func (s *instrumented) NackDispatch(ctx context.Context, ref store.Ref, claim st
 		if res.Correlation != nil && res.Correlation.Dispatch.State == store.DispatchDead {
 			result = "dead"
 		}
-		s.m.dispatch.WithLabelValues(result).Inc()
+		s.dispatched(res.Correlation, result)
 	}
 	return res, err
 }
@@ -147,7 +155,7 @@ func (s *instrumented) Redispatch(ctx context.Context, ref store.Ref) (store.Res
 	res, err := s.st.Redispatch(ctx, ref)
 	s.observe("redispatch", start, err)
 	if err == nil && !res.Duplicate {
-		s.m.dispatch.WithLabelValues("redispatched").Inc()
+		s.dispatched(res.Correlation, "redispatched")
 	}
 	return res, err
 }

@@ -37,7 +37,7 @@ func TestCountersStartAtZero(t *testing.T) {
 		want = append(want, "corrstore_outcomes_total{"+s+"}")
 	}
 	for _, r := range []string{"claimed", "acked", "failed", "dead", "redispatched"} {
-		want = append(want, "corrstore_dispatch_total{"+r+"}")
+		want = append(want, "corrstore_dispatch_total{other,"+r+"}", "corrstore_dispatch_total{notify,"+r+"}")
 	}
 	for _, o := range []string{"completed", "partial", "no_reply", "timed_out"} {
 		want = append(want, "corrstore_reaper_expired_total{"+o+"}")
