@@ -56,8 +56,11 @@ type Main struct {
 	CallbacksStrict bool
 	// WebhookTimeout bounds one webhook attempt.
 	WebhookTimeout time.Duration
-	LogLevel       string
-	ShowVersion    bool
+	// WebhookRetryMin and WebhookRetryMax bound the backoff between
+	// attempts (webhooks, and pull nacks without retry_in).
+	WebhookRetryMin, WebhookRetryMax time.Duration
+	LogLevel                         string
+	ShowVersion                      bool
 
 	Logger *slog.Logger
 	// Clock, when set (tests), replaces the real clock everywhere.
@@ -90,17 +93,19 @@ type Main struct {
 // NewMain returns a Main with the defaults.
 func NewMain() *Main {
 	return &Main{
-		Listen:         "127.0.0.1:7411",
-		StoreURL:       "bolt://./corrstore.db",
-		ReaperInterval: reaper.DefaultInterval,
-		DefaultTimeout: 30 * time.Second,
-		MaxTimeout:     366 * 24 * time.Hour,
-		MaxBody:        httpapi.DefaultMaxBody,
-		MaxRecordBytes: store.Limits{}.WithDefaults().MaxRecordBytes,
-		MaxWait:        httpapi.DefaultMaxWait,
-		WebhookTimeout: webhook.DefaultTimeout,
-		LogLevel:       "info",
-		errc:           make(chan error, 1),
+		Listen:          "127.0.0.1:7411",
+		StoreURL:        "bolt://./corrstore.db",
+		ReaperInterval:  reaper.DefaultInterval,
+		DefaultTimeout:  30 * time.Second,
+		MaxTimeout:      366 * 24 * time.Hour,
+		MaxBody:         httpapi.DefaultMaxBody,
+		MaxRecordBytes:  store.Limits{}.WithDefaults().MaxRecordBytes,
+		MaxWait:         httpapi.DefaultMaxWait,
+		WebhookTimeout:  webhook.DefaultTimeout,
+		WebhookRetryMin: webhook.DefaultFirstRetry,
+		WebhookRetryMax: webhook.DefaultMaxRetry,
+		LogLevel:        "info",
+		errc:            make(chan error, 1),
 	}
 }
 
@@ -124,6 +129,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.CallbacksFile, "callbacks-file", m.CallbacksFile, "handlers whose outcomes serve POSTs as signed webhooks, one per line: NAMESPACE HANDLER URL SECRET[,SECRET…] or NAMESPACE HANDLER pull (see docs/OPERATIONS.md); reloaded on SIGHUP")
 	fs.BoolVar(&m.CallbacksStrict, "callbacks-strict", m.CallbacksStrict, "refuse (400) registrations whose handler --callbacks-file neither pushes nor declares pull-only")
 	fs.DurationVar(&m.WebhookTimeout, "webhook-timeout", m.WebhookTimeout, "bound on one webhook attempt, the answer included")
+	fs.DurationVar(&m.WebhookRetryMin, "webhook-retry-min", m.WebhookRetryMin, "wait after a failed first attempt (webhooks, and pull nacks without retry_in); it doubles each attempt, ±20% jitter")
+	fs.DurationVar(&m.WebhookRetryMax, "webhook-retry-max", m.WebhookRetryMax, "longest wait between two attempts")
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&m.ShowVersion, "version", false, "print the version and exit")
 	var envErr error
@@ -163,6 +170,8 @@ func (m *Main) ParseFlags(args []string) error {
 		return fmt.Errorf("--max-wait: must be between 1ms and 10m, got %s", m.MaxWait)
 	case m.WebhookTimeout <= 0 || m.WebhookTimeout > 10*time.Minute:
 		return fmt.Errorf("--webhook-timeout: must be between 1ms and 10m, got %s", m.WebhookTimeout)
+	case m.WebhookRetryMin <= 0 || m.WebhookRetryMax < m.WebhookRetryMin:
+		return fmt.Errorf("--webhook-retry-min and --webhook-retry-max: need 0 < min <= max, got %s and %s", m.WebhookRetryMin, m.WebhookRetryMax)
 	case m.CallbacksStrict && m.CallbacksFile == "":
 		return errors.New("--callbacks-strict: needs --callbacks-file")
 	}
@@ -254,7 +263,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if callbacks != nil {
 		m.Metrics.NameHandlers(callbacks.Handlers()...)
 		m.Webhooks, err = webhook.New(webhook.Config{Store: m.Store, Clock: clock, Logger: m.Logger,
-			Timeout: m.WebhookTimeout, Metrics: m.Metrics.Webhooks()}, callbacks)
+			Timeout: m.WebhookTimeout, Backoff: m.backoff(), Metrics: m.Metrics.Webhooks()}, callbacks)
 		if err != nil {
 			return err
 		}
@@ -263,7 +272,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Store: m.Store, Clock: clock, Logger: m.Logger, Tokens: tokens, ReplyTokens: replyTokens,
 		MaxBody: m.MaxBody, MaxWait: m.MaxWait,
 		MaxPendingPerNamespace: m.MaxPendingPerNamespace, MaxBytesPerNamespace: m.MaxBytesPerNamespace,
-		Callbacks: m.callbacks, StrictHandlers: m.CallbacksStrict,
+		Callbacks: m.callbacks, StrictHandlers: m.CallbacksStrict, Backoff: m.backoff(),
 		Instrument: m.HTTPMetrics.Instrument,
 		Metrics:    promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}),
 	})
@@ -317,6 +326,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	log.Info("corrstore serving", "addr", m.Addr.String(), "store", storeurl.Redact(m.StoreURL), "reaper_interval", m.ReaperInterval, "version", version)
 	return nil
+}
+
+// backoff is the retry schedule the flags set.
+func (m *Main) backoff() func(int) time.Duration {
+	return webhook.Backoff(m.WebhookRetryMin, m.WebhookRetryMax)
 }
 
 // callbacks is the callbacks file in use (nil: none).

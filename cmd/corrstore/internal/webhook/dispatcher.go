@@ -50,12 +50,20 @@ const (
 // 1 h, with ±20% jitter: with the store's default budget of 10 attempts an
 // outcome is retried for about 42 minutes before it is dead.
 func DefaultBackoff(attempt int) time.Duration {
-	d := DefaultFirstRetry
-	for i := 1; i < attempt && d < DefaultMaxRetry; i++ {
-		d *= 2
+	return Backoff(DefaultFirstRetry, DefaultMaxRetry)(attempt)
+}
+
+// Backoff waits first after the first failed attempt, doubling up to most,
+// with ±20% jitter so that the retries of many outcomes spread out.
+func Backoff(first, most time.Duration) func(attempt int) time.Duration {
+	return func(attempt int) time.Duration {
+		d := first
+		for i := 1; i < attempt && d < most; i++ {
+			d *= 2
+		}
+		d = min(d, most)
+		return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 	}
-	d = min(d, DefaultMaxRetry)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // Metrics receives one call per attempt: the handler's label value (see
