@@ -248,6 +248,7 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, keysOf func(sh int) []str
 				again = append(again, p.d)
 				continue
 			}
+			p.c.Replies = nil // any held inside a schema-2 record are now apart
 			switch p.v {
 			case report:
 				out = append(out, p.c)
@@ -327,6 +328,9 @@ func (s *Store) ClaimDispatch(ctx context.Context, r store.ClaimRequest) ([]*sto
 		}
 		return keep
 	})
+	if aerr := s.attach(ctx, out...); aerr != nil && err == nil { // the handler gets the replies
+		err = aerr
+	}
 	if err != nil {
 		return out, err // the ones decided before the error are written
 	}
