@@ -66,7 +66,8 @@ type Store interface {
 
 	// ClaimDispatch leases up to r.Limit outcomes due at r.Now whose handler
 	// is one of r.Handlers, in r.Namespace ("" for every namespace), to
-	// r.Instance until r.Now+r.Lease, earliest due first. An outcome whose
+	// r.Instance until r.Now+r.Lease, earliest due first, each with its
+	// replies as Get returns it (the handler gets them). An outcome whose
 	// attempts are used up turns dead instead. Its cost is what it claims
 	// (the dispatch index is keyed by handler and namespace), never a scan
 	// past other handlers' backlog. Errors: ErrInvalid (see ValidateClaim).

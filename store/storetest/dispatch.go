@@ -465,6 +465,10 @@ func testClaimScopeOrder(t *testing.T, e *env) {
 	e.clock.Add(time.Second)
 	got := e.claimScoped("w", "", 2, "pull", "hook")
 	require.Equal(t, []string{"so-1", "so-2"}, idsInOrder(got), "earliest first across handlers and namespaces")
+	for _, c := range got {
+		require.Len(t, c.Replies, 1, "%s: a claim carries the replies, as Get", c.Ref())
+		require.Equal(t, reply("r").Body, c.Replies[0].Body)
+	}
 	require.Equal(t, []string{"so-3"}, idsInOrder(e.claimScoped("w", "", 2, "pull", "hook")))
 }
 

@@ -137,37 +137,15 @@ func cmp0[T comparable](v, def T) T {
 	return v
 }
 
-// writeClaimed answers the claimed outcomes, each with its replies (the
-// claim may not carry them). One whose record cannot be read is handed
-// back at once.
+// writeClaimed answers the claimed outcomes (a claim carries the replies).
 func (s *Server) writeClaimed(c *call, got []*store.Correlation) error {
 	out := wire.ClaimResponse{Items: []wire.ClaimedItem{}}
-	ctx := context.WithoutCancel(c.r.Context())
-	var firstErr error
 	for _, cl := range got {
-		full, err := s.st.Get(ctx, cl.Ref())
-		if err != nil {
-			if _, nerr := s.st.NackDispatch(ctx, cl.Ref(), cl.Dispatch.Claim(), "pull: read the record: "+err.Error(), s.clock.Now()); nerr != nil {
-				s.log.Warn("could not hand back a claim", "ref", cl.Ref().String(), "err", nerr)
-			}
-			firstErr = cmpErr(firstErr, err)
-			continue
-		}
 		out.Items = append(out.Items, wire.ClaimedItem{Claim: encodeClaim(cl.Dispatch.Claim()),
-			LeaseUntil: cl.Dispatch.NextAt.UTC(), Attempt: cl.Dispatch.Attempts, Correlation: wire.OutcomeOf(full)})
-	}
-	if len(out.Items) == 0 && firstErr != nil {
-		return firstErr
+			LeaseUntil: cl.Dispatch.NextAt.UTC(), Attempt: cl.Dispatch.Attempts, Correlation: wire.OutcomeOf(cl)})
 	}
 	writeJSON(c.w, http.StatusOK, out)
 	return nil
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // pullInstance names the lease holder of one claim request: each claim is

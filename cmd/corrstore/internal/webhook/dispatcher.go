@@ -347,19 +347,14 @@ var errStopping = errors.New("serve stopping; handed back")
 // attempt POSTs one claimed outcome to ep and settles the claim.
 func (d *Dispatcher) attempt(ctx context.Context, ep Endpoint, c *store.Correlation) {
 	log := d.log.With("ref", c.Ref().String(), "handler", c.Callback.Handler, "attempt", c.Dispatch.Attempts, "url", ep.URL)
-	// The claim may carry no reply bodies; the outcome view has them all.
-	full, err := d.cfg.Store.Get(ctx, c.Ref())
-	if err != nil {
-		d.settle(ctx, c, "", fmt.Errorf("read the record: %w", err), 0)
-		return
-	}
-	body, err := Payload(full)
+	body, err := Payload(c) // a claim carries the replies
+
 	if err != nil {
 		d.settle(ctx, c, "", err, 0)
 		return
 	}
 	start := time.Now()
-	status, err := d.post(ctx, ep, MessageID(full), body)
+	status, err := d.post(ctx, ep, MessageID(c), body)
 	took := time.Since(start)
 	if err == nil {
 		log.Debug("webhook delivered", "status", status, "took", took)
