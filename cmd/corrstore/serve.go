@@ -86,6 +86,8 @@ type Main struct {
 	reaperW sync.WaitGroup
 	hookW   sync.WaitGroup
 	stopHUP func()
+	// onReload, when set (tests), hears the result of each SIGHUP reload.
+	onReload func(error)
 	serveW  sync.WaitGroup
 	errc    chan error
 }
@@ -367,10 +369,14 @@ func (m *Main) watchHUP(log *slog.Logger) {
 			case <-done:
 				return
 			case <-hup:
-				if err := m.Reload(); err != nil {
+				err := m.Reload()
+				if err != nil {
 					log.Error("SIGHUP: callbacks file not reloaded; the one in use stays", "err", err)
 				} else {
 					log.Info("SIGHUP: callbacks file reloaded", "callbacks_file", m.CallbacksFile, "handlers", len(m.callbacks().Handlers()))
+				}
+				if m.onReload != nil {
+					m.onReload(err)
 				}
 			}
 		}
