@@ -88,8 +88,8 @@ type Main struct {
 	stopHUP func()
 	// onReload, when set (tests), hears the result of each SIGHUP reload.
 	onReload func(error)
-	serveW  sync.WaitGroup
-	errc    chan error
+	serveW   sync.WaitGroup
+	errc     chan error
 }
 
 // NewMain returns a Main with the defaults.
