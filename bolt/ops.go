@@ -711,6 +711,45 @@ func (s *Store) ClaimDispatch(ctx context.Context, r store.ClaimRequest) ([]*sto
 	return out, soft
 }
 
+// OldestDispatchDue implements store.Store: the first key of the handler's
+// range in each namespace (one seek each).
+func (s *Store) OldestDispatchDue(ctx context.Context, namespace, handler string) (time.Time, error) {
+	if s.closed.Load() {
+		return time.Time{}, store.ErrClosed
+	}
+	if err := validateOldest(namespace, handler); err != nil {
+		return time.Time{}, err
+	}
+	var oldest time.Time
+	err := s.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketDispatch).Cursor()
+		hp := dispatchPrefix(handler, namespace)
+		for k, _ := c.Seek(hp); k != nil && bytes.HasPrefix(k, hp); {
+			p, at, _, ok := splitDispatchKey(k)
+			if ok && (oldest.IsZero() || at.Before(oldest)) {
+				oldest = at
+			}
+			if !ok || namespace != "" {
+				return nil
+			}
+			next := bytes.Clone(p)
+			next[len(next)-1] = 1 // past every key of this namespace
+			k, _ = c.Seek(next)
+		}
+		return nil
+	})
+	return oldest, err
+}
+
+func validateOldest(namespace, handler string) error {
+	if namespace != "" {
+		if err := store.ValidateNamespace(namespace); err != nil {
+			return err
+		}
+	}
+	return store.ValidateHandler(handler)
+}
+
 // dueDispatch lists the dispatch keys due at r.Now of r's handlers in r's
 // namespace, or in every namespace: up to limit of each range, then the
 // limit earliest of them all. It seeks from one namespace's range to the

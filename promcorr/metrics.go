@@ -61,7 +61,7 @@ var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 var (
 	// ops are the store operations, the op label.
 	ops = []string{"register", "deliver", "get", "extend", "cancel", "expire", "expire_due",
-		"claim_dispatch", "ack_dispatch", "nack_dispatch", "extend_dispatch", "redispatch", "list", "stats", "purge",
+		"claim_dispatch", "ack_dispatch", "nack_dispatch", "extend_dispatch", "oldest_dispatch_due", "redispatch", "list", "stats", "purge",
 		"drop_early_replies", "secret"}
 	// errorKinds are the kind label of corrstore_store_op_errors_total.
 	errorKinds []string
@@ -220,12 +220,13 @@ func (w WebhookMetrics) Attempt(handler, result string, took time.Duration) {
 // correlations by state, dispatch backlog by state, early replies, and
 // whether the store answered. Watch one store per registry.
 func (m *Metrics) WatchStore(st store.Store) {
-	m.reg.MustRegister(&statsCollector{st: st, clock: m.clock})
+	m.reg.MustRegister(&statsCollector{st: st, clock: m.clock, m: m})
 }
 
 type statsCollector struct {
 	st    store.Store
 	clock store.Clock
+	m     *Metrics
 }
 
 var (
@@ -239,12 +240,14 @@ var (
 		"Outcomes by dispatch state (pending, done, dead), by namespace.", []string{"namespace", "state"}, nil)
 	earlyDesc = prometheus.NewDesc("corrstore_early_replies",
 		"Buffered early replies waiting for their registration.", nil, nil)
+	dueAgeDesc = prometheus.NewDesc("corrstore_dispatch_oldest_due_age_seconds",
+		"How long the most overdue outcome of a named handler has waited for dispatch, in every namespace (0 when none is overdue).", []string{"handler"}, nil)
 	upDesc = prometheus.NewDesc("corrstore_store_up",
 		"1 when the store answered the stats call of this scrape.", nil, nil)
 )
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pendingDesc, oldestDesc, correlationsDesc, dispatchDesc, earlyDesc, upDesc} {
+	for _, d := range []*prometheus.Desc{pendingDesc, oldestDesc, correlationsDesc, dispatchDesc, earlyDesc, dueAgeDesc, upDesc} {
 		ch <- d
 	}
 }
@@ -270,6 +273,23 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(earlyDesc, prometheus.GaugeValue, float64(st.EarlyReplies))
+	// Named handlers only: writers choose handler names.
+	c.m.handlers.Range(func(k, _ any) bool {
+		h := k.(string)
+		if h == OtherHandler {
+			return true
+		}
+		at, err := c.st.OldestDispatchDue(ctx, "", h)
+		if err != nil {
+			return false
+		}
+		age := 0.0
+		if !at.IsZero() && now.After(at) {
+			age = now.Sub(at).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(dueAgeDesc, prometheus.GaugeValue, age, h)
+		return true
+	})
 }
 
 // Reaper returns the reaper.Metrics that feeds these metrics

@@ -113,6 +113,7 @@ func TestDispatchByHandlerBounded(t *testing.T) {
 	m.NameHandlers("hook")
 	st := m.Store(raw)
 	defer st.Close()
+	m.WatchStore(st)
 	var handlers []string
 	for i, h := range []string{"hook", "writer-chose-this-1", "writer-chose-this-2"} {
 		handlers = append(handlers, h)
@@ -123,6 +124,10 @@ func TestDispatchByHandlerBounded(t *testing.T) {
 		if _, err := st.Cancel(ctx, store.RefOf(id), ""); err != nil {
 			t.Fatal(err)
 		}
+	}
+	clock.Add(90 * time.Second)
+	if got := flat(t, registry)["corrstore_dispatch_oldest_due_age_seconds{hook}"]; got != 90 {
+		t.Errorf("oldest due age of hook = %v, want 90", got)
 	}
 	cs, err := st.ClaimDispatch(ctx, store.ClaimRequest{Instance: "i", Handlers: handlers, Now: clock.Now(), Lease: time.Minute, Limit: 10})
 	if err != nil || len(cs) != 3 {
@@ -150,6 +155,9 @@ func TestDispatchByHandlerBounded(t *testing.T) {
 		if strings.Contains(name, "writer-chose") || strings.Contains(name, "unnamed") {
 			t.Errorf("%s: a handler nobody named has a series", name)
 		}
+	}
+	if v, ok := got["corrstore_dispatch_oldest_due_age_seconds{hook}"]; !ok || v != 0 {
+		t.Errorf("nothing of hook waits: the age is 0, got %v (%v)", v, ok)
 	}
 	if got["corrstore_webhook_attempt_duration_seconds_count{hook,done}"] != 1 || got["corrstore_webhook_attempt_duration_seconds_count{other,retry}"] != 1 {
 		t.Errorf("attempt latency by handler: %v", got)

@@ -143,6 +143,13 @@ func (s *instrumented) NackDispatch(ctx context.Context, ref store.Ref, claim st
 	return res, err
 }
 
+func (s *instrumented) OldestDispatchDue(ctx context.Context, namespace, handler string) (time.Time, error) {
+	start := time.Now()
+	t, err := s.st.OldestDispatchDue(ctx, namespace, handler)
+	s.observe("oldest_dispatch_due", start, err)
+	return t, err
+}
+
 func (s *instrumented) ExtendDispatch(ctx context.Context, ref store.Ref, claim store.Claim, until time.Time) (store.Result, error) {
 	start := time.Now()
 	res, err := s.st.ExtendDispatch(ctx, ref, claim, until)

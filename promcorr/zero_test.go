@@ -63,8 +63,8 @@ func TestCountersStartAtZero(t *testing.T) {
 			t.Errorf("%s = %v on a fresh scrape, want 0", name, v)
 		}
 	}
-	if len(ops) != 17 {
-		t.Errorf("ops = %d, the store wrapper times 17", len(ops))
+	if len(ops) != 18 {
+		t.Errorf("ops = %d, the store wrapper times 18", len(ops))
 	}
 
 	// What a scrape over HTTP shows.

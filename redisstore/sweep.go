@@ -337,6 +337,55 @@ func (s *Store) ClaimDispatch(ctx context.Context, r store.ClaimRequest) ([]*sto
 	return out, soft
 }
 
+// OldestDispatchDue implements store.Store: the head of each of the
+// handler's dispatch keys, in one round trip after the counters'.
+func (s *Store) OldestDispatchDue(ctx context.Context, namespace, handler string) (time.Time, error) {
+	if err := s.check(); err != nil {
+		return time.Time{}, err
+	}
+	if namespace != "" {
+		if err := store.ValidateNamespace(namespace); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if err := store.ValidateHandler(handler); err != nil {
+		return time.Time{}, err
+	}
+	byShard := make([][]string, s.keys.shards)
+	if namespace == "" {
+		var err error
+		if byShard, err = s.dispatchNamespaces(ctx); err != nil {
+			return time.Time{}, err
+		}
+	} else {
+		for sh := range byShard {
+			byShard[sh] = []string{namespace}
+		}
+	}
+	pipe := s.rdb.Pipeline()
+	var cmds []*redis.ZSliceCmd
+	for sh, nss := range byShard {
+		for _, ns := range nss {
+			cmds = append(cmds, pipe.ZRangeWithScores(ctx, s.keys.dispatchOf(sh, ns, handler), 0, 0))
+		}
+	}
+	if len(cmds) == 0 {
+		return time.Time{}, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return time.Time{}, s.redisErr("read dispatch index", err)
+	}
+	var oldest time.Time
+	for _, cmd := range cmds {
+		for _, z := range cmd.Val() {
+			if at := time.UnixMicro(int64(z.Score)); oldest.IsZero() || at.Before(oldest) {
+				oldest = at
+			}
+		}
+	}
+	return oldest, nil
+}
+
 // dispatchNamespaces lists, per shard, the namespaces whose counters count
 // an outcome waiting for dispatch.
 func (s *Store) dispatchNamespaces(ctx context.Context) ([][]string, error) {

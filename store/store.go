@@ -73,6 +73,14 @@ type Store interface {
 	// past other handlers' backlog. Errors: ErrInvalid (see ValidateClaim).
 	ClaimDispatch(ctx context.Context, r ClaimRequest) ([]*Correlation, error)
 
+	// OldestDispatchDue returns the earliest next attempt time (a leased
+	// one: its lease end) among the outcomes waiting for handler in
+	// namespace ("" for every namespace), zero when none waits: how
+	// overdue the handler's most overdue outcome is (an operator's alert on
+	// outcomes nobody takes). It reads the head of the dispatch index: its
+	// cost is one probe per namespace. Errors: ErrInvalid.
+	OldestDispatchDue(ctx context.Context, namespace, handler string) (time.Time, error)
+
 	// ExtendDispatch moves the end of a held lease to until (see
 	// Correlation.ExtendLease), for a handler that needs longer than its
 	// lease. Errors: ErrNotFound, ErrConflict (not the current lease, or it

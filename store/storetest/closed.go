@@ -55,12 +55,13 @@ func testClosed(t *testing.T, e *env) {
 			_, err := e.s.ExtendDispatch(ctx, ref("cl-decided"), cl, now.Add(time.Hour))
 			return err
 		},
-		"Redispatch":       func() error { _, err := e.s.Redispatch(ctx, ref("cl-decided")); return err },
-		"List":             func() error { _, err := e.s.List(ctx, store.Filter{}); return err },
-		"Stats":            func() error { _, err := e.s.Stats(ctx, ""); return err },
-		"Purge":            func() error { _, err := e.s.Purge(ctx, now.Add(time.Hour), 10); return err },
-		"DropEarlyReplies": func() error { _, err := e.s.DropEarlyReplies(ctx, now.Add(time.Hour), 10); return err },
-		"Secret":           func() error { _, err := e.s.Secret(ctx, "reply-token"); return err },
+		"OldestDispatchDue": func() error { _, err := e.s.OldestDispatchDue(ctx, "", "h"); return err },
+		"Redispatch":        func() error { _, err := e.s.Redispatch(ctx, ref("cl-decided")); return err },
+		"List":              func() error { _, err := e.s.List(ctx, store.Filter{}); return err },
+		"Stats":             func() error { _, err := e.s.Stats(ctx, ""); return err },
+		"Purge":             func() error { _, err := e.s.Purge(ctx, now.Add(time.Hour), 10); return err },
+		"DropEarlyReplies":  func() error { _, err := e.s.DropEarlyReplies(ctx, now.Add(time.Hour), 10); return err },
+		"Secret":            func() error { _, err := e.s.Secret(ctx, "reply-token"); return err },
 		"Subscribe": func() error {
 			ch, err := e.s.Subscribe(ctx)
 			if err == nil && ch != nil {

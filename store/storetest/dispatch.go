@@ -29,6 +29,7 @@ func dispatchTests() []testCase {
 		{name: "ClaimScope", run: testClaimScope},
 		{name: "ClaimScopeOrder", run: testClaimScopeOrder},
 		{name: "ExtendDispatch", run: testExtendDispatch},
+		{name: "OldestDispatchDue", run: testOldestDispatchDue},
 	}
 }
 
@@ -502,4 +503,36 @@ func testExtendDispatch(t *testing.T, e *env) {
 	require.NoError(t, err)
 	_, err = e.s.ExtendDispatch(e.ctx, r, store.Claim{Instance: "inst-b", Attempt: 2}, e.now().Add(time.Hour))
 	require.ErrorIs(t, err, store.ErrNotPending)
+}
+
+func testOldestDispatchDue(t *testing.T, e *env) {
+	oldest := func(ns, h string) time.Time {
+		t.Helper()
+		at, err := e.s.OldestDispatchDue(e.ctx, ns, h)
+		require.NoError(t, err)
+		return at
+	}
+	require.True(t, oldest("", "hook").IsZero(), "nothing waits")
+	t0 := e.now()
+	e.decidedFor(nsRef("ns-b", "od-1"), "hook")
+	e.clock.Add(time.Second)
+	e.decidedFor(nsRef("ns-a", "od-2"), "hook")
+	e.decidedFor(nsRef("ns-a", "od-3"), "other")
+	require.True(t, t0.Equal(oldest("", "hook")), "the oldest of every namespace")
+	require.True(t, t0.Add(time.Second).Equal(oldest("ns-a", "hook")))
+	require.True(t, oldest("ns-c", "hook").IsZero())
+	require.True(t, t0.Add(time.Second).Equal(oldest("", "other")))
+
+	// Claimed, the oldest waits until its lease ends; done, it is gone.
+	got := e.claimScoped("w", "ns-b", 1, "hook")
+	require.Len(t, got, 1)
+	require.True(t, t0.Add(time.Second).Equal(oldest("", "hook")), "the other one is the oldest now")
+	_, err := e.s.AckDispatch(e.ctx, got[0].Ref(), got[0].Dispatch.Claim())
+	require.NoError(t, err)
+	require.True(t, t0.Add(time.Second).Equal(oldest("", "hook")))
+
+	_, err = e.s.OldestDispatchDue(e.ctx, "Not Valid", "hook")
+	require.ErrorIs(t, err, store.ErrInvalid)
+	_, err = e.s.OldestDispatchDue(e.ctx, "", "")
+	require.ErrorIs(t, err, store.ErrInvalid)
 }

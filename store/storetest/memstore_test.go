@@ -354,6 +354,25 @@ func (m *memStore) ClaimDispatch(_ context.Context, r store.ClaimRequest) ([]*st
 	return out, nil
 }
 
+func (m *memStore) OldestDispatchDue(_ context.Context, namespace, handler string) (time.Time, error) {
+	var check error
+	if namespace != "" {
+		check = store.ValidateNamespace(namespace)
+	}
+	if err := m.lock(check, store.ValidateHandler(handler)); err != nil {
+		return time.Time{}, err
+	}
+	defer m.mu.Unlock()
+	var oldest time.Time
+	for _, c := range m.recs {
+		if c.Dispatch.State == store.DispatchPending && c.Callback.Handler == handler && (namespace == "" || c.Namespace == namespace) &&
+			(oldest.IsZero() || c.Dispatch.NextAt.Before(oldest)) {
+			oldest = c.Dispatch.NextAt
+		}
+	}
+	return oldest, nil
+}
+
 func (m *memStore) List(_ context.Context, f store.Filter) (store.Page, error) {
 	if err := m.lock(f.Normalize()); err != nil {
 		return store.Page{}, err
