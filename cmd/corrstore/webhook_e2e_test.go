@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -280,4 +282,63 @@ func TestWebhookVerifiedByStandardWebhooksNode(t *testing.T) {
 		t.Errorf("an unsigned request: %d, want 401", res.StatusCode)
 	}
 	p.stop()
+}
+
+// hangFirst is a webhook receiver whose first request never gets an
+// answer (the attempt dies with its server); later ones are answered 204.
+type hangFirst struct {
+	mu      sync.Mutex
+	ids     []string
+	bodies  []string
+	first   chan struct{}
+	release chan struct{}
+}
+
+func (h *hangFirst) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	h.ids = append(h.ids, r.Header.Get("webhook-id"))
+	h.bodies = append(h.bodies, string(body))
+	n := len(h.ids)
+	h.mu.Unlock()
+	if n == 1 {
+		close(h.first)
+		<-h.release
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// At least once across a kill -9 mid-attempt: the servers on one Redis die
+// while the receiver holds the attempt; a new server makes it again after
+// the lease, with the same webhook-id and body.
+func TestWebhookSurvivesKillMidAttempt(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	srv := redistest.StartServer(t, redistest.ServerOptions{Dir: redistest.MemDir(t)})
+	h := &hangFirst{first: make(chan struct{}), release: make(chan struct{})}
+	rec := httptest.NewServer(h)
+	t.Cleanup(rec.Close)
+	t.Cleanup(func() { close(h.release) }) // before rec.Close, which waits for the handler
+	port := rec.Listener.Addr().(*net.TCPAddr).Port
+	flags := append(webhookFlags(callbacksFile(t, port)), "--webhook-timeout", "1s") // lease 7s
+	url := "redis://" + srv.Addr() + "/0"
+	a := startOn(t, url, flags...)
+	b := startOn(t, url, flags...)
+	a.must("POST", "/v1/correlations", m{"id": "order-9", "timeout": "5m", "callback": m{"handler": "resume-order"}}, 201)
+	b.must("POST", "/v1/correlations/order-9/cancel", nil, 200)
+	await(t, "the first attempt", h.first)
+	a.kill()
+	b.kill()
+
+	c := startOn(t, url, flags...)
+	eventually(t, "the attempt made again after the lease", func() bool { return dispatchOf(c, "order-9")["state"] == "done" })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.ids) != 2 || h.ids[0] != h.ids[1] || h.bodies[0] != h.bodies[1] {
+		t.Fatalf("want the same webhook twice, got ids %q", h.ids)
+	}
+	c.stop()
 }

@@ -90,8 +90,9 @@ type Config struct {
 	Instance string
 	// Timeout bounds one attempt, the answer's body included. Default 10 s.
 	Timeout time.Duration
-	// Lease is how long a claimed outcome is this dispatcher's. Default
-	// Timeout + 30 s.
+	// Lease is how long a claimed outcome is this dispatcher's: after a
+	// crash mid-attempt, another dispatcher makes the attempt again once it
+	// ends. Default 2×Timeout + 5 s (the attempt, and its settling).
 	Lease time.Duration
 	// Backoff is the wait after failed attempt n (1 for the first).
 	// Default DefaultBackoff.
@@ -126,7 +127,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Instance = fmt.Sprintf("serve-%s-%d-%04x", cmp.Or(host, "host"), os.Getpid(), rand.N(1<<16))
 	}
 	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
-	c.Lease = cmp.Or(c.Lease, c.Timeout+30*time.Second)
+	c.Lease = cmp.Or(c.Lease, 2*c.Timeout+5*time.Second)
 	if c.Backoff == nil {
 		c.Backoff = DefaultBackoff
 	}
