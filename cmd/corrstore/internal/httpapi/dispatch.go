@@ -112,6 +112,10 @@ func (s *Server) claim(c *call) error {
 		if err != nil && len(got) == 0 {
 			return err
 		}
+		if ctx.Err() != nil {
+			s.handBack(ctx, got) // the worker left: nobody would run them
+			return nil
+		}
 		if len(got) > 0 || time.Until(deadline) <= 0 {
 			return s.writeClaimed(c, got)
 		}
@@ -126,6 +130,16 @@ func (s *Server) claim(c *call) error {
 			return nil // nobody to answer; nothing claimed
 		}
 		t.Stop()
+	}
+}
+
+// handBack makes claimed outcomes due again at once.
+func (s *Server) handBack(ctx context.Context, got []*store.Correlation) {
+	ctx = context.WithoutCancel(ctx)
+	for _, c := range got {
+		if _, err := s.st.NackDispatch(ctx, c.Ref(), c.Dispatch.Claim(), "pull: the worker left before the claim was answered", s.clock.Now()); err != nil {
+			s.log.Warn("could not hand back a claim; it is claimable again after its lease", "ref", c.Ref().String(), "err", err)
+		}
 	}
 }
 

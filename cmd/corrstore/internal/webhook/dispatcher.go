@@ -28,7 +28,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
+	"unicode"
 
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
@@ -432,16 +432,12 @@ func (d *Dispatcher) post(ctx context.Context, ep Endpoint, id string, body []by
 // printable keeps the valid UTF-8 text of an answer, control characters
 // replaced, for the last error an operator reads.
 func printable(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "")
-	if !utf8.ValidString(s) {
-		return ""
-	}
 	return strings.TrimSpace(strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) {
 			return ' '
 		}
 		return r
-	}, s))
+	}, strings.ToValidUTF8(string(b), "")))
 }
 
 // settle acks (err nil) or nacks one claim, even while stopping, and
