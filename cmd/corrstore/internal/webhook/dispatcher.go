@@ -214,19 +214,34 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	events := d.subscribe(ctx)
 	for {
 		d.pass(ctx, &wg)
+		if !d.await(ctx, tick.C, &events) {
+			return nil
+		}
+	}
+}
+
+// await waits for a reason to claim again: a decided or redispatched
+// outcome (a dispatch event), the tick, or a freed slot; false when ctx
+// ends. A subscription that closes is renewed at the next tick.
+func (d *Dispatcher) await(ctx context.Context, tick <-chan time.Time, events *<-chan store.Event) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			if events == nil {
-				events = d.subscribe(ctx)
+			return false
+		case <-tick:
+			if *events == nil {
+				*events = d.subscribe(ctx)
 			}
+			return true
 		case <-d.kick:
-		case ev, ok := <-events:
+			return true
+		case ev, ok := <-*events:
 			if !ok {
-				events = nil // resubscribed at the next tick
-			} else if ev.Kind != store.ChangeOutcome && ev.Kind != store.ChangeDispatch {
+				*events = nil
 				continue
+			}
+			if ev.Kind == store.ChangeOutcome || (ev.Kind == store.ChangeDispatch && ev.Dispatch == store.DispatchPending) {
+				return true
 			}
 		}
 	}

@@ -473,3 +473,29 @@ func TestDefaultBackoff(t *testing.T) {
 		}
 	}
 }
+
+// Run sends an outcome decided while it runs without waiting for its
+// interval (an hour here): the store's outcome event wakes it, unless its
+// first pass came after the outcome.
+func TestRunWakesOnOutcome(t *testing.T) {
+	e := newEnv(t, store.Limits{})
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		got <- r.Header.Get("webhook-id")
+	}))
+	t.Cleanup(srv.Close)
+	d := e.dispatcher(t, callbacks(t, "default h "+srv.URL+" "+secretText), func(c *webhook.Config) { c.Interval = time.Hour })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	c := e.decide(t, store.RefOf("o"), "h")
+	select {
+	case id := <-got:
+		require.Equal(t, webhook.MessageID(c), id)
+	case <-time.After(time.Minute):
+		t.Fatal("the outcome event did not wake the dispatcher")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
