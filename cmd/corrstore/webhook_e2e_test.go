@@ -177,9 +177,10 @@ func callbacksFile(t *testing.T, port int) string {
 }
 
 // webhookFlags are serve's flags for a callbacks file, with a short retry
-// so that the test's failed first attempt is retried at once.
+// so that the test's failed first attempt is retried soon, within a budget
+// (10 attempts, about 13 s) that a slow start of the receiver does not use up.
 func webhookFlags(file string) []string {
-	return []string{"--callbacks-file", file, "--callbacks-strict", "--webhook-retry-min", "100ms", "--webhook-retry-max", "200ms"}
+	return []string{"--callbacks-file", file, "--callbacks-strict", "--webhook-retry-min", "200ms", "--webhook-retry-max", "2s"}
 }
 
 // pushAndPull is the "done when": a correlation registered over
