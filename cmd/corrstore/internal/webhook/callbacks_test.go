@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/webhook"
+	"github.com/corrstore/corrstore/store"
 )
 
 func TestParseCallbacks(t *testing.T) {
@@ -64,4 +65,16 @@ func TestParseCallbacksErrors(t *testing.T) {
 	_, err := webhook.LoadCallbacks(filepath.Join(t.TempDir(), "missing"))
 	require.ErrorIs(t, err, os.ErrNotExist)
 	require.Contains(t, err.Error(), "--callbacks-file")
+}
+
+// The webhook-id is stable for one registration and differs for another
+// tenant's correlation of the same id, or the same ref registered again.
+func TestMessageID(t *testing.T) {
+	c := &store.Correlation{Namespace: "a", ID: "x", Nonce: "n1"}
+	id := webhook.MessageID(c)
+	require.Equal(t, id, webhook.MessageID(&store.Correlation{Namespace: "a", ID: "x", Nonce: "n1", Version: 9}))
+	require.NotEqual(t, id, webhook.MessageID(&store.Correlation{Namespace: "b", ID: "x", Nonce: "n1"}), "another tenant")
+	require.NotEqual(t, id, webhook.MessageID(&store.Correlation{Namespace: "a", ID: "x", Nonce: "n2"}), "registered again")
+	require.NotEqual(t, webhook.MessageID(&store.Correlation{Namespace: "a", ID: "bc"}), webhook.MessageID(&store.Correlation{Namespace: "ab", ID: "c"}), "parts do not run together")
+	require.Regexp(t, `^msg_[0-9a-f]{32}$`, id)
 }
