@@ -129,7 +129,7 @@ func (f *fixture) seed() {
 	reg(&store.Correlation{ID: "dead-1", Timeout: time.Hour, Destination: "payments", Callback: store.Callback{Handler: "ship-order"}})
 	_, err = f.st.Deliver(ctx, store.RefOf("dead-1"), store.Reply{ID: "r-1"})
 	require.NoError(f.t, err)
-	claimed, err := f.st.ClaimDispatch(ctx, "worker-1", time.Now().Add(time.Second), time.Minute, 10)
+	claimed, err := f.st.ClaimDispatch(ctx, store.ClaimRequest{Instance: "worker-1", Handlers: []string{"resume-order", "ship-order"}, Now: time.Now().Add(time.Second), Lease: time.Minute, Limit: 10})
 	require.NoError(f.t, err)
 	for _, c := range claimed {
 		if c.ID == "dead-1" {

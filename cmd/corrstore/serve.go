@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,7 @@ import (
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/httpapi"
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/httpmetrics"
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/storeurl"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/webhook"
 	"github.com/corrstore/corrstore/promcorr"
 	"github.com/corrstore/corrstore/reaper"
 	"github.com/corrstore/corrstore/store"
@@ -46,8 +49,18 @@ type Main struct {
 	TokenFile            string
 	ReplySecretFile      string
 	MaxWait              time.Duration
-	LogLevel             string
-	ShowVersion          bool
+	// CallbacksFile names the handlers serve delivers as signed webhooks
+	// (and those pull workers claim); reloaded on SIGHUP.
+	CallbacksFile string
+	// CallbacksStrict refuses registrations of handlers the file does not name.
+	CallbacksStrict bool
+	// WebhookTimeout bounds one webhook attempt.
+	WebhookTimeout time.Duration
+	// WebhookRetryMin and WebhookRetryMax bound the backoff between
+	// attempts (webhooks, and pull nacks without retry_in).
+	WebhookRetryMin, WebhookRetryMax time.Duration
+	LogLevel                         string
+	ShowVersion                      bool
 
 	Logger *slog.Logger
 	// Clock, when set (tests), replaces the real clock everywhere.
@@ -57,6 +70,8 @@ type Main struct {
 
 	Store store.Store
 	API   *httpapi.Server
+	// Webhooks is the webhook dispatcher (nil without --callbacks-file).
+	Webhooks *webhook.Dispatcher
 	// Metrics are the store's and the reaper's, as an embedding service
 	// has them; HTTPMetrics are the routes'. Both are in Registry, which
 	// GET /metrics serves.
@@ -69,23 +84,30 @@ type Main struct {
 	srv     *http.Server
 	cancel  context.CancelFunc
 	reaperW sync.WaitGroup
-	serveW  sync.WaitGroup
-	errc    chan error
+	hookW   sync.WaitGroup
+	stopHUP func()
+	// onReload, when set (tests), hears the result of each SIGHUP reload.
+	onReload func(error)
+	serveW   sync.WaitGroup
+	errc     chan error
 }
 
 // NewMain returns a Main with the defaults.
 func NewMain() *Main {
 	return &Main{
-		Listen:         "127.0.0.1:7411",
-		StoreURL:       "bolt://./corrstore.db",
-		ReaperInterval: reaper.DefaultInterval,
-		DefaultTimeout: 30 * time.Second,
-		MaxTimeout:     366 * 24 * time.Hour,
-		MaxBody:        httpapi.DefaultMaxBody,
-		MaxRecordBytes: store.Limits{}.WithDefaults().MaxRecordBytes,
-		MaxWait:        httpapi.DefaultMaxWait,
-		LogLevel:       "info",
-		errc:           make(chan error, 1),
+		Listen:          "127.0.0.1:7411",
+		StoreURL:        "bolt://./corrstore.db",
+		ReaperInterval:  reaper.DefaultInterval,
+		DefaultTimeout:  30 * time.Second,
+		MaxTimeout:      366 * 24 * time.Hour,
+		MaxBody:         httpapi.DefaultMaxBody,
+		MaxRecordBytes:  store.Limits{}.WithDefaults().MaxRecordBytes,
+		MaxWait:         httpapi.DefaultMaxWait,
+		WebhookTimeout:  webhook.DefaultTimeout,
+		WebhookRetryMin: webhook.DefaultFirstRetry,
+		WebhookRetryMax: webhook.DefaultMaxRetry,
+		LogLevel:        "info",
+		errc:            make(chan error, 1),
 	}
 }
 
@@ -106,6 +128,11 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.TokenFile, "token-file", m.TokenFile, "bearer tokens, one per line: TOKEN ROLE NAMESPACES [NAME] (see docs/OPERATIONS.md)")
 	fs.StringVar(&m.ReplySecretFile, "reply-secret-file", m.ReplySecretFile, "secrets (≥ 32 bytes each, one per line: the first signs, all verify) for reply tokens; default: a secret kept in the store, shared by its replicas")
 	fs.DurationVar(&m.MaxWait, "max-wait", m.MaxWait, "cap on the long-poll wait of GET /v1/correlations/{id}/outcome?wait=")
+	fs.StringVar(&m.CallbacksFile, "callbacks-file", m.CallbacksFile, "handlers whose outcomes serve POSTs as signed webhooks, one per line: NAMESPACE HANDLER URL SECRET[,SECRET…] or NAMESPACE HANDLER pull (see docs/OPERATIONS.md); reloaded on SIGHUP")
+	fs.BoolVar(&m.CallbacksStrict, "callbacks-strict", m.CallbacksStrict, "refuse (400) registrations whose handler --callbacks-file neither pushes nor declares pull-only")
+	fs.DurationVar(&m.WebhookTimeout, "webhook-timeout", m.WebhookTimeout, "bound on one webhook attempt, the answer included")
+	fs.DurationVar(&m.WebhookRetryMin, "webhook-retry-min", m.WebhookRetryMin, "wait after a failed first attempt (webhooks, and pull nacks without retry_in); it doubles each attempt, ±20% jitter")
+	fs.DurationVar(&m.WebhookRetryMax, "webhook-retry-max", m.WebhookRetryMax, "longest wait between two attempts")
 	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&m.ShowVersion, "version", false, "print the version and exit")
 	var envErr error
@@ -143,6 +170,12 @@ func (m *Main) ParseFlags(args []string) error {
 		return fmt.Errorf("--max-bytes-per-namespace: must not be negative, got %d", m.MaxBytesPerNamespace)
 	case m.MaxWait <= 0 || m.MaxWait > 10*time.Minute:
 		return fmt.Errorf("--max-wait: must be between 1ms and 10m, got %s", m.MaxWait)
+	case m.WebhookTimeout <= 0 || m.WebhookTimeout > 10*time.Minute:
+		return fmt.Errorf("--webhook-timeout: must be between 1ms and 10m, got %s", m.WebhookTimeout)
+	case m.WebhookRetryMin <= 0 || m.WebhookRetryMax < m.WebhookRetryMin:
+		return fmt.Errorf("--webhook-retry-min and --webhook-retry-max: need 0 < min <= max, got %s and %s", m.WebhookRetryMin, m.WebhookRetryMax)
+	case m.CallbacksStrict && m.CallbacksFile == "":
+		return errors.New("--callbacks-strict: needs --callbacks-file")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(m.LogLevel)); err != nil {
@@ -200,6 +233,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		log.Info("reply tokens signed with the store's own secret (no --reply-secret-file): they survive restarts and verify on every server of the store")
 	}
 
+	var callbacks *webhook.Callbacks
+	if m.CallbacksFile != "" {
+		if callbacks, err = webhook.LoadCallbacks(m.CallbacksFile); err != nil {
+			return err
+		}
+	}
+
 	clock := m.Clock
 	if clock == nil {
 		clock = store.RealClock{}
@@ -222,10 +262,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if callbacks != nil {
+		m.Metrics.NameHandlers(callbacks.Handlers()...)
+		m.Webhooks, err = webhook.New(webhook.Config{Store: m.Store, Clock: clock, Logger: m.Logger,
+			Timeout: m.WebhookTimeout, Backoff: m.backoff(), Metrics: m.Metrics.Webhooks()}, callbacks)
+		if err != nil {
+			return err
+		}
+	}
 	m.API, err = httpapi.New(httpapi.Config{
 		Store: m.Store, Clock: clock, Logger: m.Logger, Tokens: tokens, ReplyTokens: replyTokens,
 		MaxBody: m.MaxBody, MaxWait: m.MaxWait,
 		MaxPendingPerNamespace: m.MaxPendingPerNamespace, MaxBytesPerNamespace: m.MaxBytesPerNamespace,
+		Callbacks: m.callbacks, StrictHandlers: m.CallbacksStrict, Backoff: m.backoff(),
 		Instrument: m.HTTPMetrics.Instrument,
 		Metrics:    promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}),
 	})
@@ -256,6 +305,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			log.Error("reaper stopped", "err", err)
 		}
 	}()
+	if m.Webhooks != nil {
+		m.hookW.Go(func() {
+			if err := m.Webhooks.Run(ctx); err != nil {
+				log.Error("webhook dispatcher stopped", "err", err)
+			}
+		})
+		m.watchHUP(log)
+		log.Info("webhooks on", "callbacks_file", m.CallbacksFile, "handlers", len(callbacks.Handlers()), "strict", m.CallbacksStrict)
+	}
 	m.serveW.Add(1)
 	go func() {
 		defer m.serveW.Done()
@@ -270,6 +328,60 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	log.Info("corrstore serving", "addr", m.Addr.String(), "store", storeurl.Redact(m.StoreURL), "reaper_interval", m.ReaperInterval, "version", version)
 	return nil
+}
+
+// backoff is the retry schedule the flags set.
+func (m *Main) backoff() func(int) time.Duration {
+	return webhook.Backoff(m.WebhookRetryMin, m.WebhookRetryMax)
+}
+
+// callbacks is the callbacks file in use (nil: none).
+func (m *Main) callbacks() *webhook.Callbacks {
+	if m.Webhooks == nil {
+		return nil
+	}
+	return m.Webhooks.Callbacks()
+}
+
+// Reload reads --callbacks-file again (what SIGHUP does). A bad file
+// keeps the one in use and returns why, with file:line.
+func (m *Main) Reload() error {
+	if m.Webhooks == nil {
+		return errors.New("no --callbacks-file to reload")
+	}
+	cb, err := webhook.LoadCallbacks(m.CallbacksFile)
+	if err != nil {
+		return err
+	}
+	m.Metrics.NameHandlers(cb.Handlers()...)
+	m.Webhooks.SetCallbacks(cb)
+	return nil
+}
+
+// watchHUP reloads the callbacks file on each SIGHUP until Close.
+func (m *Main) watchHUP(log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	m.hookW.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				err := m.Reload()
+				if err != nil {
+					log.Error("SIGHUP: callbacks file not reloaded; the one in use stays", "err", err)
+				} else {
+					log.Info("SIGHUP: callbacks file reloaded", "callbacks_file", m.CallbacksFile, "handlers", len(m.callbacks().Handlers()))
+				}
+				if m.onReload != nil {
+					m.onReload(err)
+				}
+			}
+		}
+	})
+	m.stopHUP = func() { signal.Stop(hup); close(done) }
 }
 
 // limits are the store limits the flags set. A record limit below the
@@ -301,10 +413,14 @@ func (m *Main) Close() error {
 	if m.API != nil {
 		m.API.Close()
 	}
+	if m.stopHUP != nil {
+		m.stopHUP()
+	}
 	if m.cancel != nil {
 		m.cancel()
 	}
 	m.reaperW.Wait()
+	m.hookW.Wait() // attempts cut short are handed back before the store closes
 	if m.Store != nil {
 		if err := m.Store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close store: %w", err))

@@ -1,7 +1,7 @@
 // Package storekit supplies the store.Store methods that every backend
-// would otherwise write the same way: the six single-record mutations
-// Extend, Cancel, Expire, AckDispatch, NackDispatch and Redispatch. A backend
-// implements one mutate primitive (load a record, run a step, save it when
+// would otherwise write the same way: the single-record mutations
+// Extend, Cancel, Expire, AckDispatch, NackDispatch, ExtendDispatch and
+// Redispatch. A backend implements one mutate primitive (load a record, run a step, save it when
 // its Version rose, publish) and embeds Mutations, which validates each
 // call up front, in one order, and hands the primitive the step:
 //
@@ -105,6 +105,13 @@ func (m Mutations) NackDispatch(ctx context.Context, ref store.Ref, claim store.
 	return m.run(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
 		return c.NackDispatch(claim, errText, retryAt, now, m.lim)
 	})
+}
+
+// ExtendDispatch implements store.Store.
+func (m Mutations) ExtendDispatch(ctx context.Context, ref store.Ref, claim store.Claim, until time.Time) (store.Result, error) {
+	return m.run(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
+		return c.ExtendLease(claim, until, now)
+	}, store.ValidateLeaseEnd(until))
 }
 
 // Redispatch implements store.Store.

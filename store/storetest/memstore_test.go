@@ -326,13 +326,16 @@ func (m *memStore) ExpireDue(_ context.Context, now time.Time, limit int) ([]*st
 	return out, nil
 }
 
-func (m *memStore) ClaimDispatch(_ context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
-	if err := m.lock(store.ValidateClaim(instance, lease, limit)); err != nil {
+func (m *memStore) ClaimDispatch(_ context.Context, r store.ClaimRequest) ([]*store.Correlation, error) {
+	if err := m.lock(store.ValidateClaim(r)); err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
+	instance, now, lease, limit := r.Instance, r.Now, r.Lease, r.Limit
 	due := m.selectSorted(
-		func(c *store.Correlation) bool { return c.DispatchDue(now) },
+		func(c *store.Correlation) bool {
+			return c.DispatchDue(now) && (r.Serves(c) || m.bug == "claim-any-handler")
+		},
 		func(a, b *store.Correlation) int {
 			return cmp.Or(a.Dispatch.NextAt.Compare(b.Dispatch.NextAt), byRef(a, b))
 		})
@@ -349,6 +352,25 @@ func (m *memStore) ClaimDispatch(_ context.Context, instance string, now time.Ti
 		}
 	}
 	return out, nil
+}
+
+func (m *memStore) OldestDispatchDue(_ context.Context, namespace, handler string) (time.Time, error) {
+	var check error
+	if namespace != "" {
+		check = store.ValidateNamespace(namespace)
+	}
+	if err := m.lock(check, store.ValidateHandler(handler)); err != nil {
+		return time.Time{}, err
+	}
+	defer m.mu.Unlock()
+	var oldest time.Time
+	for _, c := range m.recs {
+		if c.Dispatch.State == store.DispatchPending && c.Callback.Handler == handler && (namespace == "" || c.Namespace == namespace) &&
+			(oldest.IsZero() || c.Dispatch.NextAt.Before(oldest)) {
+			oldest = c.Dispatch.NextAt
+		}
+	}
+	return oldest, nil
 }
 
 func (m *memStore) List(_ context.Context, f store.Filter) (store.Page, error) {
