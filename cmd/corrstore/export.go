@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -152,23 +154,31 @@ continues after the last complete line; on a complete file it does nothing.
 --namespace exports one namespace only. Load the file into another store with
 corrstore import.`
 
-func runExport(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "export", "--store URL [--to FILE]", exportAbout)
-	var c conn
-	c.flags(fs, e)
-	to := fs.String("to", "-", "file to write; - is standard output")
-	var ns string
-	namespaceFlag(fs, &ns, "only this namespace (default: every namespace)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// exportOptions are what export was asked.
+type exportOptions struct {
+	conn
+	to, namespace string
+}
+
+func newExportCmd(e *env) *cobra.Command {
+	var o exportOptions
+	cmd := newCommand("export --store URL [--to FILE]", "every correlation, as JSON lines", exportAbout)
+	o.conn.storeFlags(cmd, "the store to export: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2")
+	refuseFlag(cmd, "server", "export reads a store directly (--store URL): the HTTP API does not carry every field of a record; a bolt file the server holds is read from a checked copy")
+	cmd.Flags().StringVar(&o.to, "to", "-", "file to write; - is standard output")
+	namespaceFlag(cmd.Flags(), &o.namespace, "", "only this namespace (default: every namespace)")
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("export takes no arguments, got %q (the file is --to FILE)", args)
+		}
+		return nil
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("export takes no arguments, got %q (the file is --to FILE)", pos)
-	}
-	if c.server != "" && c.server != c.envServer {
-		return errors.New("export reads a store directly (--store URL): the HTTP API does not carry every field of a record; a bolt file the server holds is read from a checked copy")
-	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runExport(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func runExport(ctx context.Context, e *env, o *exportOptions) error {
+	c, to, ns := &o.conn, &o.to, o.namespace
 	if c.storeURL == "" {
 		return errors.New("give --store URL, the store to export")
 	}
@@ -201,7 +211,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	b := timedBackend{st, &c}
+	b := timedCalls{st, c}
 	total := int64(-1)
 	if s, err := b.Stats(ctx, ns); err == nil {
 		t := s.Total()

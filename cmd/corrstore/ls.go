@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -23,6 +25,7 @@ type filterFlags struct {
 type labelFlag map[string]string
 
 func (l *labelFlag) String() string { return "" }
+func (l *labelFlag) Type() string   { return "KEY=VALUE" }
 func (l *labelFlag) Set(s string) error {
 	k, v, ok := strings.Cut(s, "=")
 	if !ok || k == "" {
@@ -35,9 +38,10 @@ func (l *labelFlag) Set(s string) error {
 	return nil
 }
 
-func (f *filterFlags) flags(fs *cmdFlags) {
+func (f *filterFlags) flags(cmd *cobra.Command) {
+	fs := cmd.Flags()
 	fs.StringVar(&f.state, "state", "", "pending, completed, timed_out or cancelled")
-	namespaceFlag(fs, &f.namespace, "only this namespace (default: every namespace the store holds, or the token may read)")
+	namespaceFlag(fs, &f.namespace, "", "only this namespace (default: every namespace the store holds, or the token may read)")
 	fs.DurationVar(&f.olderThan, "older-than", 0, "created more than this long ago (5m, 2h)")
 	fs.StringVar(&f.owner, "owner", "", "registered by this instance")
 	fs.StringVar(&f.destination, "destination", "", "request sent to this destination")
@@ -45,6 +49,9 @@ func (f *filterFlags) flags(fs *cmdFlags) {
 	fs.StringVar(&f.dispatch, "dispatch", "", "dispatch state: none, pending, done or dead")
 	fs.Var(&f.labels, "label", "KEY=VALUE label to match (repeat for several)")
 	fs.StringVar(&f.order, "order", "newest", "newest or oldest first")
+	completeWith(cmd, "state", "pending", "completed", "timed_out", "cancelled")
+	completeWith(cmd, "dispatch", "none", "pending", "done", "dead")
+	completeWith(cmd, "order", "newest", "oldest")
 }
 
 // filter builds the store filter; now anchors --older-than.
@@ -77,7 +84,7 @@ func flagError(err error) error {
 }
 
 // eachMatching pages through every correlation f matches, calling fn per page.
-func eachMatching(ctx context.Context, b backend, f store.Filter, fn func([]*store.Correlation) error) error {
+func eachMatching(ctx context.Context, b storeOrServer, f store.Filter, fn func([]*store.Correlation) error) error {
 	for {
 		page, err := b.List(ctx, f)
 		if err != nil {
@@ -132,33 +139,40 @@ page of --limit; with --all it pages through everything.
 The DEADLINE column is the time left for pending ones (negative: overdue, the
 reaper has not decided it yet).`
 
-func runLs(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "ls", "[flags]", lsAbout)
-	var c conn
-	var f filterFlags
-	c.flags(fs, e)
-	f.flags(fs)
-	limit := fs.Int("limit", 50, "how many to show (with --all: page size)")
-	all := fs.Bool("all", false, "page through every match")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("ls takes no arguments, got %q", pos)
-	}
+// lsOptions are what ls was asked.
+type lsOptions struct {
+	conn
+	filter filterFlags
+	limit  int
+	all    bool
+}
+
+func newLsCmd(e *env) *cobra.Command {
+	var o lsOptions
+	cmd := newCommand("ls [flags]", "list correlations by state, namespace, age, owner, destination, label, dispatch", lsAbout)
+	o.conn.flags(cmd)
+	o.filter.flags(cmd)
+	cmd.Flags().IntVar(&o.limit, "limit", 50, "how many to show (with --all: page size)")
+	cmd.Flags().BoolVar(&o.all, "all", false, "page through every match")
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runLs(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func runLs(ctx context.Context, e *env, o *lsOptions) error {
+	c, f := &o.conn, &o.filter
 	if err := c.check(); err != nil {
 		return err
 	}
-	if *limit < 1 || *limit > store.MaxListLimit {
-		return fmt.Errorf("--limit: must be between 1 and %d, got %d", store.MaxListLimit, *limit)
+	if o.limit < 1 || o.limit > store.MaxListLimit {
+		return fmt.Errorf("--limit: must be between 1 and %d, got %d", store.MaxListLimit, o.limit)
 	}
 	now := e.now()
 	sf, err := f.filter(now)
 	if err != nil {
 		return err
 	}
-	sf.Limit = *limit
+	sf.Limit = o.limit
 	b, err := c.open(ctx, e, true)
 	if err != nil {
 		return err
@@ -167,7 +181,7 @@ func runLs(ctx context.Context, e *env, args []string) error {
 
 	items := []lsItem{}
 	next := ""
-	if *all {
+	if o.all {
 		err = eachMatching(ctx, b, sf, func(cs []*store.Correlation) error {
 			for _, x := range cs {
 				items = append(items, toItem(x, now))
@@ -185,7 +199,7 @@ func runLs(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.output == "json" {
+	if c.json() {
 		return writeJSON(e.stdout, struct {
 			Items []lsItem `json:"items"`
 			Count int      `json:"count"`

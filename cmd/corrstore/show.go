@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -17,23 +19,33 @@ const showAbout = `Shows one correlation — ID in --namespace, or NS/ID: the re
 late replies, dispatch state and the event timeline. -o json prints the record
 in the store's own JSON (the same shape as one line of corrstore export).`
 
-func runShow(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "show", "[NS/]ID", showAbout)
-	var c conn
-	c.flags(fs, e)
-	var ns string
-	namespaceFlag(fs, &ns, idsNamespaceUsage)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// showOptions are what show was asked.
+type showOptions struct {
+	conn
+	namespace string
+}
+
+func newShowCmd(e *env) *cobra.Command {
+	var o showOptions
+	cmd := newCommand("show [NS/]ID", "one correlation: record, replies, late replies, dispatch, timeline", showAbout)
+	o.conn.flags(cmd)
+	namespaceFlag(cmd.Flags(), &o.namespace, "", idsNamespaceUsage)
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("show takes one ID, got %d arguments", len(args))
+		}
+		return nil
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("show takes one ID, got %d arguments", len(pos))
-	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error { return runShow(cmd.Context(), e, &o, args[0]) }
+	return cmd
+}
+
+func runShow(ctx context.Context, e *env, o *showOptions, id string) error {
+	c := &o.conn
 	if err := c.check(); err != nil {
 		return err
 	}
-	refs, err := refsOf(ns, pos)
+	refs, err := refsOf(o.namespace, []string{id})
 	if err != nil {
 		return err
 	}
@@ -46,7 +58,7 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %s", label(refs[0]), describeErr(err))
 	}
-	if c.output == "json" {
+	if c.json() {
 		return writeJSON(e.stdout, r)
 	}
 	printRecord(e.stdout, r, e.now())

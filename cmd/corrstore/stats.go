@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -48,19 +50,24 @@ the dispatch backlog (outcomes waiting for their handler), dead dispatches
 bytes stored (reply bodies, late reply bodies and callback data: what
 --max-bytes-per-namespace of the server limits).`
 
-func runStats(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "stats", "[flags]", statsAbout)
-	var c conn
-	c.flags(fs, e)
-	var ns string
-	namespaceFlag(fs, &ns, "only this namespace (default: every namespace the store holds, or the token may read)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("stats takes no arguments, got %q", pos)
-	}
+// statsOptions are what stats was asked.
+type statsOptions struct {
+	conn
+	namespace string
+}
+
+func newStatsCmd(e *env) *cobra.Command {
+	var o statsOptions
+	cmd := newCommand("stats [flags]", "counts per state and namespace, oldest pending, dispatch backlog", statsAbout)
+	o.conn.flags(cmd)
+	namespaceFlag(cmd.Flags(), &o.namespace, "", "only this namespace (default: every namespace the store holds, or the token may read)")
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runStats(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func runStats(ctx context.Context, e *env, o *statsOptions) error {
+	c, ns := &o.conn, o.namespace
 	if err := c.check(); err != nil {
 		return err
 	}
@@ -83,7 +90,7 @@ func runStats(ctx context.Context, e *env, args []string) error {
 	for n, v := range st.Namespaces {
 		out.Namespaces[n] = toStatsNS(v, now)
 	}
-	if c.output == "json" {
+	if c.json() {
 		return writeJSON(e.stdout, out)
 	}
 	tw := table(e.stdout)
