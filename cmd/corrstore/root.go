@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -37,6 +38,7 @@ func newRoot(e *env) *cobra.Command {
 		Short:   rootAbout,
 		Version: buildVersion().String(),
 	}
+	root.SuggestionsMinimumDistance = 2
 	setupCommand(root, e)
 	root.AddCommand(
 		newServeCmd(e),
@@ -65,6 +67,13 @@ func newRoot(e *env) *cobra.Command {
 			c.Use, c.Short = "help [COMMAND]", "what a command does, its flags and environment"
 		case "completion":
 			c.Use, c.Short = "completion bash|zsh|fish|powershell", "shell completion of commands, flags and values"
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = func(_ *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					return errors.New("give the shell: bash, zsh, fish or powershell")
+				}
+				return fmt.Errorf("%q: want bash, zsh, fish or powershell", args[0])
+			}
 		}
 	}
 	return root
