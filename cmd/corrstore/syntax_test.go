@@ -163,9 +163,9 @@ func TestOneJSONDocument(t *testing.T) {
 	f.seed()
 	srv := []string{"--server", f.srv.URL, "-o", "json"}
 	for _, args := range [][]string{
-		{"ls", "--state", "timed_out"},           // nothing matches
-		{"ls", "--state", "pending", "--all"},    // some match
-		{"stats", "-n", "nobody"},                // an empty namespace
+		{"ls", "--state", "timed_out"},        // nothing matches
+		{"ls", "--state", "pending", "--all"}, // some match
+		{"stats", "-n", "nobody"},             // an empty namespace
 		{"redispatch", "--all-matching", "--yes", // nothing dead in team-a
 			"-n", "team-a"},
 		{"show", "pend-1"},
