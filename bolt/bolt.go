@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -174,15 +175,22 @@ func (e *SchemaError) Error() string {
 // schemaOf reads the file's schema number and checks that every bucket is
 // there.
 func (s *Store) schemaOf(tx *bbolt.Tx) (int, error) {
-	for _, name := range allBuckets {
-		if tx.Bucket(name) == nil {
-			return 0, fmt.Errorf("open %s: bucket %q is missing: not a corrstore database", s.path, name)
-		}
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0, fmt.Errorf("open %s: bucket %q is missing: not a corrstore database", s.path, bucketMeta)
 	}
-	v := tx.Bucket(bucketMeta).Get(metaSchema)
+	v := meta.Get(metaSchema)
 	got, err := strconv.Atoi(string(v))
 	if err != nil || got < 1 {
 		return 0, fmt.Errorf("open %s: schema version %q is not one corrstore writes: not a corrstore database", s.path, v)
+	}
+	for _, name := range allBuckets {
+		if got < 3 && (bytes.Equal(name, bucketReplies) || bytes.Equal(name, bucketReplyKeys) || bytes.Equal(name, bucketTimeline) || bytes.Equal(name, bucketLate)) {
+			continue // added by schema 3: the upgrade makes them
+		}
+		if tx.Bucket(name) == nil {
+			return 0, fmt.Errorf("open %s: bucket %q is missing: not a corrstore database", s.path, name)
+		}
 	}
 	return got, nil
 }
@@ -221,7 +229,7 @@ func (s *Store) init() error {
 		case got > schemaVersion:
 			return &SchemaError{Path: s.path, Have: got, Want: schemaVersion}
 		case got < schemaVersion:
-			report, err = upgrade(tx, s.path, got)
+			report, err = upgrade(txn{tx, s}, s.path, got)
 			return err
 		}
 		return nil

@@ -13,13 +13,13 @@ import (
 
 // BenchmarkDeliverCost measures one durable Deliver to a gather (Expect
 // 1000) that holds 1, 100 or 999 replies of 1 KiB (issue 16 §4; see
-// storetest.BenchDeliverCost). Today a Deliver reads, decodes and rewrites
-// the whole record, so the cost grows with what is stored; once replies are
-// kept apart from the record it must stay flat. Besides ns/op it reports
-// the record a Deliver reads (record-B/op), the bytes the process hands to
-// write(2) while the Deliver runs (written-B/op: bbolt's pages and meta
-// page, from /proc/self/io wchar), and, at 100 and 999, each figure's ratio
-// to stored=1 of the same run (x-stored=1).
+// storetest.BenchDeliverCost: the three sizes interleaved in one file). The
+// replies and the timeline are kept apart from the record (schema 3), so a
+// Deliver reads and rewrites the record and writes one reply: the cost must
+// stay flat. Besides the time per Deliver it reports the bytes the process
+// hands to write(2) while the Delivers run (s<N>-written-B/deliver:
+// bbolt's pages and meta page, from /proc/self/io wchar), and the ratios to
+// stored=1 per round (median, min, max).
 func BenchmarkDeliverCost(b *testing.B) {
 	storetest.BenchDeliverCost(b, storetest.DeliverCost{
 		Metrics: []string{"written"},

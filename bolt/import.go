@@ -53,10 +53,7 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 					store.ErrConflict, key, n.IdempotencyKey, n.Namespace, other)
 			}
 		}
-		if err := put(tx.Bucket(bucketCorr), []byte(key), raw); err != nil {
-			return err
-		}
-		if err := t.reindex(entries{}, entriesOf(n)); err != nil {
+		if err := t.save(n.Clone(), entries{}); err != nil { // its replies go apart
 			return err
 		}
 		if idemKey != nil {
@@ -78,6 +75,9 @@ func (t txn) holds(n *store.Correlation, raw []byte) (bool, error) {
 	case errors.Is(err, store.ErrNotFound):
 		return false, nil
 	case err != nil:
+		return false, err
+	}
+	if err := t.attach(existing); err != nil {
 		return false, err
 	}
 	if err := store.CheckImported(existing, n, raw); err != nil {

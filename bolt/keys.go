@@ -26,10 +26,14 @@ var (
 	bucketEarly      = []byte("early")      // ref\0received‖seq → store.MarshalEarly
 	bucketEarlyTime  = []byte("early_time") // received‖seq‖ref → nil
 	bucketQuarantine = []byte("quarantine") // ref → bytes that did not decode
+	bucketReplies    = []byte("replies")    // ref\0index (uint32) → store.MarshalReply: accepted replies, apart from the record
+	bucketReplyKeys  = []byte("reply_keys") // ref\0key → nil: the store.ReplyKeys of every reply in bucketReplies
+	bucketTimeline   = []byte("timeline")   // ref\0index (uint32) → JSON store.TimelineEvent: the kept timeline, apart from the record
+	bucketLate       = []byte("late")       // ref\0index (uint32) → store.MarshalReply: the ring of late replies, apart from the record
 )
 
 var allBuckets = [][]byte{bucketMeta, bucketCorr, bucketDeadline, bucketDispatch, bucketPurge,
-	bucketCreated, bucketPending, bucketCounts, bucketIdem, bucketEarly, bucketEarlyTime, bucketQuarantine}
+	bucketCreated, bucketPending, bucketCounts, bucketIdem, bucketEarly, bucketEarlyTime, bucketQuarantine, bucketReplies, bucketReplyKeys, bucketTimeline, bucketLate}
 
 var (
 	metaSchema     = []byte("schema")
@@ -40,8 +44,21 @@ var (
 func metaSecret(name string) []byte { return []byte("secret:" + name) }
 
 // schemaVersion is the layout this package reads and writes. Schema 1 keyed
-// everything by the bare ID (IDs were global); Open upgrades it (upgrade.go).
-const schemaVersion = 2
+// everything by the bare ID (IDs were global); schema 2 kept the accepted
+// replies, the timeline and the late ring inside the record. Open upgrades both
+// (upgrade.go).
+const schemaVersion = 3
+
+// replyPrefix is the prefix of a ref's keys in bucketReplies and
+// bucketReplyKeys. A ref string holds no NUL (names refuse control
+// characters), so one ref's prefix never covers another's keys.
+func replyPrefix(key string) []byte {
+	return append(append(make([]byte, 0, len(key)+1+8), key...), 0)
+}
+
+func replyKey(key string, index int) []byte {
+	return binary.BigEndian.AppendUint32(replyPrefix(key), uint32(index))
+}
 
 func appendTime(b []byte, t time.Time) []byte {
 	n := t.UnixNano()

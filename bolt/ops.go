@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -61,22 +63,179 @@ func (t txn) load(key string) (*store.Correlation, error) {
 }
 
 // save writes a record and moves its index entries from before to what it
-// implies now. Every error it returns spoils the transaction.
+// implies now. The replies in c.Replies (accepted by this step, or held
+// inside a record of an earlier schema) are stored apart and leave c; the
+// events in c.Events are stored apart and stay.
+// Every error it returns spoils the transaction.
 func (t txn) save(c *store.Correlation, before entries) error {
-	b, err := store.MarshalCorrelation(c)
+	key := c.Ref().String()
+	if err := t.storeApart(key, c); err != nil {
+		return err
+	}
+	if err := t.storeEvents(key, c); err != nil {
+		return err
+	}
+	if err := t.storeLate(key, c); err != nil {
+		return err
+	}
+	bare := *c // c keeps this step's events: its change event names them
+	bare.Events, bare.Late = nil, nil
+	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return &writeError{err: err, bug: true}
 	}
-	if err := put(t.tx.Bucket(bucketCorr), []byte(c.Ref().String()), b); err != nil {
+	if err := put(t.tx.Bucket(bucketCorr), []byte(key), b); err != nil {
 		return err
 	}
 	return t.reindex(before, entriesOf(c))
+}
+
+// storeApart moves c.Replies to bucketReplies, under the indexes
+// c.Held.Count-len(c.Replies) …, with their keys in bucketReplyKeys.
+func (t txn) storeApart(key string, c *store.Correlation) error {
+	if len(c.Replies) == 0 {
+		return nil
+	}
+	rb, kb := t.tx.Bucket(bucketReplies), t.tx.Bucket(bucketReplyKeys)
+	base := c.Held.Count - len(c.Replies)
+	for i, r := range c.Replies {
+		v, err := store.MarshalReply(r)
+		if err != nil {
+			return &writeError{err: err, bug: true}
+		}
+		if err := put(rb, replyKey(key, base+i), v); err != nil {
+			return err
+		}
+		for _, k := range store.ReplyKeys(c.Pattern, r) {
+			if err := put(kb, append(replyPrefix(key), k...), []byte{}); err != nil {
+				return err
+			}
+		}
+	}
+	c.Replies = nil
+	return nil
+}
+
+// storeEvents stores c.Events in bucketTimeline under the indexes
+// c.EventBase() …, and drops the events before c.KeptFrom: the timeline
+// keeps its last MaxEvents entries.
+func (t txn) storeEvents(key string, c *store.Correlation) error {
+	tb := t.tx.Bucket(bucketTimeline)
+	base := c.EventBase()
+	for i, ev := range c.Events {
+		v, err := json.Marshal(ev)
+		if err != nil {
+			return &writeError{err: err, bug: true}
+		}
+		if err := put(tb, replyKey(key, base+i), v); err != nil {
+			return err
+		}
+	}
+	return dropBefore(tb, key, c.KeptFrom(t.s.lim))
+}
+
+// storeLate stores c.Late in bucketLate under the indexes c.LateBase() …,
+// and drops the late replies before c.LateFrom(), pushed out of the ring.
+func (t txn) storeLate(key string, c *store.Correlation) error {
+	if len(c.Late) == 0 {
+		return nil
+	}
+	lb := t.tx.Bucket(bucketLate)
+	base := c.LateBase()
+	for i, r := range c.Late {
+		v, err := store.MarshalReply(r)
+		if err != nil {
+			return &writeError{err: err, bug: true}
+		}
+		if err := put(lb, replyKey(key, base+i), v); err != nil {
+			return err
+		}
+	}
+	return dropBefore(lb, key, c.LateFrom())
+}
+
+// dropBefore deletes key's entries of b (ref\0index) below index cut.
+func dropBefore(b *bbolt.Bucket, key string, cut int) error {
+	p := replyPrefix(key)
+	cur := b.Cursor()
+	for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(k) == len(p)+4 &&
+		int(binary.BigEndian.Uint32(k[len(p):])) < cut; k, _ = cur.Seek(p) {
+		if err := cur.Delete(); err != nil {
+			return &writeError{err: err}
+		}
+	}
+	return nil
+}
+
+// held answers whether a reply stored apart for key is known under a key
+// (store.ReplyKeys): a point lookup, whatever the number of replies.
+func (t txn) held(key string) func(string) bool {
+	kb, p := t.tx.Bucket(bucketReplyKeys), replyPrefix(key)
+	return func(k string) bool { return kb.Get(append(p[:len(p):len(p)], k...)) != nil }
+}
+
+// attach gives c the replies and the timeline stored apart for it, as Get
+// returns them.
+func (t txn) attach(c *store.Correlation) error {
+	p := replyPrefix(c.Ref().String())
+	var events []store.TimelineEvent
+	ec := t.tx.Bucket(bucketTimeline).Cursor()
+	for k, v := ec.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = ec.Next() {
+		var ev store.TimelineEvent
+		if err := json.Unmarshal(v, &ev); err != nil {
+			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: timeline event %x: %v", store.ErrCorrupt, k[len(p):], err)}
+		}
+		events = append(events, ev)
+	}
+	c.Events = nil // those of the step that read it, if any: stored apart now
+	c.AttachEvents(events)
+	c.Late = nil
+	lc := t.tx.Bucket(bucketLate).Cursor()
+	from := c.LateFrom()
+	for k, v := lc.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = lc.Next() {
+		if len(k) != len(p)+4 || int(binary.BigEndian.Uint32(k[len(p):])) < from {
+			continue
+		}
+		r, err := store.UnmarshalReply(v)
+		if err != nil {
+			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("late reply %x: %w", k[len(p):], err)}
+		}
+		c.Late = append(c.Late, r)
+	}
+	var apart []store.Reply
+	cur := t.tx.Bucket(bucketReplies).Cursor()
+	for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+		r, err := store.UnmarshalReply(v)
+		if err != nil {
+			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("reply %x: %w", k[len(p):], err)}
+		}
+		apart = append(apart, r)
+	}
+	c.AttachReplies(apart)
+	return nil
+}
+
+// dropApart deletes the replies stored apart for key and their keys.
+func (t txn) dropApart(key string) error {
+	p := replyPrefix(key)
+	for _, name := range [][]byte{bucketReplies, bucketReplyKeys, bucketTimeline, bucketLate} {
+		cur := t.tx.Bucket(name).Cursor()
+		for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = cur.Seek(p) {
+			if err := cur.Delete(); err != nil {
+				return &writeError{err: err}
+			}
+		}
+	}
+	return nil
 }
 
 // remove deletes a record with its index entries and idempotency key.
 func (t txn) remove(c *store.Correlation) error {
 	key := c.Ref().String()
 	if err := del(t.tx.Bucket(bucketCorr), []byte(key)); err != nil {
+		return err
+	}
+	if err := t.dropApart(key); err != nil {
 		return err
 	}
 	if c.IdempotencyKey != "" {
@@ -305,7 +464,7 @@ func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (stor
 			return err
 		}
 		before, v0 := entriesOf(c), c.Version
-		st, stepErr := c.ApplyReply(r, now, s.lim)
+		st, stepErr := c.ApplyReplyApart(r, now, s.lim, t.held(ref.String()))
 		if stepErr != nil && c.Version == v0 {
 			return stepErr
 		}
@@ -378,9 +537,12 @@ func (s *Store) Get(ctx context.Context, ref store.Ref) (*store.Correlation, err
 	}
 	var c *store.Correlation
 	err = s.view(func(tx *bbolt.Tx) error {
+		t := txn{tx, s}
 		var err error
-		c, err = txn{tx, s}.load(ref.String())
-		return err
+		if c, err = t.load(ref.String()); err != nil {
+			return err
+		}
+		return t.attach(c)
 	})
 	return c, err
 }
@@ -517,7 +679,10 @@ func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Tim
 	}
 	out, soft, err := s.sweep(ctx, bucketDispatch, timeBound(now), limit, func(t txn, c *store.Correlation, before entries) (bool, error) {
 		claimed := c.ClaimDispatch(instance, now, lease, s.lim)
-		return claimed, t.save(c, before)
+		if err := t.save(c, before); err != nil || !claimed {
+			return false, err
+		}
+		return true, t.attach(c) // the handler gets the replies
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -99,6 +100,11 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			}
 			if !f.Match(r) {
 				continue
+			}
+			if f.Full {
+				if err := t.attach(r); err != nil {
+					return err
+				}
 			}
 			page.Items = append(page.Items, r)
 			if len(page.Items) == f.Limit {
@@ -199,6 +205,7 @@ func (s *Store) Verify(ctx context.Context) error {
 			want[string(b)] = map[string]bool{}
 		}
 		counts := map[string]int64{}
+		held := map[string]*store.Correlation{} // by ref string
 		t := txn{tx, s}
 		err := tx.Bucket(bucketCorr).ForEach(func(k, _ []byte) error {
 			if err := ctx.Err(); err != nil {
@@ -219,11 +226,13 @@ func (s *Store) Verify(ctx context.Context) error {
 			if c.IdempotencyKey != "" {
 				idem[string(nsKey(c.Namespace, []byte(c.IdempotencyKey)))] = string(k)
 			}
+			held[string(k)] = c
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+		errs = append(errs, verifyApart(tx, held)...)
 		for name, keys := range want {
 			b := tx.Bucket([]byte(name))
 			n := 0
@@ -272,6 +281,69 @@ func (s *Store) Verify(ctx context.Context) error {
 		})
 		return errors.Join(errs...)
 	})
+}
+
+// verifyApart checks the replies stored apart against the records (by ref
+// string): each record has Held.Count of them, under indexes 0…Count-1, of
+// Held.Bytes in all, with their keys; none is left without a record.
+func verifyApart(tx *bbolt.Tx, records map[string]*store.Correlation) []error {
+	var errs []error
+	type tally struct {
+		n, bytes int
+		keys     map[string]bool
+	}
+	seen := map[string]*tally{}
+	tx.Bucket(bucketReplies).ForEach(func(k, v []byte) error {
+		i := bytes.IndexByte(k, 0)
+		c := records[string(k[:max(i, 0)])]
+		if i > 0 && c == nil && tx.Bucket(bucketQuarantine).Get(k[:i]) != nil {
+			return nil // its record was set aside: kept with it
+		}
+		if i < 0 || len(k) != i+5 || c == nil {
+			errs = append(errs, fmt.Errorf("reply %q has no record", k))
+			return nil
+		}
+		r, err := store.UnmarshalReply(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reply %q: %w", k, err))
+			return nil
+		}
+		ref := string(k[:i])
+		tl := seen[ref]
+		if tl == nil {
+			tl = &tally{keys: map[string]bool{}}
+			seen[ref] = tl
+		}
+		if idx := int(binary.BigEndian.Uint32(k[i+1:])); idx >= c.Held.Count {
+			errs = append(errs, fmt.Errorf("reply %s #%d: the record holds %d", ref, idx, c.Held.Count))
+		}
+		tl.n++
+		tl.bytes += len(r.Body)
+		for _, rk := range store.ReplyKeys(c.Pattern, r) {
+			tl.keys[rk] = true
+		}
+		return nil
+	})
+	for ref, c := range records {
+		tl := seen[ref]
+		if tl == nil {
+			tl = &tally{keys: map[string]bool{}}
+		}
+		if tl.n != c.Held.Count || tl.bytes != c.Held.Bytes {
+			errs = append(errs, fmt.Errorf("%s: %d replies of %d bytes stored apart, the record counts %d of %d", ref, tl.n, tl.bytes, c.Held.Count, c.Held.Bytes))
+		}
+	}
+	tx.Bucket(bucketReplyKeys).ForEach(func(k, _ []byte) error {
+		i := bytes.IndexByte(k, 0)
+		if i > 0 && records[string(k[:i])] == nil && tx.Bucket(bucketQuarantine).Get(k[:i]) != nil {
+			return nil
+		}
+		if i < 0 || seen[string(k[:i])] == nil || !seen[string(k[:i])].keys[string(k[i+1:])] {
+			errs = append(errs, fmt.Errorf("reply key %q belongs to no reply stored apart", k))
+		}
+		return nil
+	})
+	return errs
 }
 
 // verifyEarly checks that each early reply sits under the ref it is for,

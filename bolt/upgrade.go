@@ -33,6 +33,8 @@ type UpgradeReport struct {
 	// IndexEntries rebuilt from the records (deadline, dispatch, purge,
 	// created, pending).
 	IndexEntries int
+	// RepliesApart: accepted replies moved out of their record (schema 3).
+	RepliesApart int
 }
 
 // Upgraded reports whether the schema changed.
@@ -44,16 +46,17 @@ func (r UpgradeReport) String() string {
 		return fmt.Sprintf("%s is already at schema %d: nothing to do", r.Path, r.To)
 	}
 	return fmt.Sprintf("upgraded %s from schema %d to %d: %d records, %d set aside as undecodable (%d already were), "+
-		"%d idempotency keys (%d dropped), %d early replies (%d dropped), %d index entries",
+		"%d idempotency keys (%d dropped), %d early replies (%d dropped), %d index entries, %d replies stored apart",
 		r.Path, r.From, r.To, r.Records, r.Quarantined, r.QuarantineKept,
-		r.IdempotencyKeys, r.IdempotencyDropped, r.EarlyReplies, r.EarlyDropped, r.IndexEntries)
+		r.IdempotencyKeys, r.IdempotencyDropped, r.EarlyReplies, r.EarlyDropped, r.IndexEntries, r.RepliesApart)
 }
 
 func (r UpgradeReport) attrs() []any {
 	return []any{"path", r.Path, "from", r.From, "to", r.To, "records", r.Records,
 		"quarantined", r.Quarantined, "quarantine_kept", r.QuarantineKept,
 		"idempotency_keys", r.IdempotencyKeys, "idempotency_dropped", r.IdempotencyDropped,
-		"early_replies", r.EarlyReplies, "early_dropped", r.EarlyDropped, "index_entries", r.IndexEntries}
+		"early_replies", r.EarlyReplies, "early_dropped", r.EarlyDropped, "index_entries", r.IndexEntries,
+		"replies_apart", r.RepliesApart}
 }
 
 // Upgraded returns what Open's upgrade of the file did.
@@ -79,12 +82,19 @@ func Upgrade(opts Options) (UpgradeReport, error) {
 
 // upgrade rewrites a file of schema from, inside tx (so that a crash leaves
 // the old schema whole, or the new one).
-func upgrade(tx *bbolt.Tx, path string, from int) (UpgradeReport, error) {
-	if from != 1 {
+func upgrade(t txn, path string, from int) (UpgradeReport, error) {
+	tx := t.tx
+	u := &upgrader{tx: tx, t: t, from: from, r: UpgradeReport{Path: path, From: from, To: schemaVersion}}
+	var steps []func() error
+	switch from {
+	case 1:
+		steps = []func() error{u.resetDerived, u.quarantine, u.records, u.idempotency, u.early}
+	case 2:
+		steps = []func() error{u.resetDerived, u.records}
+	default:
 		return UpgradeReport{}, fmt.Errorf("open %s: no upgrade from schema %d", path, from)
 	}
-	u := &upgrader{tx: tx, r: UpgradeReport{Path: path, From: from, To: schemaVersion}}
-	for _, step := range []func() error{u.resetDerived, u.quarantine, u.records, u.idempotency, u.early} {
+	for _, step := range steps {
 		if err := step(); err != nil {
 			return UpgradeReport{}, fmt.Errorf("upgrade %s from schema %d: %w", path, from, err)
 		}
@@ -95,21 +105,41 @@ func upgrade(tx *bbolt.Tx, path string, from int) (UpgradeReport, error) {
 	return u.r, nil
 }
 
-// upgrader rewrites a schema-1 file to schema 2: every key that was an ID
-// becomes a ref string. Records carry their namespace; early replies and
-// set-aside records of schema 1 had none and go to the default namespace.
-// The indexes, counters and early_time are rebuilt from what they derive
-// from, so they agree with the records whatever the old file held.
+// upgrader rewrites a file of an earlier schema.
+//
+// Schema 1 → 2: every key that was an ID becomes a ref string. Records
+// carry their namespace; early replies and set-aside records of schema 1 had
+// none and go to the default namespace.
+//
+// Schema 2 → 3: the accepted replies move out of each record into
+// bucketReplies, with their keys in bucketReplyKeys, the timeline into
+// bucketTimeline and the late ring into bucketLate.
+//
+// Either way the indexes and counters (and from schema 1 early_time) are
+// rebuilt from what they derive from, so they agree with the records
+// whatever the old file held.
 type upgrader struct {
-	tx *bbolt.Tx
-	r  UpgradeReport
+	tx   *bbolt.Tx
+	t    txn
+	from int
+	r    UpgradeReport
 }
 
-// derived are the buckets rebuilt rather than rewritten.
+// derived are the buckets rebuilt rather than rewritten (early_time only
+// from schema 1, whose early replies move).
 var derived = [][]byte{bucketDeadline, bucketDispatch, bucketPurge, bucketCreated, bucketPending, bucketCounts, bucketEarlyTime}
 
 func (u *upgrader) resetDerived() error {
 	for _, name := range derived {
+		if u.from > 1 && bytes.Equal(name, bucketEarlyTime) {
+			continue
+		}
+		if u.tx.Bucket(name) == nil { // a bucket added after the file's schema
+			if _, err := u.tx.CreateBucket(name); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := u.tx.DeleteBucket(name); err != nil {
 			return err
 		}
@@ -154,14 +184,31 @@ func (u *upgrader) quarantine() error {
 	return nil
 }
 
+// records rewrites every record under its ref (schema 1 keyed it by its
+// ID) with its replies stored apart, and rebuilds the indexes and counters.
 func (u *upgrader) records() error {
+	for _, name := range [][]byte{bucketReplies, bucketReplyKeys, bucketTimeline, bucketLate} {
+		if _, err := u.tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
 	corr, q := u.tx.Bucket(bucketCorr), u.tx.Bucket(bucketQuarantine)
 	counts := map[string]int64{}
+	t := u.t
 	for _, k := range keysOf(corr) {
 		raw := bytes.Clone(corr.Get(k))
 		c, err := store.UnmarshalCorrelation(raw)
-		if err != nil || c.ID != string(k) {
-			if err := q.Put(defaultRef(k), raw); err != nil {
+		qk, was := k, ""
+		if u.from == 1 {
+			qk = defaultRef(k)
+		}
+		if err == nil {
+			if was = c.Ref().String(); u.from == 1 {
+				was = c.ID
+			}
+		}
+		if err != nil || was != string(k) {
+			if err := q.Put(qk, raw); err != nil {
 				return err
 			}
 			if err := corr.Delete(k); err != nil {
@@ -170,10 +217,24 @@ func (u *upgrader) records() error {
 			u.r.Quarantined++
 			continue
 		}
-		if err := corr.Put([]byte(c.Ref().String()), raw); err != nil {
+		u.r.RepliesApart += len(c.Replies)
+		if err := t.storeApart(c.Ref().String(), c); err != nil {
+			return err
+		}
+		if err := t.storeEvents(c.Ref().String(), c); err != nil {
+			return err
+		}
+		if err := t.storeLate(c.Ref().String(), c); err != nil {
+			return err
+		}
+		c.Events, c.Late = nil, nil
+		if raw, err = store.MarshalCorrelation(c); err != nil {
 			return err
 		}
 		if err := corr.Delete(k); err != nil {
+			return err
+		}
+		if err := corr.Put([]byte(c.Ref().String()), raw); err != nil {
 			return err
 		}
 		u.r.Records++

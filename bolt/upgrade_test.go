@@ -16,6 +16,7 @@ import (
 
 	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/bolt/bolttest"
+	"github.com/corrstore/corrstore/internal/upgradetest"
 	"github.com/corrstore/corrstore/store"
 	"github.com/corrstore/corrstore/store/storetest"
 )
@@ -90,15 +91,15 @@ func TestUpgradeSchema1(t *testing.T) {
 	ctx := context.Background()
 
 	r := s.Upgraded()
-	require.Equal(t, bolt.UpgradeReport{Path: path, From: 1, To: 2, Records: 6, Quarantined: 1, QuarantineKept: 1,
-		IdempotencyKeys: 1, EarlyReplies: 1, IndexEntries: 6 + 3 + 3 + 2 + 1}, r,
+	require.Equal(t, bolt.UpgradeReport{Path: path, From: 1, To: 3, Records: 6, Quarantined: 1, QuarantineKept: 1,
+		IdempotencyKeys: 1, EarlyReplies: 1, IndexEntries: 6 + 3 + 3 + 2 + 1, RepliesApart: 3}, r,
 		"6 created, 3 pending (deadline and pending), 2 purgeable, 1 dispatch pending: %s", r)
 	line := logs.find(t, "upgraded the file's schema")
 	require.NotNil(t, line, "the upgrade is logged: %s", logs.String())
 	require.Equal(t, "bolt", line["component"])
 	require.EqualValues(t, 6, line["records"])
 	require.EqualValues(t, 1, line["from"])
-	require.EqualValues(t, 2, line["to"])
+	require.EqualValues(t, 3, line["to"])
 	require.NoError(t, s.Verify(ctx))
 
 	// Every record, under its ref.
@@ -210,7 +211,7 @@ func TestUpgradeSchema1(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Verify(ctx))
 	require.NoError(t, s.Close())
-	require.Equal(t, "2", rawSchema(t, path))
+	require.Equal(t, "3", rawSchema(t, path))
 
 	// Opening again does nothing more.
 	logs.Reset()
@@ -227,7 +228,7 @@ func TestUpgradeNeedsReadWrite(t *testing.T) {
 	_, err := bolt.Open(bolt.Options{Path: path, ReadOnly: true})
 	var se *bolt.SchemaError
 	require.ErrorAs(t, err, &se)
-	require.Equal(t, "corrstore: "+path+" has schema 1; this build reads 2 and upgrades the file on a read-write open: "+
+	require.Equal(t, "corrstore: "+path+" has schema 1; this build reads 3 and upgrades the file on a read-write open: "+
 		"open it read-write once (run `corrstore serve` on it, or `corrstore upgrade --store bolt://"+path+"`)", err.Error())
 	require.Equal(t, "1", rawSchema(t, path), "a read-only open changes nothing")
 
@@ -240,20 +241,20 @@ func TestUpgradeNeedsReadWrite(t *testing.T) {
 }
 
 func TestNewerSchemaRefused(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "v3.db")
+	path := filepath.Join(t.TempDir(), "v4.db")
 	s, err := bolt.Open(bolt.Options{Path: path, NoSync: true})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	rawUpdate(t, path, func(tx *bbolt.Tx) error {
-		return tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte("3"))
+		return tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte("4"))
 	})
 	for _, ro := range []bool{false, true} {
 		_, err := bolt.Open(bolt.Options{Path: path, ReadOnly: ro})
-		require.EqualError(t, err, "corrstore: "+path+" has schema 3; this build reads up to 2: upgrade corrstore", "read-only %v", ro)
+		require.EqualError(t, err, "corrstore: "+path+" has schema 4; this build reads up to 3: upgrade corrstore", "read-only %v", ro)
 	}
 	_, err = bolt.Upgrade(bolt.Options{Path: path})
 	require.Error(t, err)
-	require.Equal(t, "3", rawSchema(t, path))
+	require.Equal(t, "4", rawSchema(t, path), "a newer file is left alone")
 }
 
 func TestUpgradeFunc(t *testing.T) {
@@ -262,15 +263,27 @@ func TestUpgradeFunc(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, r.Upgraded())
 	require.Equal(t, 6, r.Records)
-	require.Contains(t, r.String(), "upgraded "+path+" from schema 1 to 2: 6 records")
+	require.Contains(t, r.String(), "upgraded "+path+" from schema 1 to 3: 6 records")
 
 	r, err = bolt.Upgrade(bolt.Options{Path: path, NoSync: true})
 	require.NoError(t, err)
 	require.False(t, r.Upgraded())
-	require.Equal(t, path+" is already at schema 2: nothing to do", r.String())
+	require.Equal(t, path+" is already at schema 3: nothing to do", r.String())
 
 	missing := filepath.Join(t.TempDir(), "missing.db")
 	_, err = bolt.Upgrade(bolt.Options{Path: missing})
 	require.True(t, errors.Is(err, os.ErrNotExist), "%v", err)
 	require.NoFileExists(t, missing, "Upgrade never creates a file")
+}
+
+func TestUpgradeSchema2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v2.db")
+	bolttest.CopySchema2(t, path)
+	clk := store.NewFakeClock(upgradetest.T0.Add(14 * time.Second))
+	s := open(t, bolt.Options{Path: path, Clock: clk, NoSync: true})
+	require.Equal(t, bolt.UpgradeReport{Path: path, From: 2, To: 3, Records: 4, RepliesApart: 6,
+		IndexEntries: 4 + 3 + 3 + 1}, s.Upgraded(), "4 created, 3 pending (deadline and pending), 1 dispatch")
+	require.NoError(t, s.Verify(context.Background()))
+	upgradetest.CheckSchema2(t, s)
+	require.NoError(t, s.Verify(context.Background()))
 }

@@ -254,7 +254,7 @@ func (c *Client) atDeadline(ctx context.Context, wt *wait, done func(*store.Corr
 
 func (c *Client) awaitOutcome(ctx context.Context, wt *wait, corr *store.Correlation) (*store.Correlation, error) {
 	if corr.State.Terminal() {
-		return corr, nil
+		return c.whole(ctx, corr)
 	}
 	start := time.Now()
 	corr, err := c.await(ctx, wt, corr, func(*store.Correlation) bool { return false })
@@ -262,6 +262,15 @@ func (c *Client) awaitOutcome(ctx context.Context, wt *wait, corr *store.Correla
 		c.cfg.Metrics.Waited(corr.State, time.Since(start))
 	}
 	return corr, err
+}
+
+// whole returns corr with its replies: the answers to writes carry none
+// (Held counts them); Get has them.
+func (c *Client) whole(ctx context.Context, corr *store.Correlation) (*store.Correlation, error) {
+	if len(corr.Replies) >= corr.Held.Count {
+		return corr, nil
+	}
+	return c.st.Get(ctx, corr.Ref())
 }
 
 // OutcomeErr returns the error a decided correlation stands for: nil when
@@ -274,7 +283,7 @@ func OutcomeErr(corr *store.Correlation) error {
 	o := corr.Outcome
 	switch o.State {
 	case store.StateTimedOut:
-		return fmt.Errorf("%w: %s (%s, %d replies)", ErrTimedOut, corr.ID, o.Reason, len(corr.Replies))
+		return fmt.Errorf("%w: %s (%s, %d replies)", ErrTimedOut, corr.ID, o.Reason, corr.Held.Count)
 	case store.StateCancelled:
 		return fmt.Errorf("%w: %s: %s", ErrCancelled, corr.ID, o.Reason)
 	}
@@ -441,6 +450,10 @@ func (c *Client) Stream(ctx context.Context, dest string, body []byte, opts Opti
 				yield(store.Reply{}, err)
 				return
 			}
+		}
+		if corr, err = c.whole(ctx, corr); err != nil {
+			yield(store.Reply{}, err)
+			return
 		}
 		next := 0
 		has := func(corr *store.Correlation) bool {

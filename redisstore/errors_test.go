@@ -204,13 +204,13 @@ func TestLiveness(t *testing.T) {
 	require.NoError(t, s.live.beat(t.Context(), s, "again"))
 	require.Equal(t, liveTTL, mr.TTL(key), "refreshed")
 
-	mr.HSet(s.keys.meta(), "schema", "3")
+	mr.HSet(s.keys.meta(), "schema", "4")
 	require.NoError(t, s.live.beat(t.Context(), s, "again"))
 	_, err = s.Get(t.Context(), store.RefOf("x"))
 	require.ErrorIs(t, err, store.ErrUnavailable)
 	var se *SchemaError
 	require.ErrorAs(t, err, &se)
-	require.ErrorContains(t, err, "corrstore: redis prefix lv has schema 3; this build reads up to 2: upgrade corrstore")
+	require.ErrorContains(t, err, "corrstore: redis prefix lv has schema 4; this build reads up to 3: upgrade corrstore")
 
 	require.NoError(t, s.Close())
 	require.False(t, mr.Exists(key), "Close removes it")
@@ -223,11 +223,11 @@ func TestNewerSchemaRefused(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	mr.HSet("{nx:0}:meta", "shards", "16")
-	mr.HSet("{nx:0}:meta", "schema", "3")
+	mr.HSet("{nx:0}:meta", "schema", "4")
 	_, err := New(t.Context(), rdb, Config{Prefix: "nx", Logger: discard})
-	require.EqualError(t, err, "corrstore: redis prefix nx has schema 3; this build reads up to 2: upgrade corrstore")
+	require.EqualError(t, err, "corrstore: redis prefix nx has schema 4; this build reads up to 3: upgrade corrstore")
 	_, err = Upgrade(t.Context(), rdb, UpgradeOptions{Prefix: "nx", Logger: discard})
-	require.EqualError(t, err, "corrstore: redis prefix nx has schema 3; this build reads up to 2: upgrade corrstore")
+	require.EqualError(t, err, "corrstore: redis prefix nx has schema 4; this build reads up to 3: upgrade corrstore")
 	require.Empty(t, mr.HGet("{nx:0}:meta", "upgrading"))
 
 	_, err = Upgrade(t.Context(), rdb, UpgradeOptions{Prefix: "none", Logger: discard})
@@ -251,7 +251,7 @@ func TestUpgradeForced(t *testing.T) {
 	rep, err := Upgrade(t.Context(), rdb, UpgradeOptions{Prefix: "f", Logger: discard, Force: true})
 	require.NoError(t, err)
 	require.Zero(t, rep.Moved())
-	require.Equal(t, "2", mr.HGet("{f:0}:meta", "schema"))
+	require.Equal(t, "3", mr.HGet("{f:0}:meta", "schema"))
 	require.Empty(t, mr.HGet("{f:0}:meta", "upgrading"))
 }
 
@@ -276,7 +276,7 @@ func TestLivenessRewritesLostMeta(t *testing.T) {
 	s, mr, _ := openMini(t, Config{Prefix: "lost", Shards: 4})
 	mr.FlushAll()
 	require.NoError(t, s.live.beat(t.Context(), s, "v"))
-	require.Equal(t, "2", mr.HGet(s.keys.meta(), "schema"))
+	require.Equal(t, "3", mr.HGet(s.keys.meta(), "schema"))
 	require.Equal(t, "4", mr.HGet(s.keys.meta(), "shards"))
 	_, err := s.Get(t.Context(), store.RefOf("x"))
 	require.ErrorIs(t, err, store.ErrNotFound, "the store goes on")
@@ -288,9 +288,9 @@ func TestNewerUpgradeRefused(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	mr.HSet("{nu:0}:meta", "shards", "16")
-	mr.HSet("{nu:0}:meta", "schema", "2")
-	mr.HSet("{nu:0}:meta", "upgrading", "3")
-	const msg = "corrstore: redis prefix nu has schema 3; this build reads up to 2: upgrade corrstore"
+	mr.HSet("{nu:0}:meta", "schema", "3")
+	mr.HSet("{nu:0}:meta", "upgrading", "4")
+	const msg = "corrstore: redis prefix nu has schema 4; this build reads up to 3: upgrade corrstore"
 	_, err := New(t.Context(), rdb, Config{Prefix: "nu", Logger: discard})
 	require.EqualError(t, err, msg)
 	_, err = Upgrade(t.Context(), rdb, UpgradeOptions{Prefix: "nu", Logger: discard})

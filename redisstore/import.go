@@ -69,7 +69,10 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 				return false, err
 			}
 		}
-		cl := s.createCall(n, v, token, "", dref == key, fields)
+		cl, err := s.createCall(n, v, token, "", dref == key, fields)
+		if err != nil {
+			return false, err
+		}
 		res, err := s.run(ctx, []call{cl})[0].Slice()
 		if err != nil {
 			return false, s.redisErr("import "+key, err)
@@ -82,6 +85,9 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 			cur, _ := res[1].(string)
 			existing, err := decodeValue(key, cur)
 			if err != nil {
+				return false, err
+			}
+			if err := s.attach(ctx, existing); err != nil {
 				return false, err
 			}
 			return false, store.CheckImported(existing, n, raw)

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -10,7 +11,7 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// layout names the keys (schema 2). A correlation is named by its ref
+// layout names the keys (schema 3; schema 2 kept the replies inside the record). A correlation is named by its ref
 // string "namespace/id" (store.Ref.String): every key, index member and
 // mapping below that names a correlation uses it, and its shard is
 // FNV-1a(ref string) mod Shards. Every key of a correlation, and every index
@@ -18,6 +19,10 @@ import (
 // "{prefix:shard}", so one script touches one slot.
 //
 //	{p:s}:c:<ref>   string  header (write sequence, recent write tokens) ‖ record
+//	{p:s}:r:<ref>   hash    accepted replies, apart from the record (schema 3): "i:<index>" → store.MarshalReply,
+//	                        "k:<key>" → "" for each of their store.ReplyKeys
+//	{p:s}:t:<ref>   hash    the kept timeline, apart from the record (schema 3): index → JSON store.TimelineEvent
+//	{p:s}:l:<ref>   hash    the ring of late replies, apart from the record (schema 3): index → store.MarshalReply
 //	{p:s}:e:<ref>   hash    early replies for an unregistered ref: digest → seq ‖ reply
 //	{p:s}:i:<dref>  string  ref registered under the idempotency key whose derived ref is dref
 //	{p:s}:dl        zset    pending refs by deadline (µs)
@@ -59,22 +64,25 @@ func (l layout) shard(key string) int {
 	return int(h.Sum32() % uint32(l.shards))
 }
 
-func (l layout) record(sh int, ref string) string { return l.tags[sh] + ":c:" + ref }
-func (l layout) early(sh int, ref string) string  { return l.tags[sh] + ":e:" + ref }
-func (l layout) idem(sh int, dref string) string  { return l.tags[sh] + ":i:" + dref }
-func (l layout) deadline(sh int) string           { return l.tags[sh] + ":dl" }
-func (l layout) dispatch(sh int) string           { return l.tags[sh] + ":dp" }
-func (l layout) purge(sh int) string              { return l.tags[sh] + ":pg" }
-func (l layout) created(sh int) string            { return l.tags[sh] + ":cr" }
-func (l layout) pending(sh int, ns string) string { return l.tags[sh] + ":pd:" + ns }
-func (l layout) counters(sh int) string           { return l.tags[sh] + ":n" }
-func (l layout) earlyTime(sh int) string          { return l.tags[sh] + ":et" }
-func (l layout) quarantine(sh int) string         { return l.tags[sh] + ":q" }
-func (l layout) meta() string                     { return l.tags[0] + ":meta" }
-func (l layout) live(instance string) string      { return l.tags[0] + ":live:" + instance }
-func (l layout) secret(name string) string        { return l.tags[0] + ":secret:" + name }
-func (l layout) upgradeLock() string              { return l.tags[0] + ":upgrade" }
-func (l layout) channel() string                  { return l.prefix + ":events" }
+func (l layout) record(sh int, ref string) string   { return l.tags[sh] + ":c:" + ref }
+func (l layout) early(sh int, ref string) string    { return l.tags[sh] + ":e:" + ref }
+func (l layout) replies(sh int, ref string) string  { return l.tags[sh] + ":r:" + ref }
+func (l layout) timeline(sh int, ref string) string { return l.tags[sh] + ":t:" + ref }
+func (l layout) late(sh int, ref string) string     { return l.tags[sh] + ":l:" + ref }
+func (l layout) idem(sh int, dref string) string    { return l.tags[sh] + ":i:" + dref }
+func (l layout) deadline(sh int) string             { return l.tags[sh] + ":dl" }
+func (l layout) dispatch(sh int) string             { return l.tags[sh] + ":dp" }
+func (l layout) purge(sh int) string                { return l.tags[sh] + ":pg" }
+func (l layout) created(sh int) string              { return l.tags[sh] + ":cr" }
+func (l layout) pending(sh int, ns string) string   { return l.tags[sh] + ":pd:" + ns }
+func (l layout) counters(sh int) string             { return l.tags[sh] + ":n" }
+func (l layout) earlyTime(sh int) string            { return l.tags[sh] + ":et" }
+func (l layout) quarantine(sh int) string           { return l.tags[sh] + ":q" }
+func (l layout) meta() string                       { return l.tags[0] + ":meta" }
+func (l layout) live(instance string) string        { return l.tags[0] + ":live:" + instance }
+func (l layout) secret(name string) string          { return l.tags[0] + ":secret:" + name }
+func (l layout) upgradeLock() string                { return l.tags[0] + ":upgrade" }
+func (l layout) channel() string                    { return l.prefix + ":events" }
 
 // Counter fields of the counters hash.
 const (
@@ -246,6 +254,80 @@ func (sc *script) hincr(k, field string, delta int64) {
 	sc.ops = append(sc.ops, "hi", sc.key(k), field, delta)
 }
 func (sc *script) del(k string) { sc.ops = append(sc.ops, "del", sc.key(k), "", "") }
+func (sc *script) hset(k, field string, v []byte) {
+	sc.ops = append(sc.ops, "hs", sc.key(k), field, v)
+}
+
+// storeApart adds the ops that store c.Replies (accepted by this step, or
+// held inside a record of schema 2) in the replies hash of the ref key,
+// under the indexes c.Held.Count-len(c.Replies) …, with their keys. The
+// record written beside them holds none (see value).
+func (sc *script) storeApart(l layout, sh int, key string, c *store.Correlation) error {
+	if len(c.Replies) == 0 {
+		return nil
+	}
+	h := l.replies(sh, key)
+	base := c.Held.Count - len(c.Replies)
+	for i, r := range c.Replies {
+		v, err := store.MarshalReply(r)
+		if err != nil {
+			return err
+		}
+		sc.hset(h, replyField(base+i), v)
+		for _, k := range store.ReplyKeys(c.Pattern, r) {
+			sc.hset(h, "k:"+k, nil)
+		}
+	}
+	return nil
+}
+
+// storeEvents adds the ops that store c.Events in the timeline hash of the
+// ref key under the indexes c.EventBase() …, and drop the events that these
+// push out of the kept window (the last MaxEvents).
+func (sc *script) storeEvents(l layout, sh int, key string, c *store.Correlation, lim store.Limits) error {
+	if len(c.Events) == 0 {
+		return nil
+	}
+	h := l.timeline(sh, key)
+	base := c.EventBase()
+	for i, ev := range c.Events {
+		v, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		sc.hset(h, strconv.Itoa(base+i), v)
+	}
+	for i := max(0, base-lim.MaxEvents); i < c.KeptFrom(lim); i++ {
+		sc.ops = append(sc.ops, "hd", sc.key(h), strconv.Itoa(i), "")
+	}
+	return nil
+}
+
+// storeLate adds the ops that store c.Late in the late hash of the ref key
+// under the indexes c.LateBase() …, and drop the late replies that these
+// push out of the ring (those of the previous ring, at most MaxLate, below
+// c.LateFrom()).
+func (sc *script) storeLate(l layout, sh int, key string, c *store.Correlation, lim store.Limits) error {
+	if len(c.Late) == 0 {
+		return nil
+	}
+	h := l.late(sh, key)
+	base := c.LateBase()
+	for i, r := range c.Late {
+		v, err := store.MarshalReply(r)
+		if err != nil {
+			return err
+		}
+		sc.hset(h, strconv.Itoa(base+i), v)
+	}
+	for i := max(0, base-lim.MaxLate); i < c.LateFrom(); i++ {
+		sc.ops = append(sc.ops, "hd", sc.key(h), strconv.Itoa(i), "")
+	}
+	return nil
+}
+
+// replyField is the field of the index-th accepted reply in a replies hash.
+func replyField(index int) string { return "i:" + strconv.Itoa(index) }
 
 // reindex adds the ops that move a record's entries from before to after;
 // member is its ref string.

@@ -62,7 +62,10 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 		if applied > 0 { // early replies changed it: a change subscribers hear of
 			event = eventPayload(n)
 		}
-		cl := s.createCall(n, v, token, event, dref == key, fields)
+		cl, err := s.createCall(n, v, token, event, dref == key, fields)
+		if err != nil {
+			return store.RegisterResult{}, err
+		}
 		res, err := s.run(ctx, []call{cl})[0].Slice()
 		if err != nil {
 			return store.RegisterResult{}, s.redisErr("register "+key, err)
@@ -70,6 +73,7 @@ func (s *Store) Register(ctx context.Context, c *store.Correlation) (store.Regis
 		kind, _ := res[0].(string)
 		switch kind {
 		case "created":
+			n.Replies = nil // stored apart: Get returns them
 			return store.RegisterResult{Correlation: n, Created: true, EarlyApplied: applied}, nil
 		case "exists":
 			v, _ := res[1].(string)
@@ -153,13 +157,22 @@ func (s *Store) loadHolder(ctx context.Context, holder string) (*loaded, error) 
 // that were applied (see lua/create.lua). keyOnly: the ref is derived from
 // the idempotency key, whose mapping to another ref wins. An empty event
 // publishes nothing.
-func (s *Store) createCall(n *store.Correlation, v, token, event string, keyOnly bool, fields []string) call {
+func (s *Store) createCall(n *store.Correlation, v, token, event string, keyOnly bool, fields []string) (call, error) {
 	key := n.Ref().String()
 	sh := s.keys.shard(key)
 	sc := newScript(s.keys.record(sh, key))
 	sc.key(s.keys.early(sh, key))
 	sc.key(s.keys.idem(sh, key))
 	sc.reindex(s.keys, sh, key, entries{}, entriesOf(n))
+	if err := sc.storeApart(s.keys, sh, key, n); err != nil {
+		return call{}, err
+	}
+	if err := sc.storeEvents(s.keys, sh, key, n, s.lim); err != nil {
+		return call{}, err
+	}
+	if err := sc.storeLate(s.keys, sh, key, n, s.lim); err != nil {
+		return call{}, err
+	}
 	if len(fields) > 0 {
 		sc.del(s.keys.early(sh, key))
 		for _, f := range fields {
@@ -175,7 +188,7 @@ func (s *Store) createCall(n *store.Correlation, v, token, event string, keyOnly
 	for _, f := range fields {
 		args = append(args, f)
 	}
-	return call{scriptCreate, sc.keys, append(args, sc.ops...)}
+	return call{scriptCreate, sc.keys, append(args, sc.ops...)}, nil
 }
 
 // claimIdem binds the idempotency key of a registration with an explicit ID
@@ -254,7 +267,7 @@ func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (stor
 	for {
 		now := s.clock.Now()
 		r.ReceivedAt = now
-		l, err := s.load(ctx, ref)
+		l, held, err := s.loadHeld(ctx, ref, store.CandidateKeys(r))
 		if errors.Is(err, store.ErrNotFound) {
 			if r.Nonce != nil {
 				return store.DeliverResult{}, r.CheckRegistration(ref, nil) // bound: never buffered
@@ -282,7 +295,7 @@ func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (stor
 			return store.DeliverResult{}, err
 		}
 		before, version := entriesOf(c), c.Version
-		st, stepErr := c.ApplyReply(r, now, s.lim)
+		st, stepErr := c.ApplyReplyApart(r, now, s.lim, func(k string) bool { return held[k] })
 		if stepErr != nil && c.Version == version {
 			return store.DeliverResult{}, stepErr
 		}
@@ -296,6 +309,7 @@ func (s *Store) Deliver(ctx context.Context, ref store.Ref, r store.Reply) (stor
 			if stepErr != nil {
 				return store.DeliverResult{}, stepErr
 			}
+			c.Replies = nil // stored apart: Get returns them
 			return store.DeliverResult{Status: st, Correlation: c}, nil
 		}
 		if err := b.wait(ctx, key); err != nil {
@@ -391,6 +405,9 @@ func (s *Store) Get(ctx context.Context, ref store.Ref) (*store.Correlation, err
 	if err != nil {
 		return nil, err
 	}
+	if err := s.attach(ctx, l.c); err != nil {
+		return nil, err
+	}
 	return l.c, nil
 }
 
@@ -422,6 +439,7 @@ func (s *Store) mutate(ctx context.Context, ref store.Ref, step storekit.Step) (
 			return store.Result{}, stepErr
 		}
 		if dup {
+			c.Replies = nil // answers carry none
 			return store.Result{Correlation: c, Duplicate: true}, nil
 		}
 		ok, err := s.update(ctx, l, c, before, true)
@@ -429,6 +447,7 @@ func (s *Store) mutate(ctx context.Context, ref store.Ref, step storekit.Step) (
 			return store.Result{}, err
 		}
 		if ok {
+			c.Replies = nil // stored apart now, if held inside a schema-2 record
 			if stepErr != nil {
 				return store.Result{}, stepErr
 			}

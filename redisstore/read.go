@@ -205,6 +205,13 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 			if c == nil || !f.Match(c) {
 				continue
 			}
+			if f.Full {
+				if err := s.attach(ctx, c); err != nil {
+					return store.Page{}, err
+				}
+			} else {
+				c.Replies = nil // held inside a schema-2 record
+			}
 			page.Items = append(page.Items, c)
 			if len(page.Items) == f.Limit {
 				page.NextCursor = store.EncodeCursor(time.UnixMicro(picks[i].score), c.Ref())

@@ -99,6 +99,7 @@ func TestRealServer(t *testing.T) {
 
 	t.Run("Upgrade", func(t *testing.T) {
 		testUpgrade(t, srv.NewClient(t, nil), uniquePrefix)
+		testUpgradeSchema2(t, srv.NewClient(t, nil), uniquePrefix)
 	})
 }
 
@@ -133,6 +134,7 @@ func TestRealCluster(t *testing.T) {
 
 	t.Run("Upgrade", func(t *testing.T) {
 		testUpgrade(t, cluster.NewClient(t, nil), uniquePrefix)
+		testUpgradeSchema2(t, cluster.NewClient(t, nil), uniquePrefix)
 	})
 
 	t.Run("ShardsSpreadOverMasters", func(t *testing.T) {

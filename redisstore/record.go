@@ -1,12 +1,16 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,14 +57,43 @@ func decodeValue(key, v string) (*store.Correlation, error) {
 
 // load reads a record: store.ErrNotFound, or a *store.CorruptError.
 func (s *Store) load(ctx context.Context, ref store.Ref) (*loaded, error) {
+	l, _, err := s.loadHeld(ctx, ref, nil)
+	return l, err
+}
+
+// loadHeld reads a record and, in the same round trip, which of keys (see
+// store.ReplyKeys) its replies stored apart are known under.
+func (s *Store) loadHeld(ctx context.Context, ref store.Ref, keys []string) (*loaded, map[string]bool, error) {
 	key := ref.String()
 	sh := s.keys.shard(key)
 	pipe := s.rdb.Pipeline()
 	get := pipe.Get(ctx, s.keys.record(sh, key))
 	q := pipe.HExists(ctx, s.keys.quarantine(sh), key)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, s.redisErr("read "+key, err)
+	var hm *redis.SliceCmd
+	if len(keys) > 0 {
+		fields := make([]string, len(keys))
+		for i, k := range keys {
+			fields[i] = "k:" + k
+		}
+		hm = pipe.HMGet(ctx, s.keys.replies(sh, key), fields...)
 	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, s.redisErr("read "+key, err)
+	}
+	held := map[string]bool{}
+	if hm != nil {
+		for i, v := range hm.Val() {
+			if v != nil {
+				held[keys[i]] = true
+			}
+		}
+	}
+	l, err := s.decodeGot(ref, sh, get, q)
+	return l, held, err
+}
+
+func (s *Store) decodeGot(ref store.Ref, sh int, get *redis.StringCmd, q *redis.BoolCmd) (*loaded, error) {
+	key := ref.String()
 	v, err := get.Result()
 	if errors.Is(err, redis.Nil) {
 		if q.Val() {
@@ -71,6 +104,125 @@ func (s *Store) load(ctx context.Context, ref store.Ref) (*loaded, error) {
 	return s.decodeLoaded(key, v)
 }
 
+// attach gives each correlation the replies and the timeline stored apart
+// for it, as Get returns them: one round trip for all.
+func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(cs))
+	tcmds := make([]*redis.MapStringStringCmd, len(cs))
+	lcmds := make([]*redis.MapStringStringCmd, len(cs))
+	for i, c := range cs {
+		if c == nil {
+			continue
+		}
+		key := c.Ref().String()
+		sh := s.keys.shard(key)
+		cmds[i] = pipe.HGetAll(ctx, s.keys.replies(sh, key))
+		tcmds[i] = pipe.HGetAll(ctx, s.keys.timeline(sh, key))
+		lcmds[i] = pipe.HGetAll(ctx, s.keys.late(sh, key))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return s.redisErr("read replies", err)
+	}
+	for i, c := range cs {
+		if c == nil {
+			continue
+		}
+		type indexed struct {
+			i int
+			r store.Reply
+		}
+		var apart []indexed
+		for f, v := range cmds[i].Val() {
+			n, ok := strings.CutPrefix(f, "i:")
+			if !ok {
+				continue
+			}
+			idx, err := strconv.Atoi(n)
+			r, derr := store.UnmarshalReply([]byte(v))
+			if err != nil || derr != nil {
+				return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: reply field %q: %v", store.ErrCorrupt, f, cmp.Or(derr, err))}
+			}
+			apart = append(apart, indexed{idx, r})
+		}
+		slices.SortFunc(apart, func(a, b indexed) int { return a.i - b.i })
+		rs := make([]store.Reply, len(apart))
+		for j, a := range apart {
+			rs[j] = a.r
+		}
+		c.AttachReplies(rs)
+		if err := s.attachEvents(c, tcmds[i].Val()); err != nil {
+			return err
+		}
+		late, err := indexedReplies(c, lcmds[i].Val(), c.LateFrom(), c.LateBase())
+		if err != nil {
+			return err
+		}
+		if late = append(late, c.Late...); len(late) > 0 { // a schema-2 record's ring follows
+			c.Late = late
+		}
+	}
+	return nil
+}
+
+// indexedReplies decodes the replies of a hash of index → reply whose
+// index is in [from, until), in index order.
+func indexedReplies(c *store.Correlation, fields map[string]string, from, until int) ([]store.Reply, error) {
+	type indexed struct {
+		i int
+		r store.Reply
+	}
+	var got []indexed
+	for f, v := range fields {
+		idx, err := strconv.Atoi(f)
+		if err == nil && (idx < from || idx >= until) {
+			continue
+		}
+		r, derr := store.UnmarshalReply([]byte(v))
+		if err != nil || derr != nil {
+			return nil, &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: field %q: %v", store.ErrCorrupt, f, cmp.Or(derr, err))}
+		}
+		got = append(got, indexed{idx, r})
+	}
+	slices.SortFunc(got, func(a, b indexed) int { return a.i - b.i })
+	out := make([]store.Reply, len(got))
+	for j, g := range got {
+		out[j] = g.r
+	}
+	return out, nil
+}
+
+// attachEvents gives c the kept timeline from its timeline hash.
+func (s *Store) attachEvents(c *store.Correlation, fields map[string]string) error {
+	// Events of a schema-2 record are still inside it: they follow.
+	inline := c.Events
+	from, until := c.KeptFrom(s.lim), c.EventBase()
+	type indexed struct {
+		i  int
+		ev store.TimelineEvent
+	}
+	var got []indexed
+	for f, v := range fields {
+		idx, err := strconv.Atoi(f)
+		if err == nil && (idx < from || idx >= until) {
+			continue // pushed out of the window, its HDEL not yet in
+		}
+		var ev store.TimelineEvent
+		if jerr := json.Unmarshal([]byte(v), &ev); err != nil || jerr != nil {
+			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: timeline field %q: %v", store.ErrCorrupt, f, cmp.Or(jerr, err))}
+		}
+		got = append(got, indexed{idx, ev})
+	}
+	slices.SortFunc(got, func(a, b indexed) int { return a.i - b.i })
+	evs := make([]store.TimelineEvent, len(got))
+	for j, g := range got {
+		evs[j] = g.ev
+	}
+	c.Events = inline
+	c.AttachEvents(evs)
+	return nil
+}
+
 func (s *Store) decodeLoaded(key, v string) (*loaded, error) {
 	c, err := decodeValue(key, v)
 	if err != nil {
@@ -79,10 +231,14 @@ func (s *Store) decodeLoaded(key, v string) (*loaded, error) {
 	return &loaded{key: key, c: c, header: v[:headerLen]}, nil
 }
 
-// value encodes a record with its header.
+// value encodes a record with its header, without c.Replies and c.Events:
+// the write that carries it stores them apart (script.storeApart,
+// script.storeEvents).
 // prev is the header read ("" for a new record); token names this write.
 func value(c *store.Correlation, prev, token string) (string, error) {
-	b, err := store.MarshalCorrelation(c)
+	bare := *c
+	bare.Replies, bare.Events, bare.Late = nil, nil, nil
+	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return "", err
 	}
@@ -143,7 +299,20 @@ func (s *Store) updateCall(l *loaded, c *store.Correlation, before entries, publ
 	sc := newScript(s.keys.record(sh, l.key))
 	sc.reindex(s.keys, sh, l.key, before, entriesOf(c))
 	v, ev := "", ""
-	if c != nil {
+	if c == nil {
+		sc.del(s.keys.replies(sh, l.key))
+		sc.del(s.keys.timeline(sh, l.key))
+		sc.del(s.keys.late(sh, l.key))
+	} else {
+		if err := sc.storeApart(s.keys, sh, l.key, c); err != nil {
+			return call{}, err
+		}
+		if err := sc.storeEvents(s.keys, sh, l.key, c, s.lim); err != nil {
+			return call{}, err
+		}
+		if err := sc.storeLate(s.keys, sh, l.key, c, s.lim); err != nil {
+			return call{}, err
+		}
 		var err error
 		if v, err = value(c, l.header, token); err != nil {
 			return call{}, err

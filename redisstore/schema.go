@@ -8,10 +8,13 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// schemaVersion is the key layout this package reads and writes: 2 names
-// correlations by ref string "namespace/id" (schema 1, corrstore before
-// namespaced ids, by id).
-const schemaVersion = 2
+// schemaVersion is the key layout this package reads and writes: 3 keeps
+// the accepted replies apart from the record, in the hash {p:s}:r:<ref>
+// (schema 2 kept them inside it; this build reads such records and moves
+// their replies out at their next write); since schema 2 correlations are
+// named by ref string "namespace/id" (schema 1, corrstore before namespaced
+// ids, by id).
+const schemaVersion = 3
 
 // SchemaError is New's refusal of a prefix whose layout this build does not
 // read: an older one (run Upgrade, `corrstore upgrade`, first) or a newer one

@@ -229,6 +229,7 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 				again = append(again, p.d)
 				continue
 			}
+			p.c.Replies = nil // any held inside a schema-2 record are now apart
 			switch p.v {
 			case report:
 				out = append(out, p.c)
@@ -286,6 +287,9 @@ func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Tim
 		}
 		return keep
 	})
+	if aerr := s.attach(ctx, out...); aerr != nil && err == nil { // the handler gets the replies
+		err = aerr
+	}
 	if err != nil {
 		return out, err // the ones decided before the error are written
 	}

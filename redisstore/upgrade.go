@@ -202,7 +202,7 @@ func (u *upgrader) inspect(ctx context.Context) (upgrading string, err error) {
 		u.rep.AlreadyDone = true
 		u.log.Info(u.rep.String())
 		return "", nil
-	case have != 1 && have != schemaVersion: // schemaVersion: marked upgrading, finish it
+	case have < 1 || have > schemaVersion: // schemaVersion: marked upgrading, finish it
 		return "", fmt.Errorf("%w: redis prefix %s has schema %d, which no corrstore wrote", store.ErrCorrupt, prefix, have)
 	}
 	n, err := strconv.Atoi(shards)
@@ -237,6 +237,12 @@ func (u *upgrader) run(ctx context.Context, lock *upgradeLock) error {
 	}
 	u.log.Info("upgrading", "from", u.rep.From, "to", schemaVersion, "shards", u.keys.shards, "resumed", u.rep.Resumed)
 
+	if u.rep.From >= 2 {
+		// Schema 2 → 3 moves nothing: a record of schema 2 holds its
+		// replies inside, which this build reads, and its next write
+		// stores them apart. The mark keeps schema-2 builds out.
+		return lock.finish(ctx, schemaVersion)
+	}
 	// A pass moves what it finds; the next one checks that nothing is left
 	// (a Cluster resharding during a SCAN can hide keys from it).
 	for pass := 0; ; pass++ {

@@ -86,7 +86,7 @@ func TestUpgradeLock(t *testing.T) {
 	v, _ := mr.Get("{lost:0}:upgrade")
 	require.Equal(t, "another run", v, "not this run's to release")
 	require.Equal(t, "1", mr.HGet("{lost:0}:meta", "schema"))
-	require.Equal(t, "2", mr.HGet("{lost:0}:meta", "upgrading"))
+	require.Equal(t, "3", mr.HGet("{lost:0}:meta", "upgrading"))
 }
 
 // A schema 1 record is moved only where its ref's key is free: a record
@@ -172,7 +172,7 @@ func TestUpgradeFencedAfterTakeover(t *testing.T) {
 				rep, err := redisstore.Upgrade(ctx, rdb, redisstore.UpgradeOptions{Prefix: prefix, Logger: quiet})
 				require.NoError(t, err, "another run takes the lock and finishes")
 				require.False(t, rep.AlreadyDone)
-				require.Equal(t, "2", mr.HGet("{fence:0}:meta", "schema"))
+				require.Equal(t, "3", mr.HGet("{fence:0}:meta", "schema"))
 				tc.instance(t, rdb, prefix)
 				after = dumpPrefix(t, rdb, prefix)
 				return nil
@@ -180,7 +180,7 @@ func TestUpgradeFencedAfterTakeover(t *testing.T) {
 			_, err := redisstore.Upgrade(ctx, rdb, o)
 			require.True(t, paused)
 			require.Equal(t, after, dumpPrefix(t, rdb, prefix), "nothing written after the takeover")
-			require.Equal(t, "2", mr.HGet("{fence:0}:meta", "schema"))
+			require.Equal(t, "3", mr.HGet("{fence:0}:meta", "schema"))
 			require.Empty(t, mr.HGet("{fence:0}:meta", "upgrading"), "not marked upgrading again")
 			require.False(t, mr.Exists("{fence:0}:upgrade"))
 			require.ErrorIs(t, err, store.ErrUnavailable)

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/corrstore/corrstore/internal/upgradetest"
 	"github.com/corrstore/corrstore/redisstore"
 	"github.com/corrstore/corrstore/redisstore/redistest"
 	"github.com/corrstore/corrstore/store"
@@ -74,6 +75,26 @@ var errCrash = errors.New("crash (test)")
 // and under a live instance; interrupted, then resumed; compared with an
 // uninterrupted run; every record and every operation then works, and a
 // second run has nothing to do.
+// testUpgradeSchema2: a schema-2 prefix (replies inside the records)
+// upgrades by its mark alone, and reads and decides as schema 2 did.
+func testUpgradeSchema2(t *testing.T, rdb redis.UniversalClient, uniq func(string) string) {
+	ctx := t.Context()
+	prefix := uniq("v2up")
+	d := redistest.LoadSchema2(t, rdb, prefix)
+	_, err := redisstore.New(ctx, rdb, redisstore.Config{Prefix: prefix, Logger: quiet})
+	require.EqualError(t, err, "redis prefix "+prefix+" has schema 2; stop every instance and run `corrstore upgrade --store …`")
+	rep, err := redisstore.Upgrade(ctx, rdb, redisstore.UpgradeOptions{Prefix: prefix, Logger: quiet})
+	require.NoError(t, err)
+	require.Equal(t, 2, rep.From)
+	require.Equal(t, 3, rep.To)
+	require.Zero(t, rep.Moved(), "nothing moves: records are read as they are")
+	clk := store.NewFakeClock(upgradetest.T0.Add(14 * time.Second))
+	s, err := redisstore.New(ctx, rdb, redisstore.Config{Prefix: prefix, Shards: d.Shards, Clock: clk, Logger: quiet})
+	require.NoError(t, err)
+	defer s.Close()
+	upgradetest.CheckSchema2(t, s)
+}
+
 func testUpgrade(t *testing.T, rdb redis.UniversalClient, uniq func(string) string) {
 	ctx := t.Context()
 	straight, crashed := uniq("upgrade-a"), uniq("upgrade-b")
@@ -100,12 +121,12 @@ func testUpgrade(t *testing.T, rdb redis.UniversalClient, uniq func(string) stri
 	require.NoError(t, err)
 	require.False(t, rep.Resumed)
 	require.Equal(t, 1, rep.From)
-	require.Equal(t, 2, rep.To)
+	require.Equal(t, 3, rep.To)
 	require.Equal(t, map[string]int{"default": 2, "shop": 3, "billing": 3}, rep.Correlations, rep.String())
 	require.Equal(t, 1, rep.EarlyReplies)
 	require.Equal(t, 1, rep.IdempotencyKeys)
 	require.Equal(t, 1, rep.SetAside, "broken-1, set aside by schema 1")
-	require.Contains(t, rep.String(), "upgraded from schema 1 to 2: moved 8 correlations (billing 3, default 2, shop 3), 1 early replies, 1 idempotency keys")
+	require.Contains(t, rep.String(), "upgraded from schema 1 to 3: moved 8 correlations (billing 3, default 2, shop 3), 1 early replies, 1 idempotency keys")
 
 	// The same upgrade, crashed twice: after new keys were written and
 	// before old ones were removed, then between two batches.
@@ -138,7 +159,7 @@ func testUpgrade(t *testing.T, rdb redis.UniversalClient, uniq func(string) stri
 	rep, err = redisstore.Upgrade(ctx, rdb, redisstore.UpgradeOptions{Prefix: straight, Logger: quiet})
 	require.NoError(t, err)
 	require.True(t, rep.AlreadyDone)
-	require.Equal(t, "redis prefix "+straight+" is already at schema 2: nothing to do", rep.String())
+	require.Equal(t, "redis prefix "+straight+" is already at schema 3: nothing to do", rep.String())
 }
 
 // checkUpgraded opens a store on an upgraded prefix and uses every record.
@@ -266,4 +287,5 @@ func TestUpgradeMiniredis(t *testing.T) {
 	_, rdb := newMiniredis(t)
 	n := 0
 	testUpgrade(t, rdb, func(s string) string { n++; return fmt.Sprint(s, n) })
+	testUpgradeSchema2(t, rdb, func(s string) string { n++; return fmt.Sprint(s, n) })
 }

@@ -30,6 +30,22 @@ func UnmarshalCorrelation(b []byte) (*Correlation, error) {
 	if err := c.validateStored(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
+	if c.Held.Count == 0 && len(c.Replies) > 0 {
+		// Written before schema 3 (replies inside the record), or an
+		// export line of an earlier release: count what it holds.
+		for _, r := range c.Replies {
+			c.Held.add(c.Pattern, r)
+		}
+	}
+	if c.EventSeq == 0 && len(c.Events) > 0 { // likewise for the timeline
+		c.EventSeq = len(c.Events) + c.EventsDropped
+	}
+	if c.LateSeq == 0 && len(c.Late) > 0 { // and for the late ring
+		for _, r := range c.Late {
+			c.LateRing = append(c.LateRing, LateEntry{Bytes: len(r.Body), Keys: lateKeys(c.Pattern, r)})
+		}
+		c.LateSeq = len(c.Late)
+	}
 	return &c, nil
 }
 
@@ -115,4 +131,25 @@ func CheckImported(existing, n *Correlation, raw []byte) error {
 			ErrConflict, n.ID, existing.Version, n.Version)
 	}
 	return nil
+}
+
+// MarshalReply encodes an accepted reply that a backend stores apart from
+// its correlation's record.
+func MarshalReply(r Reply) ([]byte, error) {
+	r.Nonce = nil
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode reply: %w", err)
+	}
+	return append([]byte{recordV1}, b...), nil
+}
+
+// UnmarshalReply decodes a reply stored apart. Any problem is reported as an
+// error wrapping ErrCorrupt; it never panics.
+func UnmarshalReply(b []byte) (Reply, error) {
+	var r Reply
+	if err := unmarshalRecord(b, &r); err != nil {
+		return Reply{}, err
+	}
+	return r, nil
 }

@@ -86,15 +86,37 @@ type Correlation struct {
 	Labels         map[string]string `json:"labels,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
 
-	State          State           `json:"state"`
-	Outcome        *Outcome        `json:"outcome,omitempty"`
-	Replies        []Reply         `json:"replies,omitempty"`
-	Late           []Reply         `json:"late,omitempty"`
-	LateCount      int             `json:"late_count,omitempty"`
-	DuplicateCount int             `json:"duplicate_count,omitempty"`
-	Dispatch       Dispatch        `json:"dispatch"`
-	Events         []TimelineEvent `json:"events,omitempty"`
-	EventsDropped  int             `json:"events_dropped,omitempty"`
+	State   State    `json:"state"`
+	Outcome *Outcome `json:"outcome,omitempty"`
+	// Held counts and sizes the accepted replies, which backends keep apart
+	// from the record so that a Deliver costs what its reply costs.
+	Held ReplyStats `json:"held,omitzero"`
+	// Replies are the accepted replies, in arrival order (a stream's by Seq).
+	// Get, ClaimDispatch, export and the outcome view carry all of them; the
+	// correlation in a DeliverResult, RegisterResult, Result, Page or the
+	// answer of ExpireDue carries none (Held counts them). Inside a backend's
+	// write step they are the replies not yet stored apart: the one a step
+	// accepted, or those of a record written before schema 3.
+	Replies []Reply `json:"replies,omitempty"`
+	// Late is the ring of late replies kept (the last MaxLate, at most
+	// MaxLateBytes of bodies) in what Get returns; backends keep it apart
+	// from the record, like Replies, and other answers carry only the late
+	// reply of their own step. LateRing describes it inside the record.
+	Late     []Reply     `json:"late,omitempty"`
+	LateRing []LateEntry `json:"late_ring,omitempty"`
+	// LateSeq counts the late replies ever kept: the next one's index.
+	LateSeq        int      `json:"late_seq,omitempty"`
+	LateCount      int      `json:"late_count,omitempty"`
+	DuplicateCount int      `json:"duplicate_count,omitempty"`
+	Dispatch       Dispatch `json:"dispatch"`
+	// Events is the timeline: its last Limits.MaxEvents entries in what Get
+	// returns. Backends keep it apart from the record, like Replies; other
+	// answers carry the events of their own step only. Inside a backend's
+	// write step they are the events not stored apart yet.
+	Events        []TimelineEvent `json:"events,omitempty"`
+	EventsDropped int             `json:"events_dropped,omitempty"`
+	// EventSeq counts the events ever added: the next one's index.
+	EventSeq int `json:"event_seq,omitempty"`
 
 	// Fingerprint identifies the registration's content; a second Register
 	// of the same ID with another fingerprint is ErrConflict.
@@ -107,6 +129,39 @@ type Correlation struct {
 	Version   int64     `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// LateEntry describes a late reply kept in the ring: enough to bound the
+// ring and to recognise the reply sent again without reading it.
+type LateEntry struct {
+	Bytes int      `json:"b"`
+	Keys  []string `json:"k"` // see lateKeys
+}
+
+// ReplyStats summarises a correlation's accepted replies: what the state
+// machine needs to decide without reading them.
+type ReplyStats struct {
+	// Count is how many replies were accepted.
+	Count int `json:"count"`
+	// Bytes is the size of their bodies, which Limits.MaxRecordBytes bounds.
+	Bytes int `json:"bytes,omitempty"`
+	// MaxSeq is the highest Seq among a stream's replies (when Count > 0).
+	MaxSeq int `json:"max_seq,omitempty"`
+	// Final reports that a stream's reply marked Final came; FinalSeq is its Seq.
+	Final    bool `json:"final,omitempty"`
+	FinalSeq int  `json:"final_seq,omitempty"`
+}
+
+// add counts one more accepted reply.
+func (s *ReplyStats) add(p Pattern, r Reply) {
+	if p == PatternStream && (s.Count == 0 || r.Seq > s.MaxSeq) {
+		s.MaxSeq = r.Seq
+	}
+	if p == PatternStream && r.Final {
+		s.Final, s.FinalSeq = true, r.Seq
+	}
+	s.Count++
+	s.Bytes += len(r.Body)
 }
 
 // Callback names the handler that any replica runs with the outcome, and the
@@ -208,16 +263,16 @@ type TimelineEvent struct {
 
 // StoredBytes is what a correlation counts toward its namespace's stored
 // bytes (NamespaceStats.Bytes, the limit --max-bytes-per-namespace): the
-// bodies of its accepted replies (ReplyBytes) and of the late replies kept,
+// bodies of its accepted replies (Held.Bytes) and of the late replies kept,
 // plus its callback data — the payloads callers choose the size of. The
 // fixed-size fields, labels, timeline and encoding overhead are not counted:
 // the bounds of the data model cap them per record. Every backend keeps the
 // per-namespace sum as a counter derived from the record, like the state
 // counts.
 func (c *Correlation) StoredBytes() int64 {
-	n := int64(c.ReplyBytes() + len(c.Callback.Data))
-	for _, r := range c.Late {
-		n += int64(len(r.Body))
+	n := int64(c.Held.Bytes + len(c.Callback.Data))
+	for _, e := range c.LateRing {
+		n += int64(e.Bytes)
 	}
 	return n
 }
@@ -241,6 +296,12 @@ func (c *Correlation) Clone() *Correlation {
 	}
 	n.Replies = cloneReplies(c.Replies)
 	n.Late = cloneReplies(c.Late)
+	if c.LateRing != nil {
+		n.LateRing = make([]LateEntry, len(c.LateRing))
+		for i, e := range c.LateRing {
+			n.LateRing[i] = LateEntry{Bytes: e.Bytes, Keys: append([]string(nil), e.Keys...)}
+		}
+	}
 	if c.Events != nil {
 		n.Events = append([]TimelineEvent(nil), c.Events...)
 	}

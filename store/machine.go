@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -74,9 +76,14 @@ func (c *Correlation) touch(now time.Time) {
 
 func (c *Correlation) addEvent(now time.Time, t EventType, detail string, lim Limits) {
 	c.Events = append(c.Events, TimelineEvent{At: now, Type: t, Detail: detail})
+	c.EventSeq++
+	// The timeline keeps the last MaxEvents: those of index EventSeq-MaxEvents
+	// on. Backends drop the older ones they store apart.
+	if d := c.EventSeq - lim.MaxEvents; d > c.EventsDropped {
+		c.EventsDropped = d
+	}
 	if over := len(c.Events) - lim.MaxEvents; over > 0 {
 		c.Events = append(c.Events[:0:0], c.Events[over:]...)
-		c.EventsDropped += over
 	}
 }
 
@@ -91,14 +98,68 @@ func describeReply(r Reply) string {
 	return s
 }
 
+// ReplyKeys returns the keys under which a reply accepted by a correlation
+// of pattern p is known, so that a resent reply is recognised by point
+// lookups: its DedupeKey, or the digest of its content when it has none; a
+// stream reply is known by its Seq too. Backends keep these keys of every
+// accepted reply next to the replies they store apart.
+func ReplyKeys(p Pattern, r Reply) []string {
+	k := DedupeKey(p, r)
+	switch {
+	case k == "":
+		return []string{contentKey(r)}
+	case p == PatternStream && r.ID != "":
+		return []string{k, "seq:" + strconv.Itoa(r.Seq)}
+	}
+	return []string{k}
+}
+
+// CandidateKeys returns every key ReplyKeys may give for r under any
+// pattern: what a backend that has not read the record yet looks up.
+func CandidateKeys(r Reply) []string {
+	out := []string{"seq:" + strconv.Itoa(r.Seq), contentKey(r)}
+	if r.ID != "" {
+		out = append(out, "id:"+r.ID)
+	}
+	if r.From != "" {
+		out = append(out, "from:"+r.From)
+	}
+	return out
+}
+
+// contentKey names a reply's content (arrival time aside): how a keyless
+// reply sent again is recognised.
+func contentKey(r Reply) string {
+	h := sha256.New()
+	for _, f := range []string{r.ID, r.From, strconv.Itoa(r.Seq), strconv.FormatBool(r.Final), r.Error} {
+		h.Write([]byte(strconv.Itoa(len(f))))
+		h.Write([]byte{':'})
+		h.Write([]byte(f))
+	}
+	h.Write(r.Body)
+	return "sum:" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // ApplyReply records a reply. The reply must have passed ValidateReply; its
 // ReceivedAt is kept when set (an early reply) and set to now otherwise. Its
 // Nonce is not looked at (the caller checks CheckRegistration first) and is
-// dropped from what is kept.
+// dropped from what is kept. Every accepted reply is in c.Replies, so this
+// is the form for a correlation held whole in memory; backends that keep
+// replies apart use ApplyReplyApart.
 //
 // A duplicate only bumps DuplicateCount: it is no new fact, so it changes
 // neither Version nor the timeline, and a retried Deliver leaves the same state.
 func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverStatus, error) {
+	return c.ApplyReplyApart(r, now, lim, nil)
+}
+
+// ApplyReplyApart is ApplyReply for a record whose accepted replies are
+// kept apart: held reports whether a reply stored apart is known under a key
+// (see ReplyKeys); c.Replies holds only replies not stored apart yet. An
+// accepted reply joins c.Replies (a stream's in Seq order) and is counted in
+// c.Held; the caller then stores every reply in c.Replies apart, under the
+// indexes c.Held.Count-len(c.Replies) … c.Held.Count-1, with its ReplyKeys.
+func (c *Correlation) ApplyReplyApart(r Reply, now time.Time, lim Limits, held func(key string) bool) (DeliverStatus, error) {
 	r.Nonce = nil // the binding is checked by Deliver, never stored
 	if r.ReceivedAt.IsZero() {
 		r.ReceivedAt = now
@@ -107,18 +168,15 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 	if c.Pattern == PatternGather && key == "" {
 		return "", invalid("reply.from", "a gather reply needs id or from, so that a resent reply is not counted twice")
 	}
-	for _, a := range c.Replies {
-		// A keyless reply (single) identical to one accepted is its retry.
-		if (key != "" && DedupeKey(c.Pattern, a) == key) || (key == "" && a.SameContent(r)) ||
-			(c.Pattern == PatternStream && a.Seq == r.Seq) {
-			c.DuplicateCount++
-			return DeliverDuplicate, nil
-		}
+	if c.seen(r, key, held) {
+		c.DuplicateCount++
+		return DeliverDuplicate, nil
 	}
 	c.SettleDue(now, lim)
 	if c.State.Terminal() {
-		for _, l := range c.Late {
-			if (key != "" && DedupeKey(c.Pattern, l) == key) || l.SameContent(r) {
+		lk := lateKeys(c.Pattern, r)
+		for _, e := range c.LateRing {
+			if slices.ContainsFunc(e.Keys, func(k string) bool { return slices.Contains(lk, k) }) {
 				c.DuplicateCount++
 				return DeliverDuplicate, nil
 			}
@@ -134,10 +192,10 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 		c.touch(now)
 		return DeliverLate, nil
 	}
-	if len(c.Replies) >= lim.MaxReplies {
-		return "", tooLarge("replies", "correlation %s already has %d replies, the limit is %d", c.ID, len(c.Replies), lim.MaxReplies)
+	if c.Held.Count >= lim.MaxReplies {
+		return "", tooLarge("replies", "correlation %s already has %d replies, the limit is %d", c.ID, c.Held.Count, lim.MaxReplies)
 	}
-	if held := c.ReplyBytes(); held+len(r.Body) > lim.MaxRecordBytes {
+	if held := c.Held.Bytes; held+len(r.Body) > lim.MaxRecordBytes {
 		return "", tooLarge("reply.body", "correlation %s holds %d bytes of replies; %d more would pass the limit of %d (max_record_bytes)",
 			c.ID, held, len(r.Body), lim.MaxRecordBytes)
 	}
@@ -145,11 +203,14 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 		if err := c.checkStreamReply(r); err != nil {
 			return "", err
 		}
+	}
+	if c.Pattern == PatternStream {
 		i, _ := slices.BinarySearchFunc(c.Replies, r.Seq, func(a Reply, seq int) int { return a.Seq - seq })
 		c.Replies = slices.Insert(c.Replies, i, r)
 	} else {
 		c.Replies = append(c.Replies, r)
 	}
+	c.Held.add(c.Pattern, r)
 	c.addEvent(now, EventReplyAccepted, describeReply(r), lim)
 	c.touch(now)
 	if c.complete() {
@@ -159,33 +220,99 @@ func (c *Correlation) ApplyReply(r Reply, now time.Time, lim Limits) (DeliverSta
 	return DeliverAccepted, nil
 }
 
-// keepLate adds r to the ring of late replies, dropping the oldest until
-// the ring holds at most MaxLate replies and MaxLateBytes of bodies: a
-// decided correlation's record stops growing, whatever is sent to it.
-func (c *Correlation) keepLate(r Reply, lim Limits) {
-	c.Late = append(c.Late, r)
-	n := 0
-	for _, l := range c.Late {
-		n += len(l.Body)
+// seen reports whether r repeats an accepted reply: one in c.Replies, or
+// one stored apart that held knows under one of r's ReplyKeys.
+func (c *Correlation) seen(r Reply, key string, held func(string) bool) bool {
+	if held != nil {
+		for _, k := range ReplyKeys(c.Pattern, r) {
+			if held(k) {
+				return true
+			}
+		}
 	}
-	drop := 0
-	for ; len(c.Late)-drop > lim.MaxLate || n > lim.MaxLateBytes; drop++ {
-		n -= len(c.Late[drop].Body)
+	for _, a := range c.Replies {
+		// A keyless reply (single) identical to one accepted is its retry.
+		if (key != "" && DedupeKey(c.Pattern, a) == key) || (key == "" && a.SameContent(r)) ||
+			(c.Pattern == PatternStream && a.Seq == r.Seq) {
+			return true
+		}
 	}
-	if drop > 0 {
-		c.Late = append(c.Late[:0:0], c.Late[drop:]...)
+	return false
+}
+
+// AttachEvents gives c the timeline events stored apart from its record,
+// oldest first: they come before any c holds already (a record written
+// before schema 3).
+func (c *Correlation) AttachEvents(apart []TimelineEvent) {
+	c.Events = append(apart, c.Events...)
+}
+
+// ReplyBase is the index, among the replies stored apart, of c.Replies[0]
+// inside a backend's write step.
+func (c *Correlation) ReplyBase() int { return c.Held.Count - len(c.Replies) }
+
+// EventBase is the index of c.Events[0] inside a backend's write step; the
+// timeline keeps the events of index KeptFrom(lim) on.
+func (c *Correlation) EventBase() int { return c.EventSeq - len(c.Events) }
+
+// KeptFrom is the index of the oldest timeline event kept under lim.
+func (c *Correlation) KeptFrom(lim Limits) int { return max(0, c.EventSeq-lim.MaxEvents) }
+
+// AttachReplies gives c the replies stored apart from its record: they
+// follow any c holds already (a record written before schema 3), a
+// stream's ordered by Seq.
+func (c *Correlation) AttachReplies(apart []Reply) {
+	c.Replies = append(c.Replies, apart...)
+	if c.Pattern == PatternStream {
+		slices.SortStableFunc(c.Replies, func(a, b Reply) int { return a.Seq - b.Seq })
 	}
 }
 
-// FinalSeq returns the Seq of the stream reply marked Final, if one came.
-func (c *Correlation) FinalSeq() (int, bool) {
-	for _, r := range c.Replies {
-		if r.Final {
-			return r.Seq, true
-		}
+// keepLate adds r to the ring of late replies, dropping the oldest until
+// the ring holds at most MaxLate replies and MaxLateBytes of bodies: a
+// decided correlation's record stops growing, whatever is sent to it.
+// c.Late gets r (backends store it apart, under index LateSeq-1, and drop
+// the ones before LateFrom); c.LateRing describes the ring.
+func (c *Correlation) keepLate(r Reply, lim Limits) {
+	c.Late = append(c.Late, r)
+	c.LateRing = append(c.LateRing, LateEntry{Bytes: len(r.Body), Keys: lateKeys(c.Pattern, r)})
+	c.LateSeq++
+	n := 0
+	for _, e := range c.LateRing {
+		n += e.Bytes
 	}
-	return 0, false
+	drop := 0
+	for ; len(c.LateRing)-drop > lim.MaxLate || n > lim.MaxLateBytes; drop++ {
+		n -= c.LateRing[drop].Bytes
+	}
+	if drop > 0 {
+		c.LateRing = append(c.LateRing[:0:0], c.LateRing[drop:]...)
+	}
+	if over := len(c.Late) - len(c.LateRing); over > 0 {
+		c.Late = append(c.Late[:0:0], c.Late[over:]...)
+	}
 }
+
+// lateKeys are the keys a late reply kept in the ring is recognised by when
+// sent again: its dedupe key (digested: a ring entry stays small) and the
+// digest of its content.
+func lateKeys(p Pattern, r Reply) []string {
+	out := []string{contentKey(r)}
+	if k := DedupeKey(p, r); k != "" {
+		sum := sha256.Sum256([]byte(k))
+		out = append(out, "key:"+hex.EncodeToString(sum[:12]))
+	}
+	return out
+}
+
+// LateBase is the index of c.Late[0] inside a backend's write step.
+func (c *Correlation) LateBase() int { return c.LateSeq - len(c.Late) }
+
+// LateFrom is the index of the oldest late reply kept in the ring.
+func (c *Correlation) LateFrom() int { return c.LateSeq - len(c.LateRing) }
+
+// FinalSeq returns the Seq of the stream reply marked Final, if one came.
+func (c *Correlation) FinalSeq() (int, bool) { return c.Held.FinalSeq, c.Held.Final }
 
 func (c *Correlation) checkStreamReply(r Reply) error {
 	final, ok := c.FinalSeq()
@@ -194,8 +321,8 @@ func (c *Correlation) checkStreamReply(r Reply) error {
 		return invalid("reply.final", "stream %s already ended at seq %d, got another final at seq %d", c.ID, final, r.Seq)
 	case ok && r.Seq > final:
 		return invalid("reply.seq", "stream %s ended at seq %d, got seq %d", c.ID, final, r.Seq)
-	case r.Final && len(c.Replies) > 0 && c.Replies[len(c.Replies)-1].Seq > r.Seq:
-		return invalid("reply.final", "final seq %d is below seq %d already received", r.Seq, c.Replies[len(c.Replies)-1].Seq)
+	case r.Final && c.Held.Count > 0 && c.Held.MaxSeq > r.Seq:
+		return invalid("reply.final", "final seq %d is below seq %d already received", r.Seq, c.Held.MaxSeq)
 	}
 	return nil
 }
@@ -203,12 +330,12 @@ func (c *Correlation) checkStreamReply(r Reply) error {
 func (c *Correlation) complete() bool {
 	switch c.Pattern {
 	case PatternGather:
-		return len(c.Replies) >= c.Expect
+		return c.Held.Count >= c.Expect
 	case PatternStream:
 		final, ok := c.FinalSeq()
-		return ok && len(c.Replies) == final+1
+		return ok && c.Held.Count == final+1
 	default:
-		return len(c.Replies) > 0
+		return c.Held.Count > 0
 	}
 }
 
@@ -236,13 +363,7 @@ func (c *Correlation) decide(state State, now time.Time, reason string, partial,
 
 // ReplyBytes is the size of the accepted replies' bodies, which
 // Limits.MaxRecordBytes bounds.
-func (c *Correlation) ReplyBytes() int {
-	n := 0
-	for _, r := range c.Replies {
-		n += len(r.Body)
-	}
-	return n
-}
+func (c *Correlation) ReplyBytes() int { return c.Held.Bytes }
 
 // Due reports whether c is pending at or after its deadline: whatever
 // touches it now must find the deadline outcome decided.
@@ -275,7 +396,7 @@ const ReasonExpired = "expired by operator"
 // Partial when a gather has at least Quorum (> 0) replies; timed_out
 // otherwise, keeping the replies that came.
 func (c *Correlation) DecideAtDeadline(now time.Time, reason string, lim Limits) {
-	n := len(c.Replies)
+	n := c.Held.Count
 	switch {
 	case c.Optional && n == 0:
 		c.decide(StateCompleted, now, reason, false, true, lim)

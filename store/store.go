@@ -179,7 +179,7 @@ func (e Event) Ref() Ref { return Ref{Namespace: e.Namespace, ID: e.ID} }
 // replies applied at registration.
 func EventOf(c *Correlation) Event {
 	e := Event{Kind: ChangeReply, ID: c.ID, Namespace: c.Namespace, State: c.State, Deadline: c.Deadline,
-		Dispatch: c.Dispatch.State, Replies: len(c.Replies), Version: c.Version}
+		Dispatch: c.Dispatch.State, Replies: c.Held.Count, Version: c.Version}
 	if len(c.Events) > 0 {
 		e.Kind = changeOf(c.Events[len(c.Events)-1].Type)
 	}
@@ -244,6 +244,10 @@ type Filter struct {
 	Limit          int   // default 100, at most 1,000
 	// Cursor is the NextCursor of the previous page.
 	Cursor string
+	// Full makes each item the record as Get returns it, with its replies
+	// and timeline (an export); by default items carry neither (Held counts
+	// the replies).
+	Full bool
 }
 
 // Normalize validates f and fills its defaults.

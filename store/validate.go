@@ -193,8 +193,8 @@ func Prepare(c *Correlation, now time.Time, lim Limits) (*Correlation, error) {
 	n.Fingerprint = fingerprint(n)
 	n.State = StatePending
 	n.Outcome = nil
-	n.Replies, n.Late, n.Events = nil, nil, nil
-	n.LateCount, n.DuplicateCount, n.EventsDropped = 0, 0, 0
+	n.Replies, n.Late, n.Events, n.Held, n.LateRing, n.LateSeq = nil, nil, nil, ReplyStats{}, nil, 0
+	n.LateCount, n.DuplicateCount, n.EventsDropped, n.EventSeq = 0, 0, 0, 0
 	n.Dispatch = Dispatch{State: DispatchNone}
 	n.Version = 1
 	n.Nonce = NewNonce()
@@ -311,6 +311,15 @@ func (c *Correlation) validateStored() error {
 	}
 	if c.Version < 1 {
 		return invalid("version", "must be at least 1, got %d", c.Version)
+	}
+	if h := c.Held; h.Count < 0 || h.Bytes < 0 || (h.Count > 0 && h.Count < len(c.Replies)) {
+		return invalid("held", "count %d and bytes %d do not fit the %d replies in the record", h.Count, h.Bytes, len(c.Replies))
+	}
+	if c.LateSeq < len(c.LateRing) || (c.LateSeq > 0 && len(c.Late) > len(c.LateRing)) {
+		return invalid("late_seq", "%d does not fit a ring of %d with %d late replies in the record", c.LateSeq, len(c.LateRing), len(c.Late))
+	}
+	if c.EventSeq < 0 || c.EventsDropped < 0 || (c.EventSeq > 0 && c.EventSeq < len(c.Events)) {
+		return invalid("event_seq", "%d does not fit the %d events in the record", c.EventSeq, len(c.Events))
 	}
 	return nil
 }

@@ -15,7 +15,19 @@ import (
 // was made), to dst, so that a test can upgrade or change the copy.
 func CopySchema1(tb testing.TB, dst string) {
 	tb.Helper()
-	in, err := os.Open(testenv.ModuleFile(tb, "bolt/testdata/schema1.db"))
+	copyFile(tb, "bolt/testdata/schema1.db", dst)
+}
+
+// CopySchema2 copies bolt/testdata/schema2.db, a file written by the
+// schema-2 code (replies inside the record), to dst.
+func CopySchema2(tb testing.TB, dst string) {
+	tb.Helper()
+	copyFile(tb, "bolt/testdata/schema2.db", dst)
+}
+
+func copyFile(tb testing.TB, src, dst string) {
+	tb.Helper()
+	in, err := os.Open(testenv.ModuleFile(tb, src))
 	if err != nil {
 		tb.Fatal(err)
 	}

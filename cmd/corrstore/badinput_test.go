@@ -101,6 +101,6 @@ func TestCommandsOnBinary(t *testing.T) {
 	old := filepath.Join(f.dir, "v1.db")
 	bolttest.CopySchema1(t, old)
 	require.Contains(t, sh(false, "ls", "--store", "bolt://"+old), "corrstore upgrade --store bolt://"+old)
-	require.Contains(t, sh(true, "upgrade", "--store", "bolt://"+old), "from schema 1 to 2")
+	require.Contains(t, sh(true, "upgrade", "--store", "bolt://"+old), "from schema 1 to 3")
 	require.Contains(t, sh(true, "show", "shop/pend-2", "--store", "bolt://"+old), "gather")
 }

@@ -230,7 +230,7 @@ func runExport(ctx context.Context, e *env, o *exportOptions) error {
 	}
 	prog := newProgress(e, "exported", total)
 	prog.done = sum.Count
-	f := store.Filter{Namespace: ns, Order: store.OldestFirst, Limit: store.MaxListLimit, Cursor: cursor}
+	f := store.Filter{Namespace: ns, Order: store.OldestFirst, Limit: store.MaxListLimit, Cursor: cursor, Full: true}
 	err = eachMatching(ctx, b, f, func(cs []*store.Correlation) error {
 		for _, x := range cs {
 			if err := enc.Encode(exportLine{Type: "correlation", Correlation: x}); err != nil {

@@ -123,7 +123,7 @@ func toItem(c *store.Correlation, now time.Time) lsItem {
 	it := lsItem{
 		ID: c.ID, Namespace: c.Namespace, State: c.State, Pattern: c.Pattern, CreatedAt: c.CreatedAt.UTC(),
 		AgeSeconds: now.Sub(c.CreatedAt).Seconds(), Deadline: c.Deadline.UTC(), Destination: c.Destination,
-		Owner: c.Owner, Handler: c.Callback.Handler, Replies: len(c.Replies), Dispatch: string(c.Dispatch.State),
+		Owner: c.Owner, Handler: c.Callback.Handler, Replies: c.Held.Count, Dispatch: string(c.Dispatch.State),
 		Labels: c.Labels, Outcome: c.Outcome,
 	}
 	if c.State == store.StatePending {

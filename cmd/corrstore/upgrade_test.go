@@ -29,8 +29,8 @@ func TestUpgradeBolt(t *testing.T) {
 	require.ErrorContains(t, err, "corrstore upgrade --store "+url)
 
 	out := f.run1("upgrade", "--store", url)
-	require.Regexp(t, `^upgraded `+path+` from schema 1 to 2: 6 records, 0 set aside as undecodable \(1 already were\), 1 idempotency keys \(0 dropped\), 1 early replies`, out)
-	require.Contains(t, f.run1("upgrade", "--store", url), "already at schema 2")
+	require.Regexp(t, `^upgraded `+path+` from schema 1 to 3: 6 records, 0 set aside as undecodable \(1 already were\), 1 idempotency keys \(0 dropped\), 1 early replies`, out)
+	require.Contains(t, f.run1("upgrade", "--store", url), "already at schema 3")
 
 	require.Equal(t, []string{"pend-1", "gather-1", "cancel-1", "timeout-1", "779fbd59-6a64-5937-ae86-c96d6dc9309d", "pend-2"},
 		lsIDs(t, f.run1("ls", "-o", "json", "--order", "oldest", "--store", url)))
@@ -96,12 +96,12 @@ func TestUpgradeRedis(t *testing.T) {
 	mr.FastForward(16 * time.Second) // that one was killed: its lock expires
 
 	out := f.run1("upgrade", "--store", url)
-	require.Contains(t, out, "redis prefix up upgraded from schema 1 to 2: moved 8 correlations (billing 3, default 2, shop 3)")
+	require.Contains(t, out, "redis prefix up upgraded from schema 1 to 3: moved 8 correlations (billing 3, default 2, shop 3)")
 	require.Contains(t, out, "(instances of the previous release keep no liveness key and cannot be detected: stop every one first)")
 	help, _, err := f.run("upgrade", "-h")
 	require.NoError(t, err)
 	require.Contains(t, strings.Join(strings.Fields(help), " "), "Stop every instance first: instances of the previous release keep no liveness key and cannot be detected.")
-	require.Contains(t, f.run1("upgrade", "--store", url), "redis prefix up is already at schema 2: nothing to do")
+	require.Contains(t, f.run1("upgrade", "--store", url), "redis prefix up is already at schema 3: nothing to do")
 
 	require.ElementsMatch(t, []string{"idem-1", "stream-1", "gather-1", "order-1", "late-1", "d477e527-597f-53d5-9a10-612a076191b4", "gather-2", "cancel-1"},
 		lsIDs(t, f.run1("ls", "-o", "json", "--store", url)))

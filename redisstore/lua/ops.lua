@@ -5,12 +5,14 @@
 --   zr k _ member       ZREM
 --   hi k field delta    HINCRBY (the field is removed when it reaches 0)
 --   del k _ _           DEL
+--   hs k field value    HSET
+--   hd k field _        HDEL
 -- check_ops validates them all before the first write: a script that fails
 -- half way is not rolled back.
 local function check_ops(i)
   while i <= #ARGV do
     local op = ARGV[i]
-    if (op ~= 'za' and op ~= 'zr' and op ~= 'hi' and op ~= 'del') or KEYS[tonumber(ARGV[i + 1])] == nil or i + 3 > #ARGV then
+    if (op ~= 'za' and op ~= 'zr' and op ~= 'hi' and op ~= 'del' and op ~= 'hs' and op ~= 'hd') or KEYS[tonumber(ARGV[i + 1])] == nil or i + 3 > #ARGV then
       return false
     end
     i = i + 4
@@ -31,6 +33,10 @@ local function apply_ops(i)
       end
     elseif op == 'del' then
       redis.call('DEL', k)
+    elseif op == 'hs' then
+      redis.call('HSET', k, a, b)
+    elseif op == 'hd' then
+      redis.call('HDEL', k, a)
     end
     i = i + 4
   end

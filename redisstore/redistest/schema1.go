@@ -33,18 +33,20 @@ type Schema1 struct {
 	} `json:"keys"`
 }
 
-func readSchema1(tb testing.TB) Schema1 {
+func readSchema1(tb testing.TB) Schema1 { tb.Helper(); return readSchema(tb, "schema1.json") }
+
+func readSchema(tb testing.TB, name string) Schema1 {
 	tb.Helper()
-	b, err := os.ReadFile(testenv.ModuleFile(tb, "redisstore/testdata/schema1.json"))
+	b, err := os.ReadFile(testenv.ModuleFile(tb, "redisstore/testdata/"+name))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var d Schema1
 	if err := json.Unmarshal(b, &d); err != nil {
-		tb.Fatalf("schema1.json: %v", err)
+		tb.Fatalf("%s: %v", name, err)
 	}
 	if len(d.Keys) == 0 {
-		tb.Fatal("schema1.json: no keys")
+		tb.Fatalf("%s: no keys", name)
 	}
 	return d
 }
@@ -53,7 +55,19 @@ func readSchema1(tb testing.TB) Schema1 {
 // returns the data as the file has it (under its own Prefix).
 func LoadSchema1(tb testing.TB, rdb redis.UniversalClient, prefix string) Schema1 {
 	tb.Helper()
-	d := readSchema1(tb)
+	return load(tb, rdb, prefix, readSchema1(tb))
+}
+
+// LoadSchema2 writes redisstore/testdata/schema2.json, a prefix written
+// by the schema-2 code (replies inside the record; the same history as
+// bolt/testdata/schema2.db), into rdb under prefix.
+func LoadSchema2(tb testing.TB, rdb redis.UniversalClient, prefix string) Schema1 {
+	tb.Helper()
+	return load(tb, rdb, prefix, readSchema(tb, "schema2.json"))
+}
+
+func load(tb testing.TB, rdb redis.UniversalClient, prefix string, d Schema1) Schema1 {
+	tb.Helper()
 	ctx := context.Background()
 	pipe := rdb.Pipeline()
 	for _, k := range d.Keys {

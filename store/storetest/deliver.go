@@ -43,6 +43,7 @@ func deliverTests() []testCase {
 		{name: "EarlyCap", limits: store.Limits{MaxEarlyReplies: 3}, run: testDeliverEarlyCap},
 		{name: "EarlyOff", limits: store.Limits{EarlyReplyWindow: -1}, run: testDeliverEarlyOff},
 		{name: "BoundToRegistration", run: testDeliverBound},
+		{name: "RepliesApart", run: testDeliverRepliesApart},
 		{name: "BoundNeverBuffered", run: testDeliverBoundNeverBuffered},
 	}
 }
@@ -60,6 +61,11 @@ func testDeliverSingle(t *testing.T, e *env) {
 			requireTime(t, at, c.Outcome.At, "outcome time comes from the clock")
 			require.False(t, c.Outcome.Partial)
 			require.False(t, c.Outcome.NoReply)
+			require.Equal(t, store.ReplyStats{Count: 1, Bytes: len(`{"ok":true}`)}, c.Held)
+			if name == "result" {
+				require.Empty(t, c.Replies, "Deliver answers the correlation without its replies")
+				return
+			}
 			require.Len(t, c.Replies, 1)
 			require.Equal(t, "r1", c.Replies[0].ID)
 			require.Equal(t, "svc-a", c.Replies[0].From)
@@ -88,7 +94,7 @@ func testDeliverGather(t *testing.T, e *env) {
 	e.register(&store.Correlation{ID: "dl-gather", Pattern: store.PatternGather, Expect: 3, Timeout: time.Minute})
 	res := e.deliver(ref("dl-gather"), store.Reply{From: "a", Body: []byte("1")}, store.DeliverAccepted)
 	require.Equal(t, store.StatePending, res.Correlation.State)
-	require.Len(t, res.Correlation.Replies, 1)
+	require.Equal(t, 1, res.Correlation.Held.Count)
 	e.deliver(ref("dl-gather"), store.Reply{From: "b", Body: []byte("2")}, store.DeliverAccepted)
 	e.deliver(ref("dl-gather"), store.Reply{From: "a", Body: []byte("1 again")}, store.DeliverDuplicate)
 	require.Equal(t, store.StatePending, e.get(ref("dl-gather")).State, "a duplicate does not count towards Expect")
@@ -159,8 +165,10 @@ func testDeliverStream(t *testing.T, e *env) {
 		}
 		e.clock.Add(time.Millisecond)
 		res := e.deliver(ref("dl-stream"), store.Reply{Seq: seq, Final: seq == 5, Body: []byte(fmt.Sprint(seq))}, want)
-		seqs := make([]int, len(res.Correlation.Replies))
-		for j, r := range res.Correlation.Replies {
+		require.Equal(t, i+1, res.Correlation.Held.Count)
+		got := e.get(ref("dl-stream")).Replies
+		seqs := make([]int, len(got))
+		for j, r := range got {
 			seqs[j] = r.Seq
 		}
 		require.IsIncreasing(t, seqs, "replies are kept in Seq order after seq %d", seq)
@@ -534,6 +542,13 @@ func testDeliverEarlyApplied(t *testing.T, e *env) {
 	for name, c := range map[string]*store.Correlation{"result": res.Correlation, "get": e.get(ref("dl-early"))} {
 		t.Run(name, func(t *testing.T) {
 			require.Equal(t, store.StateCompleted, c.State, "the early reply completes it at registration")
+			require.Equal(t, 1, c.Held.Count)
+			if name == "result" {
+				require.Empty(t, c.Replies, "Register answers the correlation without its replies")
+				requireTime(t, e.now(), c.Outcome.At)
+				require.True(t, hasEvent(c, store.EventEarlyApplied))
+				return
+			}
 			require.Len(t, c.Replies, 1)
 			require.Equal(t, []byte("early"), c.Replies[0].Body)
 			requireTime(t, received, c.Replies[0].ReceivedAt, "an early reply keeps its arrival time")
@@ -727,4 +742,48 @@ func testDeliverLateRingBytes(t *testing.T, e *env) {
 	}
 	require.Equal(t, []string{"late-1", "late-2"}, kept, "20 of 25 bytes kept; the 26-byte body is counted only")
 	require.Equal(t, store.StateCompleted, c.State)
+}
+
+// testDeliverRepliesApart: the answers to writes carry no replies (Held
+// counts them); Get has them all; a resent reply is known whatever was
+// accepted since; a purged registration leaves nothing behind for the next
+// one of the same ref.
+func testDeliverRepliesApart(t *testing.T, e *env) {
+	r := ref("dl-apart")
+	gather := &store.Correlation{ID: "dl-apart", Pattern: store.PatternGather, Expect: 4, Timeout: time.Minute}
+	e.register(gather)
+	res := e.deliver(r, store.Reply{From: "a", Body: []byte("1")}, store.DeliverAccepted)
+	require.Empty(t, res.Correlation.Replies)
+	require.Equal(t, store.ReplyStats{Count: 1, Bytes: 1}, res.Correlation.Held)
+	e.deliver(r, store.Reply{ID: "x", Body: []byte("22")}, store.DeliverAccepted)
+	e.deliver(r, store.Reply{From: "b", Body: []byte("333")}, store.DeliverAccepted)
+	e.deliver(r, store.Reply{From: "a", Body: []byte("other body")}, store.DeliverDuplicate)
+	e.deliver(r, store.Reply{ID: "x"}, store.DeliverDuplicate)
+	c := e.get(r)
+	require.Equal(t, store.ReplyStats{Count: 3, Bytes: 6}, c.Held)
+	require.Equal(t, []string{"1", "22", "333"}, []string{string(c.Replies[0].Body), string(c.Replies[1].Body), string(c.Replies[2].Body)})
+	require.Equal(t, 2, c.DuplicateCount)
+
+	e.deliver(r, store.Reply{From: "c", Body: []byte("4444")}, store.DeliverCompleted)
+	late := e.deliver(r, store.Reply{From: "d", Body: []byte("late")}, store.DeliverLate)
+	require.Len(t, late.Correlation.Late, 1, "the answer has its own step's late reply")
+	e.deliver(r, store.Reply{From: "d", Body: []byte("late again")}, store.DeliverDuplicate)
+	c = e.get(r)
+	require.Equal(t, 1, c.LateCount)
+	require.Len(t, c.Late, 1)
+	e.clock.Add(time.Hour)
+	n, err := e.s.Purge(e.ctx, e.now(), 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	e.requireGone(r)
+
+	e.register(gather)
+	e.deliver(r, store.Reply{From: "a", Body: []byte("new")}, store.DeliverAccepted)
+	e.deliver(r, store.Reply{ID: "x", Body: []byte("new x")}, store.DeliverAccepted)
+	c = e.get(r)
+	require.Equal(t, store.ReplyStats{Count: 2, Bytes: 8}, c.Held, "nothing of the purged registration is held")
+	require.Empty(t, c.Late)
+	require.Len(t, c.Events, 3, "registered and two replies: the purged timeline is gone")
+	require.Equal(t, "new", string(c.Replies[0].Body))
+	require.Equal(t, "new x", string(c.Replies[1].Body))
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,11 +13,10 @@ import (
 )
 
 // Deliver cost against what a correlation already holds (issue 16 §4): a
-// gather with Expect 1000 holding `stored` replies of 1 KiB gets one more.
+// gather holding `stored` replies of 1 KiB gets the one more it expects.
 const (
-	costExpect = 1000
-	costBody   = 1 << 10
-	costBatch  = 32 // correlations prepared per stop of the timer
+	costBody  = 1 << 10
+	costBatch = 32 // correlations prepared per stop of the timer
 )
 
 var costStored = []int{1, 100, 999}
@@ -31,8 +31,8 @@ type CostStore interface {
 // CostRun is the fresh store of one sub-benchmark of BenchDeliverCost.
 type CostRun struct {
 	Store CostStore
-	// Prefix starts the IDs of the correlations imported (Prefix0,
-	// Prefix1, …): none may be in the store already.
+	// Prefix starts the IDs of the correlations imported: none may be in
+	// the store already.
 	Prefix string
 	// Meter is called with the timer stopped before each batch of
 	// Delivers; the function it returns, called with the timer stopped
@@ -43,84 +43,122 @@ type CostRun struct {
 
 // DeliverCost is how a backend runs BenchDeliverCost.
 type DeliverCost struct {
-	// Open opens a fresh store for one sub-benchmark (stored=N); it is
-	// closed by b's cleanup.
+	// Open opens a fresh store for the benchmark; it is closed by b's
+	// cleanup.
 	Open func(b *testing.B) CostRun
-	// Metrics name the figures of Meter: each is reported per op as
-	// <name>-B/op.
+	// Metrics name the figures of Meter: each is reported per Deliver and
+	// size as s<N>-<name>-B/deliver.
 	Metrics []string
 	// Ratio is the metric whose ratio to stored=1 is reported at 100 and
-	// 999, as <Ratio>-x-stored=1, beside that of ns/op (x-stored=1).
+	// 999, as s<N>-<Ratio>-x-s1, beside that of the time (s<N>-x-s1).
 	Ratio string
 }
 
-// BenchDeliverCost measures one Deliver to a gather (Expect 1000) that
-// holds 1, 100 or 999 replies of 1 KiB (at 999 the Deliver completes it),
-// one sub-benchmark each. Each op gets a fresh correlation, imported
-// outside the timer. Besides ns/op it reports the record a Deliver reads
-// (record-B/op) and the backend's figures (see DeliverCost), per op, and
-// at 100 and 999 the ratios to stored=1 of the same run.
+// BenchDeliverCost measures one Deliver to a gather that holds 1, 100 or
+// 999 replies of 1 KiB and expects one more (so every measured Deliver does
+// the same work: it accepts the reply, decides the outcome and makes it due
+// for dispatch), in one store, the three sizes interleaved: each round imports costBatch
+// fresh correlations of each size (outside the timer), then delivers to
+// the sizes in an order that rotates from round to round. One op is one
+// Deliver to each size. Per size it reports the time of a Deliver
+// (s<N>-ns/deliver) and the backend's figures (s<N>-<metric>-B/deliver,
+// see DeliverCost), and the ratios of stored=100 and 999 to stored=1: the
+// median over the rounds of each round's ratio, with its min and max
+// (s<N>-x-s1, s<N>-x-s1-min, s<N>-x-s1-max; for the Ratio metric
+// s<N>-<metric>-x-s1). It also reports the record a Deliver reads and
+// rewrites at 999: its encoding without the replies and the timeline,
+// which are stored apart (record-B).
 func BenchDeliverCost(b *testing.B, cfg DeliverCost) {
-	var base costFigures
-	for _, stored := range costStored {
-		b.Run(fmt.Sprintf("stored=%d", stored), func(b *testing.B) {
-			got := benchDeliverCost(b, cfg, stored)
-			if stored == 1 {
-				base = got
-			} else if base.ns > 0 {
-				b.ReportMetric(got.ns/base.ns, "x-stored=1")
-				b.ReportMetric(got.perOp[cfg.Ratio]/base.perOp[cfg.Ratio], cfg.Ratio+"-x-stored=1")
-			}
-		})
-	}
-}
-
-type costFigures struct {
-	ns    float64
-	perOp map[string]float64 // by metric
-}
-
-func benchDeliverCost(b *testing.B, cfg DeliverCost, stored int) costFigures {
 	run := cfg.Open(b)
 	ctx := context.Background()
-	proto, err := costCorrelation("proto", stored, time.Now())
+	proto, err := costCorrelation("proto", costStored[len(costStored)-1], time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
-	rec, err := store.MarshalCorrelation(proto)
+	bare := proto.Clone()
+	bare.Replies, bare.Events = nil, nil
+	rec, err := store.MarshalCorrelation(bare)
 	if err != nil {
 		b.Fatal(err)
 	}
-	want := store.DeliverAccepted
-	if stored == costExpect-1 {
-		want = store.DeliverCompleted
+	k := len(costStored)
+	ns := make([]float64, k)        // total per size
+	figs := make([][]int64, k)      // total per size and metric
+	ratios := make([][]float64, k)  // per round, to stored=1
+	mratios := make([][]float64, k) // the Ratio metric's, per round
+	for i := range figs {
+		figs[i] = make([]int64, len(cfg.Metrics))
 	}
-	total := make([]int64, len(cfg.Metrics))
-	for i := 0; i < b.N; {
+	ratioAt := slices.Index(cfg.Metrics, cfg.Ratio)
+	b.ResetTimer()
+	for done, round := 0, 0; done < b.N; round++ {
 		b.StopTimer()
-		n := min(costBatch, b.N-i)
-		refs := importCost(b, run, i, n, stored)
-		end := run.Meter()
-		b.StartTimer()
-		for _, ref := range refs {
-			r, err := run.Store.Deliver(ctx, ref, costReply(stored))
-			if err != nil || r.Status != want {
-				b.Fatalf("deliver %s: %s, %v; want %s", ref, r.Status, err, want)
+		n := min(costBatch, b.N-done)
+		refs := make([][]store.Ref, k)
+		for j, stored := range costStored {
+			refs[j] = importCost(b, run, fmt.Sprintf("s%d-r%d-", stored, round), n, stored)
+		}
+		roundNs := make([]float64, k)
+		roundFig := make([]float64, k)
+		for o := range k {
+			j := (o + round) % k
+			want := store.DeliverCompleted
+			end := run.Meter()
+			b.StartTimer()
+			start := time.Now()
+			for _, ref := range refs[j] {
+				r, err := run.Store.Deliver(ctx, ref, costReply(costStored[j]))
+				if err != nil || r.Status != want {
+					b.Fatalf("deliver %s: %s, %v; want %s", ref, r.Status, err, want)
+				}
+			}
+			took := time.Since(start)
+			b.StopTimer()
+			ns[j] += float64(took.Nanoseconds())
+			roundNs[j] = float64(took.Nanoseconds()) / float64(n)
+			for m, v := range end() {
+				figs[j][m] += v
+				if m == ratioAt {
+					roundFig[j] = float64(v) / float64(n)
+				}
 			}
 		}
-		b.StopTimer()
-		for m, v := range end() {
-			total[m] += v
+		for j := 1; j < k; j++ {
+			ratios[j] = append(ratios[j], roundNs[j]/roundNs[0])
+			if ratioAt >= 0 && roundFig[0] > 0 {
+				mratios[j] = append(mratios[j], roundFig[j]/roundFig[0])
+			}
 		}
-		i += n
+		done += n
 	}
-	f := costFigures{ns: float64(b.Elapsed().Nanoseconds()) / float64(b.N), perOp: map[string]float64{}}
-	b.ReportMetric(float64(len(rec)), "record-B/op")
-	for m, name := range cfg.Metrics {
-		f.perOp[name] = float64(total[m]) / float64(b.N)
-		b.ReportMetric(f.perOp[name], name+"-B/op")
+	b.ReportMetric(float64(len(rec)), "record-B")
+	for j, stored := range costStored {
+		name := fmt.Sprintf("s%d", stored)
+		b.ReportMetric(ns[j]/float64(b.N), name+"-ns/deliver")
+		for m, metric := range cfg.Metrics {
+			b.ReportMetric(float64(figs[j][m])/float64(b.N), name+"-"+metric+"-B/deliver")
+		}
+		if j == 0 {
+			continue
+		}
+		med, lo, hi := medianMinMax(ratios[j])
+		b.ReportMetric(med, name+"-x-s1")
+		b.ReportMetric(lo, name+"-x-s1-min")
+		b.ReportMetric(hi, name+"-x-s1-max")
+		if len(mratios[j]) > 0 {
+			med, _, _ := medianMinMax(mratios[j])
+			b.ReportMetric(med, name+"-"+cfg.Ratio+"-x-s1")
+		}
 	}
-	return f
+}
+
+func medianMinMax(v []float64) (med, lo, hi float64) {
+	if len(v) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2], s[0], s[len(s)-1]
 }
 
 // costReply is the i-th reply of a cost correlation: a JSON string of
@@ -134,7 +172,7 @@ func costReply(i int) store.Reply {
 // and accepting stored replies, built with the store's own state machine.
 func costCorrelation(id string, stored int, now time.Time) (*store.Correlation, error) {
 	lim := store.Limits{}.WithDefaults()
-	c, err := store.Prepare(&store.Correlation{ID: id, Pattern: store.PatternGather, Expect: costExpect,
+	c, err := store.Prepare(&store.Correlation{ID: id, Pattern: store.PatternGather, Expect: stored + 1,
 		Timeout: time.Hour, Destination: "workers", Callback: store.Callback{Handler: "merge"}}, now, lim)
 	if err != nil {
 		return nil, err
@@ -147,16 +185,16 @@ func costCorrelation(id string, stored int, now time.Time) (*store.Correlation, 
 	return c, nil
 }
 
-// importCost imports n fresh cost correlations (ids run.Prefix+first…) on
+// importCost imports n fresh cost correlations (ids run.Prefix+tag+j) on
 // 8 goroutines, so that a store that batches its writes can share them.
-func importCost(b *testing.B, run CostRun, first, n, stored int) []store.Ref {
+func importCost(b *testing.B, run CostRun, tag string, n, stored int) []store.Ref {
 	refs := make([]store.Ref, n)
 	now := time.Now()
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
 			for j := w; j < n; j += 8 {
-				c, err := costCorrelation(fmt.Sprintf("%s%d", run.Prefix, first+j), stored, now)
+				c, err := costCorrelation(fmt.Sprintf("%s%s%d", run.Prefix, tag, j), stored, now)
 				if err == nil {
 					_, err = run.Store.Import(context.Background(), c)
 				}

@@ -112,7 +112,11 @@ func testExpireDueOnlyDue(t *testing.T, e *env) {
 		require.Equal(t, store.StateTimedOut, c.State)
 		requireTime(t, e.now(), c.Outcome.At)
 		require.Equal(t, store.ReasonDeadline, c.Outcome.Reason)
-		require.Equal(t, snap(e.get(c.Ref())), snap(c), "the returned record is the stored one")
+		stored := e.get(c.Ref())
+		require.Equal(t, stored.Events[len(stored.Events)-len(c.Events):], c.Events, "the answer has the events of its step")
+		require.Equal(t, store.EventOutcome, c.Events[len(c.Events)-1].Type)
+		stored.Events, c.Events = nil, nil
+		require.Equal(t, snap(stored), snap(c), "the returned record is the stored one")
 	}
 	for id, before := range untouched {
 		require.Equal(t, snap(before), snap(e.get(ref(id))), "%s is not due and must be left alone", id)

@@ -129,13 +129,22 @@ func testListFilters(t *testing.T, e *env) {
 			require.Equal(t, sorted(tc.want...), ids(e.listAll(f)))
 		})
 	}
-	// The items are full records.
+	// The items are full records, without their replies and timeline unless asked.
 	page, err := e.s.List(e.ctx, store.Filter{Namespace: "beta", State: store.StateCompleted})
 	require.NoError(t, err)
 	require.Len(t, page.Items, 1)
-	require.Equal(t, snap(e.get(nsRef("beta", "la-3"))), snap(page.Items[0]))
+	full := e.get(nsRef("beta", "la-3"))
+	require.NotEmpty(t, full.Replies)
+	bare := snap(full)
+	bare.Replies, bare.Events = nil, nil
+	require.Equal(t, bare, snap(page.Items[0]))
+	require.Equal(t, full.Held, page.Items[0].Held)
 	require.Equal(t, "d2", page.Items[0].Destination)
 	require.Empty(t, page.NextCursor)
+	page, err = e.s.List(e.ctx, store.Filter{Namespace: "beta", State: store.StateCompleted, Full: true})
+	require.NoError(t, err)
+	require.Len(t, page.Items, 1)
+	require.Equal(t, snap(full), snap(page.Items[0]), "Filter.Full: items as Get returns them")
 }
 
 func testListOrder(t *testing.T, e *env) {

@@ -143,7 +143,7 @@ func (m *memStore) Register(_ context.Context, c *store.Correlation) (store.Regi
 		if m.bug == "nonce-renewed" {
 			old.Nonce = store.NewNonce()
 		}
-		return store.RegisterResult{Correlation: old.Clone()}, nil
+		return store.RegisterResult{Correlation: bare(old, old.EventSeq)}, nil
 	}
 	key = m.key(n.Ref())
 	var mine []store.Reply
@@ -164,7 +164,7 @@ func (m *memStore) Register(_ context.Context, c *store.Correlation) (store.Regi
 		m.idem[idemKey(n.Namespace, n.IdempotencyKey)] = key
 	}
 	m.publish(n, 1)
-	return store.RegisterResult{Correlation: n.Clone(), Created: true, EarlyApplied: applied}, nil
+	return store.RegisterResult{Correlation: bare(n, 0), Created: true, EarlyApplied: applied}, nil
 }
 
 func (m *memStore) Deliver(_ context.Context, ref store.Ref, r store.Reply) (store.DeliverResult, error) {
@@ -227,7 +227,7 @@ func (m *memStore) Deliver(_ context.Context, ref store.Ref, r store.Reply) (sto
 		m.recs[key] = c
 		m.publish(c, old.Version)
 	}
-	return store.DeliverResult{Status: st, Correlation: c.Clone()}, nil
+	return store.DeliverResult{Status: st, Correlation: bare(c, old.EventSeq)}, nil
 }
 
 func (m *memStore) Get(_ context.Context, ref store.Ref) (*store.Correlation, error) {
@@ -277,7 +277,7 @@ func (m *memStore) mutate(_ context.Context, ref store.Ref, step storekit.Step) 
 	}
 	m.recs[key] = c
 	m.publish(c, old.Version)
-	return store.Result{Correlation: c.Clone(), Duplicate: dup}, nil
+	return store.Result{Correlation: bare(c, old.EventSeq), Duplicate: dup}, nil
 }
 
 // selectSorted returns the records that pass keep, sorted by order.
@@ -316,12 +316,12 @@ func (m *memStore) ExpireDue(_ context.Context, now time.Time, limit int) ([]*st
 		limit = len(due)
 	}
 	for _, c := range due[:min(limit, len(due))] {
-		before := c.Version
+		before, seq := c.Version, c.EventSeq
 		c.DecideAtDeadline(now, store.ReasonDeadline, m.lim)
 		if m.bug != "expire-silent" {
 			m.publish(c, before)
 		}
-		out = append(out, c.Clone())
+		out = append(out, bare(c, seq))
 	}
 	return out, nil
 }
@@ -378,7 +378,7 @@ func (m *memStore) List(_ context.Context, f store.Filter) (store.Page, error) {
 	items := m.selectSorted(keep, order)
 	var p store.Page
 	for _, c := range items[:min(f.Limit, len(items))] {
-		p.Items = append(p.Items, c.Clone())
+		p.Items = append(p.Items, listItem(f, c))
 	}
 	if len(items) > f.Limit {
 		last := items[f.Limit-1]
@@ -523,10 +523,30 @@ func (m *memStore) listByOffset(f store.Filter, order func(a, b *store.Correlati
 	items = items[min(offset, len(items)):]
 	var p store.Page
 	for _, c := range items[:min(f.Limit, len(items))] {
-		p.Items = append(p.Items, c.Clone())
+		p.Items = append(p.Items, listItem(f, c))
 	}
 	if len(items) > f.Limit {
 		p.NextCursor = store.EncodeCursor(time.Unix(0, int64(offset+f.Limit)), store.RefOf("offset"))
 	}
 	return p, nil
+}
+
+// bare is c as answers other than Get and ClaimDispatch carry it: without
+// its replies (Held counts them), with only the events of the step that
+// made it (those after since; -1: none).
+func bare(c *store.Correlation, since int) *store.Correlation {
+	n := c.Clone()
+	n.Replies = nil
+	n.Events = n.Events[len(n.Events)-min(len(n.Events), n.EventSeq-since):]
+	if len(n.Events) == 0 {
+		n.Events = nil
+	}
+	return n
+}
+
+func listItem(f store.Filter, c *store.Correlation) *store.Correlation {
+	if f.Full {
+		return c.Clone()
+	}
+	return bare(c, c.EventSeq)
 }

@@ -185,7 +185,7 @@ func testRegisterExistingAfterChange(t *testing.T, e *env) {
 	require.False(t, res.Created)
 	require.Equal(t, store.StateCompleted, res.Correlation.State, "the stored record is returned as it is now")
 	require.Equal(t, want.Version, res.Correlation.Version)
-	require.Len(t, res.Correlation.Replies, 1)
+	require.Equal(t, 1, res.Correlation.Held.Count)
 	require.Equal(t, snap(want), snap(e.get(ref("reg-changed"))), "re-registering must change nothing")
 }
 

@@ -324,7 +324,17 @@ func (c *Client) List(ctx context.Context, f store.Filter) (store.Page, error) {
 	if _, err := c.do(ctx, http.MethodGet, "/v1/correlations", q, nil, &out, false); err != nil {
 		return store.Page{}, err
 	}
-	return out.ToStore(), nil
+	page := out.ToStore()
+	if f.Full { // list items are summaries: each full record is a Get
+		for i, it := range page.Items {
+			full, err := c.Get(ctx, it.Ref())
+			if err != nil {
+				return store.Page{}, err
+			}
+			page.Items[i] = full
+		}
+	}
+	return page, nil
 }
 
 // Stats counts correlations (GET /v1/stats) of one namespace or, as with a

@@ -53,7 +53,7 @@ func TestClientAddressesRefs(t *testing.T) {
 	}
 	b := store.Ref{Namespace: "team-b", ID: "x"}
 	d, err := c.Deliver(ctx, b, store.Reply{From: "1", Body: bin})
-	if err != nil || d.Status != store.DeliverAccepted || len(d.Correlation.Replies) != 1 {
+	if err != nil || d.Status != store.DeliverAccepted || d.Correlation.Held.Count != 1 {
 		t.Fatalf("deliver: %+v, %v", d, err)
 	}
 	got, err := c.Get(ctx, b)

@@ -142,7 +142,7 @@ func Summary(c *store.Correlation) *Correlation {
 		Optional: c.Optional, Deadline: c.Deadline.UTC(), Destination: c.Destination, ReplyTo: c.ReplyTo,
 		Owner: c.Owner, Labels: c.Labels, IdempotencyKey: c.IdempotencyKey, State: c.State,
 		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(), Version: c.Version,
-		ReplyCount: len(c.Replies), ReplyBytes: c.ReplyBytes(), LateCount: c.LateCount,
+		ReplyCount: c.Held.Count, ReplyBytes: c.Held.Bytes, LateCount: c.LateCount,
 		DuplicateCount: c.DuplicateCount, EventsDropped: c.EventsDropped,
 		Dispatch: Dispatch{State: c.Dispatch.State, Attempts: c.Dispatch.Attempts, LastError: c.Dispatch.LastError},
 	}
@@ -166,8 +166,7 @@ func (j *Correlation) IsSummary() bool { return j.Replies == nil }
 
 // ToStore returns the correlation j shows; it inverts [FromStore]. Empty
 // lists come back nil. A summary has no replies to give back: its
-// correlation holds ReplyCount replies with only their count meaningful
-// (every field zero), so that len(c.Replies) still counts them.
+// correlation holds none, and Held.Count and Held.Bytes count them.
 func (j *Correlation) ToStore() *store.Correlation {
 	c := &store.Correlation{
 		ID: j.ID, Namespace: j.Namespace, Pattern: j.Pattern, Expect: j.Expect, Quorum: j.Quorum,
@@ -181,9 +180,7 @@ func (j *Correlation) ToStore() *store.Correlation {
 	if j.Dispatch.NextAt != nil {
 		c.Dispatch.NextAt = *j.Dispatch.NextAt
 	}
-	if j.IsSummary() && j.ReplyCount > 0 {
-		c.Replies = make([]store.Reply, j.ReplyCount)
-	}
+	c.Held.Count, c.Held.Bytes = j.ReplyCount, j.ReplyBytes
 	if j.Callback != nil {
 		c.Callback = store.Callback{Handler: j.Callback.Handler, Data: bytesOf(j.Callback.Data, j.Callback.DataBase64)}
 	}

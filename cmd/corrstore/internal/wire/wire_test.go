@@ -16,6 +16,9 @@ var notOnWire = map[string]bool{
 	"Correlation.Timeout":     true, // an input of Register only
 	"Correlation.Fingerprint": true,
 	"Correlation.Nonce":       true, // binds reply tokens; never shown
+	"Correlation.EventSeq":    true, // where the backend files the next event
+	"Correlation.LateSeq":     true, // likewise for the late ring
+	"Correlation.LateRing":    true, // describes the ring inside the record
 	"Dispatch.LeaseOwner":     true,
 	"Dispatch.ClaimedAt":      true,
 	"Dispatch.AttemptLimit":   true,
@@ -40,6 +43,7 @@ func full() *store.Correlation {
 			reply("r1", 1, []byte(`{"ok":true}`), 10),
 			reply("r2", 2, []byte{0xff, 0x00, 0x01, 'x'}, 11),
 		},
+		Held:           store.ReplyStats{Count: 2, Bytes: 15},
 		Late:           []store.Reply{reply("r3", 3, []byte(`"late"`), 45), reply("r4", 4, []byte("not json"), 46)},
 		LateCount:      2,
 		DuplicateCount: 5,
@@ -168,12 +172,12 @@ func TestSummaryHasNoBodies(t *testing.T) {
 	if err := json.Unmarshal(b, &j); err != nil {
 		t.Fatal(err)
 	}
-	if !j.IsSummary() || len(j.ToStore().Replies) != 2 {
-		t.Errorf("a summary read back: summary %v, %d replies", j.IsSummary(), len(j.ToStore().Replies))
+	if back := j.ToStore(); !j.IsSummary() || len(back.Replies) != 0 || back.Held != c.Held {
+		t.Errorf("a summary read back: summary %v, %d replies, held %+v", j.IsSummary(), len(back.Replies), back.Held)
 	}
 	// A full record with nothing in its lists shows them empty, not absent.
 	empty := full()
-	empty.Replies, empty.Late, empty.Events = nil, nil, nil
+	empty.Replies, empty.Late, empty.Events, empty.Held = nil, nil, nil, store.ReplyStats{}
 	b, _ = json.Marshal(FromStore(empty))
 	for _, k := range []string{`"replies":[]`, `"late":[]`, `"events":[]`, `"reply_count":0`} {
 		if !strings.Contains(string(b), k) {
