@@ -64,8 +64,16 @@ func (c *conn) flags(cmd *cobra.Command) {
 	c.outputFlag(cmd)
 }
 
-// storeFlags adds --store and --timeout, the flags of a command that works
-// on a store only (and of every command, through flags).
+// storeOnlyFlags adds the flags of a command that works on a store only:
+// --store (what is the store, in usage) and --timeout. It refuses --server
+// and --token-file in one line, with why.
+func (c *conn) storeOnlyFlags(cmd *cobra.Command, usage, why string) {
+	c.storeFlags(cmd, usage)
+	refuseFlag(cmd, "server", why)
+	refuseFlag(cmd, "token-file", why)
+}
+
+// storeFlags adds --store and --timeout.
 func (c *conn) storeFlags(cmd *cobra.Command, usage string) {
 	fs := cmd.Flags()
 	c.fs = fs

@@ -163,8 +163,8 @@ type exportOptions struct {
 func newExportCmd(e *env) *cobra.Command {
 	var o exportOptions
 	cmd := newCommand("export --store URL [--to FILE]", "every correlation, as JSON lines", exportAbout)
-	o.conn.storeFlags(cmd, "the store to export: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2")
-	refuseFlag(cmd, "server", "export reads a store directly (--store URL): the HTTP API does not carry every field of a record; a bolt file the server holds is read from a checked copy")
+	o.conn.storeOnlyFlags(cmd, "the store to export: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2",
+		"export reads a store directly (--store URL): the HTTP API does not carry every field of a record; a bolt file the server holds is read from a checked copy")
 	cmd.Flags().StringVar(&o.to, "to", "-", "file to write; - is standard output")
 	namespaceFlag(cmd.Flags(), &o.namespace, "", "only this namespace (default: every namespace)")
 	cmd.Args = func(cmd *cobra.Command, args []string) error {

@@ -62,9 +62,9 @@ type importOptions struct {
 func newImportCmd(e *env) *cobra.Command {
 	var o importOptions
 	cmd := newCommand("import FILE | --from URL", "correlations from an export or another store, verified", importAbout)
-	o.conn.storeFlags(cmd, "the store to import into: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2")
+	o.conn.storeOnlyFlags(cmd, "the store to import into: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2",
+		"import writes to a store directly (--store URL); stop the server that holds a bolt file first")
 	o.conn.outputFlag(cmd)
-	refuseFlag(cmd, "server", "import writes to a store directly (--store URL); stop the server that holds a bolt file first")
 	cmd.Flags().StringVar(&o.from, "from", "", "copy straight from this store (bolt://…, redis://…) instead of a file")
 	cmd.Flags().IntVar(&o.workers, "workers", 128, "concurrent writers (a bolt store commits them in groups, one fsync each)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error { return runImport(cmd.Context(), e, &o, args) }

@@ -47,9 +47,9 @@ type reapOptions struct {
 func newReapCmd(e *env) *cobra.Command {
 	var o reapOptions
 	cmd := newCommand("reap --once [flags]", "one reaper pass: expire what is due, purge, drop stale early replies", reapAbout)
-	o.conn.storeFlags(cmd, "the store: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2")
+	o.conn.storeOnlyFlags(cmd, "the store: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2",
+		"reap works on --store: a running server reaps by itself every --reaper-interval (see corrstore_reaper_* in /metrics); to force one correlation's outcome use corrstore expire ID --server")
 	o.conn.outputFlag(cmd)
-	refuseFlag(cmd, "server", "reap works on --store: a running server reaps by itself every --reaper-interval (see corrstore_reaper_* in /metrics); to force one correlation's outcome use corrstore expire ID --server")
 	cmd.Flags().BoolVar(&o.once, "once", false, "run one pass and exit (required: the server runs the reaper continuously)")
 	cmd.Flags().DurationVar(&o.retention, "retention", reaper.DefaultRetention, "purge decided, dispatched correlations whose outcome is older than this; negative: keep all")
 	cmd.Flags().DurationVar(&o.window, "early-reply-window", reaper.DefaultEarlyReplyWindow, "drop early replies older than this")

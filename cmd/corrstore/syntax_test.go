@@ -147,8 +147,10 @@ func TestStoreOnlyCommands(t *testing.T) {
 		require.NotContains(t, help, "--server")
 		require.NotContains(t, help, "--token-file")
 		require.NotContains(t, help, "CORRSTORE_SERVER")
-		_, _, err = runAlone(name, "--server", "http://127.0.0.1:1")
-		require.ErrorContains(t, err, name+": --server: "+why)
+		for _, flag := range []string{"--server", "--token-file"} {
+			_, _, err = runAlone(name, flag, "x")
+			require.ErrorContains(t, err, name+": "+flag+": "+why)
+		}
 	}
 }
 
