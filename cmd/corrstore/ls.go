@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -100,39 +101,6 @@ func eachMatching(ctx context.Context, b storeOrServer, f store.Filter, fn func(
 	}
 }
 
-// lsItem is one row of ls -o json. The field names are stable.
-type lsItem struct {
-	ID          string            `json:"id"`
-	Namespace   string            `json:"namespace"`
-	State       store.State       `json:"state"`
-	Pattern     store.Pattern     `json:"pattern"`
-	CreatedAt   time.Time         `json:"created_at"`
-	AgeSeconds  float64           `json:"age_seconds"`
-	Deadline    time.Time         `json:"deadline"`
-	DeadlineIn  *float64          `json:"deadline_in_seconds,omitempty"`
-	Destination string            `json:"destination,omitempty"`
-	Owner       string            `json:"owner,omitempty"`
-	Handler     string            `json:"handler,omitempty"`
-	Replies     int               `json:"replies"`
-	Dispatch    string            `json:"dispatch"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Outcome     *store.Outcome    `json:"outcome,omitempty"`
-}
-
-func toItem(c *store.Correlation, now time.Time) lsItem {
-	it := lsItem{
-		ID: c.ID, Namespace: c.Namespace, State: c.State, Pattern: c.Pattern, CreatedAt: c.CreatedAt.UTC(),
-		AgeSeconds: now.Sub(c.CreatedAt).Seconds(), Deadline: c.Deadline.UTC(), Destination: c.Destination,
-		Owner: c.Owner, Handler: c.Callback.Handler, Replies: c.Held.Count, Dispatch: string(c.Dispatch.State),
-		Labels: c.Labels, Outcome: c.Outcome,
-	}
-	if c.State == store.StatePending {
-		d := c.Deadline.Sub(now).Seconds()
-		it.DeadlineIn = &d
-	}
-	return it
-}
-
 const lsAbout = `Lists correlations, newest first, of every namespace (that the token may read)
 or of --namespace. Filters combine (all must match). Without --all it prints one
 page of --limit; with --all it pages through everything.
@@ -179,54 +147,47 @@ func runLs(ctx context.Context, e *env, o *lsOptions) error {
 	}
 	defer b.Close()
 
-	items := []lsItem{}
-	next := ""
+	var page store.Page
 	if o.all {
 		err = eachMatching(ctx, b, sf, func(cs []*store.Correlation) error {
-			for _, x := range cs {
-				items = append(items, toItem(x, now))
-			}
+			page.Items = append(page.Items, cs...)
 			return nil
 		})
 	} else {
-		var page store.Page
 		page, err = b.List(ctx, sf)
-		for _, x := range page.Items {
-			items = append(items, toItem(x, now))
-		}
-		next = page.NextCursor
 	}
 	if err != nil {
 		return err
 	}
 	if c.json() {
-		return writeJSON(e.stdout, struct {
-			Items []lsItem `json:"items"`
-			Count int      `json:"count"`
-			More  bool     `json:"more"`
-		}{items, len(items), next != ""})
+		return writeJSON(e.stdout, wire.ListFromStore(page))
 	}
+	renderLs(e, page, now)
+	return nil
+}
+
+// renderLs prints a page of ls as a table; now anchors the ages.
+func renderLs(e *env, page store.Page, now time.Time) {
 	tw := table(e.stdout)
 	fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATE\tAGE\tDEADLINE\tDESTINATION\tHANDLER\tREPLIES\tDISPATCH")
-	for _, it := range items {
+	for _, c := range page.Items {
 		dl := "-"
-		if it.DeadlineIn != nil {
-			dl = age(time.Duration(*it.DeadlineIn * float64(time.Second)))
+		if c.State == store.StatePending {
+			dl = age(c.Deadline.Sub(now))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", orDash(it.ID), orDash(it.Namespace), orDash(string(it.State)),
-			age(time.Duration(it.AgeSeconds*float64(time.Second))), dl, orDash(it.Destination), orDash(it.Handler),
-			it.Replies, orDash(it.Dispatch))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", orDash(c.ID), orDash(c.Namespace), orDash(string(c.State)),
+			age(now.Sub(c.CreatedAt)), dl, orDash(c.Destination), orDash(c.Callback.Handler),
+			c.Held.Count, orDash(string(c.Dispatch.State)))
 	}
 	tw.Flush()
-	switch {
-	case len(items) == 0:
+	switch n := len(page.Items); {
+	case n == 0:
 		fmt.Fprintln(e.stdout, "(none)")
-	case next != "":
-		fmt.Fprintf(e.stdout, "%d shown; more match: raise --limit or give --all\n", len(items))
+	case page.NextCursor != "":
+		fmt.Fprintf(e.stdout, "%d shown; more match: raise --limit or give --all\n", n)
 	default:
-		fmt.Fprintf(e.stdout, "%s\n", plural(len(items), "correlation"))
+		fmt.Fprintf(e.stdout, "%s\n", plural(n, "correlation"))
 	}
-	return nil
 }
 
 func plural(n int, what string) string {

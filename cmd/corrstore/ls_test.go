@@ -6,16 +6,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 )
 
 func lsIDs(t *testing.T, out string) []string {
 	t.Helper()
-	var v struct {
-		Items []lsItem `json:"items"`
-		Count int      `json:"count"`
-	}
+	var v wire.ListResponse
 	require.NoError(t, json.Unmarshal([]byte(out), &v), out)
-	require.Equal(t, v.Count, len(v.Items))
 	ids := []string{}
 	for _, it := range v.Items {
 		ids = append(ids, it.ID)

@@ -12,12 +12,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
 const showAbout = `Shows one correlation — ID in --namespace, or NS/ID: the record, its replies,
 late replies, dispatch state and the event timeline. -o json prints the record
-in the store's own JSON (the same shape as one line of corrstore export).`
+as the API's GET /v1/correlations/{id} answers it.`
 
 // showOptions are what show was asked.
 type showOptions struct {
@@ -59,7 +60,7 @@ func runShow(ctx context.Context, e *env, o *showOptions, id string) error {
 		return fmt.Errorf("%s: %s", label(refs[0]), describeErr(err))
 	}
 	if c.json() {
-		return writeJSON(e.stdout, r)
+		return writeJSON(e.stdout, wire.FromStore(r))
 	}
 	printRecord(e.stdout, r, e.now())
 	return nil

@@ -8,10 +8,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
-// statsNS is one namespace of stats -o json. The field names are stable.
+// statsNS is one namespace of stats's table. (stats -o json prints the
+// API's stats, wire.StatsResponse.)
 type statsNS struct {
 	States               map[store.State]int64         `json:"states"`
 	Dispatch             map[store.DispatchState]int64 `json:"dispatch"`
@@ -86,12 +88,12 @@ func runStats(ctx context.Context, e *env, o *statsOptions) error {
 		return err
 	}
 	now := e.now()
+	if c.json() {
+		return writeJSON(e.stdout, wire.StatsFromStore(st, now))
+	}
 	out := statsOut{Namespaces: map[string]statsNS{}, Total: toStatsNS(st.Total(), now), EarlyReplies: st.EarlyReplies}
 	for n, v := range st.Namespaces {
 		out.Namespaces[n] = toStatsNS(v, now)
-	}
-	if c.json() {
-		return writeJSON(e.stdout, out)
 	}
 	tw := table(e.stdout)
 	fmt.Fprintln(tw, "NAMESPACE\tPENDING\tCOMPLETED\tTIMED_OUT\tCANCELLED\tOLDEST_PENDING\tDISPATCH_BACKLOG\tDISPATCH_DEAD\tBYTES")

@@ -307,3 +307,59 @@ func TestServeLogs(t *testing.T) {
 		require.Greater(t, r["bytes"], 0.0)
 	}
 }
+
+// TestJSONIsTheAPIs: ls, show and stats with -o json print the API's own
+// documents — the same fields and encodings (bodies and callback data as
+// JSON, durations as the API writes them, next_cursor) — from a server
+// and from a store alike.
+func TestJSONIsTheAPIs(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false)
+	f.seed()
+	decode := func(s string) any {
+		var v any
+		require.NoError(t, json.Unmarshal([]byte(s), &v), s)
+		return v
+	}
+	api := func(path string) any {
+		code, body := httpCall(t, "GET", f.srv.URL+path, "", "")
+		require.Equal(t, 200, code, path)
+		return body
+	}
+	// Stats's ages move between two calls.
+	noAges := func(v any) any {
+		m := v.(map[string]any)
+		delete(m["total"].(map[string]any), "oldest_pending_age")
+		for _, ns := range m["namespaces"].(map[string]any) {
+			delete(ns.(map[string]any), "oldest_pending_age")
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		path string
+		args []string
+		norm func(any) any
+	}{
+		{"/v1/correlations?namespace=*&limit=50", []string{"ls"}, nil},
+		{"/v1/correlations?namespace=*&limit=2", []string{"ls", "--limit", "2"}, nil}, // with next_cursor
+		{"/v1/correlations?state=pending&namespace=team-a&limit=50", []string{"ls", "--state", "pending", "-n", "team-a"}, nil},
+		{"/v1/correlations/done-1", []string{"show", "done-1"}, nil}, // replies, late, events
+		{"/v1/correlations/pend-2?namespace=team-a", []string{"show", "team-a/pend-2"}, nil},
+		{"/v1/stats?namespace=*", []string{"stats"}, noAges},
+	} {
+		want := api(tc.path)
+		if tc.norm != nil {
+			want = tc.norm(want)
+		}
+		for _, out := range f.both(append(tc.args, "-o", "json")...) {
+			got := decode(out)
+			if tc.norm != nil {
+				got = tc.norm(got)
+			}
+			require.Equal(t, want, got, "%q against GET %s", tc.args, tc.path)
+		}
+	}
+	// The reply body is JSON, not base64.
+	out := f.both("show", "done-1", "-o", "json")[0]
+	require.Contains(t, out, `"paid": true`)
+}
