@@ -53,6 +53,9 @@ func TestLs(t *testing.T) {
 	require.Regexp(t, `pend-1 +default +pending`, outs[0])
 	require.Contains(t, outs[0], "2 correlations")
 	require.Equal(t, outs[0], outs[1], "same table from server and store")
+	for _, out := range f.both("ls", "--state", "completed") {
+		require.Regexp(t, `done-1 +default +completed +\S+ +- +payments +resume-order +1 +pending\n`, out, "REPLIES counts done-1's reply")
+	}
 	out, _, err := f.run("ls", "--limit", "2", "--server", f.srv.URL)
 	require.NoError(t, err)
 	require.Contains(t, out, "2 shown; more match")
