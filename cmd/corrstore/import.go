@@ -166,13 +166,7 @@ func openImportSource(ctx context.Context, e *env, o *importOptions, args []stri
 		return nil, fmt.Errorf("--from: %w", err)
 	}
 	b := timedCalls{st, &from}
-	src := &importSource{name: o.from, total: -1, close: st.Close}
-	if s, err := b.Stats(ctx, ""); err == nil {
-		src.total = 0
-		for _, n := range s.Total().States {
-			src.total += n
-		}
-	}
+	src := &importSource{name: o.from, total: countAll(ctx, b, ""), close: st.Close}
 	src.read = func(ctx context.Context, yield func(*store.Correlation) error) error {
 		return eachMatching(ctx, b, store.Filter{Order: store.OldestFirst, Limit: store.MaxListLimit}, func(cs []*store.Correlation) error {
 			for _, x := range cs {

@@ -70,6 +70,18 @@ func runShow(ctx context.Context, e *env, o *showOptions, id string) error {
 // through printable (or preview), since records stored before schema 2 may
 // hold control characters.
 func printRecord(w io.Writer, r *store.Correlation, now time.Time) {
+	printFields(w, r, now)
+	printReplies(w, r, "Replies", r.Replies, dupNote(r.DuplicateCount))
+	lateExtra := ""
+	if r.LateCount > len(r.Late) {
+		lateExtra = fmt.Sprintf(" kept of %d", r.LateCount)
+	}
+	printReplies(w, r, "Late replies", r.Late, lateExtra)
+	printTimeline(w, r)
+}
+
+// printFields prints the record's fields, one "name: value" a line.
+func printFields(w io.Writer, r *store.Correlation, now time.Time) {
 	tw := table(w)
 	row := func(k, v string) {
 		if v != "" {
@@ -139,43 +151,41 @@ func printRecord(w io.Writer, r *store.Correlation, now time.Time) {
 	row("last error", r.Dispatch.LastError)
 	row("version", fmt.Sprint(r.Version))
 	tw.Flush()
+}
 
-	replies := func(title string, rs []store.Reply, extra string) {
-		fmt.Fprintf(w, "\n%s (%d%s):\n", title, len(rs), extra)
-		if len(rs) == 0 {
-			return
-		}
-		tw := table(w)
-		fmt.Fprintln(tw, "  RECEIVED\tID\tFROM\tSEQ\tBODY")
-		for _, x := range rs {
-			body := preview(x.Body)
-			if x.Error != "" {
-				body = "error: " + x.Error
-			}
-			seq := "-"
-			if r.Pattern == store.PatternStream {
-				seq = fmt.Sprint(x.Seq)
-				if x.Final {
-					seq += " final"
-				}
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", x.ReceivedAt.UTC().Format(time.RFC3339), orDash(x.ID), orDash(x.From), seq, printable(body))
-		}
-		tw.Flush()
+// printReplies prints a titled table of replies (r's accepted or late ones).
+func printReplies(w io.Writer, r *store.Correlation, title string, rs []store.Reply, extra string) {
+	fmt.Fprintf(w, "\n%s (%d%s):\n", title, len(rs), extra)
+	if len(rs) == 0 {
+		return
 	}
-	replies("Replies", r.Replies, dupNote(r.DuplicateCount))
-	lateExtra := ""
-	if r.LateCount > len(r.Late) {
-		lateExtra = fmt.Sprintf(" kept of %d", r.LateCount)
+	tw := table(w)
+	fmt.Fprintln(tw, "  RECEIVED\tID\tFROM\tSEQ\tBODY")
+	for _, x := range rs {
+		body := preview(x.Body)
+		if x.Error != "" {
+			body = "error: " + x.Error
+		}
+		seq := "-"
+		if r.Pattern == store.PatternStream {
+			seq = fmt.Sprint(x.Seq)
+			if x.Final {
+				seq += " final"
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", x.ReceivedAt.UTC().Format(time.RFC3339), orDash(x.ID), orDash(x.From), seq, printable(body))
 	}
-	replies("Late replies", r.Late, lateExtra)
+	tw.Flush()
+}
 
+// printTimeline prints r's events, oldest first.
+func printTimeline(w io.Writer, r *store.Correlation) {
 	fmt.Fprintf(w, "\nTimeline (%d events", len(r.Events))
 	if r.EventsDropped > 0 {
 		fmt.Fprintf(w, ", %d older dropped", r.EventsDropped)
 	}
 	fmt.Fprintln(w, "):")
-	tw = table(w)
+	tw := table(w)
 	for _, ev := range r.Events {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", ev.At.UTC().Format(time.RFC3339Nano), printable(string(ev.Type)), printable(ev.Detail))
 	}
