@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/corrstore/corrstore/bolt"
@@ -18,12 +19,14 @@ import (
 // Deliver reads and rewrites the record and writes one reply: the cost must
 // stay flat. Besides the time per Deliver it reports the bytes the process
 // hands to write(2) while the Delivers run (s<N>-written-B/deliver:
-// bbolt's pages and meta page, from /proc/self/io wchar), and the ratios to
-// stored=1 per round (median, min, max).
+// bbolt's pages and meta page, from /proc/self/io wchar) and the CPU the
+// process spends (s<N>-cpu-ns/deliver, getrusage: less noisy than the wall
+// time on a shared machine), and the ratios to stored=1 per round (median,
+// min, max; for the CPU, s<N>-cpu-ns-x-s1).
 func BenchmarkDeliverCost(b *testing.B) {
 	storetest.BenchDeliverCost(b, storetest.DeliverCost{
-		Metrics: []string{"written"},
-		Ratio:   "written",
+		Metrics: []string{"written-B", "cpu-ns"},
+		Ratio:   "cpu-ns",
 		Open: func(b *testing.B) storetest.CostRun {
 			s, err := bolt.Open(bolt.Options{Path: filepath.Join(benchDir(b), "c.db")})
 			if err != nil {
@@ -31,14 +34,23 @@ func BenchmarkDeliverCost(b *testing.B) {
 			}
 			b.Cleanup(func() { s.Close() })
 			return storetest.CostRun{Store: s, Prefix: "cost-", Meter: func() func() []int64 {
-				before := wchar(b)
-				return func() []int64 { return []int64{wchar(b) - before} }
+				before, cpu := wchar(b), cpuNs(b)
+				return func() []int64 { return []int64{wchar(b) - before, cpuNs(b) - cpu} }
 			}}
 		},
 	})
 }
 
 // wchar is the bytes this process has passed to write syscalls.
+// cpuNs is the CPU time, user and system, the process has used.
+func cpuNs(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
 func wchar(b *testing.B) int64 {
 	raw, err := os.ReadFile("/proc/self/io")
 	if err != nil {

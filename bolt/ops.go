@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -118,21 +117,23 @@ func (t txn) storeApart(key string, c *store.Correlation) error {
 
 // storeEvents stores c.Events in bucketTimeline under the indexes
 // c.EventBase() …, and drops the events before c.KeptFrom: the timeline
-// keeps its last MaxEvents entries.
+// keeps its last MaxEvents entries. The events pushed out of the window are
+// dropped 32 at a time: one write in 32 deletes, the others only add (Get
+// reads from KeptFrom).
 func (t txn) storeEvents(key string, c *store.Correlation) error {
-	tb := t.tx.Bucket(bucketTimeline)
-	base := c.EventBase()
-	for i, ev := range c.Events {
-		v, err := json.Marshal(ev)
-		if err != nil {
-			return &writeError{err: err, bug: true}
-		}
-		if err := put(tb, replyKey(key, base+i), v); err != nil {
-			return err
-		}
+	tb, base, cut := t.tx.Bucket(bucketTimeline), c.EventBase(), c.KeptFrom(t.s.lim)
+	if err := putIndexed(tb, key, base, c.Events, func(ev store.TimelineEvent) ([]byte, error) { return store.MarshalEvent(ev), nil }); err != nil {
+		return err
 	}
-	return dropBefore(tb, key, c.KeptFrom(t.s.lim))
+	if cut/dropEvery == (cut-len(c.Events))/dropEvery && cut > 0 && base > 0 {
+		return nil
+	}
+	return dropBefore(tb, key, cut)
 }
+
+// dropEvery is how many timeline events, pushed out of the window, wait
+// before they are deleted together.
+const dropEvery = 32
 
 // storeLate stores c.Late in bucketLate under the indexes c.LateBase() …,
 // and drops the late replies before c.LateFrom(), pushed out of the ring.
@@ -141,17 +142,24 @@ func (t txn) storeLate(key string, c *store.Correlation) error {
 		return nil
 	}
 	lb := t.tx.Bucket(bucketLate)
-	base := c.LateBase()
-	for i, r := range c.Late {
-		v, err := store.MarshalReply(r)
+	if err := putIndexed(lb, key, c.LateBase(), c.Late, store.MarshalReply); err != nil {
+		return err
+	}
+	return dropBefore(lb, key, c.LateFrom())
+}
+
+// putIndexed puts vs under key's entries of b (ref\0index) from index base.
+func putIndexed[T any](b *bbolt.Bucket, key string, base int, vs []T, encode func(T) ([]byte, error)) error {
+	for i, v := range vs {
+		raw, err := encode(v)
 		if err != nil {
 			return &writeError{err: err, bug: true}
 		}
-		if err := put(lb, replyKey(key, base+i), v); err != nil {
+		if err := put(b, replyKey(key, base+i), raw); err != nil {
 			return err
 		}
 	}
-	return dropBefore(lb, key, c.LateFrom())
+	return nil
 }
 
 // dropBefore deletes key's entries of b (ref\0index) below index cut.
@@ -180,9 +188,9 @@ func (t txn) attach(c *store.Correlation) error {
 	p := replyPrefix(c.Ref().String())
 	var events []store.TimelineEvent
 	ec := t.tx.Bucket(bucketTimeline).Cursor()
-	for k, v := ec.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = ec.Next() {
-		var ev store.TimelineEvent
-		if err := json.Unmarshal(v, &ev); err != nil {
+	for k, v := ec.Seek(replyKey(c.Ref().String(), c.KeptFrom(t.s.lim))); k != nil && bytes.HasPrefix(k, p); k, v = ec.Next() {
+		ev, err := store.UnmarshalEvent(v)
+		if err != nil {
 			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: timeline event %x: %v", store.ErrCorrupt, k[len(p):], err)}
 		}
 		events = append(events, ev)
@@ -503,10 +511,10 @@ func (t txn) buffer(ref store.Ref, r store.Reply) error {
 	}
 	lim := t.s.lim
 	if len(held) >= lim.MaxEarlyPerID {
-		return fmt.Errorf("%w: early replies: %s already has %d buffered, the limit is %d", store.ErrTooLarge, key, len(held), lim.MaxEarlyPerID)
+		return store.EarlyPerRefFull(key, len(held), lim)
 	}
 	if n := decodeCount(t.tx.Bucket(bucketMeta).Get(metaEarlyCount)); n >= int64(lim.MaxEarlyReplies) {
-		return fmt.Errorf("%w: early replies: the store holds %d, the limit is %d", store.ErrTooLarge, n, lim.MaxEarlyReplies)
+		return store.EarlyStoreFull(n, lim)
 	}
 	b, err := store.MarshalEarly(store.EarlyReply{Namespace: ref.Namespace, CorrelationID: ref.ID, Reply: r})
 	if err != nil {

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -11,7 +10,8 @@ import (
 	"github.com/corrstore/corrstore/store"
 )
 
-// layout names the keys (schema 3; schema 2 kept the replies inside the record). A correlation is named by its ref
+// layout names the keys (schema 3; schema 2 kept the replies, the timeline and the late
+// ring inside the record). A correlation is named by its ref
 // string "namespace/id" (store.Ref.String): every key, index member and
 // mapping below that names a correlation uses it, and its shard is
 // FNV-1a(ref string) mod Shards. Every key of a correlation, and every index
@@ -285,22 +285,8 @@ func (sc *script) storeApart(l layout, sh int, key string, c *store.Correlation)
 // ref key under the indexes c.EventBase() …, and drop the events that these
 // push out of the kept window (the last MaxEvents).
 func (sc *script) storeEvents(l layout, sh int, key string, c *store.Correlation, lim store.Limits) error {
-	if len(c.Events) == 0 {
-		return nil
-	}
-	h := l.timeline(sh, key)
-	base := c.EventBase()
-	for i, ev := range c.Events {
-		v, err := json.Marshal(ev)
-		if err != nil {
-			return err
-		}
-		sc.hset(h, strconv.Itoa(base+i), v)
-	}
-	for i := max(0, base-lim.MaxEvents); i < c.KeptFrom(lim); i++ {
-		sc.ops = append(sc.ops, "hd", sc.key(h), strconv.Itoa(i), "")
-	}
-	return nil
+	enc := func(ev store.TimelineEvent) ([]byte, error) { return store.MarshalEvent(ev), nil }
+	return storeIndexed(sc, l.timeline(sh, key), c.Events, c.EventBase(), lim.MaxEvents, c.KeptFrom(lim), enc)
 }
 
 // storeLate adds the ops that store c.Late in the late hash of the ref key
@@ -308,19 +294,24 @@ func (sc *script) storeEvents(l layout, sh int, key string, c *store.Correlation
 // push out of the ring (those of the previous ring, at most MaxLate, below
 // c.LateFrom()).
 func (sc *script) storeLate(l layout, sh int, key string, c *store.Correlation, lim store.Limits) error {
-	if len(c.Late) == 0 {
+	return storeIndexed(sc, l.late(sh, key), c.Late, c.LateBase(), lim.MaxLate, c.LateFrom(), store.MarshalReply)
+}
+
+// storeIndexed adds the ops that put vs in hash h under the indexes base …
+// and delete the entries they push out of a window of at most window
+// entries that now starts at from.
+func storeIndexed[T any](sc *script, h string, vs []T, base, window, from int, encode func(T) ([]byte, error)) error {
+	if len(vs) == 0 {
 		return nil
 	}
-	h := l.late(sh, key)
-	base := c.LateBase()
-	for i, r := range c.Late {
-		v, err := store.MarshalReply(r)
+	for i, v := range vs {
+		raw, err := encode(v)
 		if err != nil {
 			return err
 		}
-		sc.hset(h, strconv.Itoa(base+i), v)
+		sc.hset(h, strconv.Itoa(base+i), raw)
 	}
-	for i := max(0, base-lim.MaxLate); i < c.LateFrom(); i++ {
+	for i := max(0, base-window); i < from; i++ {
 		sc.ops = append(sc.ops, "hd", sc.key(h), strconv.Itoa(i), "")
 	}
 	return nil

@@ -363,9 +363,9 @@ func (s *Store) buffer(ctx context.Context, ref store.Ref, r store.Reply) (regis
 			n, _ := v[1].(int64)
 			switch kind {
 			case "per_id":
-				return false, fmt.Errorf("%w: early replies: %s already has %d buffered, the limit is %d", store.ErrTooLarge, key, n, s.lim.MaxEarlyPerID)
+				return false, store.EarlyPerRefFull(key, int(n), s.lim)
 			case "full":
-				return false, fmt.Errorf("%w: early replies: the store holds %d, the limit is %d", store.ErrTooLarge, n, s.lim.MaxEarlyReplies)
+				return false, store.EarlyStoreFull(n, s.lim)
 			}
 		}
 	}

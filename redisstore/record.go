@@ -128,99 +128,59 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 		if c == nil {
 			continue
 		}
-		type indexed struct {
-			i int
-			r store.Reply
-		}
-		var apart []indexed
-		for f, v := range cmds[i].Val() {
-			n, ok := strings.CutPrefix(f, "i:")
-			if !ok {
-				continue
-			}
-			idx, err := strconv.Atoi(n)
-			r, derr := store.UnmarshalReply([]byte(v))
-			if err != nil || derr != nil {
-				return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: reply field %q: %v", store.ErrCorrupt, f, cmp.Or(derr, err))}
-			}
-			apart = append(apart, indexed{idx, r})
-		}
-		slices.SortFunc(apart, func(a, b indexed) int { return a.i - b.i })
-		rs := make([]store.Reply, len(apart))
-		for j, a := range apart {
-			rs[j] = a.r
-		}
-		c.AttachReplies(rs)
-		if err := s.attachEvents(c, tcmds[i].Val()); err != nil {
-			return err
-		}
-		late, err := indexedReplies(c, lcmds[i].Val(), c.LateFrom(), c.LateBase())
+		rs, err := decodeIndexed(c, cmds[i].Val(), "i:", 0, c.Held.Count, store.UnmarshalReply)
 		if err != nil {
 			return err
 		}
-		if late = append(late, c.Late...); len(late) > 0 { // a schema-2 record's ring follows
+		c.AttachReplies(rs)
+		// A schema-2 record still holds its timeline and late ring: those
+		// follow what is stored apart (indexes below EventBase, LateBase).
+		evs, err := decodeIndexed(c, tcmds[i].Val(), "", c.KeptFrom(s.lim), c.EventBase(), store.UnmarshalEvent)
+		if err != nil {
+			return err
+		}
+		c.AttachEvents(evs)
+		late, err := decodeIndexed(c, lcmds[i].Val(), "", c.LateFrom(), c.LateBase(), store.UnmarshalReply)
+		if err != nil {
+			return err
+		}
+		if late = append(late, c.Late...); len(late) > 0 {
 			c.Late = late
 		}
 	}
 	return nil
 }
 
-// indexedReplies decodes the replies of a hash of index → reply whose
-// index is in [from, until), in index order.
-func indexedReplies(c *store.Correlation, fields map[string]string, from, until int) ([]store.Reply, error) {
+// decodeIndexed decodes the values of a hash of "<prefix><index>" → value
+// whose index is in [from, until), in index order; other fields are not
+// its. A value that does not decode makes the record corrupt.
+func decodeIndexed[T any](c *store.Correlation, fields map[string]string, prefix string, from, until int, decode func([]byte) (T, error)) ([]T, error) {
 	type indexed struct {
 		i int
-		r store.Reply
+		v T
 	}
 	var got []indexed
-	for f, v := range fields {
-		idx, err := strconv.Atoi(f)
-		if err == nil && (idx < from || idx >= until) {
+	for f, raw := range fields {
+		n, ok := strings.CutPrefix(f, prefix)
+		if !ok {
 			continue
 		}
-		r, derr := store.UnmarshalReply([]byte(v))
+		idx, err := strconv.Atoi(n)
+		if err == nil && (idx < from || idx >= until) {
+			continue // pushed out of its window, or one the record itself still holds
+		}
+		v, derr := decode([]byte(raw))
 		if err != nil || derr != nil {
 			return nil, &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: field %q: %v", store.ErrCorrupt, f, cmp.Or(derr, err))}
 		}
-		got = append(got, indexed{idx, r})
+		got = append(got, indexed{idx, v})
 	}
 	slices.SortFunc(got, func(a, b indexed) int { return a.i - b.i })
-	out := make([]store.Reply, len(got))
+	out := make([]T, len(got))
 	for j, g := range got {
-		out[j] = g.r
+		out[j] = g.v
 	}
 	return out, nil
-}
-
-// attachEvents gives c the kept timeline from its timeline hash.
-func (s *Store) attachEvents(c *store.Correlation, fields map[string]string) error {
-	// Events of a schema-2 record are still inside it: they follow.
-	inline := c.Events
-	from, until := c.KeptFrom(s.lim), c.EventBase()
-	type indexed struct {
-		i  int
-		ev store.TimelineEvent
-	}
-	var got []indexed
-	for f, v := range fields {
-		idx, err := strconv.Atoi(f)
-		if err == nil && (idx < from || idx >= until) {
-			continue // pushed out of the window, its HDEL not yet in
-		}
-		var ev store.TimelineEvent
-		if jerr := json.Unmarshal([]byte(v), &ev); err != nil || jerr != nil {
-			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: timeline field %q: %v", store.ErrCorrupt, f, cmp.Or(jerr, err))}
-		}
-		got = append(got, indexed{idx, ev})
-	}
-	slices.SortFunc(got, func(a, b indexed) int { return a.i - b.i })
-	evs := make([]store.TimelineEvent, len(got))
-	for j, g := range got {
-		evs[j] = g.ev
-	}
-	c.Events = inline
-	c.AttachEvents(evs)
-	return nil
 }
 
 func (s *Store) decodeLoaded(key, v string) (*loaded, error) {

@@ -60,6 +60,18 @@ func tooLarge(field, format string, args ...any) error {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...), Err: ErrTooLarge}
 }
 
+// EarlyPerRefFull is the error of a reply that cannot be buffered because
+// held replies already wait for ref (Limits.MaxEarlyPerID).
+func EarlyPerRefFull(ref string, held int, lim Limits) error {
+	return tooLarge("early_replies", "%s already has %d buffered, the limit is %d (max_early_per_id)", ref, held, lim.MaxEarlyPerID)
+}
+
+// EarlyStoreFull is the error of a reply that cannot be buffered because
+// the store holds held early replies (Limits.MaxEarlyReplies).
+func EarlyStoreFull(held int64, lim Limits) error {
+	return tooLarge("early_replies", "the store holds %d, the limit is %d (max_early_replies)", held, lim.MaxEarlyReplies)
+}
+
 // CorruptError reports a stored record that could not be decoded.
 type CorruptError struct {
 	ID  string

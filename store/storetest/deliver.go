@@ -615,6 +615,10 @@ func testDeliverEarlyCap(t *testing.T, e *env) {
 	}
 	_, err := e.s.Deliver(e.ctx, ref("dl-cap-3"), reply("r"))
 	require.ErrorIs(t, err, store.ErrTooLarge, "the early-reply buffer is full")
+	var fe *store.FieldError
+	require.ErrorAs(t, err, &fe, "a *FieldError, as Register's doc promises")
+	require.Equal(t, "early_replies", fe.Field)
+	require.Contains(t, fe.Reason, "max_early_replies")
 	_, err = e.s.Deliver(e.ctx, ref("dl-cap-0"), reply("r2"))
 	require.ErrorIs(t, err, store.ErrTooLarge, "the cap is per store, not per ID")
 	require.Equal(t, int64(3), e.stats("").EarlyReplies)

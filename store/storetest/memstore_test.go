@@ -188,7 +188,7 @@ func (m *memStore) Deliver(_ context.Context, ref store.Ref, r store.Reply) (sto
 			return store.DeliverResult{}, fmt.Errorf("%w: no correlation %s, and early replies are not buffered", store.ErrNotFound, ref)
 		}
 		if len(m.early) >= m.lim.MaxEarlyReplies && m.bug != "early-no-cap" {
-			return store.DeliverResult{}, fmt.Errorf("%w: early replies: the store holds %d, the limit", store.ErrTooLarge, len(m.early))
+			return store.DeliverResult{}, store.EarlyStoreFull(int64(len(m.early)), m.lim)
 		}
 		perRef := 0
 		for _, e := range m.early {
