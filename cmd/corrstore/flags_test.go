@@ -57,6 +57,7 @@ func TestFlagSyntax(t *testing.T) {
 		"serve extra":     `serve: serve takes no arguments, got ["extra"]`,
 		"serve --version": "serve: unknown flag --version (see corrstore serve -h)",
 		"ls -o":           "ls: --output needs a value (see corrstore ls -h)",
+		"help nope":       `help: no command "nope"; run 'corrstore help'`,
 	} {
 		out, errOut, err := runAlone(strings.Fields(args)...)
 		require.EqualError(t, err, want, args)

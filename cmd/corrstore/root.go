@@ -65,6 +65,14 @@ func newRoot(e *env) *cobra.Command {
 		switch c.Name() {
 		case "help":
 			c.Use, c.Short = "help [COMMAND]", "what a command does, its flags and environment"
+			c.Run, c.RunE = nil, func(cmd *cobra.Command, args []string) error {
+				target, rest, err := root.Find(args)
+				if err != nil || len(rest) > 0 {
+					return fmt.Errorf("no command %q; run 'corrstore help'", strings.Join(args, " "))
+				}
+				target.HelpFunc()(target, nil)
+				return nil
+			}
 		case "completion":
 			c.Use, c.Short = "completion bash|zsh|fish|powershell", "shell completion of commands, flags and values"
 			c.Args = cobra.ArbitraryArgs
