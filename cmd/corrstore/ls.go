@@ -113,6 +113,7 @@ type lsOptions struct {
 	filter filterFlags
 	limit  int
 	all    bool
+	cursor string
 }
 
 func newLsCmd(e *env) *cobra.Command {
@@ -122,6 +123,7 @@ func newLsCmd(e *env) *cobra.Command {
 	o.filter.flags(cmd)
 	cmd.Flags().IntVar(&o.limit, "limit", 50, "how many to show (with --all: page size)")
 	cmd.Flags().BoolVar(&o.all, "all", false, "page through every match")
+	cmd.Flags().StringVar(&o.cursor, "cursor", "", "start after the page whose next_cursor (ls -o json) this is; the same filters and --order as that ls")
 	cmd.Args = noArgs
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runLs(cmd.Context(), e, &o) }
 	return cmd
@@ -140,7 +142,7 @@ func runLs(ctx context.Context, e *env, o *lsOptions) error {
 	if err != nil {
 		return err
 	}
-	sf.Limit = o.limit
+	sf.Limit, sf.Cursor = o.limit, o.cursor
 	b, err := c.open(ctx, e, true)
 	if err != nil {
 		return err
@@ -157,7 +159,7 @@ func runLs(ctx context.Context, e *env, o *lsOptions) error {
 		page, err = b.List(ctx, sf)
 	}
 	if err != nil {
-		return err
+		return flagError(err) // a filter the store refused is a flag: --cursor
 	}
 	if c.json() {
 		return writeJSON(e.stdout, wire.ListFromStore(page))
