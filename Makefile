@@ -13,9 +13,11 @@ help: ## list the targets
 run: ## run the service on the embedded bbolt default (./corrstore.db, 127.0.0.1:7411)
 	$(GO) run ./cmd/corrstore serve
 
+# -buildvcs=true: corrstore version reports the commit and a dirty tree even
+# where the go env turns VCS stamping off.
 .PHONY: build
-build: ## build bin/corrstore
-	$(GO) build -o bin/corrstore ./cmd/corrstore
+build: ## build bin/corrstore (corrstore version reports its commit)
+	$(GO) build -buildvcs=true -o bin/corrstore ./cmd/corrstore
 
 # make test's two steps run side by side: most of each waits on fsyncs,
 # round trips and child processes, so together they take little more than

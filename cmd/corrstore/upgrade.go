@@ -9,6 +9,8 @@ import (
 
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/storeurl"
 	"github.com/corrstore/corrstore/redisstore"
@@ -29,18 +31,30 @@ one's lock lives 15s). Never overwrites a record already at the new schema.
 Resumable: after an interruption, run it again to finish. Run again when done,
 it says the prefix is already at this schema.`
 
-func runUpgrade(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "upgrade", "--store URL", upgradeAbout)
-	storeURL := fs.String("store", "", "the store: bolt://PATH, redis://HOST:PORT/DB?prefix=P, redis+cluster://H1:P1,H2:P2?prefix=P")
-	force := fs.Bool("force", false, "Redis: upgrade even though instances look alive; only when you know they are stopped (a killed one's key lives 15s)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// upgradeOptions are what upgrade was asked.
+type upgradeOptions struct {
+	storeURL string
+	force    bool
+}
+
+func newUpgradeCmd(e *env) *cobra.Command {
+	var o upgradeOptions
+	cmd := newCommand("upgrade --store URL", "bring a store written by an older corrstore to this build's schema", upgradeAbout)
+	cmd.Flags().StringVar(&o.storeURL, "store", "", "the store: bolt://PATH, redis://HOST:PORT/DB?prefix=P, redis+cluster://H1:P1,H2:P2?prefix=P")
+	cmd.Flags().BoolVar(&o.force, "force", false, "Redis: upgrade even though instances look alive; only when you know they are stopped (a killed one's key lives 15s)")
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("upgrade takes no arguments, got %q (the store is --store URL)", args)
+		}
+		return nil
 	}
-	switch {
-	case len(pos) > 0:
-		return fmt.Errorf("upgrade takes no arguments, got %q (the store is --store URL)", pos)
-	case *storeURL == "":
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runUpgrade(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func runUpgrade(ctx context.Context, e *env, o *upgradeOptions) error {
+	storeURL, force := &o.storeURL, &o.force
+	if *storeURL == "" {
 		return errors.New("give --store URL, the store to upgrade (bolt://PATH, redis://…)")
 	}
 	scheme, path, _ := strings.Cut(*storeURL, "://")
