@@ -715,7 +715,7 @@ func (s *Store) ClaimDispatch(ctx context.Context, r store.ClaimRequest) ([]*sto
 	}
 	pick := func(b *bbolt.Bucket, limit int) [][]byte { return dueDispatch(b, r, limit) }
 	out, soft, err := s.sweep(ctx, bucketDispatch, pick, r.Limit, func(t txn, c *store.Correlation, before entries) (bool, error) {
-		claimed := r.Serves(c) && c.ClaimDispatch(r.Instance, r.Now, r.Lease, s.lim)
+		claimed := r.Serves(c) && c.ApplyClaim(r.Instance, r.Now, r.Lease, s.lim)
 		if err := t.save(c, before); err != nil || !claimed {
 			return false, err
 		}

@@ -321,7 +321,7 @@ func (s *Store) ClaimDispatch(ctx context.Context, r store.ClaimRequest) ([]*sto
 		switch {
 		case !r.Serves(c):
 			return keep // a stale entry: moved where the record says
-		case c.ClaimDispatch(r.Instance, r.Now, r.Lease, s.lim):
+		case c.ApplyClaim(r.Instance, r.Now, r.Lease, s.lim):
 			return report
 		case c.Version != v: // attempts used up: now dead
 			return save

@@ -21,8 +21,8 @@ func fullRecord(t *testing.T) *store.Correlation {
 	apply(t, c, store.Reply{From: "b", ID: "rid", Seq: 0}, t0.Add(2*time.Second), lim)
 	apply(t, c, store.Reply{From: "c"}, t0.Add(3*time.Second), lim)
 	apply(t, c, store.Reply{From: "a"}, t0.Add(3*time.Second), lim)
-	require.True(t, c.ClaimDispatch("inst", t0.Add(4*time.Second), time.Minute, lim))
-	_, err := c.NackDispatch(c.Dispatch.Claim(), "boom", t0.Add(time.Hour), t0.Add(5*time.Second), lim)
+	require.True(t, c.ApplyClaim("inst", t0.Add(4*time.Second), time.Minute, lim))
+	_, err := c.ApplyNack(c.Dispatch.Claim(), "boom", t0.Add(time.Hour), t0.Add(5*time.Second), lim)
 	require.NoError(t, err)
 	return c
 }

@@ -142,7 +142,7 @@ func TestValidateLimitAndClaim(t *testing.T) {
 func TestExtendLease(t *testing.T) {
 	c := prepared(t, &store.Correlation{ID: "el", Callback: store.Callback{Handler: "h"}})
 	apply(t, c, store.Reply{From: "a"}, t0, lim)
-	require.True(t, c.ClaimDispatch("a", t0, time.Minute, lim))
+	require.True(t, c.ApplyClaim("a", t0, time.Minute, lim))
 	cl := c.Dispatch.Claim()
 	v := c.Version
 
@@ -162,7 +162,7 @@ func TestExtendLease(t *testing.T) {
 	_, err = c.ExtendLease(cl, t0.Add(time.Hour), t0.Add(5*time.Minute))
 	require.ErrorIs(t, err, store.ErrConflict, "the lease ran out")
 
-	_, err = c.AckDispatch(cl, t0.Add(time.Minute), lim)
+	_, err = c.ApplyAck(cl, t0.Add(time.Minute), lim)
 	require.NoError(t, err)
 	_, err = c.ExtendLease(cl, t0.Add(time.Hour), t0.Add(time.Minute))
 	require.ErrorIs(t, err, store.ErrNotPending, "settled")

@@ -345,7 +345,7 @@ func (m *memStore) ClaimDispatch(_ context.Context, r store.ClaimRequest) ([]*st
 			break
 		}
 		before := c.Version
-		claimed := c.ClaimDispatch(instance, now, lease, m.lim)
+		claimed := c.ApplyClaim(instance, now, lease, m.lim)
 		m.publish(c, before) // claimed, or dead: its lease ran out on the last attempt
 		if claimed {
 			out = append(out, c.Clone())
