@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -99,44 +98,6 @@ func unmarshalRecord(b []byte, v any) error {
 	}
 	if err := json.Unmarshal(b[1:], v); err != nil {
 		return fmt.Errorf("%w: %w", ErrCorrupt, err)
-	}
-	return nil
-}
-
-// PrepareImport checks a correlation to be written as it is (an import
-// between stores) as every stored record is checked when read, and returns
-// it in canonical form with its canonical encoding, the bytes a store
-// compares to tell the same record from another. Errors wrap ErrInvalid.
-func PrepareImport(c *Correlation) (*Correlation, []byte, error) {
-	if c == nil {
-		return nil, nil, fmt.Errorf("%w: import: nil correlation", ErrInvalid)
-	}
-	raw, err := MarshalCorrelation(c)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: import %s: %w", ErrInvalid, c.ID, err)
-	}
-	n, err := UnmarshalCorrelation(raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: import %s: %w", ErrInvalid, c.ID, err)
-	}
-	if raw, err = MarshalCorrelation(n); err != nil {
-		return nil, nil, err
-	}
-	return n, raw, nil
-}
-
-// CheckImported tells an import what to do with the record a store already
-// holds under the ID of n (raw is n's encoding from PrepareImport): nil when
-// it is the same record (the import changes nothing), ErrConflict naming
-// both versions when it is another.
-func CheckImported(existing, n *Correlation, raw []byte) error {
-	have, err := MarshalCorrelation(existing)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(have, raw) {
-		return fmt.Errorf("%w: import %s: the store holds a different record with this ID (version %d there, %d imported)",
-			ErrConflict, n.ID, existing.Version, n.Version)
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ import (
 type memStore struct {
 	clock store.Clock
 	lim   store.Limits
-	hub   store.Hub
+	hub   storekit.Hub
 	bug   string // a deliberate bug, for the mutation self-test (see mutants)
 
 	mu      sync.Mutex
