@@ -67,7 +67,8 @@ type Main struct {
 	AccessLog bool
 
 	Logger *slog.Logger
-	// Clock, when set (tests), replaces the real clock everywhere.
+	// Clock, when set (tests), replaces the real clock everywhere. serve
+	// from the command line takes env's.
 	Clock store.Clock
 	// NoSync, when set (tests), opens bolt without fsync.
 	NoSync bool
@@ -225,8 +226,16 @@ func (m *Main) configure(e *env) error {
 	if m.Logger == nil {
 		m.Logger = slog.New(h)
 	}
+	if m.Clock == nil && e.now != nil {
+		m.Clock = clockFunc(e.now) // env's clock, as every command reads it
+	}
 	return nil
 }
+
+// clockFunc is a store.Clock reading a func, as env carries the time.
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
 
 // serve runs m until ctx ends or the HTTP server fails, then closes it.
 func (m *Main) serve(ctx context.Context) error {

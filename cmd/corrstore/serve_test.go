@@ -178,7 +178,9 @@ func TestServeLogs(t *testing.T) {
 	tokens := filepath.Join(dir, "tokens")
 	require.NoError(t, os.WriteFile(tokens, []byte(bearer+" admin *\n"), 0o600))
 	logs := newLineWriter()
-	e := &env{stdout: io.Discard, stderr: logs, stdin: strings.NewReader(""), getenv: getenvOf(nil), noSync: true}
+	at := time.Date(2031, 2, 3, 4, 5, 6, 0, time.UTC) // serve reads env's clock, as every command does
+	e := &env{stdout: io.Discard, stderr: logs, stdin: strings.NewReader(""), getenv: getenvOf(nil), noSync: true,
+		now: func() time.Time { return at }}
 	ctx, stop := contextWithCancel(t)
 	done := make(chan error, 1)
 	go func() {
@@ -198,6 +200,7 @@ func TestServeLogs(t *testing.T) {
 	base := "http://" + addr
 	code, reg := httpCall(t, "POST", base+"/v1/correlations", bearer, `{"id":"order-1"}`)
 	require.Equal(t, 201, code)
+	require.Equal(t, at.Format(time.RFC3339Nano), reg["created_at"], "the registration took env's time")
 	token := reg["reply_token"].(string)
 	code, _ = httpCall(t, "POST", base+"/v1/replies/"+token, "", `{"body":{"ok":true}}`)
 	require.Equal(t, 200, code)
