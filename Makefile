@@ -94,8 +94,9 @@ repro-record: ## issue 16 §4 through `corrstore serve`: 1 MiB replies to a gath
 	CORRSTORE_REPRO_RECORD=1 $(GO) test -count=1 -timeout 10m -run '^TestReproRecord$$' -v ./cmd/corrstore/
 
 .PHONY: fuzz
-fuzz: ## fuzz the record decoder (FUZZTIME, default 60s)
+fuzz: ## fuzz the record decoder, then the reply and event decoders (FUZZTIME each, default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshalCorrelation -fuzztime $${FUZZTIME:-60s} ./store/
+	$(GO) test -run '^$$' -fuzz FuzzUnmarshalApart -fuzztime $${FUZZTIME:-60s} ./store/
 
 .PHONY: crash
 crash: ## SIGKILL a writer 200+ times and check every acknowledged registration (CRASH_KILLS)
