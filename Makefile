@@ -13,9 +13,11 @@ help: ## list the targets
 run: ## run the service on the embedded bbolt default (./corrstore.db, 127.0.0.1:7411)
 	$(GO) run ./cmd/corrstore serve
 
+# -buildvcs=true: corrstore version reports the commit and a dirty tree even
+# where the go env turns VCS stamping off.
 .PHONY: build
-build: ## build bin/corrstore
-	$(GO) build -o bin/corrstore ./cmd/corrstore
+build: ## build bin/corrstore (corrstore version reports its commit)
+	$(GO) build -buildvcs=true -o bin/corrstore ./cmd/corrstore
 
 # make test's two steps run side by side: most of each waits on fsyncs,
 # round trips and child processes, so together they take little more than
@@ -83,13 +85,18 @@ bench-client: ## request->reply round trips, 64 requesters: client on bbolt and 
 bench-deliver-cost: ## one Deliver to gathers holding 1, 100, 999 replies of 1 KiB, interleaved, bolt and a real redis-server; ratios to stored=1 (about 3 min)
 	$(GO) test -run '^$$' -bench DeliverCost -benchtime 960x ./bolt/ ./redisstore/
 
+.PHONY: bench-peers
+bench-peers: ## corrstore against asynq and a raw MULTI HSET ZADD EXEC on one redis-server, interleaved rounds; prints `ratio NAME MEDIAN (MIN–MAX) rounds=N` (bench/ module; ~5 min)
+	cd bench && $(GO) test -run '^$$' -bench Peers -benchtime 1x -timeout 30m .
+
 .PHONY: repro-record
 repro-record: ## issue 16 §4 through `corrstore serve`: 1 MiB replies to a gather until 413, 40 late ones to a single; answer sizes, RSS, registrations beside
 	CORRSTORE_REPRO_RECORD=1 $(GO) test -count=1 -timeout 10m -run '^TestReproRecord$$' -v ./cmd/corrstore/
 
 .PHONY: fuzz
-fuzz: ## fuzz the record decoder (FUZZTIME, default 60s)
+fuzz: ## fuzz the record decoder, then the reply and event decoders (FUZZTIME each, default 60s)
 	$(GO) test -run '^$$' -fuzz FuzzUnmarshalCorrelation -fuzztime $${FUZZTIME:-60s} ./store/
+	$(GO) test -run '^$$' -fuzz FuzzUnmarshalApart -fuzztime $${FUZZTIME:-60s} ./store/
 
 .PHONY: crash
 crash: ## SIGKILL a writer 200+ times and check every acknowledged registration (CRASH_KILLS)

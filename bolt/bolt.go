@@ -69,7 +69,7 @@ type Store struct {
 	wg     sync.WaitGroup
 	closed atomic.Bool
 	once   sync.Once
-	hub    store.Hub
+	hub    storekit.Hub
 	// commits counts group commits (one fsync'd transaction each), so that
 	// tests and benchmarks can see how many operations share an fsync.
 	commits atomic.Uint64

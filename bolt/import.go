@@ -7,6 +7,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/corrstore/corrstore/internal/storekit"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -24,7 +25,7 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 	if s.closed.Load() {
 		return false, store.ErrClosed
 	}
-	n, raw, err := store.PrepareImport(c)
+	n, raw, err := storekit.PrepareImport(c)
 	if err != nil {
 		return false, err
 	}
@@ -80,7 +81,7 @@ func (t txn) holds(n *store.Correlation, raw []byte) (bool, error) {
 	if err := t.attach(existing); err != nil {
 		return false, err
 	}
-	if err := store.CheckImported(existing, n, raw); err != nil {
+	if err := storekit.CheckImported(existing, n, raw); err != nil {
 		return false, err
 	}
 	return true, nil

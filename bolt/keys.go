@@ -17,7 +17,7 @@ var (
 	bucketMeta       = []byte("meta")       // schema version, early-reply count, secret:<name>
 	bucketCorr       = []byte("corr")       // ref → record (store.MarshalCorrelation)
 	bucketDeadline   = []byte("deadline")   // deadline‖ref, pending only
-	bucketDispatch   = []byte("dispatch")   // next_at‖ref, dispatch pending only (leased: lease end)
+	bucketDispatch   = []byte("dispatch")   // handler\0ns\0next_at‖ref, dispatch pending only (leased: lease end)
 	bucketPurge      = []byte("purge")      // outcome_at‖ref, decided and dispatch none or done
 	bucketCreated    = []byte("created")    // created‖ref, every record (List)
 	bucketPending    = []byte("pending")    // ns\0created‖ref, pending only (oldest pending)
@@ -87,6 +87,40 @@ func timeBound(t time.Time) []byte {
 	return appendTime(make([]byte, 0, 8), t.Add(1))
 }
 
+// dispatchPrefix is the prefix of the dispatch entries of one handler:
+// handler\0, and with a namespace handler\0ns\0. A handler's entries are
+// one range, each namespace's a range within it, so a claim walks only the
+// handlers and namespace it serves. Names hold no NUL (control characters
+// are refused), so one prefix never covers another name's keys.
+func dispatchPrefix(handler, ns string) []byte {
+	p := append(append(make([]byte, 0, len(handler)+len(ns)+2), handler...), 0)
+	if ns != "" {
+		p = append(append(p, ns...), 0)
+	}
+	return p
+}
+
+// dispatchKey is handler\0ns\0next_at‖ref.
+func dispatchKey(handler, ns string, next time.Time, ref string) []byte {
+	return append(appendTime(dispatchPrefix(handler, ns), next), ref...)
+}
+
+// splitDispatchKey reads a dispatchKey: its handler\0ns\0 prefix, its
+// time and its ref string.
+func splitDispatchKey(k []byte) (prefix []byte, at time.Time, ref string, ok bool) {
+	h := bytes.IndexByte(k, 0)
+	if h < 0 {
+		return nil, time.Time{}, "", false
+	}
+	n := bytes.IndexByte(k[h+1:], 0)
+	if n < 0 {
+		return nil, time.Time{}, "", false
+	}
+	end := h + 1 + n + 1
+	at, ref, ok = splitTimeKey(k[end:])
+	return k[:end], at, ref, ok
+}
+
 func nsKey(ns string, rest []byte) []byte {
 	return append(append(append(make([]byte, 0, len(ns)+1+len(rest)), ns...), 0), rest...)
 }
@@ -114,7 +148,7 @@ func entriesOf(c *store.Correlation) entries {
 		e.pending = nsKey(c.Namespace, e.created)
 	}
 	if c.Dispatch.State == store.DispatchPending {
-		e.dispatch = timeKey(c.Dispatch.NextAt, key)
+		e.dispatch = dispatchKey(c.Callback.Handler, c.Namespace, c.Dispatch.NextAt, key)
 	}
 	if c.State.Terminal() && (c.Dispatch.State == store.DispatchNone || c.Dispatch.State == store.DispatchDone) {
 		e.purge = timeKey(c.Outcome.At, key)

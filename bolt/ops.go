@@ -2,12 +2,13 @@ package bolt
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -79,7 +80,10 @@ func (t txn) save(c *store.Correlation, before entries) error {
 		return err
 	}
 	bare := *c // c keeps this step's events: its change event names them
-	bare.Events, bare.Late = nil, nil
+	bare.Late = nil
+	if !c.EventsInline() {
+		bare.Events = nil
+	}
 	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return &writeError{err: err, bug: true}
@@ -122,8 +126,11 @@ func (t txn) storeApart(key string, c *store.Correlation) error {
 // dropped 32 at a time: one write in 32 deletes, the others only add (Get
 // reads from KeptFrom).
 func (t txn) storeEvents(key string, c *store.Correlation) error {
+	if c.EventsInline() {
+		return nil // kept inside the record
+	}
 	tb, base, cut := t.tx.Bucket(bucketTimeline), c.EventBase(), c.KeptFrom(t.s.lim)
-	if err := putIndexed(tb, key, base, c.Events, func(ev store.TimelineEvent) ([]byte, error) { return json.Marshal(ev) }); err != nil {
+	if err := putIndexed(tb, key, base, c.Events, func(ev store.TimelineEvent) ([]byte, error) { return store.MarshalEvent(ev), nil }); err != nil {
 		return err
 	}
 	if cut/dropEvery == (cut-len(c.Events))/dropEvery && cut > 0 && base > 0 {
@@ -190,14 +197,16 @@ func (t txn) attach(c *store.Correlation) error {
 	var events []store.TimelineEvent
 	ec := t.tx.Bucket(bucketTimeline).Cursor()
 	for k, v := ec.Seek(replyKey(c.Ref().String(), c.KeptFrom(t.s.lim))); k != nil && bytes.HasPrefix(k, p); k, v = ec.Next() {
-		var ev store.TimelineEvent
-		if err := json.Unmarshal(v, &ev); err != nil {
+		ev, err := store.UnmarshalEvent(v)
+		if err != nil {
 			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: timeline event %x: %v", store.ErrCorrupt, k[len(p):], err)}
 		}
 		events = append(events, ev)
 	}
-	c.Events = nil // those of the step that read it, if any: stored apart now
-	c.AttachEvents(events)
+	if !c.EventsInline() {
+		c.Events = nil // those of the step that read it, if any: stored apart now
+		c.AttachEvents(events)
+	}
 	c.Late = nil
 	lc := t.tx.Bucket(bucketLate).Cursor()
 	from := c.LateFrom()
@@ -333,6 +342,21 @@ func (t txn) quarantine(key string, indexBucket, indexKey []byte, cause error) e
 	}
 	t.s.log.Error("corrupt record set aside", "ref", key, "index", string(indexBucket), "err", cause)
 	return del(t.tx.Bucket(indexBucket), indexKey)
+}
+
+// dueBefore picks the keys of a time-keyed index before bound (see due).
+func dueBefore(bound []byte) func(b *bbolt.Bucket, limit int) [][]byte {
+	return func(b *bbolt.Bucket, limit int) [][]byte { return due(b, bound, limit) }
+}
+
+// refOfKey reads the ref string of an index key of that bucket.
+func refOfKey(index, k []byte) (string, bool) {
+	if bytes.Equal(index, bucketDispatch) {
+		_, _, ref, ok := splitDispatchKey(k)
+		return ref, ok
+	}
+	_, ref, ok := splitTimeKey(k)
+	return ref, ok
 }
 
 // due collects up to limit keys of an index whose time is before bound.
@@ -608,7 +632,9 @@ func (s *Store) checkOpen() error {
 // nowhere are dropped. The write may run twice (in a group, then alone,
 // when another operation's write failed), so what it returns is built
 // afresh on each run.
-func (s *Store) sweep(ctx context.Context, index []byte, bound []byte, limit int,
+//
+// pick lists the due keys of the index, at most limit.
+func (s *Store) sweep(ctx context.Context, index []byte, pick func(b *bbolt.Bucket, limit int) [][]byte, limit int,
 	fn func(t txn, c *store.Correlation, before entries) (bool, error)) (out []*store.Correlation, soft error, err error) {
 	if s.closed.Load() {
 		return nil, nil, store.ErrClosed
@@ -621,8 +647,8 @@ func (s *Store) sweep(ctx context.Context, index []byte, bound []byte, limit int
 		out, soft = nil, nil
 		var corrupt []error
 		b := tx.Bucket(index)
-		for _, k := range due(b, bound, limit) {
-			_, key, ok := splitTimeKey(k)
+		for _, k := range pick(b, limit) {
+			key, ok := refOfKey(index, k)
 			c, err := t.load(key)
 			var ce *store.CorruptError
 			switch {
@@ -665,7 +691,7 @@ func (s *Store) sweep(ctx context.Context, index []byte, bound []byte, limit int
 
 // ExpireDue implements store.Store.
 func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*store.Correlation, error) {
-	out, soft, err := s.sweep(ctx, bucketDeadline, timeBound(now), limit, func(t txn, c *store.Correlation, before entries) (bool, error) {
+	out, soft, err := s.sweep(ctx, bucketDeadline, dueBefore(timeBound(now)), limit, func(t txn, c *store.Correlation, before entries) (bool, error) {
 		due := c.State == store.StatePending && !c.Deadline.After(now)
 		if due {
 			c.DecideAtDeadline(now, store.ReasonDeadline, s.lim)
@@ -678,16 +704,18 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*sto
 	return out, soft
 }
 
-// ClaimDispatch implements store.Store.
-func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
+// ClaimDispatch implements store.Store. It walks only the ranges of the
+// dispatch index of the handlers (and namespace) it serves.
+func (s *Store) ClaimDispatch(ctx context.Context, r store.ClaimRequest) ([]*store.Correlation, error) {
 	if s.closed.Load() {
 		return nil, store.ErrClosed
 	}
-	if err := store.ValidateClaim(instance, lease, limit); err != nil {
+	if err := store.ValidateClaim(r); err != nil {
 		return nil, err
 	}
-	out, soft, err := s.sweep(ctx, bucketDispatch, timeBound(now), limit, func(t txn, c *store.Correlation, before entries) (bool, error) {
-		claimed := c.ClaimDispatch(instance, now, lease, s.lim)
+	pick := func(b *bbolt.Bucket, limit int) [][]byte { return dueDispatch(b, r, limit) }
+	out, soft, err := s.sweep(ctx, bucketDispatch, pick, r.Limit, func(t txn, c *store.Correlation, before entries) (bool, error) {
+		claimed := r.Serves(c) && c.ApplyClaim(r.Instance, r.Now, r.Lease, s.lim)
 		if err := t.save(c, before); err != nil || !claimed {
 			return false, err
 		}
@@ -699,9 +727,99 @@ func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Tim
 	return out, soft
 }
 
+// OldestDispatchDue implements store.Store: the first key of the handler's
+// range in each namespace (one seek each).
+func (s *Store) OldestDispatchDue(ctx context.Context, namespace, handler string) (time.Time, error) {
+	if s.closed.Load() {
+		return time.Time{}, store.ErrClosed
+	}
+	if err := validateOldest(namespace, handler); err != nil {
+		return time.Time{}, err
+	}
+	var oldest time.Time
+	err := s.view(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketDispatch).Cursor()
+		hp := dispatchPrefix(handler, namespace)
+		for k, _ := c.Seek(hp); k != nil && bytes.HasPrefix(k, hp); {
+			p, at, _, ok := splitDispatchKey(k)
+			if ok && (oldest.IsZero() || at.Before(oldest)) {
+				oldest = at
+			}
+			if !ok || namespace != "" {
+				return nil
+			}
+			next := bytes.Clone(p)
+			next[len(next)-1] = 1 // past every key of this namespace
+			k, _ = c.Seek(next)
+		}
+		return nil
+	})
+	return oldest, err
+}
+
+func validateOldest(namespace, handler string) error {
+	if namespace != "" {
+		if err := store.ValidateNamespace(namespace); err != nil {
+			return err
+		}
+	}
+	return store.ValidateHandler(handler)
+}
+
+// dueDispatch lists the dispatch keys due at r.Now of r's handlers in r's
+// namespace, or in every namespace: up to limit of each range, then the
+// limit earliest of them all. It seeks from one namespace's range to the
+// next, so other namespaces' backlog of a handler costs one seek each.
+func dueDispatch(b *bbolt.Bucket, r store.ClaimRequest, limit int) [][]byte {
+	type cand struct {
+		at  time.Time
+		key []byte
+	}
+	var cands []cand
+	c := b.Cursor()
+	walk := func(prefix []byte) {
+		bound := append(bytes.Clone(prefix), timeBound(r.Now)...)
+		n := 0
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, bound) < 0 && n < limit; k, _ = c.Next() {
+			if _, at, _, ok := splitDispatchKey(k); ok {
+				cands = append(cands, cand{at, bytes.Clone(k)})
+			} else {
+				cands = append(cands, cand{key: bytes.Clone(k)}) // undecodable: sweep drops it
+			}
+			n++
+		}
+	}
+	for _, h := range r.Handlers {
+		if r.Namespace != "" {
+			walk(dispatchPrefix(h, r.Namespace))
+			continue
+		}
+		hp := dispatchPrefix(h, "")
+		for k, _ := c.Seek(hp); k != nil && bytes.HasPrefix(k, hp); {
+			p, _, _, ok := splitDispatchKey(k)
+			if !ok {
+				cands = append(cands, cand{key: bytes.Clone(k)})
+				k, _ = c.Next()
+				continue
+			}
+			p = bytes.Clone(p)
+			walk(p)
+			// The next namespace's range starts after every key of p.
+			p[len(p)-1] = 1
+			k, _ = c.Seek(p)
+		}
+	}
+	slices.SortFunc(cands, func(a, b cand) int { return cmp.Or(a.at.Compare(b.at), bytes.Compare(a.key, b.key)) })
+	keys := make([][]byte, 0, min(limit, len(cands)))
+	for _, c := range cands[:min(limit, len(cands))] {
+		keys = append(keys, c.key)
+	}
+	return keys
+}
+
 // Purge implements store.Store.
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
-	purged, soft, err := s.sweep(ctx, bucketPurge, appendTime(nil, before), limit, func(t txn, c *store.Correlation, e entries) (bool, error) {
+	purged, soft, err := s.sweep(ctx, bucketPurge, dueBefore(appendTime(nil, before)), limit, func(t txn, c *store.Correlation, e entries) (bool, error) {
 		if entriesOf(c).purge == nil || !c.Outcome.At.Before(before) {
 			return false, t.save(c, e) // a stale entry: save moves it where it belongs
 		}

@@ -105,6 +105,8 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 				if err := t.attach(r); err != nil {
 					return err
 				}
+			} else {
+				r.Events = nil // a short timeline is kept inside the record
 			}
 			page.Items = append(page.Items, r)
 			if len(page.Items) == f.Limit {

@@ -227,7 +227,10 @@ func (u *upgrader) records() error {
 		if err := t.storeLate(c.Ref().String(), c); err != nil {
 			return err
 		}
-		c.Events, c.Late = nil, nil
+		c.Late = nil
+		if !c.EventsInline() {
+			c.Events = nil
+		}
 		if raw, err = store.MarshalCorrelation(c); err != nil {
 			return err
 		}

@@ -187,7 +187,7 @@ func TestUpgradeSchema1(t *testing.T) {
 	require.Equal(t, store.StateCompleted, res.Correlation.State)
 
 	// Dispatch, expiry and purge walk the rebuilt indexes.
-	claimed, err := s.ClaimDispatch(ctx, "inst-b", clk.Now(), 30*time.Second, 10)
+	claimed, err := s.ClaimDispatch(ctx, store.ClaimRequest{Instance: "inst-b", Handlers: []string{"billing"}, Now: clk.Now(), Lease: 30 * time.Second, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
 	require.Equal(t, "default/timeout-1", claimed[0].Ref().String())

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -202,16 +204,29 @@ func (c *Client) Instance() string { return c.cfg.Instance }
 func (c *Client) ref(id string) store.Ref { return store.Ref{Namespace: c.cfg.Namespace, ID: id} }
 
 // Handle registers the callback handler named name: the outcomes of
-// correlations registered with Options.Handler == name are handed to it by
-// Run. Register every handler before Run; every replica that runs Run
-// should register the same ones, since any of them may claim an outcome.
+// correlations of the client's namespace registered with Options.Handler
+// == name are handed to it by Run. Run claims only the outcomes of the
+// handlers registered here, so outcomes meant for serve's webhooks, for
+// pull workers or for another service stay theirs. Register every handler
+// before Run; every replica that runs Run should register the same ones,
+// since any of them may claim an outcome. At most store.MaxClaimHandlers.
 func (c *Client) Handle(name string, h HandlerFunc) {
-	if name == "" || len(name) > store.MaxHandlerLen || h == nil {
-		panic(fmt.Sprintf("client: Handle(%q): the name must be 1 to %d bytes and the handler not nil", name, store.MaxHandlerLen))
+	if err := store.ValidateHandler(name); err != nil || h == nil {
+		panic(fmt.Sprintf("client: Handle(%q): the name must be 1 to %d bytes without control characters and the handler not nil", name, store.MaxHandlerLen))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, ok := c.handlers[name]; !ok && len(c.handlers) == store.MaxClaimHandlers {
+		panic(fmt.Sprintf("client: Handle(%q): more than %d handlers", name, store.MaxClaimHandlers))
+	}
 	c.handlers[name] = h
+}
+
+// handlerNames lists the registered handlers, sorted.
+func (c *Client) handlerNames() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.handlers))
 }
 
 func (c *Client) handler(name string) (HandlerFunc, bool) {

@@ -83,13 +83,15 @@ func (c *Client) dispatchLoop(ctx context.Context) {
 	}
 }
 
-// claim leases up to limit due outcomes. The claim is not cut short by
+// claim leases up to limit due outcomes of the client's namespace whose
+// handler is registered with Handle. The claim is not cut short by
 // ctx: a claim that commits after its caller left would hold leases nobody
 // runs. Claimed while stopping, they are handed back at once.
 func (c *Client) claim(ctx context.Context, limit int) []*store.Correlation {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	got, err := c.st.ClaimDispatch(cctx, c.cfg.Instance, c.clock.Now(), c.cfg.DispatchLease, limit)
+	got, err := c.st.ClaimDispatch(cctx, store.ClaimRequest{Instance: c.cfg.Instance, Namespace: c.cfg.Namespace,
+		Handlers: c.handlerNames(), Now: c.clock.Now(), Lease: c.cfg.DispatchLease, Limit: limit})
 	if err != nil {
 		// A corrupt record is set aside by the store; the others came.
 		c.log.Error("claiming outcomes", "err", err)
@@ -106,8 +108,6 @@ func (c *Client) claim(ctx context.Context, limit int) []*store.Correlation {
 }
 
 // dispatch runs the handler of one claimed outcome and settles the claim.
-// A claim names its correlation by its own ref: ClaimDispatch hands out the
-// due outcomes of every namespace.
 func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
 	claim := corr.Dispatch.Claim()
 	name := corr.Callback.Handler

@@ -104,7 +104,7 @@ func TestReconcileOnStart(t *testing.T) {
 	_, err = e.st.Deliver(ctx, store.RefOf("o2"), store.Reply{Body: []byte("done")})
 	require.NoError(t, err)
 	// A dead instance had claimed o2 and never acked: its lease runs 30s.
-	claimed, err := e.st.ClaimDispatch(ctx, "dead-instance", e.clock.Now(), 30*time.Second, 10)
+	claimed, err := e.st.ClaimDispatch(ctx, store.ClaimRequest{Instance: "dead-instance", Handlers: []string{"resume"}, Now: e.clock.Now(), Lease: 30 * time.Second, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, claimed, 2)
 	_, err = e.st.AckDispatch(ctx, store.RefOf("o1"), claimed[0].Dispatch.Claim()) // o1 was handled
@@ -146,22 +146,37 @@ func TestReconcileOnStart(t *testing.T) {
 	}
 }
 
-// An outcome whose handler this instance lacks is retried (another
-// replica may have it), not lost.
-func TestDispatchUnknownHandler(t *testing.T) {
+// An outcome whose handler this instance lacks, or of another namespace,
+// is never claimed: it waits for its own claimer (a webhook, a pull worker,
+// another service) with its attempts untouched.
+func TestDispatchOnlyOwnHandlers(t *testing.T) {
 	e := newEnv(t)
+	ctx := t.Context()
+	decide := func(r store.Ref, handler string) {
+		_, err := e.st.Register(ctx, &store.Correlation{ID: r.ID, Namespace: r.Namespace, Callback: store.Callback{Handler: handler}})
+		require.NoError(t, err)
+		_, err = e.st.Cancel(ctx, r, "x")
+		require.NoError(t, err)
+	}
+	// Decided first, so an instance that claimed them would take them
+	// no later than the outcome it serves (claims are earliest first).
+	decide(store.RefOf("o-missing"), "missing")
+	decide(store.Ref{Namespace: "elsewhere", ID: "o-other-ns"}, "other")
+	e.clock.Add(time.Second)
+	decide(store.RefOf("o-mine"), "other")
+
 	m := newSettled()
 	c := e.client(t, "a", func(cfg *client.Config) { cfg.Metrics = m })
 	c.Handle("other", func(context.Context, client.Outcome) error { return nil })
 	run(t, c)
-	_, err := e.st.Register(t.Context(), &store.Correlation{ID: "o1", Callback: store.Callback{Handler: "missing"}})
-	require.NoError(t, err)
-	_, err = e.st.Cancel(t.Context(), store.RefOf("o1"), "x")
-	require.NoError(t, err)
-	require.Equal(t, "retry", m.next(t))
-	got := e.get(t, "o1")
+	require.Equal(t, "done", m.next(t))
+	require.Equal(t, store.DispatchDone, e.get(t, "o-mine").Dispatch.State)
+	got := e.get(t, "o-missing")
 	require.Equal(t, store.DispatchPending, got.Dispatch.State)
-	require.Contains(t, got.Dispatch.LastError, `no handler named "missing" on instance a`)
+	require.Zero(t, got.Dispatch.Attempts, "not claimed, so no attempt burnt")
+	other, err := e.st.Get(ctx, store.Ref{Namespace: "elsewhere", ID: "o-other-ns"})
+	require.NoError(t, err)
+	require.Zero(t, other.Dispatch.Attempts, "another namespace's outcome is not this client's")
 }
 
 // A lease expired on the last attempt (the instance died in the handler)
@@ -173,7 +188,7 @@ func TestDispatchLeaseExpiredOnLastAttempt(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.st.Cancel(ctx, store.RefOf("o1"), "x")
 	require.NoError(t, err)
-	_, err = e.st.ClaimDispatch(ctx, "dead-instance", e.clock.Now(), time.Second, 1)
+	_, err = e.st.ClaimDispatch(ctx, store.ClaimRequest{Instance: "dead-instance", Handlers: []string{"resume"}, Now: e.clock.Now(), Lease: time.Second, Limit: 1})
 	require.NoError(t, err)
 	e.clock.Add(2 * time.Second)
 

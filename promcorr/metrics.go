@@ -48,7 +48,9 @@ type Metrics struct {
 	clientDispatch *prometheus.CounterVec
 	clientHandled  *prometheus.HistogramVec
 	clientWaited   *prometheus.HistogramVec
+	attemptTook    *prometheus.HistogramVec
 	seen           sync.Map // label values whose sibling series are initialised
+	handlers       sync.Map // handler names that get their own label value (NameHandlers)
 }
 
 // latencyBuckets are the buckets of the latency histograms, in seconds.
@@ -59,7 +61,7 @@ var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 var (
 	// ops are the store operations, the op label.
 	ops = []string{"register", "deliver", "get", "extend", "cancel", "expire", "expire_due",
-		"claim_dispatch", "ack_dispatch", "nack_dispatch", "redispatch", "list", "stats", "purge",
+		"claim_dispatch", "ack_dispatch", "nack_dispatch", "extend_dispatch", "oldest_dispatch_due", "redispatch", "list", "stats", "purge",
 		"drop_early_replies", "secret"}
 	// errorKinds are the kind label of corrstore_store_op_errors_total.
 	errorKinds []string
@@ -112,7 +114,10 @@ func New(reg prometheus.Registerer, opts Options) *Metrics {
 	m.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corrstore_outcomes_total",
 		Help: "Outcomes decided in this process, by state."}, []string{"state"})
 	m.dispatch = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corrstore_dispatch_total",
-		Help: "Dispatch results: claimed, acked, failed, dead, redispatched."}, []string{"result"})
+		Help: "Dispatch results by handler (named ones; the rest are other): claimed, acked, failed, dead, redispatched."}, []string{"handler", "result"})
+	m.attemptTook = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corrstore_webhook_attempt_duration_seconds",
+		Help:    "How long webhook attempts took, by handler (named ones; the rest are other) and result: done, retry, dead, lost.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"handler", "result"})
 	m.opLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corrstore_store_op_duration_seconds",
 		Help: "Latency of store operations, by operation.", Buckets: latencyBuckets}, []string{"op"})
 	m.opErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corrstore_store_op_errors_total",
@@ -154,9 +159,7 @@ func New(reg prometheus.Registerer, opts Options) *Metrics {
 			m.outcomes.WithLabelValues(string(s))
 		}
 	}
-	for _, r := range dispatchResults {
-		m.dispatch.WithLabelValues(r)
-	}
+	m.NameHandlers(OtherHandler)
 	for _, op := range ops {
 		for _, k := range errorKinds {
 			m.opErrors.WithLabelValues(op, k)
@@ -171,8 +174,45 @@ func New(reg prometheus.Registerer, opts Options) *Metrics {
 
 	reg.MustRegister(m.registered, m.replies, m.outcomes, m.dispatch, m.opLatency, m.opErrors,
 		m.passDuration, m.expiryLag, m.reaperExpired, m.purged, m.earlyDropped, m.corrupt, m.passFailed,
-		m.clientSent, m.clientReplies, m.clientDispatch, m.clientHandled, m.clientWaited)
+		m.clientSent, m.clientReplies, m.clientDispatch, m.clientHandled, m.clientWaited, m.attemptTook)
 	return m
+}
+
+// OtherHandler is the handler label value of every handler not named with
+// NameHandlers: handler names are chosen by writers, so only the ones an
+// operator or a service names get a series of their own.
+const OtherHandler = "other"
+
+// NameHandlers gives handlers their own handler label value (serve names
+// those of its callbacks file, Client those a service handles); their
+// dispatch results start at 0.
+func (m *Metrics) NameHandlers(handlers ...string) {
+	for _, h := range handlers {
+		if _, done := m.handlers.LoadOrStore(h, true); !done {
+			for _, r := range dispatchResults {
+				m.dispatch.WithLabelValues(h, r)
+			}
+		}
+	}
+}
+
+// handlerLabel is the handler label value of h.
+func (m *Metrics) handlerLabel(h string) string {
+	if _, ok := m.handlers.Load(h); ok {
+		return h
+	}
+	return OtherHandler
+}
+
+// Webhooks returns what serve's webhook dispatcher reports its attempts to.
+func (m *Metrics) Webhooks() WebhookMetrics { return WebhookMetrics{m} }
+
+// WebhookMetrics times webhook attempts by handler and result.
+type WebhookMetrics struct{ m *Metrics }
+
+// Attempt records one webhook attempt.
+func (w WebhookMetrics) Attempt(handler, result string, took time.Duration) {
+	w.m.attemptTook.WithLabelValues(w.m.handlerLabel(handler), result).Observe(took.Seconds())
 }
 
 // WatchStore registers the collector that reads st.Stats at each scrape:
@@ -180,12 +220,13 @@ func New(reg prometheus.Registerer, opts Options) *Metrics {
 // correlations by state, dispatch backlog by state, early replies, and
 // whether the store answered. Watch one store per registry.
 func (m *Metrics) WatchStore(st store.Store) {
-	m.reg.MustRegister(&statsCollector{st: st, clock: m.clock})
+	m.reg.MustRegister(&statsCollector{st: st, clock: m.clock, m: m})
 }
 
 type statsCollector struct {
 	st    store.Store
 	clock store.Clock
+	m     *Metrics
 }
 
 var (
@@ -199,12 +240,14 @@ var (
 		"Outcomes by dispatch state (pending, done, dead), by namespace.", []string{"namespace", "state"}, nil)
 	earlyDesc = prometheus.NewDesc("corrstore_early_replies",
 		"Buffered early replies waiting for their registration.", nil, nil)
+	dueAgeDesc = prometheus.NewDesc("corrstore_dispatch_oldest_due_age_seconds",
+		"How long the most overdue outcome of a named handler has waited for dispatch, in every namespace (0 when none is overdue).", []string{"handler"}, nil)
 	upDesc = prometheus.NewDesc("corrstore_store_up",
 		"1 when the store answered the stats call of this scrape.", nil, nil)
 )
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pendingDesc, oldestDesc, correlationsDesc, dispatchDesc, earlyDesc, upDesc} {
+	for _, d := range []*prometheus.Desc{pendingDesc, oldestDesc, correlationsDesc, dispatchDesc, earlyDesc, dueAgeDesc, upDesc} {
 		ch <- d
 	}
 }
@@ -230,6 +273,23 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(earlyDesc, prometheus.GaugeValue, float64(st.EarlyReplies))
+	// Named handlers only: writers choose handler names.
+	c.m.handlers.Range(func(k, _ any) bool {
+		h := k.(string)
+		if h == OtherHandler {
+			return true
+		}
+		at, err := c.st.OldestDispatchDue(ctx, "", h)
+		if err != nil {
+			return false
+		}
+		age := 0.0
+		if !at.IsZero() && now.After(at) {
+			age = now.Sub(at).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(dueAgeDesc, prometheus.GaugeValue, age, h)
+		return true
+	})
 }
 
 // Reaper returns the reaper.Metrics that feeds these metrics
@@ -265,6 +325,7 @@ type clientMetrics struct{ m *Metrics }
 var _ client.Metrics = clientMetrics{}
 
 func (c clientMetrics) initHandler(h string) {
+	c.m.NameHandlers(h)
 	if _, done := c.m.seen.LoadOrStore("handler\x00"+h, true); !done {
 		for _, r := range clientDispatchResults {
 			c.m.clientDispatch.WithLabelValues(h, r)

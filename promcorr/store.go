@@ -27,6 +27,14 @@ func (s *instrumented) observe(op string, start time.Time, err error) {
 	}
 }
 
+func (s *instrumented) dispatched(c *store.Correlation, result string) {
+	h := ""
+	if c != nil {
+		h = c.Callback.Handler
+	}
+	s.m.dispatch.WithLabelValues(s.m.handlerLabel(h), result).Inc()
+}
+
 func (s *instrumented) outcome(c *store.Correlation) {
 	if c != nil && c.State.Terminal() {
 		s.m.outcomes.WithLabelValues(string(c.State)).Inc()
@@ -101,12 +109,12 @@ func (s *instrumented) ExpireDue(ctx context.Context, now time.Time, limit int) 
 	return cs, err
 }
 
-func (s *instrumented) ClaimDispatch(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
+func (s *instrumented) ClaimDispatch(ctx context.Context, r store.ClaimRequest) ([]*store.Correlation, error) {
 	start := time.Now()
-	cs, err := s.st.ClaimDispatch(ctx, instance, now, lease, limit)
+	cs, err := s.st.ClaimDispatch(ctx, r)
 	s.observe("claim_dispatch", start, err)
-	if n := len(cs); n > 0 {
-		s.m.dispatch.WithLabelValues("claimed").Add(float64(n))
+	for _, c := range cs {
+		s.m.dispatch.WithLabelValues(s.m.handlerLabel(c.Callback.Handler), "claimed").Inc()
 	}
 	return cs, err
 }
@@ -116,7 +124,7 @@ func (s *instrumented) AckDispatch(ctx context.Context, ref store.Ref, claim sto
 	res, err := s.st.AckDispatch(ctx, ref, claim)
 	s.observe("ack_dispatch", start, err)
 	if err == nil && !res.Duplicate {
-		s.m.dispatch.WithLabelValues("acked").Inc()
+		s.dispatched(res.Correlation, "acked")
 	}
 	return res, err
 }
@@ -130,8 +138,22 @@ func (s *instrumented) NackDispatch(ctx context.Context, ref store.Ref, claim st
 		if res.Correlation != nil && res.Correlation.Dispatch.State == store.DispatchDead {
 			result = "dead"
 		}
-		s.m.dispatch.WithLabelValues(result).Inc()
+		s.dispatched(res.Correlation, result)
 	}
+	return res, err
+}
+
+func (s *instrumented) OldestDispatchDue(ctx context.Context, namespace, handler string) (time.Time, error) {
+	start := time.Now()
+	t, err := s.st.OldestDispatchDue(ctx, namespace, handler)
+	s.observe("oldest_dispatch_due", start, err)
+	return t, err
+}
+
+func (s *instrumented) ExtendDispatch(ctx context.Context, ref store.Ref, claim store.Claim, until time.Time) (store.Result, error) {
+	start := time.Now()
+	res, err := s.st.ExtendDispatch(ctx, ref, claim, until)
+	s.observe("extend_dispatch", start, err)
 	return res, err
 }
 
@@ -140,7 +162,7 @@ func (s *instrumented) Redispatch(ctx context.Context, ref store.Ref) (store.Res
 	res, err := s.st.Redispatch(ctx, ref)
 	s.observe("redispatch", start, err)
 	if err == nil && !res.Duplicate {
-		s.m.dispatch.WithLabelValues("redispatched").Inc()
+		s.dispatched(res.Correlation, "redispatched")
 	}
 	return res, err
 }

@@ -37,7 +37,7 @@ func TestCountersStartAtZero(t *testing.T) {
 		want = append(want, "corrstore_outcomes_total{"+s+"}")
 	}
 	for _, r := range []string{"claimed", "acked", "failed", "dead", "redispatched"} {
-		want = append(want, "corrstore_dispatch_total{"+r+"}")
+		want = append(want, "corrstore_dispatch_total{other,"+r+"}", "corrstore_dispatch_total{notify,"+r+"}")
 	}
 	for _, o := range []string{"completed", "partial", "no_reply", "timed_out"} {
 		want = append(want, "corrstore_reaper_expired_total{"+o+"}")
@@ -63,8 +63,8 @@ func TestCountersStartAtZero(t *testing.T) {
 			t.Errorf("%s = %v on a fresh scrape, want 0", name, v)
 		}
 	}
-	if len(ops) != 16 {
-		t.Errorf("ops = %d, the store wrapper times 16", len(ops))
+	if len(ops) != 18 {
+		t.Errorf("ops = %d, the store wrapper times 18", len(ops))
 	}
 
 	// What a scrape over HTTP shows.

@@ -165,7 +165,11 @@ func (b *batcher) send(batch []*batchCall) {
 	if _, err := pipe.Exec(ctx); err != nil {
 		unanswered(batch, err)
 	}
+	// The server lost its scripts (a restart, SCRIPT FLUSH): load each
+	// script once and send the calls again by SHA — not each call with its
+	// script's source, which after a restart was 500 copies in one batch.
 	var again redis.Pipeliner
+	loaded := map[*redis.Script]bool{}
 	for _, bc := range batch {
 		for i, cmd := range bc.cmds {
 			if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -173,7 +177,16 @@ func (b *batcher) send(batch []*batchCall) {
 					again = b.rdb.Pipeline()
 				}
 				c := bc.calls[i]
-				bc.cmds[i] = c.script.Eval(ctx, again, c.keys, c.args...)
+				ok, seen := loaded[c.script]
+				if !seen {
+					ok = c.script.Load(ctx, b.rdb).Err() == nil
+					loaded[c.script] = ok
+				}
+				if ok {
+					bc.cmds[i] = c.script.EvalSha(ctx, again, c.keys, c.args...)
+				} else { // could not load it: send the source with the call
+					bc.cmds[i] = c.script.Eval(ctx, again, c.keys, c.args...)
+				}
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -38,12 +39,12 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 
-// add records the script calls of a round trip, leaving out what go-redis
-// sends to set up a connection.
+// add records the script calls (and SCRIPT commands) of a round trip,
+// leaving out what go-redis sends to set up a connection.
 func (h *roundTrips) add(cmds []redis.Cmder) {
 	var names []string
 	for _, c := range cmds {
-		if n := c.Name(); strings.HasPrefix(n, "eval") {
+		if n := c.Name(); strings.HasPrefix(n, "eval") || n == "script" {
 			names = append(names, n)
 		}
 	}
@@ -147,10 +148,13 @@ func TestBatchSharesRoundTrips(t *testing.T) {
 		trips := h.take()
 		if round == 0 {
 			// The server does not have the script yet: one pipeline of
-			// EVALSHA answered NOSCRIPT, then one of EVAL.
-			require.Len(t, trips, 2)
-			require.Len(t, trips[1], 2*callers)
-			require.Equal(t, "eval", trips[1][0])
+			// EVALSHA answered NOSCRIPT, the script loaded once, and the
+			// pipeline of EVALSHA again — the source is sent once, not
+			// with each call.
+			require.Len(t, trips, 3)
+			require.Equal(t, []string{"script"}, trips[1])
+			require.Len(t, trips[2], 2*callers)
+			require.Equal(t, []string{"evalsha"}, slices.Compact(trips[2]))
 		} else {
 			require.Len(t, trips, 1, "every queued call in one round trip")
 		}

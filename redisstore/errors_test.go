@@ -138,8 +138,11 @@ func TestServerGoneIsUnavailable(t *testing.T) {
 			_, err := s.ExpireDue(ctx, now, 10)
 			return err
 		},
-		"ClaimDispatch": func() error { _, err := s.ClaimDispatch(ctx, "i", now, time.Minute, 10); return err },
-		"AckDispatch":   func() error { _, err := s.AckDispatch(ctx, ref, store.Claim{Instance: "i", Attempt: 1}); return err },
+		"ClaimDispatch": func() error {
+			_, err := s.ClaimDispatch(ctx, store.ClaimRequest{Instance: "i", Handlers: []string{"h"}, Now: now, Lease: time.Minute, Limit: 10})
+			return err
+		},
+		"AckDispatch": func() error { _, err := s.AckDispatch(ctx, ref, store.Claim{Instance: "i", Attempt: 1}); return err },
 		"NackDispatch": func() error {
 			_, err := s.NackDispatch(ctx, ref, store.Claim{Instance: "i", Attempt: 1}, "e", time.Time{})
 			return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/corrstore/corrstore/internal/storekit"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -24,7 +25,7 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 	if err := s.check(); err != nil {
 		return false, err
 	}
-	n, raw, err := store.PrepareImport(c)
+	n, raw, err := storekit.PrepareImport(c)
 	if err != nil {
 		return false, err
 	}
@@ -90,7 +91,7 @@ func (s *Store) Import(ctx context.Context, c *store.Correlation) (created bool,
 			if err := s.attach(ctx, existing); err != nil {
 				return false, err
 			}
-			return false, store.CheckImported(existing, n, raw)
+			return false, storekit.CheckImported(existing, n, raw)
 		case "redirect":
 			holder, _ := res[1].(string)
 			if gone, err := s.gone(ctx, holder); err != nil || !gone {

@@ -129,7 +129,7 @@ func TestOneSlotPerCorrelation(t *testing.T) {
 	_, err = s.Register(ctx, &store.Correlation{ID: ref.ID, Namespace: "ns1", Timeout: time.Minute,
 		Callback: store.Callback{Handler: "h"}, IdempotencyKey: "k"})
 	require.NoError(t, err)
-	_, err = s.ClaimDispatch(ctx, "i", clock.Now(), time.Minute, 10)
+	_, err = s.ClaimDispatch(ctx, store.ClaimRequest{Instance: "i", Handlers: []string{"h"}, Now: clock.Now(), Lease: time.Minute, Limit: 10})
 	require.NoError(t, err)
 	tag := s.keys.tags[s.keys.shard(ref.String())]
 	dref := store.Ref{Namespace: "ns1", ID: store.DeriveID("ns1", "k")}.String()
@@ -299,7 +299,7 @@ func TestImport(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, st.Total().States[store.StateCompleted])
 	require.EqualValues(t, 1, st.Total().Dispatch[store.DispatchPending])
-	claimed, err := dst.ClaimDispatch(ctx, "i", clock.Now(), time.Minute, 10)
+	claimed, err := dst.ClaimDispatch(ctx, store.ClaimRequest{Instance: "i", Handlers: []string{"h"}, Now: clock.Now(), Lease: time.Minute, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, claimed, 1, "the imported outcome is indexed for dispatch")
 

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -27,7 +26,9 @@ import (
 //	{p:s}:e:<ref>   hash    early replies for an unregistered ref: digest → seq ‖ reply
 //	{p:s}:i:<dref>  string  ref registered under the idempotency key whose derived ref is dref
 //	{p:s}:dl        zset    pending refs by deadline (µs)
-//	{p:s}:dp        zset    refs whose outcome waits for dispatch, by next attempt (µs)
+//	{p:s}:dp:<ns>:<handler>  zset  refs of a namespace whose outcome waits for dispatch to a
+//	                        handler, by next attempt (µs): a claim reads only what it serves
+//	                        (schema 2 had one {p:s}:dp for every handler; only the upgrade names it)
 //	{p:s}:pg        zset    decided refs with dispatch none or done, by outcome time (µs)
 //	{p:s}:cr        zset    every ref by creation time (µs): List
 //	{p:s}:pd:<ns>   zset    pending refs of a namespace by creation time (µs): oldest pending
@@ -73,17 +74,24 @@ func (l layout) late(sh int, ref string) string     { return l.tags[sh] + ":l:" 
 func (l layout) idem(sh int, dref string) string    { return l.tags[sh] + ":i:" + dref }
 func (l layout) deadline(sh int) string             { return l.tags[sh] + ":dl" }
 func (l layout) dispatch(sh int) string             { return l.tags[sh] + ":dp" }
-func (l layout) purge(sh int) string                { return l.tags[sh] + ":pg" }
-func (l layout) created(sh int) string              { return l.tags[sh] + ":cr" }
-func (l layout) pending(sh int, ns string) string   { return l.tags[sh] + ":pd:" + ns }
-func (l layout) counters(sh int) string             { return l.tags[sh] + ":n" }
-func (l layout) earlyTime(sh int) string            { return l.tags[sh] + ":et" }
-func (l layout) quarantine(sh int) string           { return l.tags[sh] + ":q" }
-func (l layout) meta() string                       { return l.tags[0] + ":meta" }
-func (l layout) live(instance string) string        { return l.tags[0] + ":live:" + instance }
-func (l layout) secret(name string) string          { return l.tags[0] + ":secret:" + name }
-func (l layout) upgradeLock() string                { return l.tags[0] + ":upgrade" }
-func (l layout) channel() string                    { return l.prefix + ":events" }
+
+// dispatchOf is the dispatch index of one namespace's outcomes for one
+// handler. A namespace holds no ':', so the key names exactly one pair.
+func (l layout) dispatchOf(sh int, ns, handler string) string {
+	return l.tags[sh] + ":dp:" + ns + ":" + handler
+}
+
+func (l layout) purge(sh int) string              { return l.tags[sh] + ":pg" }
+func (l layout) created(sh int) string            { return l.tags[sh] + ":cr" }
+func (l layout) pending(sh int, ns string) string { return l.tags[sh] + ":pd:" + ns }
+func (l layout) counters(sh int) string           { return l.tags[sh] + ":n" }
+func (l layout) earlyTime(sh int) string          { return l.tags[sh] + ":et" }
+func (l layout) quarantine(sh int) string         { return l.tags[sh] + ":q" }
+func (l layout) meta() string                     { return l.tags[0] + ":meta" }
+func (l layout) live(instance string) string      { return l.tags[0] + ":live:" + instance }
+func (l layout) secret(name string) string        { return l.tags[0] + ":secret:" + name }
+func (l layout) upgradeLock() string              { return l.tags[0] + ":upgrade" }
+func (l layout) channel() string                  { return l.prefix + ":events" }
 
 // Counter fields of the counters hash.
 const (
@@ -172,6 +180,7 @@ func at(t time.Time) zentry { return zentry{true, micros(t)} }
 type entries struct {
 	deadline, dispatch, purge, created, pending zentry
 	ns                                          string
+	handler                                     string // of the dispatch entry
 	state                                       store.State
 	disp                                        store.DispatchState
 	bytes                                       int64 // store.Correlation.StoredBytes
@@ -191,8 +200,8 @@ func entriesOf(c *store.Correlation) entries {
 	if c == nil {
 		return entries{}
 	}
-	e := entries{created: at(c.CreatedAt), ns: c.Namespace, state: c.State, disp: c.Dispatch.State,
-		bytes: c.StoredBytes()}
+	e := entries{created: at(c.CreatedAt), ns: c.Namespace, handler: c.Callback.Handler, state: c.State,
+		disp: c.Dispatch.State, bytes: c.StoredBytes()}
 	if c.State == store.StatePending {
 		e.deadline = at(c.Deadline)
 		e.pending = at(c.CreatedAt)
@@ -210,6 +219,16 @@ func (e *entries) index() [numIndexes]*zentry {
 	return [numIndexes]*zentry{&e.deadline, &e.dispatch, &e.purge, &e.created, &e.pending}
 }
 
+// entryKey is the key of index ix that holds e's entry.
+func (l layout) entryKey(ix, sh int, e entries) string {
+	if ix == ixDispatch {
+		return l.dispatchOf(sh, e.ns, e.handler)
+	}
+	return l.indexKey(ix, sh, e.ns)
+}
+
+// indexKey is the key of index ix as schema 2 named it: all but the
+// dispatch index are named so still (see entryKey).
 func (l layout) indexKey(ix, sh int, ns string) string {
 	switch ix {
 	case ixDeadline:
@@ -286,7 +305,10 @@ func (sc *script) storeApart(l layout, sh int, key string, c *store.Correlation)
 // ref key under the indexes c.EventBase() …, and drop the events that these
 // push out of the kept window (the last MaxEvents).
 func (sc *script) storeEvents(l layout, sh int, key string, c *store.Correlation, lim store.Limits) error {
-	enc := func(ev store.TimelineEvent) ([]byte, error) { return json.Marshal(ev) }
+	if c.EventsInline() {
+		return nil // kept inside the record
+	}
+	enc := func(ev store.TimelineEvent) ([]byte, error) { return store.MarshalEvent(ev), nil }
 	return storeIndexed(sc, l.timeline(sh, key), c.Events, c.EventBase(), lim.MaxEvents, c.KeptFrom(lim), enc)
 }
 
@@ -327,14 +349,15 @@ func (sc *script) reindex(l layout, sh int, member string, before, after entries
 	bi, ai := before.index(), after.index()
 	for ix := range numIndexes {
 		b, a := bi[ix], ai[ix]
-		if *b == *a && (ix != ixPending || before.ns == after.ns) {
+		bk, ak := l.entryKey(ix, sh, before), l.entryKey(ix, sh, after)
+		if *b == *a && (!a.ok || bk == ak) {
 			continue
 		}
-		if b.ok && (!a.ok || (ix == ixPending && before.ns != after.ns)) {
-			sc.zrem(l.indexKey(ix, sh, before.ns), member)
+		if b.ok && (!a.ok || bk != ak) {
+			sc.zrem(bk, member)
 		}
 		if a.ok {
-			sc.zadd(l.indexKey(ix, sh, after.ns), a.score, member)
+			sc.zadd(ak, a.score, member)
 		}
 	}
 	counters := l.counters(sh)

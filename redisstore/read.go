@@ -209,8 +209,8 @@ func (s *Store) List(ctx context.Context, f store.Filter) (store.Page, error) {
 				if err := s.attach(ctx, c); err != nil {
 					return store.Page{}, err
 				}
-			} else {
-				c.Replies = nil // held inside a schema-2 record
+			} else { // held inside the record: a schema-2 one, or a short timeline
+				c.Replies, c.Events, c.Late = nil, nil, nil
 			}
 			page.Items = append(page.Items, c)
 			if len(page.Items) == f.Limit {

@@ -135,7 +135,7 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 		c.AttachReplies(rs)
 		// A schema-2 record still holds its timeline and late ring: those
 		// follow what is stored apart (indexes below EventBase, LateBase).
-		evs, err := decodeIndexed(c, tcmds[i].Val(), "", c.KeptFrom(s.lim), c.EventBase(), decodeTimelineEvent)
+		evs, err := decodeIndexed(c, tcmds[i].Val(), "", c.KeptFrom(s.lim), c.EventBase(), store.UnmarshalEvent)
 		if err != nil {
 			return err
 		}
@@ -149,12 +149,6 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 		}
 	}
 	return nil
-}
-
-func decodeTimelineEvent(b []byte) (store.TimelineEvent, error) {
-	var ev store.TimelineEvent
-	err := json.Unmarshal(b, &ev)
-	return ev, err
 }
 
 // decodeIndexed decodes the values of a hash of "<prefix><index>" → value
@@ -203,7 +197,10 @@ func (s *Store) decodeLoaded(key, v string) (*loaded, error) {
 // prev is the header read ("" for a new record); token names this write.
 func value(c *store.Correlation, prev, token string) (string, error) {
 	bare := *c
-	bare.Replies, bare.Events, bare.Late = nil, nil, nil
+	bare.Replies, bare.Late = nil, nil
+	if !c.EventsInline() {
+		bare.Events = nil
+	}
 	b, err := store.MarshalCorrelation(&bare)
 	if err != nil {
 		return "", err

@@ -450,7 +450,7 @@ func (w *mixedWorkload) claim(now time.Time) {
 	}
 	var claimed []*store.Correlation
 	w.do("claim", fmt.Sprintf("claim for %s at %s", inst, now.Format(time.RFC3339Nano)), func() (string, []string, error) {
-		cs, err := w.s.ClaimDispatch(w.ctx, inst, now, 2*time.Second, len(plan))
+		cs, err := w.s.ClaimDispatch(w.ctx, store.ClaimRequest{Instance: inst, Handlers: []string{"resume"}, Now: now, Lease: 2 * time.Second, Limit: len(plan)})
 		claimed = cs
 		items := idsOf(cs, func(c *store.Correlation) string { return fmt.Sprintf("%s#%d", c.ID, c.Dispatch.Attempts) })
 		return strings.Join(items, " "), items, err

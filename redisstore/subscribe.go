@@ -6,12 +6,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/corrstore/corrstore/internal/storekit"
 	"github.com/corrstore/corrstore/store"
 )
 
 // subscriber receives the store's events from Redis (the scripts PUBLISH
 // them on "<prefix>:events"; on a Cluster a PUBLISH reaches every node) and
-// fans them out to local subscribers through a store.Hub. It subscribes on
+// fans them out to local subscribers through a storekit.Hub. It subscribes on
 // the first Subscribe, so a store nobody subscribes to holds no extra
 // connection.
 //
@@ -22,7 +23,7 @@ import (
 type subscriber struct {
 	s      *Store
 	mu     sync.Mutex
-	hub    *store.Hub
+	hub    *storekit.Hub
 	ps     *redis.PubSub
 	done   chan struct{}
 	closed bool
@@ -56,13 +57,13 @@ func (sub *subscriber) start(ctx context.Context) error {
 		ps.Close()
 		return sub.s.redisErr("subscribe", err)
 	}
-	hub, done := &store.Hub{}, make(chan struct{})
+	hub, done := &storekit.Hub{}, make(chan struct{})
 	sub.hub, sub.ps, sub.done = hub, ps, done
 	go sub.receive(ps, hub, done)
 	return nil
 }
 
-func (sub *subscriber) receive(ps *redis.PubSub, hub *store.Hub, done chan struct{}) {
+func (sub *subscriber) receive(ps *redis.PubSub, hub *storekit.Hub, done chan struct{}) {
 	defer close(done)
 	for {
 		// Close ends a blocked receive by closing the PubSub's connection.

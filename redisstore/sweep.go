@@ -18,28 +18,45 @@ import (
 // early reply's: "<digest> <ref>").
 type due struct {
 	sh     int
+	key    string // the index key it was read from
 	member string
 	score  int64
 }
 
-// dueEntries reads up to limit entries with a score up to maxScore from the
-// index ix of every shard, in one round trip, and keeps the limit earliest.
-func (s *Store) dueEntries(ctx context.Context, keyOf func(sh int) string, maxScore int64, limit int) ([]due, error) {
+// oneKey is the keysOf of an index with one key per shard.
+func oneKey(keyOf func(sh int) string) func(sh int) []string {
+	return func(sh int) []string { return []string{keyOf(sh)} }
+}
+
+// dueEntries reads up to limit entries with a score up to maxScore from
+// every index key keysOf names in every shard, in one round trip, and keeps
+// the limit earliest.
+func (s *Store) dueEntries(ctx context.Context, keysOf func(sh int) []string, maxScore int64, limit int) ([]due, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.ZSliceCmd, s.keys.shards)
+	type read struct {
+		sh  int
+		key string
+		cmd *redis.ZSliceCmd
+	}
+	var reads []read
 	for sh := range s.keys.shards {
-		cmds[sh] = pipe.ZRangeByScoreWithScores(ctx, keyOf(sh), &redis.ZRangeBy{
-			Min: "-inf", Max: strconv.FormatInt(maxScore, 10), Count: int64(limit),
-		})
+		for _, k := range keysOf(sh) {
+			reads = append(reads, read{sh, k, pipe.ZRangeByScoreWithScores(ctx, k, &redis.ZRangeBy{
+				Min: "-inf", Max: strconv.FormatInt(maxScore, 10), Count: int64(limit),
+			})})
+		}
+	}
+	if len(reads) == 0 {
+		return nil, nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, s.redisErr("read index", err)
 	}
 	var out []due
-	for sh, cmd := range cmds {
-		for _, z := range cmd.Val() {
+	for _, r := range reads {
+		for _, z := range r.cmd.Val() {
 			p := posOf(z)
-			out = append(out, due{sh: sh, member: p.member, score: p.score})
+			out = append(out, due{sh: r.sh, key: r.key, member: p.member, score: p.score})
 		}
 	}
 	slices.SortFunc(out, func(a, b due) int {
@@ -78,7 +95,9 @@ const (
 // is not refilled, so a Purge whose answer go-redis had to resend removes
 // what the same Purge without the fault removes. A short Purge batch costs
 // nothing: the next pass purges the rest.
-func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
+//
+// keysOf names the keys of index ix to read in a shard.
+func (s *Store) sweep(ctx context.Context, ix int, keysOf func(sh int) []string, maxScore int64, limit int,
 	decide func(c *store.Correlation) verdict) (out []*store.Correlation, soft error, err error) {
 	if err := s.check(); err != nil {
 		return nil, nil, err
@@ -88,7 +107,7 @@ func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 	// pass here.
 	gone := 0 // places taken by records removed under us, not refilled
 	for round := 0; len(out)+gone < limit && round < maxAttempts; round++ {
-		got, g, soft, wrote, err := s.sweepOnce(ctx, ix, maxScore, limit-len(out)-gone, decide)
+		got, g, soft, wrote, err := s.sweepOnce(ctx, ix, keysOf, maxScore, limit-len(out)-gone, decide)
 		out = append(out, got...)
 		gone += g
 		if soft != nil {
@@ -111,9 +130,9 @@ func (s *Store) sweep(ctx context.Context, ix int, maxScore int64, limit int,
 // resend by), or another pass's. Either way the place is taken: the sweep
 // does not refill it, or a lost answer would make Purge remove more than
 // limit.
-func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int,
+func (s *Store) sweepOnce(ctx context.Context, ix int, keysOf func(sh int) []string, maxScore int64, limit int,
 	decide func(c *store.Correlation) verdict) (out []*store.Correlation, gone int, soft error, wrote bool, err error) {
-	cands, err := s.dueEntries(ctx, func(sh int) string { return s.keys.indexKey(ix, sh, "") }, maxScore, limit)
+	cands, err := s.dueEntries(ctx, keysOf, maxScore, limit)
 	if err != nil {
 		return nil, 0, nil, false, err
 	}
@@ -142,7 +161,7 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 		}
 		for i, d := range cands {
 			if scores != nil {
-				scores[i] = pipe.ZScore(ctx, s.keys.indexKey(ix, d.sh, ""), d.member)
+				scores[i] = pipe.ZScore(ctx, d.key, d.member)
 			}
 			gets[i] = pipe.Get(ctx, s.keys.record(d.sh, d.member))
 		}
@@ -158,7 +177,7 @@ func (s *Store) sweepOnce(ctx context.Context, ix int, maxScore int64, limit int
 		}
 		var todo []pending
 		for i, d := range cands {
-			idx := s.keys.indexKey(ix, d.sh, "")
+			idx := d.key
 			entryGone := scores != nil && errors.Is(scores[i].Err(), redis.Nil)
 			raw, err := gets[i].Result()
 			recordGone := errors.Is(err, redis.Nil)
@@ -256,7 +275,7 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*sto
 	if err := store.ValidateLimit(limit); err != nil {
 		return nil, err
 	}
-	out, soft, err := s.sweep(ctx, ixDeadline, micros(now), limit, func(c *store.Correlation) verdict {
+	out, soft, err := s.sweep(ctx, ixDeadline, oneKey(s.keys.deadline), micros(now), limit, func(c *store.Correlation) verdict {
 		if c.State == store.StatePending && !c.Deadline.After(now) {
 			c.DecideAtDeadline(now, store.ReasonDeadline, s.lim)
 			return report
@@ -269,18 +288,40 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]*sto
 	return out, soft
 }
 
-// ClaimDispatch implements store.Store.
-func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
+// ClaimDispatch implements store.Store. It reads only the dispatch keys of
+// the handlers and namespace it serves; claiming in every namespace, it
+// first reads which namespaces of each shard hold an outcome waiting for
+// dispatch (the shard's counters).
+func (s *Store) ClaimDispatch(ctx context.Context, r store.ClaimRequest) ([]*store.Correlation, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := store.ValidateClaim(instance, lease, limit); err != nil {
+	if err := store.ValidateClaim(r); err != nil {
 		return nil, err
 	}
-	out, soft, err := s.sweep(ctx, ixDispatch, micros(now), limit, func(c *store.Correlation) verdict {
+	namespaces := func(int) []string { return []string{r.Namespace} }
+	if r.Namespace == "" {
+		byShard, err := s.dispatchNamespaces(ctx)
+		if err != nil {
+			return nil, err
+		}
+		namespaces = func(sh int) []string { return byShard[sh] }
+	}
+	keysOf := func(sh int) []string {
+		var keys []string
+		for _, ns := range namespaces(sh) {
+			for _, h := range r.Handlers {
+				keys = append(keys, s.keys.dispatchOf(sh, ns, h))
+			}
+		}
+		return keys
+	}
+	out, soft, err := s.sweep(ctx, ixDispatch, keysOf, micros(r.Now), r.Limit, func(c *store.Correlation) verdict {
 		v := c.Version
 		switch {
-		case c.ClaimDispatch(instance, now, lease, s.lim):
+		case !r.Serves(c):
+			return keep // a stale entry: moved where the record says
+		case c.ApplyClaim(r.Instance, r.Now, r.Lease, s.lim):
 			return report
 		case c.Version != v: // attempts used up: now dead
 			return save
@@ -296,6 +337,79 @@ func (s *Store) ClaimDispatch(ctx context.Context, instance string, now time.Tim
 	return out, soft
 }
 
+// OldestDispatchDue implements store.Store: the head of each of the
+// handler's dispatch keys, in one round trip after the counters'.
+func (s *Store) OldestDispatchDue(ctx context.Context, namespace, handler string) (time.Time, error) {
+	if err := s.check(); err != nil {
+		return time.Time{}, err
+	}
+	if namespace != "" {
+		if err := store.ValidateNamespace(namespace); err != nil {
+			return time.Time{}, err
+		}
+	}
+	if err := store.ValidateHandler(handler); err != nil {
+		return time.Time{}, err
+	}
+	byShard := make([][]string, s.keys.shards)
+	if namespace == "" {
+		var err error
+		if byShard, err = s.dispatchNamespaces(ctx); err != nil {
+			return time.Time{}, err
+		}
+	} else {
+		for sh := range byShard {
+			byShard[sh] = []string{namespace}
+		}
+	}
+	pipe := s.rdb.Pipeline()
+	var cmds []*redis.ZSliceCmd
+	for sh, nss := range byShard {
+		for _, ns := range nss {
+			cmds = append(cmds, pipe.ZRangeWithScores(ctx, s.keys.dispatchOf(sh, ns, handler), 0, 0))
+		}
+	}
+	if len(cmds) == 0 {
+		return time.Time{}, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return time.Time{}, s.redisErr("read dispatch index", err)
+	}
+	var oldest time.Time
+	for _, cmd := range cmds {
+		for _, z := range cmd.Val() {
+			if at := time.UnixMicro(int64(z.Score)); oldest.IsZero() || at.Before(oldest) {
+				oldest = at
+			}
+		}
+	}
+	return oldest, nil
+}
+
+// dispatchNamespaces lists, per shard, the namespaces whose counters count
+// an outcome waiting for dispatch.
+func (s *Store) dispatchNamespaces(ctx context.Context) ([][]string, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, s.keys.shards)
+	for sh := range s.keys.shards {
+		cmds[sh] = pipe.HGetAll(ctx, s.keys.counters(sh))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, s.redisErr("read counters", err)
+	}
+	out := make([][]string, s.keys.shards)
+	for sh, cmd := range cmds {
+		for field, v := range cmd.Val() {
+			ns, ok := strings.CutSuffix(field, ":d:"+string(store.DispatchPending))
+			if n, _ := strconv.ParseInt(v, 10, 64); ok && n > 0 && store.ValidateNamespace(ns) == nil {
+				out[sh] = append(out[sh], ns)
+			}
+		}
+		slices.Sort(out[sh])
+	}
+	return out, nil
+}
+
 // Purge implements store.Store.
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
 	if err := s.check(); err != nil {
@@ -304,7 +418,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 	if err := store.ValidateLimit(limit); err != nil {
 		return 0, err
 	}
-	out, soft, err := s.sweep(ctx, ixPurge, microsBefore(before), limit, func(c *store.Correlation) verdict {
+	out, soft, err := s.sweep(ctx, ixPurge, oneKey(s.keys.purge), microsBefore(before), limit, func(c *store.Correlation) verdict {
 		if entriesOf(c).purge.ok && c.Outcome.At.Before(before) {
 			return remove
 		}
@@ -324,7 +438,7 @@ func (s *Store) DropEarlyReplies(ctx context.Context, before time.Time, limit in
 	if err := store.ValidateLimit(limit); err != nil {
 		return 0, err
 	}
-	stale, err := s.dueEntries(ctx, s.keys.earlyTime, microsBefore(before), limit)
+	stale, err := s.dueEntries(ctx, oneKey(s.keys.earlyTime), microsBefore(before), limit)
 	if err != nil {
 		return 0, err
 	}

@@ -240,7 +240,11 @@ func (u *upgrader) run(ctx context.Context, lock *upgradeLock) error {
 	if u.rep.From >= 2 {
 		// Schema 2 → 3 moves nothing: a record of schema 2 holds its
 		// replies inside, which this build reads, and its next write
-		// stores them apart. The mark keeps schema-2 builds out.
+		// stores them apart. The mark keeps schema-2 builds out. Only the
+		// dispatch index moves: it is keyed by namespace and handler now.
+		if err := u.moveDispatchIndex(ctx); err != nil {
+			return err
+		}
 		return lock.finish(ctx, schemaVersion)
 	}
 	// A pass moves what it finds; the next one checks that nothing is left
@@ -550,7 +554,7 @@ func (u *upgrader) moveRecords(ctx context.Context, batch []oldKey) error {
 		e := entriesOf(m.c)
 		for ix, z := range e.index() {
 			if z.ok {
-				keys = append(keys, u.keys.indexKey(ix, sh, e.ns))
+				keys = append(keys, u.keys.entryKey(ix, sh, e))
 				args = append(args, z.score)
 			}
 		}

@@ -253,7 +253,7 @@ func checkUpgraded(t *testing.T, rdb redis.UniversalClient, prefix string, now t
 	dr, err := s.Deliver(ctx, store.Ref{Namespace: "billing", ID: "gather-2"}, store.Reply{From: "y"})
 	require.NoError(t, err)
 	require.Equal(t, store.DeliverAccepted, dr.Status)
-	claimed, err := s.ClaimDispatch(ctx, "w", clock.Now(), time.Minute, 10)
+	claimed, err := s.ClaimDispatch(ctx, store.ClaimRequest{Instance: "w", Handlers: []string{"ship", "notify"}, Now: clock.Now(), Lease: time.Minute, Limit: 10})
 	require.NoError(t, err)
 	require.Equal(t, []string{"shop/late-1"}, refStrings(claimed))
 	_, err = s.AckDispatch(ctx, claimed[0].Ref(), claimed[0].Dispatch.Claim())
@@ -265,7 +265,7 @@ func checkUpgraded(t *testing.T, rdb redis.UniversalClient, prefix string, now t
 		"shop/" + store.DeriveID("shop", "invoice-7")}, refStrings(expired))
 	require.Equal(t, store.Outcome{State: store.StateCompleted, At: clock.Now(), Reason: store.ReasonDeadline, Partial: true},
 		*get("billing", "gather-2").Outcome, "quorum 2 reached after the upgrade")
-	claimed, err = s.ClaimDispatch(ctx, "w", clock.Now(), time.Minute, 10)
+	claimed, err = s.ClaimDispatch(ctx, store.ClaimRequest{Instance: "w", Handlers: []string{"ship", "notify"}, Now: clock.Now(), Lease: time.Minute, Limit: 10})
 	require.NoError(t, err)
 	require.Equal(t, []string{"shop/order-1"}, refStrings(claimed), "order-1's handler gets its outcome")
 	n, err := s.Purge(ctx, clock.Now().Add(time.Second), 100)

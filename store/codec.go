@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -11,20 +10,28 @@ import (
 // guessed at.
 const recordV1 = 1
 
-// MarshalCorrelation encodes a correlation for storage.
+// MarshalCorrelation encodes a correlation for storage: the binary
+// encoding (recordV2, binary.go).
 func MarshalCorrelation(c *Correlation) ([]byte, error) {
-	b, err := json.Marshal(c)
+	b, err := appendCorrelation([]byte{recordV2}, c)
 	if err != nil {
 		return nil, fmt.Errorf("encode correlation %s: %w", c.ID, err)
 	}
-	return append([]byte{recordV1}, b...), nil
+	return b, nil
 }
 
-// UnmarshalCorrelation decodes a stored correlation and checks it. Any
-// problem is reported as an error wrapping ErrCorrupt; it never panics.
+// UnmarshalCorrelation decodes a stored correlation, binary or (written
+// before schema 3) JSON, and checks it. Any problem is reported as an error
+// wrapping ErrCorrupt; it never panics.
 func UnmarshalCorrelation(b []byte) (*Correlation, error) {
 	var c Correlation
-	if err := unmarshalRecord(b, &c); err != nil {
+	if len(b) > 0 && b[0] == recordV2 {
+		p, err := decodeCorrelation(b[1:])
+		if err != nil {
+			return nil, err
+		}
+		c = *p
+	} else if err := unmarshalRecord(b, &c); err != nil {
 		return nil, err
 	}
 	if err := c.validateStored(); err != nil {
@@ -95,61 +102,46 @@ func unmarshalRecord(b []byte, v any) error {
 	return nil
 }
 
-// PrepareImport checks a correlation to be written as it is (an import
-// between stores) as every stored record is checked when read, and returns
-// it in canonical form with its canonical encoding, the bytes a store
-// compares to tell the same record from another. Errors wrap ErrInvalid.
-func PrepareImport(c *Correlation) (*Correlation, []byte, error) {
-	if c == nil {
-		return nil, nil, fmt.Errorf("%w: import: nil correlation", ErrInvalid)
-	}
-	raw, err := MarshalCorrelation(c)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: import %s: %w", ErrInvalid, c.ID, err)
-	}
-	n, err := UnmarshalCorrelation(raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: import %s: %w", ErrInvalid, c.ID, err)
-	}
-	if raw, err = MarshalCorrelation(n); err != nil {
-		return nil, nil, err
-	}
-	return n, raw, nil
-}
-
-// CheckImported tells an import what to do with the record a store already
-// holds under the ID of n (raw is n's encoding from PrepareImport): nil when
-// it is the same record (the import changes nothing), ErrConflict naming
-// both versions when it is another.
-func CheckImported(existing, n *Correlation, raw []byte) error {
-	have, err := MarshalCorrelation(existing)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(have, raw) {
-		return fmt.Errorf("%w: import %s: the store holds a different record with this ID (version %d there, %d imported)",
-			ErrConflict, n.ID, existing.Version, n.Version)
-	}
-	return nil
-}
-
-// MarshalReply encodes an accepted reply that a backend stores apart from
-// its correlation's record.
+// MarshalReply encodes a reply that a backend stores apart from its
+// correlation's record (accepted or late), in the binary encoding.
 func MarshalReply(r Reply) ([]byte, error) {
-	r.Nonce = nil
-	b, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("encode reply: %w", err)
-	}
-	return append([]byte{recordV1}, b...), nil
+	e := &enc{b: []byte{recordV2}}
+	e.reply(r)
+	return e.b, nil
 }
 
 // UnmarshalReply decodes a reply stored apart. Any problem is reported as an
 // error wrapping ErrCorrupt; it never panics.
 func UnmarshalReply(b []byte) (Reply, error) {
-	var r Reply
-	if err := unmarshalRecord(b, &r); err != nil {
-		return Reply{}, err
+	if len(b) == 0 || b[0] != recordV2 {
+		return Reply{}, fmt.Errorf("%w: reply: unknown encoding", ErrCorrupt)
 	}
-	return r, nil
+	d := &dec{b: b[1:]}
+	r := d.reply()
+	if d.err == nil && d.off != len(d.b) {
+		d.fail("bytes after the reply")
+	}
+	return r, d.err
+}
+
+// MarshalEvent encodes a timeline event that a backend stores apart from
+// its correlation's record.
+func MarshalEvent(ev TimelineEvent) []byte {
+	e := &enc{b: []byte{recordV2}}
+	e.event(ev)
+	return e.b
+}
+
+// UnmarshalEvent decodes a timeline event stored apart. Any problem is
+// reported as an error wrapping ErrCorrupt; it never panics.
+func UnmarshalEvent(b []byte) (TimelineEvent, error) {
+	if len(b) == 0 || b[0] != recordV2 {
+		return TimelineEvent{}, fmt.Errorf("%w: timeline event: unknown encoding", ErrCorrupt)
+	}
+	d := &dec{b: b[1:]}
+	ev := d.event()
+	if d.err == nil && d.off != len(d.b) {
+		d.fail("bytes after the event")
+	}
+	return ev, d.err
 }

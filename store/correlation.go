@@ -110,9 +110,12 @@ type Correlation struct {
 	DuplicateCount int      `json:"duplicate_count,omitempty"`
 	Dispatch       Dispatch `json:"dispatch"`
 	// Events is the timeline: its last Limits.MaxEvents entries in what Get
-	// returns. Backends keep it apart from the record, like Replies; other
-	// answers carry the events of their own step only. Inside a backend's
-	// write step they are the events not stored apart yet.
+	// returns. Once it has had more than InlineEvents, backends keep it apart
+	// from the record, like Replies. The answers of writes carry the events
+	// that were not apart before their step: the whole timeline while it is
+	// kept inside the record (and in the step that moves it out), then the
+	// step's own. Inside a backend's write step they are the events not
+	// stored apart.
 	Events        []TimelineEvent `json:"events,omitempty"`
 	EventsDropped int             `json:"events_dropped,omitempty"`
 	// EventSeq counts the events ever added: the next one's index.

@@ -27,11 +27,11 @@ func TestExactDeadline(t *testing.T) {
 			return err
 		},
 		"extend": func(c *store.Correlation, at time.Time) error {
-			_, err := c.Extend(at, at.Add(time.Hour), lim)
+			_, err := c.ApplyExtend(at, at.Add(time.Hour), lim)
 			return err
 		},
 		"cancel": func(c *store.Correlation, at time.Time) error {
-			_, err := c.Cancel(at, "too late", lim)
+			_, err := c.ApplyCancel(at, "too late", lim)
 			return err
 		},
 	}
@@ -68,7 +68,7 @@ func TestInTimeOneMicrosecondBefore(t *testing.T) {
 	require.Equal(t, store.DeliverCompleted, apply(t, c, store.Reply{ID: "r"}, c.Deadline.Add(-time.Microsecond), lim))
 
 	c = prepared(t, &store.Correlation{Timeout: time.Minute})
-	dup, err := c.Extend(c.Deadline.Add(-time.Microsecond), c.Deadline.Add(time.Minute), lim)
+	dup, err := c.ApplyExtend(c.Deadline.Add(-time.Microsecond), c.Deadline.Add(time.Minute), lim)
 	require.NoError(t, err)
 	require.False(t, dup)
 	require.Equal(t, store.StatePending, c.State)
@@ -184,7 +184,7 @@ func TestValidateSecretName(t *testing.T) {
 
 func TestEventKinds(t *testing.T) {
 	c := prepared(t, &store.Correlation{Timeout: time.Minute, Callback: store.Callback{Handler: "h"}})
-	_, err := c.Extend(t0, t0.Add(time.Hour), lim)
+	_, err := c.ApplyExtend(t0, t0.Add(time.Hour), lim)
 	require.NoError(t, err)
 	e := store.EventOf(c)
 	require.Equal(t, store.ChangeExtended, e.Kind)
@@ -193,7 +193,7 @@ func TestEventKinds(t *testing.T) {
 
 	apply(t, c, store.Reply{ID: "r"}, t0, lim)
 	require.Equal(t, store.ChangeOutcome, store.EventOf(c).Kind)
-	require.True(t, c.ClaimDispatch("i", t0, time.Minute, lim))
+	require.True(t, c.ApplyClaim("i", t0, time.Minute, lim))
 	require.Equal(t, store.ChangeDispatch, store.EventOf(c).Kind)
 	require.Equal(t, store.DispatchPending, store.EventOf(c).Dispatch)
 	apply(t, c, store.Reply{ID: "r2"}, t0.Add(time.Second), lim)

@@ -10,10 +10,12 @@ import (
 	"time"
 )
 
-// The methods in this file are the state machine of a correlation. They are
-// pure: they change the record in memory and say what happened, and every
-// backend calls them inside its own atomic step (a bbolt transaction, a
-// compare-and-set on Redis), so all backends decide alike.
+// The methods in this file are the state machine of a correlation, named
+// Apply… so that none reads like the Store method of the same action: they
+// are pure, they change the record in memory and say what happened, and
+// store nothing. Every backend calls them inside its own atomic step (a
+// bbolt transaction, a compare-and-set on Redis), so all backends decide
+// alike.
 
 // DeliverStatus says what a delivered reply did.
 type DeliverStatus string
@@ -255,6 +257,15 @@ func (c *Correlation) ReplyBase() int { return c.Held.Count - len(c.Replies) }
 // timeline keeps the events of index KeptFrom(lim) on.
 func (c *Correlation) EventBase() int { return c.EventSeq - len(c.Events) }
 
+// InlineEvents is how many events a timeline may have had (EventSeq) and
+// still be kept inside the record: most correlations live their whole life
+// in fewer (registered, a reply, the outcome, a dispatch claim and ack), so
+// they need no second key. Past it, backends keep the timeline apart.
+const InlineEvents = 8
+
+// EventsInline reports whether c's timeline is kept inside its record.
+func (c *Correlation) EventsInline() bool { return c.EventSeq <= InlineEvents }
+
 // KeptFrom is the index of the oldest timeline event kept under lim.
 func (c *Correlation) KeptFrom(lim Limits) int { return max(0, c.EventSeq-lim.MaxEvents) }
 
@@ -407,10 +418,10 @@ func (c *Correlation) DecideAtDeadline(now time.Time, reason string, lim Limits)
 	}
 }
 
-// Expire is the operator's force-timeout: the deadline outcome, now. A repeat
+// ApplyExpire is the operator's force-timeout: the deadline outcome, now. A repeat
 // with the same reason is a duplicate; otherwise a decided correlation is
 // ErrNotPending.
-func (c *Correlation) Expire(now time.Time, reason string, lim Limits) (duplicate bool, err error) {
+func (c *Correlation) ApplyExpire(now time.Time, reason string, lim Limits) (duplicate bool, err error) {
 	if reason == "" {
 		reason = ReasonExpired
 	}
@@ -424,9 +435,9 @@ func (c *Correlation) Expire(now time.Time, reason string, lim Limits) (duplicat
 	return false, nil
 }
 
-// Cancel decides the correlation as cancelled. A repeat with the same reason
+// ApplyCancel decides the correlation as cancelled. A repeat with the same reason
 // is a duplicate; otherwise a decided correlation is ErrNotPending.
-func (c *Correlation) Cancel(now time.Time, reason string, lim Limits) (duplicate bool, err error) {
+func (c *Correlation) ApplyCancel(now time.Time, reason string, lim Limits) (duplicate bool, err error) {
 	if c.SettleDue(now, lim) {
 		return false, c.notPending()
 	}
@@ -440,12 +451,12 @@ func (c *Correlation) Cancel(now time.Time, reason string, lim Limits) (duplicat
 	return false, nil
 }
 
-// Extend moves the deadline of a pending correlation, never past
+// ApplyExtend moves the deadline of a pending correlation, never past
 // CreatedAt + MaxTimeout (a later deadline is capped there). Extending to the
 // current deadline is a duplicate. A zero deadline moves nothing: it only
 // settles a due correlation (ErrNotPending then) and is a duplicate
 // otherwise — how a waiter lets the store decide with the store's clock.
-func (c *Correlation) Extend(now, deadline time.Time, lim Limits) (duplicate bool, err error) {
+func (c *Correlation) ApplyExtend(now, deadline time.Time, lim Limits) (duplicate bool, err error) {
 	if c.SettleDue(now, lim) || c.State.Terminal() {
 		return false, c.notPending()
 	}
@@ -484,10 +495,10 @@ func (c *Correlation) DispatchDue(now time.Time) bool {
 	return c.Dispatch.State == DispatchPending && !c.Dispatch.NextAt.After(now)
 }
 
-// ClaimDispatch leases a due dispatch to instance until now+lease. It returns
+// ApplyClaim leases a due dispatch to instance until now+lease. It returns
 // false when the dispatch is not due, or when its attempts are used up (a lease
 // that expired on the last attempt): then the dispatch is now dead.
-func (c *Correlation) ClaimDispatch(instance string, now time.Time, lease time.Duration, lim Limits) bool {
+func (c *Correlation) ApplyClaim(instance string, now time.Time, lease time.Duration, lim Limits) bool {
 	if !c.DispatchDue(now) {
 		return false
 	}
@@ -532,8 +543,8 @@ func (c *Correlation) settle(cl Claim, acked bool) (duplicate bool, err error) {
 	return false, nil
 }
 
-// AckDispatch marks the outcome delivered.
-func (c *Correlation) AckDispatch(cl Claim, now time.Time, lim Limits) (duplicate bool, err error) {
+// ApplyAck marks the outcome delivered.
+func (c *Correlation) ApplyAck(cl Claim, now time.Time, lim Limits) (duplicate bool, err error) {
 	if dup, err := c.settle(cl, true); dup || err != nil {
 		return dup, err
 	}
@@ -544,10 +555,10 @@ func (c *Correlation) AckDispatch(cl Claim, now time.Time, lim Limits) (duplicat
 	return false, nil
 }
 
-// NackDispatch records a failed attempt. The dispatch is due again at
+// ApplyNack records a failed attempt. The dispatch is due again at
 // retryAt, or dead when retryAt is zero (the handler gave up) or the attempts
 // are used up.
-func (c *Correlation) NackDispatch(cl Claim, errText string, retryAt, now time.Time, lim Limits) (duplicate bool, err error) {
+func (c *Correlation) ApplyNack(cl Claim, errText string, retryAt, now time.Time, lim Limits) (duplicate bool, err error) {
 	if dup, err := c.settle(cl, false); dup || err != nil {
 		return dup, err
 	}
@@ -568,10 +579,10 @@ func (c *Correlation) NackDispatch(cl Claim, errText string, retryAt, now time.T
 	return false, nil
 }
 
-// Redispatch makes a dead or done dispatch due again now, with a fresh
+// ApplyRedispatch makes a dead or done dispatch due again now, with a fresh
 // budget of attempts. A dispatch already pending is a duplicate; a
 // correlation with no dispatch (no outcome, or no handler) is ErrNotPending.
-func (c *Correlation) Redispatch(now time.Time, lim Limits) (duplicate bool, err error) {
+func (c *Correlation) ApplyRedispatch(now time.Time, lim Limits) (duplicate bool, err error) {
 	d := &c.Dispatch
 	switch d.State {
 	case DispatchPending:

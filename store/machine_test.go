@@ -268,7 +268,7 @@ func TestDecideAtDeadline(t *testing.T) {
 
 func TestExpire(t *testing.T) {
 	c := prepared(t, &store.Correlation{ID: "e"})
-	dup, err := c.Expire(t0, "", lim)
+	dup, err := c.ApplyExpire(t0, "", lim)
 	require.NoError(t, err)
 	require.False(t, dup)
 	require.Equal(t, store.StateTimedOut, c.State)
@@ -276,37 +276,37 @@ func TestExpire(t *testing.T) {
 	v := c.Version
 
 	for _, reason := range []string{"", store.ReasonExpired} {
-		dup, err = c.Expire(t0.Add(time.Second), reason, lim)
+		dup, err = c.ApplyExpire(t0.Add(time.Second), reason, lim)
 		require.NoError(t, err)
 		require.True(t, dup)
 	}
-	_, err = c.Expire(t0, "other", lim)
+	_, err = c.ApplyExpire(t0, "other", lim)
 	require.ErrorIs(t, err, store.ErrNotPending)
 	require.Equal(t, v, c.Version)
 
 	cancelled := prepared(t, &store.Correlation{ID: "c"})
-	_, err = cancelled.Cancel(t0, store.ReasonExpired, lim)
+	_, err = cancelled.ApplyCancel(t0, store.ReasonExpired, lim)
 	require.NoError(t, err)
-	_, err = cancelled.Expire(t0, "", lim)
+	_, err = cancelled.ApplyExpire(t0, "", lim)
 	require.ErrorIs(t, err, store.ErrNotPending, "a cancelled correlation was not expired, whatever its reason")
 }
 
 func TestCancel(t *testing.T) {
 	c := prepared(t, &store.Correlation{ID: "c", Callback: store.Callback{Handler: "h"}})
-	dup, err := c.Cancel(t0, "why", lim)
+	dup, err := c.ApplyCancel(t0, "why", lim)
 	require.NoError(t, err)
 	require.False(t, dup)
 	require.Equal(t, store.Outcome{State: store.StateCancelled, At: t0, Reason: "why"}, *c.Outcome)
 	require.Equal(t, store.DispatchPending, c.Dispatch.State)
-	dup, err = c.Cancel(t0.Add(time.Second), "why", lim)
+	dup, err = c.ApplyCancel(t0.Add(time.Second), "why", lim)
 	require.NoError(t, err)
 	require.True(t, dup)
-	_, err = c.Cancel(t0, "another", lim)
+	_, err = c.ApplyCancel(t0, "another", lim)
 	require.ErrorIs(t, err, store.ErrNotPending)
 
 	done := prepared(t, &store.Correlation{ID: "done"})
 	apply(t, done, store.Reply{ID: "r"}, t0, lim)
-	_, err = done.Cancel(t0, "", lim)
+	_, err = done.ApplyCancel(t0, "", lim)
 	require.ErrorIs(t, err, store.ErrNotPending, "completed with no reason is not cancelled with no reason")
 }
 
@@ -317,37 +317,37 @@ func TestExtend(t *testing.T) {
 	require.NoError(t, err)
 	now := t0.Add(10 * time.Second)
 
-	dup, err := c.Extend(now, t0.Add(10*time.Minute), l)
+	dup, err := c.ApplyExtend(now, t0.Add(10*time.Minute), l)
 	require.NoError(t, err)
 	require.False(t, dup)
 	require.Equal(t, t0.Add(10*time.Minute), c.Deadline)
 	require.Equal(t, store.EventExtended, c.Events[len(c.Events)-1].Type)
 
-	dup, err = c.Extend(now, t0.Add(10*time.Minute), l)
+	dup, err = c.ApplyExtend(now, t0.Add(10*time.Minute), l)
 	require.NoError(t, err)
 	require.True(t, dup)
 
-	dup, err = c.Extend(now, t0.Add(5*time.Hour), l)
+	dup, err = c.ApplyExtend(now, t0.Add(5*time.Hour), l)
 	require.NoError(t, err)
 	require.False(t, dup)
 	require.Equal(t, t0.Add(time.Hour), c.Deadline, "capped at created + MaxTimeout")
 	require.Contains(t, c.Events[len(c.Events)-1].Detail, "capped")
-	dup, err = c.Extend(now, t0.Add(6*time.Hour), l)
+	dup, err = c.ApplyExtend(now, t0.Add(6*time.Hour), l)
 	require.NoError(t, err)
 	require.True(t, dup, "capped to the same deadline")
 
 	v := c.Version
 	for _, d := range []time.Time{now, now.Add(-time.Second)} {
-		_, err = c.Extend(now, d, l)
+		_, err = c.ApplyExtend(now, d, l)
 		var fe *store.FieldError
 		require.ErrorAs(t, err, &fe)
 		require.Equal(t, "deadline", fe.Field)
 	}
 	require.Equal(t, v, c.Version)
 
-	_, err = c.Cancel(now, "", l)
+	_, err = c.ApplyCancel(now, "", l)
 	require.NoError(t, err)
-	_, err = c.Extend(now, t0.Add(time.Hour), l)
+	_, err = c.ApplyExtend(now, t0.Add(time.Hour), l)
 	require.ErrorIs(t, err, store.ErrNotPending)
 }
 
@@ -361,61 +361,61 @@ func decidedWithHandler(t *testing.T, l store.Limits) *store.Correlation {
 
 func TestClaimAckNack(t *testing.T) {
 	c := decidedWithHandler(t, lim)
-	require.False(t, c.ClaimDispatch("a", t0.Add(-time.Second), time.Minute, lim), "not due before the outcome")
-	require.True(t, c.ClaimDispatch("a", t0, time.Minute, lim))
+	require.False(t, c.ApplyClaim("a", t0.Add(-time.Second), time.Minute, lim), "not due before the outcome")
+	require.True(t, c.ApplyClaim("a", t0, time.Minute, lim))
 	d := c.Dispatch
 	require.Equal(t, 1, d.Attempts)
 	require.Equal(t, "a", d.LeaseOwner)
 	require.Equal(t, t0, d.ClaimedAt)
 	require.Equal(t, t0.Add(time.Minute), d.NextAt)
 	require.Equal(t, store.Claim{Instance: "a", Attempt: 1}, d.Claim())
-	require.False(t, c.ClaimDispatch("b", t0.Add(59*time.Second), time.Minute, lim), "leased")
+	require.False(t, c.ApplyClaim("b", t0.Add(59*time.Second), time.Minute, lim), "leased")
 
 	// Nack with a retry time.
-	dup, err := c.NackDispatch(d.Claim(), "boom", t0.Add(5*time.Minute), t0.Add(time.Second), lim)
+	dup, err := c.ApplyNack(d.Claim(), "boom", t0.Add(5*time.Minute), t0.Add(time.Second), lim)
 	require.NoError(t, err)
 	require.False(t, dup)
 	require.Equal(t, store.DispatchPending, c.Dispatch.State)
 	require.Equal(t, "boom", c.Dispatch.LastError)
 	require.Equal(t, t0.Add(5*time.Minute), c.Dispatch.NextAt)
-	dup, err = c.NackDispatch(d.Claim(), "boom", t0.Add(5*time.Minute), t0.Add(2*time.Second), lim)
+	dup, err = c.ApplyNack(d.Claim(), "boom", t0.Add(5*time.Minute), t0.Add(2*time.Second), lim)
 	require.NoError(t, err)
 	require.True(t, dup)
-	_, err = c.AckDispatch(d.Claim(), t0, lim)
+	_, err = c.ApplyAck(d.Claim(), t0, lim)
 	require.ErrorIs(t, err, store.ErrConflict, "settled the other way")
 
-	require.False(t, c.ClaimDispatch("b", t0.Add(4*time.Minute), time.Minute, lim))
-	require.True(t, c.ClaimDispatch("b", t0.Add(5*time.Minute), time.Minute, lim))
+	require.False(t, c.ApplyClaim("b", t0.Add(4*time.Minute), time.Minute, lim))
+	require.True(t, c.ApplyClaim("b", t0.Add(5*time.Minute), time.Minute, lim))
 	second := c.Dispatch.Claim()
 	require.Equal(t, store.Claim{Instance: "b", Attempt: 2}, second)
-	_, err = c.AckDispatch(d.Claim(), t0, lim)
+	_, err = c.ApplyAck(d.Claim(), t0, lim)
 	require.ErrorIs(t, err, store.ErrConflict, "stale claim")
-	_, err = c.AckDispatch(store.Claim{Instance: "b", Attempt: 1}, t0, lim)
+	_, err = c.ApplyAck(store.Claim{Instance: "b", Attempt: 1}, t0, lim)
 	require.ErrorIs(t, err, store.ErrConflict, "wrong attempt")
-	_, err = c.AckDispatch(store.Claim{Instance: "a", Attempt: 2}, t0, lim)
+	_, err = c.ApplyAck(store.Claim{Instance: "a", Attempt: 2}, t0, lim)
 	require.ErrorIs(t, err, store.ErrConflict, "wrong instance")
 
-	dup, err = c.AckDispatch(second, t0.Add(6*time.Minute), lim)
+	dup, err = c.ApplyAck(second, t0.Add(6*time.Minute), lim)
 	require.NoError(t, err)
 	require.False(t, dup)
 	require.Equal(t, store.DispatchDone, c.Dispatch.State)
 	require.Equal(t, t0.Add(6*time.Minute), c.Dispatch.DoneAt)
 	require.True(t, c.Dispatch.NextAt.IsZero())
-	dup, err = c.AckDispatch(second, t0.Add(7*time.Minute), lim)
+	dup, err = c.ApplyAck(second, t0.Add(7*time.Minute), lim)
 	require.NoError(t, err)
 	require.True(t, dup)
-	_, err = c.NackDispatch(second, "x", t0.Add(time.Hour), t0, lim)
+	_, err = c.ApplyNack(second, "x", t0.Add(time.Hour), t0, lim)
 	require.ErrorIs(t, err, store.ErrConflict)
-	_, err = c.AckDispatch(store.Claim{Instance: "z", Attempt: 9}, t0, lim)
+	_, err = c.ApplyAck(store.Claim{Instance: "z", Attempt: 9}, t0, lim)
 	require.ErrorIs(t, err, store.ErrNotPending)
-	require.False(t, c.ClaimDispatch("b", t0.Add(time.Hour), time.Minute, lim))
+	require.False(t, c.ApplyClaim("b", t0.Add(time.Hour), time.Minute, lim))
 }
 
 func TestNackRetryInThePast(t *testing.T) {
 	c := decidedWithHandler(t, lim)
-	require.True(t, c.ClaimDispatch("a", t0, time.Minute, lim))
+	require.True(t, c.ApplyClaim("a", t0, time.Minute, lim))
 	now := t0.Add(time.Second)
-	_, err := c.NackDispatch(c.Dispatch.Claim(), "x", t0.Add(-time.Hour), now, lim)
+	_, err := c.ApplyNack(c.Dispatch.Claim(), "x", t0.Add(-time.Hour), now, lim)
 	require.NoError(t, err)
 	require.Equal(t, now, c.Dispatch.NextAt)
 	require.True(t, c.DispatchDue(now))
@@ -423,12 +423,12 @@ func TestNackRetryInThePast(t *testing.T) {
 
 func TestNackTruncatesError(t *testing.T) {
 	c := decidedWithHandler(t, lim)
-	require.True(t, c.ClaimDispatch("a", t0, time.Minute, lim))
+	require.True(t, c.ApplyClaim("a", t0, time.Minute, lim))
 	long := make([]byte, store.MaxReplyErrorLen+100)
 	for i := range long {
 		long[i] = 'e'
 	}
-	_, err := c.NackDispatch(c.Dispatch.Claim(), string(long), time.Time{}, t0, lim)
+	_, err := c.ApplyNack(c.Dispatch.Claim(), string(long), time.Time{}, t0, lim)
 	require.NoError(t, err)
 	require.LessOrEqual(t, len(c.Dispatch.LastError), store.MaxReplyErrorLen+len("…"))
 }
@@ -439,8 +439,8 @@ func TestDispatchDead(t *testing.T) {
 
 	t.Run("nack without retry", func(t *testing.T) {
 		c := decidedWithHandler(t, l)
-		require.True(t, c.ClaimDispatch("a", t0, time.Minute, l))
-		_, err := c.NackDispatch(c.Dispatch.Claim(), "fatal", time.Time{}, t0, l)
+		require.True(t, c.ApplyClaim("a", t0, time.Minute, l))
+		_, err := c.ApplyNack(c.Dispatch.Claim(), "fatal", time.Time{}, t0, l)
 		require.NoError(t, err)
 		require.Equal(t, store.DispatchDead, c.Dispatch.State)
 		require.Equal(t, store.EventDispatchDead, c.Events[len(c.Events)-1].Type)
@@ -449,25 +449,25 @@ func TestDispatchDead(t *testing.T) {
 		c := decidedWithHandler(t, l)
 		for i := range 2 {
 			now := t0.Add(time.Duration(i) * time.Minute)
-			require.True(t, c.ClaimDispatch("a", now, time.Second, l))
-			_, err := c.NackDispatch(c.Dispatch.Claim(), fmt.Sprint("fail ", i), now.Add(time.Second), now, l)
+			require.True(t, c.ApplyClaim("a", now, time.Second, l))
+			_, err := c.ApplyNack(c.Dispatch.Claim(), fmt.Sprint("fail ", i), now.Add(time.Second), now, l)
 			require.NoError(t, err)
 		}
 		require.Equal(t, store.DispatchDead, c.Dispatch.State)
 		require.Equal(t, "fail 1", c.Dispatch.LastError)
-		require.False(t, c.ClaimDispatch("a", t0.Add(time.Hour), time.Second, l))
+		require.False(t, c.ApplyClaim("a", t0.Add(time.Hour), time.Second, l))
 	})
 	t.Run("last lease expired", func(t *testing.T) {
 		c := decidedWithHandler(t, l)
-		require.True(t, c.ClaimDispatch("a", t0, time.Second, l))
-		require.True(t, c.ClaimDispatch("b", t0.Add(time.Second), time.Second, l), "the first lease expired")
+		require.True(t, c.ApplyClaim("a", t0, time.Second, l))
+		require.True(t, c.ApplyClaim("b", t0.Add(time.Second), time.Second, l), "the first lease expired")
 		v := c.Version
-		require.False(t, c.ClaimDispatch("c", t0.Add(2*time.Second), time.Second, l))
+		require.False(t, c.ApplyClaim("c", t0.Add(2*time.Second), time.Second, l))
 		require.Equal(t, store.DispatchDead, c.Dispatch.State)
 		require.Contains(t, c.Dispatch.LastError, "lease of attempt 2 expired")
 		require.Empty(t, c.Dispatch.LeaseOwner)
 		require.Greater(t, c.Version, v, "turning dead is a change")
-		_, err := c.AckDispatch(store.Claim{Instance: "b", Attempt: 2}, t0, l)
+		_, err := c.ApplyAck(store.Claim{Instance: "b", Attempt: 2}, t0, l)
 		require.ErrorIs(t, err, store.ErrNotPending)
 	})
 }
@@ -476,26 +476,26 @@ func TestRedispatch(t *testing.T) {
 	l := lim
 	l.DispatchMaxAttempts = 1
 	c := decidedWithHandler(t, l)
-	require.True(t, c.ClaimDispatch("a", t0, time.Minute, l))
-	_, err := c.NackDispatch(c.Dispatch.Claim(), "fatal", time.Time{}, t0, l)
+	require.True(t, c.ApplyClaim("a", t0, time.Minute, l))
+	_, err := c.ApplyNack(c.Dispatch.Claim(), "fatal", time.Time{}, t0, l)
 	require.NoError(t, err)
 
 	now := t0.Add(time.Hour)
-	dup, err := c.Redispatch(now, l)
+	dup, err := c.ApplyRedispatch(now, l)
 	require.NoError(t, err)
 	require.False(t, dup)
 	require.Equal(t, store.DispatchPending, c.Dispatch.State)
 	require.Equal(t, now, c.Dispatch.NextAt)
 	require.Equal(t, 2, c.Dispatch.AttemptLimit, "a fresh budget on top of the attempts made")
 	require.Empty(t, c.Dispatch.LeaseOwner)
-	dup, err = c.Redispatch(now, l)
+	dup, err = c.ApplyRedispatch(now, l)
 	require.NoError(t, err)
 	require.True(t, dup)
 
-	require.True(t, c.ClaimDispatch("b", now, time.Minute, l))
-	_, err = c.AckDispatch(c.Dispatch.Claim(), now, l)
+	require.True(t, c.ApplyClaim("b", now, time.Minute, l))
+	_, err = c.ApplyAck(c.Dispatch.Claim(), now, l)
 	require.NoError(t, err)
-	dup, err = c.Redispatch(now, l)
+	dup, err = c.ApplyRedispatch(now, l)
 	require.NoError(t, err, "a done dispatch can be redispatched")
 	require.False(t, dup)
 	require.True(t, c.Dispatch.DoneAt.IsZero())
@@ -508,7 +508,7 @@ func TestRedispatch(t *testing.T) {
 		if in.ID == "nohandler" {
 			apply(t, n, store.Reply{ID: "r"}, t0, l)
 		}
-		_, err := n.Redispatch(now, l)
+		_, err := n.ApplyRedispatch(now, l)
 		require.ErrorIs(t, err, store.ErrNotPending, in.ID)
 	}
 }

@@ -64,9 +64,28 @@ type Store interface {
 	// ErrCorrupt, next to the correlations that were decided.
 	ExpireDue(ctx context.Context, now time.Time, limit int) ([]*Correlation, error)
 
-	// ClaimDispatch leases up to limit outcomes due for dispatch to instance
-	// until now+lease. An outcome whose attempts are used up turns dead instead.
-	ClaimDispatch(ctx context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*Correlation, error)
+	// ClaimDispatch leases up to r.Limit outcomes due at r.Now whose handler
+	// is one of r.Handlers, in r.Namespace ("" for every namespace), to
+	// r.Instance until r.Now+r.Lease, earliest due first, each with its
+	// replies as Get returns it (the handler gets them). An outcome whose
+	// attempts are used up turns dead instead. Its cost is what it claims
+	// (the dispatch index is keyed by handler and namespace), never a scan
+	// past other handlers' backlog. Errors: ErrInvalid (see ValidateClaim).
+	ClaimDispatch(ctx context.Context, r ClaimRequest) ([]*Correlation, error)
+
+	// OldestDispatchDue returns the earliest next attempt time (a leased
+	// one: its lease end) among the outcomes waiting for handler in
+	// namespace ("" for every namespace), zero when none waits: how
+	// overdue the handler's most overdue outcome is (an operator's alert on
+	// outcomes nobody takes). It reads the head of the dispatch index: its
+	// cost is one probe per namespace. Errors: ErrInvalid.
+	OldestDispatchDue(ctx context.Context, namespace, handler string) (time.Time, error)
+
+	// ExtendDispatch moves the end of a held lease to until (see
+	// Correlation.ExtendLease), for a handler that needs longer than its
+	// lease. Errors: ErrNotFound, ErrConflict (not the current lease, or it
+	// ran out), ErrNotPending.
+	ExtendDispatch(ctx context.Context, ref Ref, claim Claim, until time.Time) (Result, error)
 
 	// AckDispatch marks a claimed outcome delivered. Errors: ErrNotFound,
 	// ErrConflict (the lease was lost to another claim), ErrNotPending.
@@ -395,17 +414,6 @@ func ValidateLimit(limit int) error {
 		return invalid("limit", "must be at least 1, got %d", limit)
 	}
 	return nil
-}
-
-// ValidateClaim checks the arguments of ClaimDispatch.
-func ValidateClaim(instance string, lease time.Duration, limit int) error {
-	if instance == "" || len(instance) > MaxAddressLen {
-		return invalid("instance", "must be 1 to %d bytes, got %d", MaxAddressLen, len(instance))
-	}
-	if lease <= 0 {
-		return invalid("lease", "must be positive, got %s", lease)
-	}
-	return ValidateLimit(limit)
 }
 
 // Describe names a correlation for messages.

@@ -126,11 +126,46 @@ func TestStatsTotal(t *testing.T) {
 func TestValidateLimitAndClaim(t *testing.T) {
 	require.NoError(t, store.ValidateLimit(1))
 	requireField(t, store.ValidateLimit(0), store.ErrInvalid, "limit")
-	require.NoError(t, store.ValidateClaim("i", time.Second, 1))
-	requireField(t, store.ValidateClaim("", time.Second, 1), store.ErrInvalid, "instance")
-	requireField(t, store.ValidateClaim(string(make([]byte, store.MaxAddressLen+1)), time.Second, 1), store.ErrInvalid, "instance")
-	requireField(t, store.ValidateClaim("i", 0, 1), store.ErrInvalid, "lease")
-	requireField(t, store.ValidateClaim("i", time.Second, 0), store.ErrInvalid, "limit")
+	ok := store.ClaimRequest{Instance: "i", Handlers: []string{"h"}, Lease: time.Second, Limit: 1}
+	require.NoError(t, store.ValidateClaim(ok))
+	edit := func(f func(r *store.ClaimRequest)) store.ClaimRequest { r := ok; f(&r); return r }
+	requireField(t, store.ValidateClaim(edit(func(r *store.ClaimRequest) { r.Instance = "" })), store.ErrInvalid, "instance")
+	requireField(t, store.ValidateClaim(edit(func(r *store.ClaimRequest) { r.Instance = string(make([]byte, store.MaxAddressLen+1)) })), store.ErrInvalid, "instance")
+	requireField(t, store.ValidateClaim(edit(func(r *store.ClaimRequest) { r.Lease = 0 })), store.ErrInvalid, "lease")
+	requireField(t, store.ValidateClaim(edit(func(r *store.ClaimRequest) { r.Limit = 0 })), store.ErrInvalid, "limit")
+	requireField(t, store.ValidateClaim(edit(func(r *store.ClaimRequest) { r.Handlers = nil })), store.ErrInvalid, "handlers")
+	requireField(t, store.ValidateClaim(edit(func(r *store.ClaimRequest) { r.Handlers = []string{"h\n"} })), store.ErrInvalid, "handler")
+	requireField(t, store.ValidateClaim(edit(func(r *store.ClaimRequest) { r.Namespace = "A" })), store.ErrInvalid, "namespace")
+	require.NoError(t, store.ValidateClaim(edit(func(r *store.ClaimRequest) { r.Namespace = "tenant-a" })))
+}
+
+func TestExtendLease(t *testing.T) {
+	c := prepared(t, &store.Correlation{ID: "el", Callback: store.Callback{Handler: "h"}})
+	apply(t, c, store.Reply{From: "a"}, t0, lim)
+	require.True(t, c.ApplyClaim("a", t0, time.Minute, lim))
+	cl := c.Dispatch.Claim()
+	v := c.Version
+
+	dup, err := c.ExtendLease(cl, t0.Add(5*time.Minute), t0.Add(30*time.Second))
+	require.NoError(t, err)
+	require.False(t, dup)
+	require.Equal(t, t0.Add(5*time.Minute), c.Dispatch.NextAt)
+	require.Greater(t, c.Version, v)
+
+	dup, err = c.ExtendLease(cl, t0.Add(2*time.Minute), t0.Add(40*time.Second))
+	require.NoError(t, err)
+	require.True(t, dup, "a lease is never shortened")
+	require.Equal(t, t0.Add(5*time.Minute), c.Dispatch.NextAt)
+
+	_, err = c.ExtendLease(store.Claim{Instance: "b", Attempt: 1}, t0.Add(time.Hour), t0.Add(time.Minute))
+	require.ErrorIs(t, err, store.ErrConflict, "another instance's claim")
+	_, err = c.ExtendLease(cl, t0.Add(time.Hour), t0.Add(5*time.Minute))
+	require.ErrorIs(t, err, store.ErrConflict, "the lease ran out")
+
+	_, err = c.ApplyAck(cl, t0.Add(time.Minute), lim)
+	require.NoError(t, err)
+	_, err = c.ExtendLease(cl, t0.Add(time.Hour), t0.Add(time.Minute))
+	require.ErrorIs(t, err, store.ErrNotPending, "settled")
 }
 
 func TestEventOf(t *testing.T) {

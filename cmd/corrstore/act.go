@@ -21,18 +21,24 @@ type actResult struct {
 	Error     string              `json:"error,omitempty"`
 }
 
+// actOut is what expire, cancel, extend and redispatch print with -o json.
+type actOut struct {
+	Action  string      `json:"action"`
+	Results []actResult `json:"results"`
+}
+
 // action is one of the write commands, applied to a list of correlations.
 type action struct {
 	verb string
 	// ready says why a correlation cannot take the action ("" when it can).
 	ready func(c *store.Correlation) string
-	apply func(ctx context.Context, b backend, c *store.Correlation) (store.Result, error)
+	apply func(ctx context.Context, b storeOrServer, c *store.Correlation) (store.Result, error)
 }
 
 // act checks every correlation first — it exists and can take the action —
 // and changes nothing when one cannot; then it applies the action to each
 // and prints what happened.
-func act(ctx context.Context, e *env, c conn, b backend, refs []store.Ref, a action) error {
+func act(ctx context.Context, e *env, c *conn, b storeOrServer, refs []store.Ref, a action) error {
 	if len(refs) == 0 {
 		return errors.New("give at least one ID")
 	}
@@ -68,11 +74,8 @@ func act(ctx context.Context, e *env, c conn, b backend, refs []store.Ref, a act
 		}
 		results = append(results, out)
 	}
-	if c.output == "json" {
-		if err := writeJSON(e.stdout, struct {
-			Action  string      `json:"action"`
-			Results []actResult `json:"results"`
-		}{a.verb, results}); err != nil {
+	if c.json() {
+		if err := writeJSON(e.stdout, actOut{a.verb, results}); err != nil {
 			return err
 		}
 	} else {
@@ -105,8 +108,8 @@ func mustBePending(c *store.Correlation) string {
 	return ""
 }
 
-// writeBackend checks the connection flags and opens the backend for writing.
-func writeBackend(ctx context.Context, e *env, c *conn) (backend, error) {
+// writeBackend checks the connection flags and opens the store or server for writing.
+func writeBackend(ctx context.Context, e *env, c *conn) (storeOrServer, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -57,70 +59,101 @@ func latencies(d []time.Duration) latencyStats {
 	return latencyStats{Count: int64(len(d)), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: float64(d[len(d)-1]) / float64(time.Millisecond)}
 }
 
-func runBench(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench", "--store URL | --server URL [flags]", benchAbout)
-	var c conn
-	c.flags(fs, e)
-	concurrency := fs.Int("concurrency", 16, "workers, each one lifecycle at a time")
-	duration := fs.Duration("duration", 10*time.Second, "how long to run")
-	payload := fs.Int("payload", 256, "reply body size in bytes (a JSON string)")
-	pattern := fs.String("pattern", "single", "single, gather or stream")
-	replies := fs.Int("replies", 3, "replies per gather or stream")
-	ns := fs.String("namespace", "bench", "namespace of the records made")
-	fs.StringVar(ns, "n", "bench", "short for --namespace")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+// benchOptions are what bench was asked.
+type benchOptions struct {
+	conn
+	concurrency, payload, replies int
+	duration                      time.Duration
+	pattern, namespace            string
+}
+
+func newBenchCmd(e *env) *cobra.Command {
+	var o benchOptions
+	cmd := newCommand("bench [flags]", "load: register→deliver, ops/s and latency", benchAbout)
+	o.conn.flags(cmd)
+	fs := cmd.Flags()
+	fs.IntVar(&o.concurrency, "concurrency", 16, "workers, each one lifecycle at a time")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run")
+	fs.IntVar(&o.payload, "payload", 256, "reply body size in bytes (a JSON string)")
+	fs.StringVar(&o.pattern, "pattern", "single", "single, gather or stream")
+	fs.IntVar(&o.replies, "replies", 3, "replies per gather or stream")
+	namespaceFlag(fs, &o.namespace, "bench", "namespace of the records made")
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runBench(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func (o *benchOptions) check() error {
 	switch {
-	case len(pos) > 0:
-		return fmt.Errorf("bench takes no arguments, got %q", pos)
-	case *concurrency < 1 || *concurrency > 4096:
-		return fmt.Errorf("--concurrency: must be between 1 and 4096, got %d", *concurrency)
-	case *duration <= 0:
-		return fmt.Errorf("--duration: must be positive, got %s", *duration)
-	case *payload < 2 || *payload > 1<<20-1:
-		return fmt.Errorf("--payload: must be between 2 and %d bytes, got %d", 1<<20-1, *payload)
-	case *pattern != "single" && *pattern != "gather" && *pattern != "stream":
-		return fmt.Errorf("--pattern: must be single, gather or stream, got %q", *pattern)
-	case *replies < 1 || *replies > 1000:
-		return fmt.Errorf("--replies: must be between 1 and 1000, got %d", *replies)
+	case o.concurrency < 1 || o.concurrency > 4096:
+		return fmt.Errorf("--concurrency: must be between 1 and 4096, got %d", o.concurrency)
+	case o.duration <= 0:
+		return fmt.Errorf("--duration: must be positive, got %s", o.duration)
+	case o.payload < 2 || o.payload > 1<<20-1:
+		return fmt.Errorf("--payload: must be between 2 and %d bytes, got %d", 1<<20-1, o.payload)
+	case o.pattern != "single" && o.pattern != "gather" && o.pattern != "stream":
+		return fmt.Errorf("--pattern: must be single, gather or stream, got %q", o.pattern)
+	case o.replies < 1 || o.replies > 1000:
+		return fmt.Errorf("--replies: must be between 1 and 1000, got %d", o.replies)
 	}
-	if err := store.ValidateNamespace(*ns); err != nil {
+	if err := store.ValidateNamespace(o.namespace); err != nil {
 		return flagError(err)
 	}
-	if err := c.check(); err != nil {
+	return o.conn.check()
+}
+
+// runBench runs --concurrency workers for --duration and prints what they
+// measured.
+func runBench(ctx context.Context, e *env, o *benchOptions) error {
+	if err := o.check(); err != nil {
 		return err
 	}
-	b, err := c.open(ctx, e, false)
+	b, err := o.open(ctx, e, false)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 
-	body := []byte(`"` + strings.Repeat("x", *payload-2) + `"`)
+	start := time.Now()
+	results := o.load(ctx, b)
+	out := o.summarize(results, time.Since(start))
+	if o.json() {
+		if err := writeJSON(e.stdout, out); err != nil {
+			return err
+		}
+	} else {
+		renderBench(e, out)
+	}
+	if out.Lifecycles == 0 {
+		return errors.New("no lifecycle completed")
+	}
+	return nil
+}
+
+// benchWorker is what one worker measured.
+type benchWorker struct {
+	reg, del, life []time.Duration
+	errs           map[string]int
+}
+
+// load runs the workers. They stop starting lifecycles at --duration; one
+// already begun runs to its end (under ctx, so an interrupt still stops it)
+// and is counted, so a short --duration against a slow store still measures
+// something instead of cancelling every operation in flight.
+func (o *benchOptions) load(ctx context.Context, b storeOrServer) []benchWorker {
+	body := []byte(`"` + strings.Repeat("x", o.payload-2) + `"`)
 	n := 1
-	if *pattern != "single" {
-		n = *replies
+	if o.pattern != "single" {
+		n = o.replies
 	}
 	var rb [4]byte
 	rand.Read(rb[:])
 	run := hex.EncodeToString(rb[:])
-
-	type result struct {
-		reg, del, life []time.Duration
-		errs           map[string]int
-	}
-	results := make([]result, *concurrency)
-	// Workers stop starting lifecycles at the deadline; one already begun
-	// runs to its end (under ctx, so an interrupt still stops it) and is
-	// counted, so a short --duration against a slow store still measures
-	// something instead of cancelling every operation in flight.
-	runCtx, cancel := context.WithTimeout(ctx, *duration)
+	results := make([]benchWorker, o.concurrency)
+	runCtx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
-	start := time.Now()
 	var wg sync.WaitGroup
-	for w := range *concurrency {
+	for w := range o.concurrency {
 		wg.Go(func() {
 			r := &results[w]
 			r.errs = map[string]int{}
@@ -130,9 +163,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 				}
 			}
 			for i := 0; runCtx.Err() == nil; i++ {
-				id := fmt.Sprintf("bench-%s-%d-%d", run, w, i)
-				c := &store.Correlation{ID: id, Namespace: *ns, Pattern: store.Pattern(*pattern), Timeout: 5 * time.Minute, Destination: "bench"}
-				if *pattern == "gather" {
+				c := &store.Correlation{ID: fmt.Sprintf("bench-%s-%d-%d", run, w, i), Namespace: o.namespace,
+					Pattern: store.Pattern(o.pattern), Timeout: 5 * time.Minute, Destination: "bench"}
+				if o.pattern == "gather" {
 					c.Expect = n
 				}
 				t0 := time.Now()
@@ -140,12 +173,11 @@ func runBench(ctx context.Context, e *env, args []string) error {
 					fail("register", err)
 					continue
 				}
-				t1 := time.Now()
-				r.reg = append(r.reg, t1.Sub(t0))
+				r.reg = append(r.reg, time.Since(t0))
 				ok := true
 				for k := range n {
 					rep := store.Reply{ID: fmt.Sprint("r", k), Body: body}
-					switch *pattern {
+					switch o.pattern {
 					case "gather":
 						rep.From = fmt.Sprint("responder-", k)
 					case "stream":
@@ -166,10 +198,14 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		})
 	}
 	wg.Wait()
-	el := time.Since(start)
+	return results
+}
+
+// summarize adds up what the workers measured over el.
+func (o *benchOptions) summarize(results []benchWorker, el time.Duration) benchOut {
 	var reg, del, life []time.Duration
 	out := benchOut{
-		Target: c.server + c.storeURL, Pattern: *pattern, Concurrency: *concurrency, PayloadBytes: *payload,
+		Target: o.server + o.storeURL, Pattern: o.pattern, Concurrency: o.concurrency, PayloadBytes: o.payload,
 		Seconds: el.Seconds(), Errors: map[string]int{}, Latency: map[string]latencyStats{},
 	}
 	for _, r := range results {
@@ -182,15 +218,11 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	out.LifecyclesSec = float64(len(life)) / el.Seconds()
 	out.OpsSec = float64(len(reg)+len(del)) / el.Seconds()
 	out.Latency["register"], out.Latency["deliver"], out.Latency["lifecycle"] = latencies(reg), latencies(del), latencies(life)
-	if c.output == "json" {
-		if err := writeJSON(e.stdout, out); err != nil {
-			return err
-		}
-		if out.Lifecycles == 0 {
-			return errors.New("no lifecycle completed")
-		}
-		return nil
-	}
+	return out
+}
+
+func renderBench(e *env, out benchOut) {
+	el := time.Duration(out.Seconds * float64(time.Second))
 	fmt.Fprintf(e.stdout, "%s: %s, %d workers, %d-byte replies, %s\n", out.Target, out.Pattern, out.Concurrency, out.PayloadBytes, el.Round(time.Millisecond))
 	fmt.Fprintf(e.stdout, "lifecycles: %d (%.0f/s), store operations %.0f/s\n", out.Lifecycles, out.LifecyclesSec, out.OpsSec)
 	tw := table(e.stdout)
@@ -208,10 +240,6 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if errs == 0 {
 		fmt.Fprintln(e.stdout, "errors: 0")
 	}
-	if out.Lifecycles == 0 {
-		return errors.New("no lifecycle completed")
-	}
-	return nil
 }
 
 func errKind(err error) string {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -11,28 +13,35 @@ const cancelAbout = `Cancels pending correlations: their outcome is cancelled wi
 dispatched to the handler as usual. Every ID is checked first; if one does not
 exist or is not pending, nothing is changed.`
 
-func runCancel(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "cancel", "[NS/]ID… --reason R", cancelAbout)
-	var c conn
-	c.flags(fs, e)
-	var ns string
-	namespaceFlag(fs, &ns, idsNamespaceUsage)
-	reason := fs.String("reason", "", "why (required; recorded in the outcome)")
-	ids, err := parse(fs, args)
+// cancelOptions are what cancel was asked.
+type cancelOptions struct {
+	conn
+	namespace, reason string
+}
+
+func newCancelCmd(e *env) *cobra.Command {
+	var o cancelOptions
+	cmd := newCommand("cancel [NS/]ID… --reason R", "cancel pending correlations", cancelAbout)
+	o.conn.flags(cmd)
+	namespaceFlag(cmd.Flags(), &o.namespace, "", idsNamespaceUsage)
+	cmd.Flags().StringVar(&o.reason, "reason", "", "why (required; recorded in the outcome)")
+	cmd.RunE = func(cmd *cobra.Command, ids []string) error { return runCancel(cmd.Context(), e, &o, ids) }
+	return cmd
+}
+
+func runCancel(ctx context.Context, e *env, o *cancelOptions, ids []string) error {
+	c := &o.conn
+	refs, err := writeRefs(o.namespace, ids)
 	if err != nil {
 		return err
 	}
-	refs, err := writeRefs(ns, ids)
-	if err != nil {
-		return err
-	}
-	if *reason == "" {
+	if o.reason == "" {
 		return errors.New("--reason: required (it is recorded in the outcome)")
 	}
-	if err := store.ValidateReason(*reason); err != nil {
+	if err := store.ValidateReason(o.reason); err != nil {
 		return flagError(err)
 	}
-	b, err := writeBackend(ctx, e, &c)
+	b, err := writeBackend(ctx, e, c)
 	if err != nil {
 		return err
 	}
@@ -40,8 +49,8 @@ func runCancel(ctx context.Context, e *env, args []string) error {
 	return act(ctx, e, c, b, refs, action{
 		verb:  "cancelled",
 		ready: mustBePending,
-		apply: func(ctx context.Context, b backend, r *store.Correlation) (store.Result, error) {
-			return b.Cancel(ctx, r.Ref(), *reason)
+		apply: func(ctx context.Context, b storeOrServer, r *store.Correlation) (store.Result, error) {
+			return b.Cancel(ctx, r.Ref(), o.reason)
 		},
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 )
 
@@ -37,9 +38,22 @@ func runAlone(args ...string) (stdout, stderr string, err error) {
 	return out.String(), errb.String(), err
 }
 
-// helpFlagRE is a flag's line in a command's -h: "  -name type" (no type
-// for a bool flag; "value" for a flag.Value of the command's own).
-var helpFlagRE = regexp.MustCompile(`(?m)^  -(\S+)(?: (\S+))?$`)
+// helpFlagRE is a flag's line in a command's -h, as pflag writes it:
+// "  -n, --name type   usage" ("--name[=true|false]" for a bool flag; the
+// Value's Type for a flag.Value of the command's own).
+var helpFlagRE = regexp.MustCompile(`(?m)^  (?:-\S, |    )--([a-z0-9-]+)(\[=true\|false\])?(?: (\S+))?  `)
+
+// subcommands are corrstore's commands, serve included, without cobra's
+// help and completion.
+func subcommands() []*cobra.Command {
+	var cmds []*cobra.Command
+	for _, c := range newRoot(&env{getenv: func(string) string { return "" }}).Commands() {
+		if c.Name() != "help" && c.Name() != "completion" && c.IsAvailableCommand() {
+			cmds = append(cmds, c)
+		}
+	}
+	return cmds
+}
 
 // TestBadFlagValues gives every flag of every command, as its -h lists it,
 // a value it refuses: the command fails with one line that names the flag
@@ -50,18 +64,23 @@ func TestBadFlagValues(t *testing.T) {
 	bad := map[string][]string{ // type in -h → values it refuses
 		"":         {"maybe"}, // bool, given as --name=maybe
 		"int":      {"many", "99999999999999999999999"},
+		"int64":    {"many", "99999999999999999999999"},
 		"uint":     {"-1"},
-		"float":    {"much"},
+		"float64":  {"much"},
 		"duration": {"5", "5 minutes"},
 	}
 	custom := 0
-	for _, c := range commands() {
+	for _, cmd := range subcommands() {
+		c := struct{ name string }{cmd.Name()}
 		help, _, err := runAlone(c.name, "-h")
 		require.NoError(t, err, c.name)
 		flags := helpFlagRE.FindAllStringSubmatch(help, -1)
 		require.NotEmpty(t, flags, "%s -h lists no flags", c.name)
 		for _, m := range flags {
-			name, typ := m[1], m[2]
+			name, typ := m[1], m[3]
+			if m[2] != "" {
+				typ = "" // bool
+			}
 			values, std := bad[typ]
 			if typ == "string" {
 				continue // any string parses; the commands check them later
@@ -229,5 +248,5 @@ func TestHelpAligned(t *testing.T) {
 		require.Equal(t, col, w, "summary of %q starts at column %d, the first line's at %d", line, w, col)
 		n++
 	}
-	require.Equal(t, len(commands())+2, n, "serve, each command and --version each have a line")
+	require.Equal(t, len(subcommands())+2, n, "each command, completion and help have a line")
 }

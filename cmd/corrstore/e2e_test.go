@@ -29,7 +29,9 @@ var binary = sync.OnceValues(func() (string, error) {
 	}
 	binaryDir = dir
 	bin := filepath.Join(dir, "corrstore")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	// -buildvcs=true, as make build: the revision for corrstore version,
+	// whatever GOFLAGS says (this machine's go env says -buildvcs=false).
+	out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
@@ -347,10 +349,10 @@ func TestKillAndRestart(t *testing.T) {
 
 	p = start(t, db, "--reaper-interval", "50ms")
 	for _, id := range acked {
-		c := p.must("GET", "/v1/correlations/"+id+"/outcome?wait=10s", nil, 200)
-		if c["state"] != "timed_out" {
+		if c := p.must("GET", "/v1/correlations/"+id+"/outcome?wait=10s", nil, 200); c["state"] != "timed_out" {
 			t.Fatalf("%s: %v", id, c["state"])
 		}
+		c := p.must("GET", "/v1/correlations/"+id, nil, 200) // the timeline: the outcome view has none
 		n := 0
 		for _, e := range c["events"].([]any) {
 			if e.(map[string]any)["type"] == "outcome" {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -152,81 +154,114 @@ continues after the last complete line; on a complete file it does nothing.
 --namespace exports one namespace only. Load the file into another store with
 corrstore import.`
 
-func runExport(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "export", "--store URL [--to FILE]", exportAbout)
-	var c conn
-	c.flags(fs, e)
-	to := fs.String("to", "-", "file to write; - is standard output")
-	var ns string
-	namespaceFlag(fs, &ns, "only this namespace (default: every namespace)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// exportOptions are what export was asked.
+type exportOptions struct {
+	conn
+	to, namespace string
+}
+
+func newExportCmd(e *env) *cobra.Command {
+	var o exportOptions
+	cmd := newCommand("export --store URL [--to FILE]", "every correlation, as JSON lines", exportAbout)
+	o.conn.storeOnlyFlags(cmd, "the store to export: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2",
+		"export reads a store directly (--store URL): the HTTP API does not carry every field of a record; a bolt file the server holds is read from a checked copy")
+	cmd.Flags().StringVar(&o.to, "to", "-", "file to write; - is standard output")
+	namespaceFlag(cmd.Flags(), &o.namespace, "", "only this namespace (default: every namespace)")
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("export takes no arguments, got %q (the file is --to FILE)", args)
+		}
+		return nil
 	}
-	if len(pos) > 0 {
-		return fmt.Errorf("export takes no arguments, got %q (the file is --to FILE)", pos)
-	}
-	if c.server != "" && c.server != c.envServer {
-		return errors.New("export reads a store directly (--store URL): the HTTP API does not carry every field of a record; a bolt file the server holds is read from a checked copy")
-	}
-	if c.storeURL == "" {
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runExport(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func runExport(ctx context.Context, e *env, o *exportOptions) error {
+	if o.storeURL == "" {
 		return errors.New("give --store URL, the store to export")
 	}
-	if ns != "" {
-		if err := store.ValidateNamespace(ns); err != nil {
+	if o.namespace != "" {
+		if err := store.ValidateNamespace(o.namespace); err != nil {
 			return flagError(err)
 		}
 	}
-	w := io.Writer(e.stdout)
-	sum := newSummary()
-	var cursor string
-	headerDone := false
-	if *to != "-" {
-		f, hasHeader, cur, err := openExportFile(*to, ns, sum)
-		if err != nil {
-			return err
-		}
-		if f == nil {
-			fmt.Fprintf(e.stderr, "%s is a complete export of %s; nothing to do (remove it to export again)\n", *to, plural(int(sum.Count), "correlation"))
-			return nil
-		}
-		defer f.Close()
-		w, cursor, headerDone = f, cur, hasHeader
-		if hasHeader {
-			fmt.Fprintf(e.stderr, "resuming %s after %s\n", *to, plural(int(sum.Count), "correlation"))
-		}
+	out, err := openExportOutput(e, o)
+	if out == nil || err != nil {
+		return err
 	}
-	st, err := c.openStore(ctx, e, true)
+	defer out.close()
+	st, err := o.openStore(ctx, e, true)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	b := timedBackend{st, &c}
-	total := int64(-1)
-	if s, err := b.Stats(ctx, ns); err == nil {
-		t := s.Total()
-		total = 0
-		for _, n := range t.States {
-			total += n
-		}
+	b := timedCalls{st, &o.conn}
+	prog := newProgress(e, "exported", countAll(ctx, b, o.namespace))
+	prog.done = out.sum.Count
+	if err := writeExport(ctx, e, o, b, out, prog); err != nil {
+		return err
 	}
-	bw := bufio.NewWriterSize(w, 1<<20)
+	prog.finish()
+	fmt.Fprintf(e.stderr, "exported %s\n", describeSummary(out.sum))
+	return nil
+}
+
+// exportOutput is where export writes: standard output, or --to FILE,
+// maybe resumed after cursor.
+type exportOutput struct {
+	w          io.Writer
+	file       *os.File // nil: standard output
+	sum        *summary // of what the file already holds
+	cursor     string
+	headerDone bool
+}
+
+func (out *exportOutput) close() {
+	if out.file != nil {
+		out.file.Close()
+	}
+}
+
+// openExportOutput opens --to (nil, nil: the file is a complete export).
+func openExportOutput(e *env, o *exportOptions) (*exportOutput, error) {
+	out := &exportOutput{w: e.stdout, sum: newSummary()}
+	if o.to == "-" {
+		return out, nil
+	}
+	f, hasHeader, cur, err := openExportFile(o.to, o.namespace, out.sum)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		fmt.Fprintf(e.stderr, "%s is a complete export of %s; nothing to do (remove it to export again)\n", o.to, plural(int(out.sum.Count), "correlation"))
+		return nil, nil
+	}
+	out.w, out.file, out.cursor, out.headerDone = f, f, cur, hasHeader
+	if hasHeader {
+		fmt.Fprintf(e.stderr, "resuming %s after %s\n", o.to, plural(int(out.sum.Count), "correlation"))
+	}
+	return out, nil
+}
+
+// writeExport writes the header (unless resumed), every correlation after
+// out.cursor, and the summary, then syncs a file.
+func writeExport(ctx context.Context, e *env, o *exportOptions, b storeOrServer, out *exportOutput, prog *progress) error {
+	bw := bufio.NewWriterSize(out.w, 1<<20)
 	enc := json.NewEncoder(bw)
-	if !headerDone {
+	if !out.headerDone {
 		if err := enc.Encode(exportLine{Type: "header", Header: &exportHeader{
-			Format: exportFormat, Version: exportVersion, Source: c.storeURL, Namespace: ns, StartedAt: e.now().UTC()}}); err != nil {
+			Format: exportFormat, Version: exportVersion, Source: o.storeURL, Namespace: o.namespace, StartedAt: e.now().UTC()}}); err != nil {
 			return err
 		}
 	}
-	prog := newProgress(e, "exported", total)
-	prog.done = sum.Count
-	f := store.Filter{Namespace: ns, Order: store.OldestFirst, Limit: store.MaxListLimit, Cursor: cursor, Full: true}
-	err = eachMatching(ctx, b, f, func(cs []*store.Correlation) error {
+	f := store.Filter{Namespace: o.namespace, Order: store.OldestFirst, Limit: store.MaxListLimit, Cursor: out.cursor, Full: true}
+	err := eachMatching(ctx, b, f, func(cs []*store.Correlation) error {
 		for _, x := range cs {
 			if err := enc.Encode(exportLine{Type: "correlation", Correlation: x}); err != nil {
 				return err
 			}
-			if err := sum.add(x); err != nil {
+			if err := out.sum.add(x); err != nil {
 				return err
 			}
 		}
@@ -235,22 +270,32 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	})
 	if err != nil {
 		bw.Flush()
-		return fmt.Errorf("after %s (run it again with --to FILE to resume): %w", plural(int(sum.Count), "correlation"), err)
+		return fmt.Errorf("after %s (run it again with --to FILE to resume): %w", plural(int(out.sum.Count), "correlation"), err)
 	}
-	if err := enc.Encode(exportLine{Type: "summary", Summary: sum.seal()}); err != nil {
+	if err := enc.Encode(exportLine{Type: "summary", Summary: out.sum.seal()}); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if f, ok := w.(*os.File); ok && f != os.Stdout {
-		if err := f.Sync(); err != nil {
-			return err
-		}
+	if out.file != nil {
+		return out.file.Sync()
 	}
-	prog.finish()
-	fmt.Fprintf(e.stderr, "exported %s\n", describeSummary(sum))
 	return nil
+}
+
+// countAll is how many correlations b holds in namespace ns ("" every
+// one), for a progress bar: -1 when b cannot say.
+func countAll(ctx context.Context, b storeOrServer, ns string) int64 {
+	s, err := b.Stats(ctx, ns)
+	if err != nil {
+		return -1
+	}
+	var total int64
+	for _, n := range s.Total().States {
+		total += n
+	}
+	return total
 }
 
 // nsName names what --namespace ns exports.

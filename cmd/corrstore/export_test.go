@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -148,7 +149,7 @@ func TestExportNamespaces(t *testing.T) {
 	dst := "bolt://" + filepath.Join(f.dir, "dst.db")
 	require.Contains(t, f.run1("import", "--store", dst, all), "verified")
 	out := f.run1("ls", "-o", "json", "--store", dst, "--order", "oldest")
-	var page struct{ Items []lsItem }
+	var page wire.ListResponse
 	require.NoError(t, json.Unmarshal([]byte(out), &page))
 	var refs []string
 	for _, it := range page.Items {

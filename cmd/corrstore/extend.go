@@ -6,25 +6,36 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/store"
 )
 
 const extendAbout = `Moves the deadline of pending correlations: --by adds to the current deadline,
 --deadline sets it. The store caps it at creation + the max timeout.`
 
-func runExtend(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "extend", "[NS/]ID… --by 5m | --deadline TIME", extendAbout)
-	var c conn
-	c.flags(fs, e)
-	var ns string
-	namespaceFlag(fs, &ns, idsNamespaceUsage)
-	by := fs.Duration("by", 0, "add this to the current deadline (5m, 2h)")
-	at := fs.String("deadline", "", "new deadline, RFC 3339 (2026-01-02T15:04:05Z)")
-	ids, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	refs, err := writeRefs(ns, ids)
+// extendOptions are what extend was asked.
+type extendOptions struct {
+	conn
+	namespace string
+	by        time.Duration
+	deadline  string
+}
+
+func newExtendCmd(e *env) *cobra.Command {
+	var o extendOptions
+	cmd := newCommand("extend [NS/]ID --by 5m", "move a pending correlation's deadline", extendAbout)
+	o.conn.flags(cmd)
+	namespaceFlag(cmd.Flags(), &o.namespace, "", idsNamespaceUsage)
+	cmd.Flags().DurationVar(&o.by, "by", 0, "add this to the current deadline (5m, 2h)")
+	cmd.Flags().StringVar(&o.deadline, "deadline", "", "new deadline, RFC 3339 (2026-01-02T15:04:05Z)")
+	cmd.RunE = func(cmd *cobra.Command, ids []string) error { return runExtend(cmd.Context(), e, &o, ids) }
+	return cmd
+}
+
+func runExtend(ctx context.Context, e *env, o *extendOptions, ids []string) error {
+	c, by, at := &o.conn, &o.by, &o.deadline
+	refs, err := writeRefs(o.namespace, ids)
 	if err != nil {
 		return err
 	}
@@ -39,7 +50,7 @@ func runExtend(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("--deadline: %q is not an RFC 3339 time like 2026-01-02T15:04:05Z", *at)
 		}
 	}
-	b, err := writeBackend(ctx, e, &c)
+	b, err := writeBackend(ctx, e, c)
 	if err != nil {
 		return err
 	}
@@ -47,7 +58,7 @@ func runExtend(ctx context.Context, e *env, args []string) error {
 	return act(ctx, e, c, b, refs, action{
 		verb:  "extended",
 		ready: mustBePending,
-		apply: func(ctx context.Context, b backend, r *store.Correlation) (store.Result, error) {
+		apply: func(ctx context.Context, b storeOrServer, r *store.Correlation) (store.Result, error) {
 			d := deadline
 			if *by > 0 {
 				d = r.Deadline.Add(*by)

@@ -3,16 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/corrstore/corrstore/bolt"
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/apitest"
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/httpapi"
 	"github.com/corrstore/corrstore/store"
 )
@@ -129,7 +134,7 @@ func (f *fixture) seed() {
 	reg(&store.Correlation{ID: "dead-1", Timeout: time.Hour, Destination: "payments", Callback: store.Callback{Handler: "ship-order"}})
 	_, err = f.st.Deliver(ctx, store.RefOf("dead-1"), store.Reply{ID: "r-1"})
 	require.NoError(f.t, err)
-	claimed, err := f.st.ClaimDispatch(ctx, "worker-1", time.Now().Add(time.Second), time.Minute, 10)
+	claimed, err := f.st.ClaimDispatch(ctx, store.ClaimRequest{Instance: "worker-1", Handlers: []string{"resume-order", "ship-order"}, Now: time.Now().Add(time.Second), Lease: time.Minute, Limit: 10})
 	require.NoError(f.t, err)
 	for _, c := range claimed {
 		if c.ID == "dead-1" {
@@ -162,4 +167,55 @@ func testRef(t *testing.T, s string) store.Ref {
 	r, err := store.ParseRef(s)
 	require.NoError(t, err)
 	return r
+}
+
+// lineWriter hands each line written to it to lines (a slog handler's
+// output, read while the writer still writes).
+type lineWriter struct {
+	mu      sync.Mutex
+	partial []byte
+	lines   chan string
+}
+
+func newLineWriter() *lineWriter { return &lineWriter{lines: make(chan string, 10000)} }
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.lines <- string(w.partial[:i])
+		w.partial = w.partial[i+1:]
+	}
+}
+
+// Close ends lines; nothing may write after it.
+func (w *lineWriter) Close() { close(w.lines) }
+
+func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
+	return context.WithCancel(t.Context())
+}
+
+// httpCall sends one request to a server on loopback, checks the answer
+// against docs/openapi.yaml and returns its status and JSON body.
+func httpCall(t *testing.T, method, url, bearer, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	res, err := httpClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	apitest.Check(t, req, res, raw)
+	var v map[string]any
+	json.Unmarshal(raw, &v)
+	return res.StatusCode, v
 }

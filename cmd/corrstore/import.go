@@ -13,6 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -49,106 +52,156 @@ type importOut struct {
 	VerifyFailed string   `json:"verify_failed,omitempty"`
 }
 
-func runImport(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "import", "--store URL (FILE | --from URL)", importAbout)
-	var c conn
-	c.flags(fs, e)
-	from := fs.String("from", "", "copy straight from this store (bolt://…, redis://…) instead of a file")
-	workers := fs.Int("workers", 128, "concurrent writers (a bolt store commits them in groups, one fsync each)")
-	pos, err := parse(fs, args)
+// importOptions are what import was asked.
+type importOptions struct {
+	conn
+	from    string
+	workers int
+}
+
+func newImportCmd(e *env) *cobra.Command {
+	var o importOptions
+	cmd := newCommand("import FILE | --from URL", "correlations from an export or another store, verified", importAbout)
+	o.conn.storeOnlyFlags(cmd, "the store to import into: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2",
+		"import writes to a store directly (--store URL); stop the server that holds a bolt file first")
+	o.conn.outputFlag(cmd)
+	cmd.Flags().StringVar(&o.from, "from", "", "copy straight from this store (bolt://…, redis://…) instead of a file")
+	cmd.Flags().IntVar(&o.workers, "workers", 128, "concurrent writers (a bolt store commits them in groups, one fsync each)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error { return runImport(cmd.Context(), e, &o, args) }
+	return cmd
+}
+
+func (o *importOptions) check(args []string) error {
+	switch {
+	case o.storeURL == "":
+		return errors.New("give --store URL, the store to import into")
+	case o.from != "" && len(args) > 0:
+		return errors.New("give FILE or --from URL, not both")
+	case o.from == "" && len(args) != 1:
+		return errors.New("give the export FILE (- for standard input) or --from URL")
+	case o.workers < 1 || o.workers > 1024:
+		return fmt.Errorf("--workers: must be between 1 and 1024, got %d", o.workers)
+	case o.from == o.storeURL:
+		return errors.New("--from and --store name the same store")
+	}
+	return nil
+}
+
+// runImport copies what the source holds into --store, reads every record
+// back and compares, then prints what it did.
+func runImport(ctx context.Context, e *env, o *importOptions, args []string) error {
+	if err := o.check(args); err != nil {
+		return err
+	}
+	// Open the source first: a bad file or URL fails before the target is touched.
+	src, err := openImportSource(ctx, e, o, args)
 	if err != nil {
 		return err
 	}
-	switch {
-	case c.server != "" && c.server != c.envServer:
-		return errors.New("import writes to a store directly (--store URL); stop the server that holds a bolt file first")
-	case c.storeURL == "":
-		return errors.New("give --store URL, the store to import into")
-	case *from != "" && len(pos) > 0:
-		return errors.New("give FILE or --from URL, not both")
-	case *from == "" && len(pos) != 1:
-		return errors.New("give the export FILE (- for standard input) or --from URL")
-	case *workers < 1 || *workers > 1024:
-		return fmt.Errorf("--workers: must be between 1 and 1024, got %d", *workers)
-	case *from == c.storeURL:
-		return errors.New("--from and --store name the same store")
-	}
-	if c.output != "json" && c.output != "table" {
-		return fmt.Errorf("-o %q: want table or json", c.output)
-	}
-
-	// Open the source first: a bad file or URL fails before the target is touched.
-	var (
-		source string
-		read   func(ctx context.Context, yield func(*store.Correlation) error) error
-		total  int64 = -1
-		closer func() error
-	)
-	if *from != "" {
-		source = *from
-		src := conn{storeURL: *from, timeout: c.timeout}
-		st, err := src.openStore(ctx, e, true)
-		if err != nil {
-			return fmt.Errorf("--from: %w", err)
-		}
-		closer = st.Close
-		b := timedBackend{st, &src}
-		if s, err := b.Stats(ctx, ""); err == nil {
-			total = 0
-			for _, n := range s.Total().States {
-				total += n
-			}
-		}
-		read = func(ctx context.Context, yield func(*store.Correlation) error) error {
-			return eachMatching(ctx, b, store.Filter{Order: store.OldestFirst, Limit: store.MaxListLimit}, func(cs []*store.Correlation) error {
-				for _, x := range cs {
-					if err := yield(x); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		}
-	} else {
-		source = pos[0]
-		var rd io.Reader = e.stdin
-		if pos[0] != "-" {
-			f, err := os.Open(pos[0])
-			if err != nil {
-				return err
-			}
-			closer = f.Close
-			rd = f
-		}
-		read = func(ctx context.Context, yield func(*store.Correlation) error) error {
-			return readExport(rd, source, yield)
-		}
-	}
-	if closer != nil {
-		defer closer()
-	}
-	st, err := c.openStore(ctx, e, false)
+	defer src.close()
+	st, err := o.openStore(ctx, e, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	imp, ok := st.(importer)
 	if !ok {
-		return fmt.Errorf("--store %s cannot write records as they are (its backend has no Import yet)", c.storeURL)
+		return fmt.Errorf("--store %s cannot write records as they are (its backend has no Import yet)", o.storeURL)
 	}
 
 	start := time.Now()
-	prog := newProgress(e, "imported", total)
-	out := importOut{Source: source, Target: c.storeURL}
+	out := importOut{Source: src.name, Target: o.storeURL}
+	res, err := copyRecords(ctx, e, o, src, imp, &out)
+	if err != nil {
+		return fmt.Errorf("after %d created and %d unchanged (run it again to resume): %w", out.Created, out.Unchanged, err)
+	}
+	got, err := summarize(ctx, timedCalls{st, &o.conn}, res.refs, o.workers)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	out.VerifyFailed = res.sum.diff(got)
+	out.Verified = out.VerifyFailed == ""
+	out.Summary = got.seal()
+	out.Seconds = time.Since(start).Seconds()
+	out.PerSecond = float64(out.Read) / max(out.Seconds, 1e-3)
+	if err := renderImport(e, &o.conn, &out); err != nil {
+		return err
+	}
+	switch {
+	case !out.Verified:
+		return fmt.Errorf("verify failed: the target does not hold what was read: %s", out.VerifyFailed)
+	case out.Conflicts > 0:
+		return fmt.Errorf("%d records conflict with other content under the same namespace and ID in %s (left as they are): %s", out.Conflicts, o.storeURL, printable(strings.Join(out.ConflictIDs, " ")))
+	}
+	return nil
+}
+
+// importSource is where import reads: an export file or another store.
+type importSource struct {
+	name  string
+	total int64 // -1: unknown
+	read  func(ctx context.Context, yield func(*store.Correlation) error) error
+	close func() error
+}
+
+func openImportSource(ctx context.Context, e *env, o *importOptions, args []string) (*importSource, error) {
+	if o.from == "" {
+		src := &importSource{name: args[0], total: -1, close: func() error { return nil }}
+		var rd io.Reader = e.stdin
+		if args[0] != "-" {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return nil, err
+			}
+			src.close, rd = f.Close, f
+		}
+		src.read = func(ctx context.Context, yield func(*store.Correlation) error) error {
+			return readExport(rd, src.name, yield)
+		}
+		return src, nil
+	}
+	from := conn{storeURL: o.from, timeout: o.timeout}
+	st, err := from.openStore(ctx, e, true)
+	if err != nil {
+		return nil, fmt.Errorf("--from: %w", err)
+	}
+	b := timedCalls{st, &from}
+	src := &importSource{name: o.from, total: countAll(ctx, b, ""), close: st.Close}
+	src.read = func(ctx context.Context, yield func(*store.Correlation) error) error {
+		return eachMatching(ctx, b, store.Filter{Order: store.OldestFirst, Limit: store.MaxListLimit}, func(cs []*store.Correlation) error {
+			for _, x := range cs {
+				if err := yield(x); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return src, nil
+}
+
+// copied is what copyRecords wrote: the refs to read back and the summary
+// of what the source held.
+type copied struct {
+	refs []store.Ref
+	sum  *summary
+}
+
+// copyRecords reads src into imp with --workers writers, counting into out.
+func copyRecords(ctx context.Context, e *env, o *importOptions, src *importSource, imp importer, out *importOut) (copied, error) {
+	prog := newProgress(e, "imported", src.total)
+	defer prog.finish()
 	var created, unchanged, conflicts, readN atomic.Int64
+	defer func() {
+		out.Read, out.Created, out.Unchanged, out.Conflicts = readN.Load(), created.Load(), unchanged.Load(), conflicts.Load()
+	}()
 	var mu sync.Mutex
-	srcSum := newSummary()
-	var refs []store.Ref
-	g, gctx := newGroup(ctx)
-	ch := make(chan *store.Correlation, 4*(*workers))
+	res := copied{sum: newSummary()}
+	g, gctx := errgroup.WithContext(ctx)
+	ch := make(chan *store.Correlation, 4*o.workers)
 	g.Go(func() error {
 		defer close(ch)
-		return read(gctx, func(x *store.Correlation) error {
+		return src.read(gctx, func(x *store.Correlation) error {
 			readN.Add(1)
 			select {
 			case ch <- x:
@@ -158,18 +211,18 @@ func runImport(ctx context.Context, e *env, args []string) error {
 			}
 		})
 	})
-	for range *workers {
+	for range o.workers {
 		g.Go(func() error {
 			sum := newSummary()
 			var mine []store.Ref
 			defer func() {
 				mu.Lock()
-				srcSum.merge(sum)
-				refs = append(refs, mine...)
+				res.sum.merge(sum)
+				res.refs = append(res.refs, mine...)
 				mu.Unlock()
 			}()
 			for x := range ch {
-				ok, err := timed(&c, gctx, func(ctx context.Context) (bool, error) { return imp.Import(ctx, x) })
+				ok, err := timed(&o.conn, gctx, func(ctx context.Context) (bool, error) { return imp.Import(ctx, x) })
 				switch {
 				case errors.Is(err, store.ErrConflict):
 					conflicts.Add(1)
@@ -195,52 +248,29 @@ func runImport(ctx context.Context, e *env, args []string) error {
 			return nil
 		})
 	}
-	err = g.Wait()
-	prog.finish()
-	out.Read, out.Created, out.Unchanged, out.Conflicts = readN.Load(), created.Load(), unchanged.Load(), conflicts.Load()
-	if err != nil {
-		return fmt.Errorf("after %d created and %d unchanged (run it again to resume): %w", out.Created, out.Unchanged, err)
-	}
+	err := g.Wait()
+	return res, err
+}
 
-	// Read back what was imported and compare.
-	got, err := summarize(ctx, timedBackend{st, &c}, refs, *workers)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
+func renderImport(e *env, c *conn, out *importOut) error {
+	if c.json() {
+		return writeJSON(e.stdout, out)
 	}
-	if d := srcSum.diff(got); d != "" {
-		out.VerifyFailed = d
+	tw := table(e.stdout)
+	fmt.Fprintf(tw, "read:\t%d\t(from %s)\n", out.Read, out.Source)
+	fmt.Fprintf(tw, "created:\t%d\n", out.Created)
+	fmt.Fprintf(tw, "unchanged:\t%d\t(already there, same content)\n", out.Unchanged)
+	fmt.Fprintf(tw, "conflicts:\t%d\n", out.Conflicts)
+	fmt.Fprintln(tw, "STATE\tCOUNT\tCHECKSUM")
+	for _, s := range store.States {
+		fmt.Fprintf(tw, "%s\t%d\t%.16s\n", s, out.Summary.States[s].Count, out.Summary.States[s].Checksum)
 	}
-	out.Verified = out.VerifyFailed == ""
-	out.Summary = got.seal()
-	out.Seconds = time.Since(start).Seconds()
-	out.PerSecond = float64(out.Read) / max(out.Seconds, 1e-3)
-	if c.output == "json" {
-		if err := writeJSON(e.stdout, out); err != nil {
-			return err
-		}
-	} else {
-		tw := table(e.stdout)
-		fmt.Fprintf(tw, "read:\t%d\t(from %s)\n", out.Read, out.Source)
-		fmt.Fprintf(tw, "created:\t%d\n", out.Created)
-		fmt.Fprintf(tw, "unchanged:\t%d\t(already there, same content)\n", out.Unchanged)
-		fmt.Fprintf(tw, "conflicts:\t%d\n", out.Conflicts)
-		fmt.Fprintln(tw, "STATE\tCOUNT\tCHECKSUM")
-		for _, s := range store.States {
-			fmt.Fprintf(tw, "%s\t%d\t%.16s\n", s, out.Summary.States[s].Count, out.Summary.States[s].Checksum)
-		}
-		v := "verified: every imported record read back, counts and checksums per state match the source"
-		if !out.Verified {
-			v = "VERIFY FAILED: " + out.VerifyFailed
-		}
-		tw.Flush()
-		fmt.Fprintf(e.stdout, "%s (%.1fs, %.0f/s)\n", v, out.Seconds, out.PerSecond)
+	v := "verified: every imported record read back, counts and checksums per state match the source"
+	if !out.Verified {
+		v = "VERIFY FAILED: " + out.VerifyFailed
 	}
-	switch {
-	case !out.Verified:
-		return fmt.Errorf("verify failed: the target does not hold what was read: %s", out.VerifyFailed)
-	case out.Conflicts > 0:
-		return fmt.Errorf("%d records conflict with other content under the same namespace and ID in %s (left as they are): %s", out.Conflicts, c.storeURL, printable(strings.Join(out.ConflictIDs, " ")))
-	}
+	tw.Flush()
+	fmt.Fprintf(e.stdout, "%s (%.1fs, %.0f/s)\n", v, out.Seconds, out.PerSecond)
 	return nil
 }
 
@@ -299,10 +329,10 @@ func readExport(r io.Reader, name string, yield func(*store.Correlation) error) 
 }
 
 // summarize reads every ref back from st and sums the records up.
-func summarize(ctx context.Context, st backend, refs []store.Ref, workers int) (*summary, error) {
+func summarize(ctx context.Context, st storeOrServer, refs []store.Ref, workers int) (*summary, error) {
 	total := newSummary()
 	var mu sync.Mutex
-	g, gctx := newGroup(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	ch := make(chan store.Ref, 1024)
 	g.Go(func() error {
 		defer close(ch)

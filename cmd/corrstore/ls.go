@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -23,6 +26,7 @@ type filterFlags struct {
 type labelFlag map[string]string
 
 func (l *labelFlag) String() string { return "" }
+func (l *labelFlag) Type() string   { return "KEY=VALUE" }
 func (l *labelFlag) Set(s string) error {
 	k, v, ok := strings.Cut(s, "=")
 	if !ok || k == "" {
@@ -35,9 +39,10 @@ func (l *labelFlag) Set(s string) error {
 	return nil
 }
 
-func (f *filterFlags) flags(fs *cmdFlags) {
+func (f *filterFlags) flags(cmd *cobra.Command) {
+	fs := cmd.Flags()
 	fs.StringVar(&f.state, "state", "", "pending, completed, timed_out or cancelled")
-	namespaceFlag(fs, &f.namespace, "only this namespace (default: every namespace the store holds, or the token may read)")
+	namespaceFlag(fs, &f.namespace, "", "only this namespace (default: every namespace the store holds, or the token may read)")
 	fs.DurationVar(&f.olderThan, "older-than", 0, "created more than this long ago (5m, 2h)")
 	fs.StringVar(&f.owner, "owner", "", "registered by this instance")
 	fs.StringVar(&f.destination, "destination", "", "request sent to this destination")
@@ -45,6 +50,9 @@ func (f *filterFlags) flags(fs *cmdFlags) {
 	fs.StringVar(&f.dispatch, "dispatch", "", "dispatch state: none, pending, done or dead")
 	fs.Var(&f.labels, "label", "KEY=VALUE label to match (repeat for several)")
 	fs.StringVar(&f.order, "order", "newest", "newest or oldest first")
+	completeWith(cmd, "state", "pending", "completed", "timed_out", "cancelled")
+	completeWith(cmd, "dispatch", "none", "pending", "done", "dead")
+	completeWith(cmd, "order", "newest", "oldest")
 }
 
 // filter builds the store filter; now anchors --older-than.
@@ -77,7 +85,7 @@ func flagError(err error) error {
 }
 
 // eachMatching pages through every correlation f matches, calling fn per page.
-func eachMatching(ctx context.Context, b backend, f store.Filter, fn func([]*store.Correlation) error) error {
+func eachMatching(ctx context.Context, b storeOrServer, f store.Filter, fn func([]*store.Correlation) error) error {
 	for {
 		page, err := b.List(ctx, f)
 		if err != nil {
@@ -93,126 +101,95 @@ func eachMatching(ctx context.Context, b backend, f store.Filter, fn func([]*sto
 	}
 }
 
-// lsItem is one row of ls -o json. The field names are stable.
-type lsItem struct {
-	ID          string            `json:"id"`
-	Namespace   string            `json:"namespace"`
-	State       store.State       `json:"state"`
-	Pattern     store.Pattern     `json:"pattern"`
-	CreatedAt   time.Time         `json:"created_at"`
-	AgeSeconds  float64           `json:"age_seconds"`
-	Deadline    time.Time         `json:"deadline"`
-	DeadlineIn  *float64          `json:"deadline_in_seconds,omitempty"`
-	Destination string            `json:"destination,omitempty"`
-	Owner       string            `json:"owner,omitempty"`
-	Handler     string            `json:"handler,omitempty"`
-	Replies     int               `json:"replies"`
-	Dispatch    string            `json:"dispatch"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Outcome     *store.Outcome    `json:"outcome,omitempty"`
-}
-
-func toItem(c *store.Correlation, now time.Time) lsItem {
-	it := lsItem{
-		ID: c.ID, Namespace: c.Namespace, State: c.State, Pattern: c.Pattern, CreatedAt: c.CreatedAt.UTC(),
-		AgeSeconds: now.Sub(c.CreatedAt).Seconds(), Deadline: c.Deadline.UTC(), Destination: c.Destination,
-		Owner: c.Owner, Handler: c.Callback.Handler, Replies: c.Held.Count, Dispatch: string(c.Dispatch.State),
-		Labels: c.Labels, Outcome: c.Outcome,
-	}
-	if c.State == store.StatePending {
-		d := c.Deadline.Sub(now).Seconds()
-		it.DeadlineIn = &d
-	}
-	return it
-}
-
 const lsAbout = `Lists correlations, newest first, of every namespace (that the token may read)
 or of --namespace. Filters combine (all must match). Without --all it prints one
 page of --limit; with --all it pages through everything.
 The DEADLINE column is the time left for pending ones (negative: overdue, the
 reaper has not decided it yet).`
 
-func runLs(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "ls", "[flags]", lsAbout)
-	var c conn
-	var f filterFlags
-	c.flags(fs, e)
-	f.flags(fs)
-	limit := fs.Int("limit", 50, "how many to show (with --all: page size)")
-	all := fs.Bool("all", false, "page through every match")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("ls takes no arguments, got %q", pos)
-	}
+// lsOptions are what ls was asked.
+type lsOptions struct {
+	conn
+	filter filterFlags
+	limit  int
+	all    bool
+	cursor string
+}
+
+func newLsCmd(e *env) *cobra.Command {
+	var o lsOptions
+	cmd := newCommand("ls [flags]", "list correlations by state, namespace, age, owner, destination, label, dispatch", lsAbout)
+	o.conn.flags(cmd)
+	o.filter.flags(cmd)
+	cmd.Flags().IntVar(&o.limit, "limit", 50, "how many to show (with --all: page size)")
+	cmd.Flags().BoolVar(&o.all, "all", false, "page through every match")
+	cmd.Flags().StringVar(&o.cursor, "cursor", "", "start after the page whose next_cursor (ls -o json) this is; the same filters and --order as that ls")
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runLs(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func runLs(ctx context.Context, e *env, o *lsOptions) error {
+	c, f := &o.conn, &o.filter
 	if err := c.check(); err != nil {
 		return err
 	}
-	if *limit < 1 || *limit > store.MaxListLimit {
-		return fmt.Errorf("--limit: must be between 1 and %d, got %d", store.MaxListLimit, *limit)
+	if o.limit < 1 || o.limit > store.MaxListLimit {
+		return fmt.Errorf("--limit: must be between 1 and %d, got %d", store.MaxListLimit, o.limit)
 	}
 	now := e.now()
 	sf, err := f.filter(now)
 	if err != nil {
 		return err
 	}
-	sf.Limit = *limit
+	sf.Limit, sf.Cursor = o.limit, o.cursor
 	b, err := c.open(ctx, e, true)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 
-	items := []lsItem{}
-	next := ""
-	if *all {
+	var page store.Page
+	if o.all {
 		err = eachMatching(ctx, b, sf, func(cs []*store.Correlation) error {
-			for _, x := range cs {
-				items = append(items, toItem(x, now))
-			}
+			page.Items = append(page.Items, cs...)
 			return nil
 		})
 	} else {
-		var page store.Page
 		page, err = b.List(ctx, sf)
-		for _, x := range page.Items {
-			items = append(items, toItem(x, now))
-		}
-		next = page.NextCursor
 	}
 	if err != nil {
-		return err
+		return flagError(err) // a filter the store refused is a flag: --cursor
 	}
-	if c.output == "json" {
-		return writeJSON(e.stdout, struct {
-			Items []lsItem `json:"items"`
-			Count int      `json:"count"`
-			More  bool     `json:"more"`
-		}{items, len(items), next != ""})
+	if c.json() {
+		return writeJSON(e.stdout, wire.ListFromStore(page))
 	}
+	renderLs(e, page, now)
+	return nil
+}
+
+// renderLs prints a page of ls as a table; now anchors the ages.
+func renderLs(e *env, page store.Page, now time.Time) {
 	tw := table(e.stdout)
 	fmt.Fprintln(tw, "ID\tNAMESPACE\tSTATE\tAGE\tDEADLINE\tDESTINATION\tHANDLER\tREPLIES\tDISPATCH")
-	for _, it := range items {
+	for _, c := range page.Items {
 		dl := "-"
-		if it.DeadlineIn != nil {
-			dl = age(time.Duration(*it.DeadlineIn * float64(time.Second)))
+		if c.State == store.StatePending {
+			dl = age(c.Deadline.Sub(now))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", orDash(it.ID), orDash(it.Namespace), orDash(string(it.State)),
-			age(time.Duration(it.AgeSeconds*float64(time.Second))), dl, orDash(it.Destination), orDash(it.Handler),
-			it.Replies, orDash(it.Dispatch))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", orDash(c.ID), orDash(c.Namespace), orDash(string(c.State)),
+			age(now.Sub(c.CreatedAt)), dl, orDash(c.Destination), orDash(c.Callback.Handler),
+			c.Held.Count, orDash(string(c.Dispatch.State)))
 	}
 	tw.Flush()
-	switch {
-	case len(items) == 0:
+	switch n := len(page.Items); {
+	case n == 0:
 		fmt.Fprintln(e.stdout, "(none)")
-	case next != "":
-		fmt.Fprintf(e.stdout, "%d shown; more match: raise --limit or give --all\n", len(items))
+	case page.NextCursor != "":
+		fmt.Fprintf(e.stdout, "%d shown; more match: raise --limit or give --all\n", n)
 	default:
-		fmt.Fprintf(e.stdout, "%s\n", plural(len(items), "correlation"))
+		fmt.Fprintf(e.stdout, "%s\n", plural(n, "correlation"))
 	}
-	return nil
 }
 
 func plural(n int, what string) string {

@@ -6,16 +6,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 )
 
 func lsIDs(t *testing.T, out string) []string {
 	t.Helper()
-	var v struct {
-		Items []lsItem `json:"items"`
-		Count int      `json:"count"`
-	}
+	var v wire.ListResponse
 	require.NoError(t, json.Unmarshal([]byte(out), &v), out)
-	require.Equal(t, v.Count, len(v.Items))
 	ids := []string{}
 	for _, it := range v.Items {
 		ids = append(ids, it.ID)
@@ -55,6 +53,34 @@ func TestLs(t *testing.T) {
 	require.Regexp(t, `pend-1 +default +pending`, outs[0])
 	require.Contains(t, outs[0], "2 correlations")
 	require.Equal(t, outs[0], outs[1], "same table from server and store")
+	for _, out := range f.both("ls", "--state", "completed") {
+		require.Regexp(t, `done-1 +default +completed +\S+ +- +payments +resume-order +1 +pending\n`, out, "REPLIES counts done-1's reply")
+	}
+	// Paging with next_cursor, the same on a server and a store.
+	for _, where := range [][]string{{"--server", f.srv.URL}, {"--store", f.storeURL()}} {
+		var ids []string
+		args := append([]string{"ls", "-o", "json", "--limit", "2"}, where...)
+		for cursor := ""; ; {
+			out, _, err := f.run(append(args, "--cursor", cursor)...)
+			require.NoError(t, err)
+			var page wire.ListResponse
+			require.NoError(t, json.Unmarshal([]byte(out), &page))
+			require.LessOrEqual(t, len(page.Items), 2)
+			for _, it := range page.Items {
+				ids = append(ids, it.ID)
+			}
+			if cursor = page.NextCursor; cursor == "" {
+				break
+			}
+		}
+		require.Equal(t, []string{"gone-1", "dead-1", "done-1", "pend-2", "pend-1"}, ids, "%v", where)
+	}
+	for _, where := range []string{"--server", "--store"} {
+		url := map[string]string{"--server": f.srv.URL, "--store": f.storeURL()}[where]
+		_, _, err := f.run("ls", "--cursor", "not-a-cursor", where, url)
+		require.EqualError(t, err, "ls: --cursor: is not a cursor this store returned", where)
+	}
+
 	out, _, err := f.run("ls", "--limit", "2", "--server", f.srv.URL)
 	require.NoError(t, err)
 	require.Contains(t, out, "2 shown; more match")

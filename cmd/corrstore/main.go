@@ -4,13 +4,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 )
 
 func main() {
@@ -34,82 +32,28 @@ func oneLine(err error) string {
 	return printable(s)
 }
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// errUsage marks an error the command already explained (usage printed).
+var errUsage = errors.New("usage")
 
-func usage() string {
-	var b strings.Builder
-	b.WriteString(`corrstore is a durable correlation store for asynchronous request-reply.
-
-Usage:
-`)
-	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "  corrstore serve [flags]\trun the HTTP API, the reaper and /metrics on one store")
-	for _, c := range commands() {
-		fmt.Fprintf(tw, "  corrstore %s %s\t%s\n", c.name, c.args, c.summary)
-	}
-	fmt.Fprintln(tw, "  corrstore --version\tprint the version")
-	tw.Flush()
-	b.WriteString(`
-The operator commands work on a running server (--server http://HOST:PORT, token from
---token-file or CORRSTORE_TOKEN) or directly on a store (--store bolt://PATH, redis://…).
-A correlation is an ID in a namespace: give --namespace NS (-n) or NS/ID; without
-either, the namespace is "default" (on --server: the token's, when it has only one).
-Run 'corrstore COMMAND -h' for a command's flags; docs/OPERATIONS.md has the runbook.
-`)
-	return b.String()
-}
-
+// run runs the command args name. Its error is one line, prefixed with the
+// command's name (main adds "corrstore: ").
 func run(ctx context.Context, e *env, args []string) error {
+	root := newRoot(e)
 	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage())
+		root.SetOut(e.stderr)
+		root.HelpFunc()(root, nil)
 		return errUsage
 	}
-	switch args[0] {
-	case "serve":
-		return serve(ctx, args[1:])
-	case "--version", "-version", "version":
-		fmt.Fprintln(e.stdout, "corrstore", version)
-		return nil
-	case "-h", "--help", "help":
-		fmt.Fprint(e.stdout, usage())
-		return nil
-	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			err := c.run(ctx, e, args[1:])
-			switch {
-			case err == nil, errors.Is(err, flag.ErrHelp):
-				return nil
-			case errors.Is(err, errUsage):
-				return err
-			}
-			return fmt.Errorf("%s: %w", c.name, err)
-		}
-	}
-	return fmt.Errorf("unknown command %q; run 'corrstore --help'", args[0])
-}
-
-func serve(ctx context.Context, args []string) error {
-	m := NewMain()
-	if err := m.ParseFlags(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if err := checkCommand(root, args[0]); err != nil {
 		return err
 	}
-	if m.ShowVersion {
-		fmt.Println("corrstore", version)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	switch {
+	case err == nil:
 		return nil
-	}
-	if err := m.Run(ctx); err != nil {
-		m.Close()
+	case errors.Is(err, errUsage), cmd == nil || cmd == root:
 		return err
 	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-m.Done():
-	}
-	return errors.Join(serveErr, m.Close())
+	return fmt.Errorf("%s: %w", strings.TrimPrefix(cmd.CommandPath(), root.Name()+" "), err)
 }

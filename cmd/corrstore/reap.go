@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/reaper"
 	"github.com/corrstore/corrstore/store"
 )
@@ -35,36 +37,42 @@ type reapOut struct {
 	Error           string   `json:"error,omitempty"`
 }
 
-func runReap(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "reap", "--once [flags]", reapAbout)
-	var c conn
-	c.flags(fs, e)
-	once := fs.Bool("once", false, "run one pass and exit (required: the server runs the reaper continuously)")
-	retention := fs.Duration("retention", reaper.DefaultRetention, "purge decided, dispatched correlations whose outcome is older than this; negative: keep all")
-	window := fs.Duration("early-reply-window", reaper.DefaultEarlyReplyWindow, "drop early replies older than this")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("reap takes no arguments, got %q", pos)
-	}
-	if !*once {
+// reapOptions are what reap was asked.
+type reapOptions struct {
+	conn
+	once              bool
+	retention, window time.Duration
+}
+
+func newReapCmd(e *env) *cobra.Command {
+	var o reapOptions
+	cmd := newCommand("reap --once [flags]", "one reaper pass: expire what is due, purge, drop stale early replies", reapAbout)
+	o.conn.storeOnlyFlags(cmd, "the store: bolt://PATH, redis://HOST:PORT/DB, redis+cluster://H1:P1,H2:P2",
+		"reap works on --store: a running server reaps by itself every --reaper-interval (see corrstore_reaper_* in /metrics); to force one correlation's outcome use corrstore expire ID --server")
+	o.conn.outputFlag(cmd)
+	cmd.Flags().BoolVar(&o.once, "once", false, "run one pass and exit (required: the server runs the reaper continuously)")
+	cmd.Flags().DurationVar(&o.retention, "retention", reaper.DefaultRetention, "purge decided, dispatched correlations whose outcome is older than this; negative: keep all")
+	cmd.Flags().DurationVar(&o.window, "early-reply-window", reaper.DefaultEarlyReplyWindow, "drop early replies older than this")
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runReap(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func runReap(ctx context.Context, e *env, o *reapOptions) error {
+	c := &o.conn
+	if !o.once {
 		return errors.New("--once is required: to reap continuously, run corrstore serve")
 	}
 	if err := c.check(); err != nil {
 		return err
-	}
-	if c.server != "" {
-		return errors.New("reap works on --store: a running server reaps by itself every --reaper-interval (see corrstore_reaper_* in /metrics); to force one correlation's outcome use corrstore expire ID --server")
 	}
 	st, err := c.openStore(ctx, e, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	r, err := reaper.New(timedReaper{st, &c}, reaper.Config{
-		Retention: *retention, EarlyReplyWindow: *window,
+	r, err := reaper.New(timedReaper{st, c}, reaper.Config{
+		Retention: o.retention, EarlyReplyWindow: o.window,
 		Logger: slog.New(slog.DiscardHandler), PassTimeout: 10 * time.Minute,
 	})
 	if err != nil {
@@ -79,7 +87,7 @@ func runReap(ctx context.Context, e *env, args []string) error {
 	if passErr != nil {
 		out.Error = passErr.Error()
 	}
-	if c.output == "json" {
+	if c.json() {
 		if err := writeJSON(e.stdout, out); err != nil {
 			return err
 		}

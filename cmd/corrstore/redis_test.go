@@ -58,7 +58,7 @@ func counts(t *testing.T, stats string) map[string]any {
 	require.NoError(t, json.Unmarshal([]byte(stats), &m))
 	strip := func(ns any) {
 		delete(ns.(map[string]any), "oldest_pending")
-		delete(ns.(map[string]any), "oldest_pending_age_seconds")
+		delete(ns.(map[string]any), "oldest_pending_age")
 	}
 	strip(m["total"])
 	for _, ns := range m["namespaces"].(map[string]any) {

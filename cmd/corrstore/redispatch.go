@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
+	"slices"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/corrstore/corrstore/store"
 )
@@ -17,25 +19,36 @@ to run the handler again). Give IDs (in --namespace, or NS/ID), or --all-matchin
 with the filters of ls (default --dispatch dead; every namespace unless
 --namespace); it asks before it acts unless --yes.`
 
-func runRedispatch(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "redispatch", "[NS/]ID… | --all-matching [filters] [--yes]", redispatchAbout)
-	var c conn
-	var f filterFlags
-	c.flags(fs, e)
-	f.flags(fs)
-	allMatching := fs.Bool("all-matching", false, "redispatch every correlation the filters match")
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	ids, err := parse(fs, args)
-	if err != nil {
-		return err
+// redispatchOptions are what redispatch was asked.
+type redispatchOptions struct {
+	conn
+	filter      filterFlags
+	allMatching bool
+	yes         bool
+}
+
+func newRedispatchCmd(e *env) *cobra.Command {
+	var o redispatchOptions
+	cmd := newCommand("redispatch [NS/]ID… | --all-matching", "hand dead (or done) outcomes to their handler again", redispatchAbout)
+	o.conn.flags(cmd)
+	o.filter.flags(cmd)
+	cmd.Flags().BoolVar(&o.allMatching, "all-matching", false, "redispatch every correlation the filters match")
+	cmd.Flags().BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
+	cmd.RunE = func(cmd *cobra.Command, ids []string) error {
+		filtered := slices.ContainsFunc(filterNames, cmd.Flags().Changed)
+		return runRedispatch(cmd.Context(), e, &o, ids, filtered)
 	}
-	filtered := false
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "state", "older-than", "owner", "destination", "handler", "dispatch", "label":
-			filtered = true
-		}
-	})
+	return cmd
+}
+
+// filterNames are the flags of filterFlags that filter (--namespace and
+// --order do not: they say where and in what order).
+var filterNames = []string{"state", "older-than", "owner", "destination", "handler", "dispatch", "label"}
+
+// runRedispatch redispatches ids, or with --all-matching what the filters
+// match; filtered says whether any filter was given.
+func runRedispatch(ctx context.Context, e *env, o *redispatchOptions, ids []string, filtered bool) error {
+	c, f, allMatching, yes := &o.conn, &o.filter, &o.allMatching, &o.yes
 	switch {
 	case *allMatching && len(ids) > 0:
 		return errors.New("give IDs or --all-matching, not both")
@@ -46,6 +59,7 @@ func runRedispatch(ctx context.Context, e *env, args []string) error {
 	}
 	var refs []store.Ref
 	if !*allMatching {
+		var err error
 		if refs, err = writeRefs(f.namespace, ids); err != nil {
 			return err
 		}
@@ -58,7 +72,7 @@ func runRedispatch(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := writeBackend(ctx, e, &c)
+	b, err := writeBackend(ctx, e, c)
 	if err != nil {
 		return err
 	}
@@ -75,6 +89,9 @@ func runRedispatch(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if len(refs) == 0 {
+			if c.json() {
+				return writeJSON(e.stdout, actOut{Action: "redispatched", Results: []actResult{}})
+			}
 			fmt.Fprintln(e.stdout, "nothing matches; nothing to redispatch")
 			return nil
 		}
@@ -92,7 +109,7 @@ func runRedispatch(ctx context.Context, e *env, args []string) error {
 			}
 			return ""
 		},
-		apply: func(ctx context.Context, b backend, r *store.Correlation) (store.Result, error) {
+		apply: func(ctx context.Context, b storeOrServer, r *store.Correlation) (store.Result, error) {
 			return b.Redispatch(ctx, r.Ref())
 		},
 	})

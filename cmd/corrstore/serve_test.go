@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/apitest"
@@ -163,5 +165,78 @@ func TestServeAndShutdown(t *testing.T) {
 	}
 	if _, err := m.Store.Get(context.Background(), store.RefOf("x")); err == nil {
 		t.Error("store still open after Close")
+	}
+}
+
+// TestServeLogs: serve --log-format json writes one JSON object a line on
+// env's standard error; --access-log adds one per request with method,
+// route pattern, status, duration and bytes, and neither the reply token
+// in a path nor a bearer token ever reaches the log.
+func TestServeLogs(t *testing.T) {
+	dir := t.TempDir()
+	const bearer = "access-log-admin-token-0123"
+	tokens := filepath.Join(dir, "tokens")
+	require.NoError(t, os.WriteFile(tokens, []byte(bearer+" admin *\n"), 0o600))
+	logs := newLineWriter()
+	at := time.Date(2031, 2, 3, 4, 5, 6, 0, time.UTC) // serve reads env's clock, as every command does
+	e := &env{stdout: io.Discard, stderr: logs, stdin: strings.NewReader(""), getenv: getenvOf(nil), noSync: true,
+		now: func() time.Time { return at }}
+	ctx, stop := contextWithCancel(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, e, []string{"serve", "--listen", "127.0.0.1:0", "--store", "bolt://" + filepath.Join(dir, "c.db"),
+			"--token-file", tokens, "--log-format", "json", "--access-log"})
+	}()
+	var addr string
+	for line := range logs.lines {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), "a JSON log line: %s", line)
+		if rec["msg"] == "corrstore serving" {
+			addr = rec["addr"].(string)
+			break
+		}
+	}
+	require.NotEmpty(t, addr)
+	base := "http://" + addr
+	code, reg := httpCall(t, "POST", base+"/v1/correlations", bearer, `{"id":"order-1"}`)
+	require.Equal(t, 201, code)
+	require.Equal(t, at.Format(time.RFC3339Nano), reg["created_at"], "the registration took env's time")
+	token := reg["reply_token"].(string)
+	code, _ = httpCall(t, "POST", base+"/v1/replies/"+token, "", `{"body":{"ok":true}}`)
+	require.Equal(t, 200, code)
+	code, _ = httpCall(t, "GET", base+"/v1/correlations/order-1", bearer, "")
+	require.Equal(t, 200, code)
+	stop()
+	require.NoError(t, <-done)
+	logs.Close()
+
+	var requests []map[string]any
+	var all bytes.Buffer
+	for line := range logs.lines {
+		all.WriteString(line + "\n")
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), "a JSON log line: %s", line)
+		if rec["msg"] == "request" {
+			requests = append(requests, rec)
+		}
+	}
+	require.NotContains(t, all.String(), token, "the reply token is in no log line")
+	require.NotContains(t, all.String(), bearer, "the bearer token is in no log line")
+	require.Len(t, requests, 3, all.String())
+	for i, want := range []struct {
+		method, route string
+		status        float64
+	}{
+		{"POST", "/v1/correlations", 201},
+		{"POST", "/v1/replies/{token}", 200},
+		{"GET", "/v1/correlations/{id}", 200},
+	} {
+		r := requests[i]
+		require.Equal(t, want.method, r["method"])
+		require.Equal(t, want.route, r["route"])
+		require.Equal(t, want.status, r["status"])
+		require.Equal(t, "http", r["component"])
+		require.Greater(t, r["duration"], 0.0)
+		require.Greater(t, r["bytes"], 0.0)
 	}
 }

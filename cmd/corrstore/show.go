@@ -10,30 +10,43 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
 const showAbout = `Shows one correlation — ID in --namespace, or NS/ID: the record, its replies,
 late replies, dispatch state and the event timeline. -o json prints the record
-in the store's own JSON (the same shape as one line of corrstore export).`
+as the API's GET /v1/correlations/{id} answers it.`
 
-func runShow(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "show", "[NS/]ID", showAbout)
-	var c conn
-	c.flags(fs, e)
-	var ns string
-	namespaceFlag(fs, &ns, idsNamespaceUsage)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// showOptions are what show was asked.
+type showOptions struct {
+	conn
+	namespace string
+}
+
+func newShowCmd(e *env) *cobra.Command {
+	var o showOptions
+	cmd := newCommand("show [NS/]ID", "one correlation: record, replies, late replies, dispatch, timeline", showAbout)
+	o.conn.flags(cmd)
+	namespaceFlag(cmd.Flags(), &o.namespace, "", idsNamespaceUsage)
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("show takes one ID, got %d arguments", len(args))
+		}
+		return nil
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("show takes one ID, got %d arguments", len(pos))
-	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error { return runShow(cmd.Context(), e, &o, args[0]) }
+	return cmd
+}
+
+func runShow(ctx context.Context, e *env, o *showOptions, id string) error {
+	c := &o.conn
 	if err := c.check(); err != nil {
 		return err
 	}
-	refs, err := refsOf(ns, pos)
+	refs, err := refsOf(o.namespace, []string{id})
 	if err != nil {
 		return err
 	}
@@ -46,8 +59,8 @@ func runShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %s", label(refs[0]), describeErr(err))
 	}
-	if c.output == "json" {
-		return writeJSON(e.stdout, r)
+	if c.json() {
+		return writeJSON(e.stdout, wire.FromStore(r))
 	}
 	printRecord(e.stdout, r, e.now())
 	return nil
@@ -57,6 +70,18 @@ func runShow(ctx context.Context, e *env, args []string) error {
 // through printable (or preview), since records stored before schema 2 may
 // hold control characters.
 func printRecord(w io.Writer, r *store.Correlation, now time.Time) {
+	printFields(w, r, now)
+	printReplies(w, r, "Replies", r.Replies, dupNote(r.DuplicateCount))
+	lateExtra := ""
+	if r.LateCount > len(r.Late) {
+		lateExtra = fmt.Sprintf(" kept of %d", r.LateCount)
+	}
+	printReplies(w, r, "Late replies", r.Late, lateExtra)
+	printTimeline(w, r)
+}
+
+// printFields prints the record's fields, one "name: value" a line.
+func printFields(w io.Writer, r *store.Correlation, now time.Time) {
 	tw := table(w)
 	row := func(k, v string) {
 		if v != "" {
@@ -126,43 +151,41 @@ func printRecord(w io.Writer, r *store.Correlation, now time.Time) {
 	row("last error", r.Dispatch.LastError)
 	row("version", fmt.Sprint(r.Version))
 	tw.Flush()
+}
 
-	replies := func(title string, rs []store.Reply, extra string) {
-		fmt.Fprintf(w, "\n%s (%d%s):\n", title, len(rs), extra)
-		if len(rs) == 0 {
-			return
-		}
-		tw := table(w)
-		fmt.Fprintln(tw, "  RECEIVED\tID\tFROM\tSEQ\tBODY")
-		for _, x := range rs {
-			body := preview(x.Body)
-			if x.Error != "" {
-				body = "error: " + x.Error
-			}
-			seq := "-"
-			if r.Pattern == store.PatternStream {
-				seq = fmt.Sprint(x.Seq)
-				if x.Final {
-					seq += " final"
-				}
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", x.ReceivedAt.UTC().Format(time.RFC3339), orDash(x.ID), orDash(x.From), seq, printable(body))
-		}
-		tw.Flush()
+// printReplies prints a titled table of replies (r's accepted or late ones).
+func printReplies(w io.Writer, r *store.Correlation, title string, rs []store.Reply, extra string) {
+	fmt.Fprintf(w, "\n%s (%d%s):\n", title, len(rs), extra)
+	if len(rs) == 0 {
+		return
 	}
-	replies("Replies", r.Replies, dupNote(r.DuplicateCount))
-	lateExtra := ""
-	if r.LateCount > len(r.Late) {
-		lateExtra = fmt.Sprintf(" kept of %d", r.LateCount)
+	tw := table(w)
+	fmt.Fprintln(tw, "  RECEIVED\tID\tFROM\tSEQ\tBODY")
+	for _, x := range rs {
+		body := preview(x.Body)
+		if x.Error != "" {
+			body = "error: " + x.Error
+		}
+		seq := "-"
+		if r.Pattern == store.PatternStream {
+			seq = fmt.Sprint(x.Seq)
+			if x.Final {
+				seq += " final"
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", x.ReceivedAt.UTC().Format(time.RFC3339), orDash(x.ID), orDash(x.From), seq, printable(body))
 	}
-	replies("Late replies", r.Late, lateExtra)
+	tw.Flush()
+}
 
+// printTimeline prints r's events, oldest first.
+func printTimeline(w io.Writer, r *store.Correlation) {
 	fmt.Fprintf(w, "\nTimeline (%d events", len(r.Events))
 	if r.EventsDropped > 0 {
 		fmt.Fprintf(w, ", %d older dropped", r.EventsDropped)
 	}
 	fmt.Fprintln(w, "):")
-	tw = table(w)
+	tw := table(w)
 	for _, ev := range r.Events {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", ev.At.UTC().Format(time.RFC3339Nano), printable(string(ev.Type)), printable(ev.Detail))
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -29,7 +30,7 @@ func TestShow(t *testing.T) {
 	require.Contains(t, out, "ship-order: warehouse API 503")
 
 	for _, out := range f.both("show", "dead-1", "-o", "json") {
-		var c store.Correlation
+		var c wire.Correlation
 		require.NoError(t, json.Unmarshal([]byte(out), &c))
 		require.Equal(t, store.DispatchDead, c.Dispatch.State)
 		require.Equal(t, "ship-order: warehouse API 503", c.Dispatch.LastError)
@@ -118,7 +119,7 @@ func TestShowEscapesControlCharacters(t *testing.T) {
 	}
 	for _, out := range f.both("show", "evil-1", "-o", "json") {
 		requireNoControl(t, out)
-		var c store.Correlation
+		var c wire.Correlation
 		require.NoError(t, json.Unmarshal([]byte(out), &c))
 		require.Equal(t, "pay\x1b]0;pwned\x07ments", c.Destination, "JSON keeps the text, escaped")
 		require.Equal(t, "inbox\u009b2J", c.ReplyTo)

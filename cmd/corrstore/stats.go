@@ -6,10 +6,14 @@ import (
 	"slices"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 	"github.com/corrstore/corrstore/store"
 )
 
-// statsNS is one namespace of stats -o json. The field names are stable.
+// statsNS is one namespace of stats's table. (stats -o json prints the
+// API's stats, wire.StatsResponse.)
 type statsNS struct {
 	States               map[store.State]int64         `json:"states"`
 	Dispatch             map[store.DispatchState]int64 `json:"dispatch"`
@@ -48,19 +52,24 @@ the dispatch backlog (outcomes waiting for their handler), dead dispatches
 bytes stored (reply bodies, late reply bodies and callback data: what
 --max-bytes-per-namespace of the server limits).`
 
-func runStats(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "stats", "[flags]", statsAbout)
-	var c conn
-	c.flags(fs, e)
-	var ns string
-	namespaceFlag(fs, &ns, "only this namespace (default: every namespace the store holds, or the token may read)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("stats takes no arguments, got %q", pos)
-	}
+// statsOptions are what stats was asked.
+type statsOptions struct {
+	conn
+	namespace string
+}
+
+func newStatsCmd(e *env) *cobra.Command {
+	var o statsOptions
+	cmd := newCommand("stats [flags]", "counts per state and namespace, oldest pending, dispatch backlog", statsAbout)
+	o.conn.flags(cmd)
+	namespaceFlag(cmd.Flags(), &o.namespace, "", "only this namespace (default: every namespace the store holds, or the token may read)")
+	cmd.Args = noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runStats(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func runStats(ctx context.Context, e *env, o *statsOptions) error {
+	c, ns := &o.conn, o.namespace
 	if err := c.check(); err != nil {
 		return err
 	}
@@ -79,12 +88,12 @@ func runStats(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	now := e.now()
+	if c.json() {
+		return writeJSON(e.stdout, wire.StatsFromStore(st, now))
+	}
 	out := statsOut{Namespaces: map[string]statsNS{}, Total: toStatsNS(st.Total(), now), EarlyReplies: st.EarlyReplies}
 	for n, v := range st.Namespaces {
 		out.Namespaces[n] = toStatsNS(v, now)
-	}
-	if c.output == "json" {
-		return writeJSON(e.stdout, out)
 	}
 	tw := table(e.stdout)
 	fmt.Fprintln(tw, "NAMESPACE\tPENDING\tCOMPLETED\tTIMED_OUT\tCANCELLED\tOLDEST_PENDING\tDISPATCH_BACKLOG\tDISPATCH_DEAD\tBYTES")

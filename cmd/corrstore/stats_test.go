@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/wire"
 )
 
 func TestStats(t *testing.T) {
@@ -12,7 +14,7 @@ func TestStats(t *testing.T) {
 	f := newFixture(t, false)
 	f.seed()
 	for _, out := range f.both("stats", "-o", "json") {
-		var s statsOut
+		var s wire.StatsResponse
 		require.NoError(t, json.Unmarshal([]byte(out), &s))
 		require.EqualValues(t, 2, s.Total.States["pending"])
 		require.EqualValues(t, 2, s.Total.States["completed"])
@@ -29,7 +31,7 @@ func TestStats(t *testing.T) {
 		require.Contains(t, out, `"bytes": 45`)
 	}
 	for _, out := range f.both("stats", "-n", "team-a", "-o", "json") {
-		var s statsOut
+		var s wire.StatsResponse
 		require.NoError(t, json.Unmarshal([]byte(out), &s))
 		require.Len(t, s.Namespaces, 1)
 		require.EqualValues(t, 1, s.Total.States["pending"])

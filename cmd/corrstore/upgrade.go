@@ -9,6 +9,8 @@ import (
 
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/spf13/cobra"
+
 	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/cmd/corrstore/internal/storeurl"
 	"github.com/corrstore/corrstore/redisstore"
@@ -29,18 +31,34 @@ one's lock lives 15s). Never overwrites a record already at the new schema.
 Resumable: after an interruption, run it again to finish. Run again when done,
 it says the prefix is already at this schema.`
 
-func runUpgrade(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "upgrade", "--store URL", upgradeAbout)
-	storeURL := fs.String("store", "", "the store: bolt://PATH, redis://HOST:PORT/DB?prefix=P, redis+cluster://H1:P1,H2:P2?prefix=P")
-	force := fs.Bool("force", false, "Redis: upgrade even though instances look alive; only when you know they are stopped (a killed one's key lives 15s)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// upgradeOptions are what upgrade was asked.
+type upgradeOptions struct {
+	storeURL string
+	force    bool
+	output   outputFlag
+}
+
+func newUpgradeCmd(e *env) *cobra.Command {
+	var o upgradeOptions
+	cmd := newCommand("upgrade --store URL", "bring a store written by an older corrstore to this build's schema", upgradeAbout)
+	cmd.Flags().StringVar(&o.storeURL, "store", "", "the store: bolt://PATH, redis://HOST:PORT/DB?prefix=P, redis+cluster://H1:P1,H2:P2?prefix=P")
+	cmd.Flags().BoolVar(&o.force, "force", false, "Redis: upgrade even though instances look alive; only when you know they are stopped (a killed one's key lives 15s)")
+	o.output = "table"
+	cmd.Flags().VarP(&o.output, "output", "o", "table (one line), or json: the report as one JSON document")
+	completeWith(cmd, "output", "table", "json")
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("upgrade takes no arguments, got %q (the store is --store URL)", args)
+		}
+		return nil
 	}
-	switch {
-	case len(pos) > 0:
-		return fmt.Errorf("upgrade takes no arguments, got %q (the store is --store URL)", pos)
-	case *storeURL == "":
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runUpgrade(cmd.Context(), e, &o) }
+	return cmd
+}
+
+func runUpgrade(ctx context.Context, e *env, o *upgradeOptions) error {
+	storeURL, force := &o.storeURL, &o.force
+	if *storeURL == "" {
 		return errors.New("give --store URL, the store to upgrade (bolt://PATH, redis://…)")
 	}
 	scheme, path, _ := strings.Cut(*storeURL, "://")
@@ -49,14 +67,14 @@ func runUpgrade(ctx context.Context, e *env, args []string) error {
 		if *force {
 			return errors.New("--force is for Redis: a bolt file is upgraded only by the one process that holds it")
 		}
-		return upgradeBolt(e, *storeURL, path)
+		return upgradeBolt(e, *storeURL, path, o.output)
 	case "redis", "rediss", "redis+cluster":
-		return upgradeRedis(ctx, e, *storeURL, *force)
+		return upgradeRedis(ctx, e, *storeURL, *force, o.output)
 	}
 	return fmt.Errorf("--store %q: want bolt://PATH, redis://HOST:PORT/DB or redis+cluster://H1:P1,H2:P2", storeurl.Redact(*storeURL))
 }
 
-func upgradeBolt(e *env, raw, path string) error {
+func upgradeBolt(e *env, raw, path string, out outputFlag) error {
 	if path == "" {
 		return fmt.Errorf("--store %q: no file path after bolt://", raw)
 	}
@@ -67,11 +85,35 @@ func upgradeBolt(e *env, raw, path string) error {
 	if err != nil {
 		return fmt.Errorf("--store %s: %w", raw, err)
 	}
-	fmt.Fprintln(e.stdout, rep)
-	return nil
+	return printUpgrade(e, out, rep, rep.String())
 }
 
-func upgradeRedis(ctx context.Context, e *env, raw string, force bool) error {
+// upgradeJSON is the report of upgrade -o json: the backend's report, its
+// fields as Go names them, beside the line the table form prints.
+type upgradeJSON struct {
+	Upgraded bool   `json:"upgraded"`
+	From     int    `json:"from"`
+	To       int    `json:"to"`
+	Summary  string `json:"summary"`
+	Report   any    `json:"report"`
+}
+
+func printUpgrade(e *env, out outputFlag, rep any, line string) error {
+	if out != "json" {
+		_, err := fmt.Fprintln(e.stdout, line)
+		return err
+	}
+	j := upgradeJSON{Summary: line, Report: rep}
+	switch r := rep.(type) {
+	case bolt.UpgradeReport:
+		j.Upgraded, j.From, j.To = r.Upgraded(), r.From, r.To
+	case redisstore.UpgradeReport:
+		j.Upgraded, j.From, j.To = !r.AlreadyDone, r.From, r.To
+	}
+	return writeJSON(e.stdout, j)
+}
+
+func upgradeRedis(ctx context.Context, e *env, raw string, force bool, out outputFlag) error {
 	r, err := storeurl.DialRedis(ctx, raw, quietLogger())
 	if err != nil {
 		return err
@@ -82,6 +124,5 @@ func upgradeRedis(ctx context.Context, e *env, raw string, force bool) error {
 	if err != nil {
 		return fmt.Errorf("--store %s: %w", storeurl.Redact(raw), err)
 	}
-	fmt.Fprintln(e.stdout, rep)
-	return nil
+	return printUpgrade(e, out, rep, rep.String())
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,6 +32,22 @@ func TestUpgradeBolt(t *testing.T) {
 	out := f.run1("upgrade", "--store", url)
 	require.Regexp(t, `^upgraded `+path+` from schema 1 to 3: 6 records, 0 set aside as undecodable \(1 already were\), 1 idempotency keys \(0 dropped\), 1 early replies`, out)
 	require.Contains(t, f.run1("upgrade", "--store", url), "already at schema 3")
+	var j struct {
+		Upgraded bool
+		From, To int
+		Summary  string
+		Report   struct{ Records int }
+	}
+	require.NoError(t, json.Unmarshal([]byte(f.run1("upgrade", "-o", "json", "--store", url)), &j), "one JSON document")
+	require.False(t, j.Upgraded)
+	require.Equal(t, 3, j.To)
+	require.Contains(t, j.Summary, "already at schema 3")
+	other := filepath.Join(f.dir, "other.db")
+	bolttest.CopySchema1(t, other)
+	require.NoError(t, json.Unmarshal([]byte(f.run1("upgrade", "-o", "json", "--store", "bolt://"+other)), &j))
+	require.True(t, j.Upgraded)
+	require.Equal(t, [2]int{1, 3}, [2]int{j.From, j.To})
+	require.Equal(t, 6, j.Report.Records)
 
 	require.Equal(t, []string{"pend-1", "gather-1", "cancel-1", "timeout-1", "779fbd59-6a64-5937-ae86-c96d6dc9309d", "pend-2"},
 		lsIDs(t, f.run1("ls", "-o", "json", "--order", "oldest", "--store", url)))

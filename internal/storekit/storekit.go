@@ -1,7 +1,7 @@
 // Package storekit supplies the store.Store methods that every backend
-// would otherwise write the same way: the six single-record mutations
-// Extend, Cancel, Expire, AckDispatch, NackDispatch and Redispatch. A backend
-// implements one mutate primitive (load a record, run a step, save it when
+// would otherwise write the same way: the single-record mutations
+// Extend, Cancel, Expire, AckDispatch, NackDispatch, ExtendDispatch and
+// Redispatch. A backend implements one mutate primitive (load a record, run a step, save it when
 // its Version rose, publish) and embeds Mutations, which validates each
 // call up front, in one order, and hands the primitive the step:
 //
@@ -75,41 +75,48 @@ func (m Mutations) run(ctx context.Context, ref store.Ref, step Step, args ...er
 // Extend implements store.Store.
 func (m Mutations) Extend(ctx context.Context, ref store.Ref, deadline time.Time) (store.Result, error) {
 	return m.run(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Extend(now, deadline, m.lim)
+		return c.ApplyExtend(now, deadline, m.lim)
 	})
 }
 
 // Cancel implements store.Store.
 func (m Mutations) Cancel(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
 	return m.run(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Cancel(now, reason, m.lim)
+		return c.ApplyCancel(now, reason, m.lim)
 	}, store.ValidateReason(reason))
 }
 
 // Expire implements store.Store.
 func (m Mutations) Expire(ctx context.Context, ref store.Ref, reason string) (store.Result, error) {
 	return m.run(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Expire(now, reason, m.lim)
+		return c.ApplyExpire(now, reason, m.lim)
 	}, store.ValidateReason(reason))
 }
 
 // AckDispatch implements store.Store.
 func (m Mutations) AckDispatch(ctx context.Context, ref store.Ref, claim store.Claim) (store.Result, error) {
 	return m.run(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.AckDispatch(claim, now, m.lim)
+		return c.ApplyAck(claim, now, m.lim)
 	})
 }
 
 // NackDispatch implements store.Store.
 func (m Mutations) NackDispatch(ctx context.Context, ref store.Ref, claim store.Claim, errText string, retryAt time.Time) (store.Result, error) {
 	return m.run(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.NackDispatch(claim, errText, retryAt, now, m.lim)
+		return c.ApplyNack(claim, errText, retryAt, now, m.lim)
 	})
+}
+
+// ExtendDispatch implements store.Store.
+func (m Mutations) ExtendDispatch(ctx context.Context, ref store.Ref, claim store.Claim, until time.Time) (store.Result, error) {
+	return m.run(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
+		return c.ExtendLease(claim, until, now)
+	}, store.ValidateLeaseEnd(until))
 }
 
 // Redispatch implements store.Store.
 func (m Mutations) Redispatch(ctx context.Context, ref store.Ref) (store.Result, error) {
 	return m.run(ctx, ref, func(c *store.Correlation, now time.Time) (bool, error) {
-		return c.Redispatch(now, m.lim)
+		return c.ApplyRedispatch(now, m.lim)
 	})
 }

@@ -100,7 +100,7 @@ func CheckSchema2(t *testing.T, s store.Store) {
 
 	// The handler gets the replies with the outcome.
 	now := T0.Add(14 * time.Second)
-	claimed, err := s.ClaimDispatch(ctx, "inst", now, time.Minute, 10)
+	claimed, err := s.ClaimDispatch(ctx, store.ClaimRequest{Instance: "inst", Handlers: []string{"billing"}, Now: now, Lease: time.Minute, Limit: 10})
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
 	require.Equal(t, "single-2", claimed[0].ID)

@@ -45,18 +45,23 @@ func testClosed(t *testing.T, e *env) {
 		"Cancel":         func() error { _, err := e.s.Cancel(ctx, ref("cl-existing"), ""); return err },
 		"Expire":         func() error { _, err := e.s.Expire(ctx, ref("cl-existing"), ""); return err },
 		"ExpireDue":      func() error { _, err := e.s.ExpireDue(ctx, now.Add(time.Hour), 10); return err },
-		"ClaimDispatch":  func() error { _, err := e.s.ClaimDispatch(ctx, "inst", now, time.Minute, 10); return err },
+		"ClaimDispatch":  func() error { _, err := e.s.ClaimDispatch(ctx, e.claimAll("inst", time.Minute, 10)); return err },
 		"AckDispatch":    func() error { _, err := e.s.AckDispatch(ctx, ref("cl-decided"), cl); return err },
 		"NackDispatch": func() error {
 			_, err := e.s.NackDispatch(ctx, ref("cl-decided"), cl, "boom", now.Add(time.Minute))
 			return err
 		},
-		"Redispatch":       func() error { _, err := e.s.Redispatch(ctx, ref("cl-decided")); return err },
-		"List":             func() error { _, err := e.s.List(ctx, store.Filter{}); return err },
-		"Stats":            func() error { _, err := e.s.Stats(ctx, ""); return err },
-		"Purge":            func() error { _, err := e.s.Purge(ctx, now.Add(time.Hour), 10); return err },
-		"DropEarlyReplies": func() error { _, err := e.s.DropEarlyReplies(ctx, now.Add(time.Hour), 10); return err },
-		"Secret":           func() error { _, err := e.s.Secret(ctx, "reply-token"); return err },
+		"ExtendDispatch": func() error {
+			_, err := e.s.ExtendDispatch(ctx, ref("cl-decided"), cl, now.Add(time.Hour))
+			return err
+		},
+		"OldestDispatchDue": func() error { _, err := e.s.OldestDispatchDue(ctx, "", "h"); return err },
+		"Redispatch":        func() error { _, err := e.s.Redispatch(ctx, ref("cl-decided")); return err },
+		"List":              func() error { _, err := e.s.List(ctx, store.Filter{}); return err },
+		"Stats":             func() error { _, err := e.s.Stats(ctx, ""); return err },
+		"Purge":             func() error { _, err := e.s.Purge(ctx, now.Add(time.Hour), 10); return err },
+		"DropEarlyReplies":  func() error { _, err := e.s.DropEarlyReplies(ctx, now.Add(time.Hour), 10); return err },
+		"Secret":            func() error { _, err := e.s.Secret(ctx, "reply-token"); return err },
 		"Subscribe": func() error {
 			ch, err := e.s.Subscribe(ctx)
 			if err == nil && ch != nil {
@@ -97,11 +102,12 @@ func testClosedInvalid(t *testing.T, e *env) {
 		"Expire":           func() error { _, err := e.s.Expire(ctx, bad, tooLong); return err },
 		"ExpireBadReason":  func() error { _, err := e.s.Expire(ctx, ref("cl-invalid"), tooLong); return err },
 		"ExpireDue":        func() error { _, err := e.s.ExpireDue(ctx, now, 0); return err },
-		"ClaimDispatch":    func() error { _, err := e.s.ClaimDispatch(ctx, "", now, 0, 0); return err },
+		"ClaimDispatch":    func() error { _, err := e.s.ClaimDispatch(ctx, store.ClaimRequest{Now: now}); return err },
 		"AckDispatch":      func() error { _, err := e.s.AckDispatch(ctx, bad, cl); return err },
 		"AckBadClaim":      func() error { _, err := e.s.AckDispatch(ctx, ref("cl-invalid"), cl); return err },
 		"NackDispatch":     func() error { _, err := e.s.NackDispatch(ctx, bad, cl, "", time.Time{}); return err },
 		"NackBadClaim":     func() error { _, err := e.s.NackDispatch(ctx, ref("cl-invalid"), cl, "", time.Time{}); return err },
+		"ExtendDispatch":   func() error { _, err := e.s.ExtendDispatch(ctx, bad, cl, time.Time{}); return err },
 		"Redispatch":       func() error { _, err := e.s.Redispatch(ctx, bad); return err },
 		"RedispatchNone":   func() error { _, err := e.s.Redispatch(ctx, ref("cl-invalid")); return err },
 		"List":             func() error { _, err := e.s.List(ctx, store.Filter{Limit: -1, Cursor: "!"}); return err },

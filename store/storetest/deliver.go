@@ -790,4 +790,27 @@ func testDeliverRepliesApart(t *testing.T, e *env) {
 	require.Len(t, c.Events, 3, "registered and two replies: the purged timeline is gone")
 	require.Equal(t, "new", string(c.Replies[0].Body))
 	require.Equal(t, "new x", string(c.Replies[1].Body))
+
+	// A timeline past store.InlineEvents moves apart and reads whole, in order.
+	long := ref("dl-apart-long")
+	e.register(&store.Correlation{ID: long.ID, Pattern: store.PatternGather, Expect: 20, Timeout: time.Minute})
+	for i := range 2 * store.InlineEvents {
+		e.clock.Add(time.Millisecond)
+		res := e.deliver(long, store.Reply{From: fmt.Sprint("w", i)}, store.DeliverAccepted)
+		want := 1 // once apart, its own step's event
+		if i+1 <= store.InlineEvents {
+			want = i + 2 // the timeline it had inside the record, moved apart by the last of these
+		}
+		require.Len(t, res.Correlation.Events, want, "reply %d", i)
+	}
+	c = e.get(long)
+	require.Len(t, c.Events, 2*store.InlineEvents+1)
+	require.Equal(t, store.EventRegistered, c.Events[0].Type)
+	for i, ev := range c.Events[1:] {
+		require.Equal(t, store.EventReplyAccepted, ev.Type)
+		require.Contains(t, ev.Detail, fmt.Sprintf(`from="w%d"`, i))
+	}
+	page, err := e.s.List(e.ctx, store.Filter{Namespace: long.Namespace, Full: true, Order: store.NewestFirst, Limit: 1})
+	require.NoError(t, err)
+	require.Equal(t, c.Events, page.Items[0].Events)
 }

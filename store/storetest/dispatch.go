@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,10 @@ func dispatchTests() []testCase {
 		{name: "ConcurrentClaims", run: testConcurrentClaims},
 		{name: "DeadlineOutcome", run: testDispatchDeadlineOutcome},
 		{name: "InvalidClaim", run: testInvalidClaim},
+		{name: "ClaimScope", run: testClaimScope},
+		{name: "ClaimScopeOrder", run: testClaimScopeOrder},
+		{name: "ExtendDispatch", run: testExtendDispatch},
+		{name: "OldestDispatchDue", run: testOldestDispatchDue},
 	}
 }
 
@@ -326,7 +331,9 @@ func testConcurrentClaims(t *testing.T, e *env) {
 		instance := fmt.Sprintf("inst-%d", w)
 		wg.Go(func() {
 			for {
-				got, err := e.s.ClaimDispatch(e.ctx, instance, now, time.Minute, 9)
+				r := e.claimAll(instance, time.Minute, 9)
+				r.Now = now
+				got, err := e.s.ClaimDispatch(e.ctx, r)
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
@@ -373,19 +380,159 @@ func testDispatchDeadlineOutcome(t *testing.T, e *env) {
 
 func testInvalidClaim(t *testing.T, e *env) {
 	e.decided(ref("dp-invalid"))
+	ok := e.claimAll("inst", time.Minute, 1)
 	for _, tc := range []struct {
-		instance string
-		lease    time.Duration
-		limit    int
+		field string
+		edit  func(r *store.ClaimRequest)
 	}{
-		{"", time.Minute, 1},
-		{"inst", 0, 1},
-		{"inst", -time.Second, 1},
-		{"inst", time.Minute, 0},
+		{"instance", func(r *store.ClaimRequest) { r.Instance = "" }},
+		{"lease", func(r *store.ClaimRequest) { r.Lease = 0 }},
+		{"lease", func(r *store.ClaimRequest) { r.Lease = -time.Second }},
+		{"limit", func(r *store.ClaimRequest) { r.Limit = 0 }},
+		{"handlers", func(r *store.ClaimRequest) { r.Handlers = nil }},
+		{"handlers", func(r *store.ClaimRequest) { r.Handlers = []string{"h", "h"} }},
+		{"handlers", func(r *store.ClaimRequest) { r.Handlers = make([]string, store.MaxClaimHandlers+1) }},
+		{"handler", func(r *store.ClaimRequest) { r.Handlers = []string{"h", ""} }},
+		{"handler", func(r *store.ClaimRequest) { r.Handlers = []string{"bad\x00name"} }},
+		{"namespace", func(r *store.ClaimRequest) { r.Namespace = "Not Valid" }},
 	} {
-		_, err := e.s.ClaimDispatch(e.ctx, tc.instance, e.now(), tc.lease, tc.limit)
-		require.ErrorIs(t, err, store.ErrInvalid, "%+v", tc)
+		r := ok
+		r.Handlers = slices.Clone(ok.Handlers)
+		tc.edit(&r)
+		_, err := e.s.ClaimDispatch(e.ctx, r)
+		require.ErrorIs(t, err, store.ErrInvalid, "%s", tc.field)
+		require.ErrorContains(t, err, tc.field)
 	}
 	require.Equal(t, 0, e.get(ref("dp-invalid")).Dispatch.Attempts)
 	e.claimOne("inst", ref("dp-invalid"), time.Minute)
+}
+
+// decidedFor registers r with handler and completes it.
+func (e *env) decidedFor(r store.Ref, handler string) {
+	e.t.Helper()
+	e.register(&store.Correlation{ID: r.ID, Namespace: r.Namespace, Timeout: time.Minute, Callback: store.Callback{Handler: handler}})
+	e.deliver(r, reply("r"), store.DeliverCompleted)
+}
+
+// claimScoped claims for handlers in ns ("" every namespace).
+func (e *env) claimScoped(instance, ns string, limit int, handlers ...string) []*store.Correlation {
+	e.t.Helper()
+	got, err := e.s.ClaimDispatch(e.ctx, store.ClaimRequest{Instance: instance, Namespace: ns, Handlers: handlers,
+		Now: e.now(), Lease: time.Minute, Limit: limit})
+	require.NoError(e.t, err)
+	for _, c := range got {
+		require.Contains(e.t, handlers, c.Callback.Handler, "%s claimed by a claimer of %v", c.Ref(), handlers)
+		if ns != "" {
+			require.Equal(e.t, ns, c.Namespace, "%s claimed in namespace %q", c.Ref(), ns)
+		}
+	}
+	return got
+}
+
+// Claims never cross handlers or namespaces: a claimer takes only what it
+// serves, and what it does not serve keeps its attempts.
+func testClaimScope(t *testing.T, e *env) {
+	e.decidedFor(nsRef("tenant-a", "sc-1"), "hook")
+	e.decidedFor(nsRef("tenant-b", "sc-1"), "hook")
+	e.decidedFor(nsRef("tenant-a", "sc-2"), "pull")
+	e.decidedFor(nsRef("tenant-a", "sc-3"), "hook-2") // a name with "hook" as its prefix
+	e.decidedFor(nsRef("tenant-ab", "sc-4"), "hook")  // a namespace with "tenant-a" as its prefix
+	e.clock.Add(time.Second)
+
+	require.Empty(t, e.claimScoped("w", "tenant-c", 10, "hook", "pull", "hook-2"), "nothing in another namespace")
+	require.Empty(t, e.claimScoped("w", "", 10, "other"), "nothing for another handler")
+	require.Equal(t, []string{"tenant-a/sc-1"}, refs(e.claimScoped("w", "tenant-a", 10, "hook")))
+	require.Equal(t, []string{"tenant-ab/sc-4", "tenant-b/sc-1"}, refs(e.claimScoped("w", "", 10, "hook")), "every namespace")
+	require.Equal(t, []string{"tenant-a/sc-2", "tenant-a/sc-3"}, refs(e.claimScoped("w", "tenant-a", 10, "pull", "hook-2")))
+	for _, r := range []store.Ref{nsRef("tenant-a", "sc-2"), nsRef("tenant-a", "sc-3"), nsRef("tenant-b", "sc-1")} {
+		require.Equal(t, 1, e.get(r).Dispatch.Attempts, "%s claimed once, by its own claimer", r)
+	}
+
+	// The lease of one handler's outcome runs out: only its claimers see it.
+	e.clock.Add(2 * time.Minute)
+	require.Empty(t, e.claimScoped("w2", "", 10, "other", "hook-3"))
+	require.Equal(t, []string{"tenant-a/sc-2"}, refs(e.claimScoped("w2", "tenant-a", 10, "pull")))
+	require.Equal(t, 1, e.get(nsRef("tenant-a", "sc-3")).Dispatch.Attempts, "not taken by a claimer of another handler")
+}
+
+// A claim over several handlers and namespaces gives the earliest due
+// first, up to its limit.
+func testClaimScopeOrder(t *testing.T, e *env) {
+	e.decidedFor(nsRef("ns-b", "so-1"), "hook")
+	e.clock.Add(time.Second)
+	e.decidedFor(nsRef("ns-a", "so-2"), "pull")
+	e.clock.Add(time.Second)
+	e.decidedFor(nsRef("ns-a", "so-3"), "hook")
+	e.clock.Add(time.Second)
+	got := e.claimScoped("w", "", 2, "pull", "hook")
+	require.Equal(t, []string{"so-1", "so-2"}, idsInOrder(got), "earliest first across handlers and namespaces")
+	for _, c := range got {
+		require.Len(t, c.Replies, 1, "%s: a claim carries the replies, as Get", c.Ref())
+		require.Equal(t, reply("r").Body, c.Replies[0].Body)
+	}
+	require.Equal(t, []string{"so-3"}, idsInOrder(e.claimScoped("w", "", 2, "pull", "hook")))
+}
+
+func testExtendDispatch(t *testing.T, e *env) {
+	r := ref("dp-extend")
+	e.decided(r)
+	cl := e.claimOne("inst-a", r, 30*time.Second)
+	until := e.now().Add(10 * time.Minute)
+	res, err := e.s.ExtendDispatch(e.ctx, r, cl, until)
+	require.NoError(t, err)
+	require.False(t, res.Duplicate)
+	require.True(t, until.Equal(res.Correlation.Dispatch.NextAt))
+	res, err = e.s.ExtendDispatch(e.ctx, r, cl, until)
+	require.NoError(t, err)
+	require.True(t, res.Duplicate, "the same end again")
+
+	e.clock.Add(5 * time.Minute)
+	require.Empty(t, e.claim("inst-b", time.Minute, 10), "the extended lease holds past the first one")
+	_, err = e.s.ExtendDispatch(e.ctx, r, store.Claim{Instance: "inst-b", Attempt: 1}, until.Add(time.Hour))
+	require.ErrorIs(t, err, store.ErrConflict, "not the holder")
+	_, err = e.s.ExtendDispatch(e.ctx, r, cl, time.Time{})
+	require.ErrorIs(t, err, store.ErrInvalid)
+	_, err = e.s.ExtendDispatch(e.ctx, ref("dp-extend-missing"), cl, until)
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	e.clock.Add(5 * time.Minute)
+	_, err = e.s.ExtendDispatch(e.ctx, r, cl, e.now().Add(time.Hour))
+	require.ErrorIs(t, err, store.ErrConflict, "the lease ran out")
+	e.claimOne("inst-b", r, time.Minute)
+	_, err = e.s.AckDispatch(e.ctx, r, store.Claim{Instance: "inst-b", Attempt: 2})
+	require.NoError(t, err)
+	_, err = e.s.ExtendDispatch(e.ctx, r, store.Claim{Instance: "inst-b", Attempt: 2}, e.now().Add(time.Hour))
+	require.ErrorIs(t, err, store.ErrNotPending)
+}
+
+func testOldestDispatchDue(t *testing.T, e *env) {
+	oldest := func(ns, h string) time.Time {
+		t.Helper()
+		at, err := e.s.OldestDispatchDue(e.ctx, ns, h)
+		require.NoError(t, err)
+		return at
+	}
+	require.True(t, oldest("", "hook").IsZero(), "nothing waits")
+	t0 := e.now()
+	e.decidedFor(nsRef("ns-b", "od-1"), "hook")
+	e.clock.Add(time.Second)
+	e.decidedFor(nsRef("ns-a", "od-2"), "hook")
+	e.decidedFor(nsRef("ns-a", "od-3"), "other")
+	require.True(t, t0.Equal(oldest("", "hook")), "the oldest of every namespace")
+	require.True(t, t0.Add(time.Second).Equal(oldest("ns-a", "hook")))
+	require.True(t, oldest("ns-c", "hook").IsZero())
+	require.True(t, t0.Add(time.Second).Equal(oldest("", "other")))
+
+	// Claimed, the oldest waits until its lease ends; done, it is gone.
+	got := e.claimScoped("w", "ns-b", 1, "hook")
+	require.Len(t, got, 1)
+	require.True(t, t0.Add(time.Second).Equal(oldest("", "hook")), "the other one is the oldest now")
+	_, err := e.s.AckDispatch(e.ctx, got[0].Ref(), got[0].Dispatch.Claim())
+	require.NoError(t, err)
+	require.True(t, t0.Add(time.Second).Equal(oldest("", "hook")))
+
+	_, err = e.s.OldestDispatchDue(e.ctx, "Not Valid", "hook")
+	require.ErrorIs(t, err, store.ErrInvalid)
+	_, err = e.s.OldestDispatchDue(e.ctx, "", "")
+	require.ErrorIs(t, err, store.ErrInvalid)
 }

@@ -29,7 +29,7 @@ import (
 type memStore struct {
 	clock store.Clock
 	lim   store.Limits
-	hub   store.Hub
+	hub   storekit.Hub
 	bug   string // a deliberate bug, for the mutation self-test (see mutants)
 
 	mu      sync.Mutex
@@ -326,13 +326,16 @@ func (m *memStore) ExpireDue(_ context.Context, now time.Time, limit int) ([]*st
 	return out, nil
 }
 
-func (m *memStore) ClaimDispatch(_ context.Context, instance string, now time.Time, lease time.Duration, limit int) ([]*store.Correlation, error) {
-	if err := m.lock(store.ValidateClaim(instance, lease, limit)); err != nil {
+func (m *memStore) ClaimDispatch(_ context.Context, r store.ClaimRequest) ([]*store.Correlation, error) {
+	if err := m.lock(store.ValidateClaim(r)); err != nil {
 		return nil, err
 	}
 	defer m.mu.Unlock()
+	instance, now, lease, limit := r.Instance, r.Now, r.Lease, r.Limit
 	due := m.selectSorted(
-		func(c *store.Correlation) bool { return c.DispatchDue(now) },
+		func(c *store.Correlation) bool {
+			return c.DispatchDue(now) && (r.Serves(c) || m.bug == "claim-any-handler")
+		},
 		func(a, b *store.Correlation) int {
 			return cmp.Or(a.Dispatch.NextAt.Compare(b.Dispatch.NextAt), byRef(a, b))
 		})
@@ -342,13 +345,32 @@ func (m *memStore) ClaimDispatch(_ context.Context, instance string, now time.Ti
 			break
 		}
 		before := c.Version
-		claimed := c.ClaimDispatch(instance, now, lease, m.lim)
+		claimed := c.ApplyClaim(instance, now, lease, m.lim)
 		m.publish(c, before) // claimed, or dead: its lease ran out on the last attempt
 		if claimed {
 			out = append(out, c.Clone())
 		}
 	}
 	return out, nil
+}
+
+func (m *memStore) OldestDispatchDue(_ context.Context, namespace, handler string) (time.Time, error) {
+	var check error
+	if namespace != "" {
+		check = store.ValidateNamespace(namespace)
+	}
+	if err := m.lock(check, store.ValidateHandler(handler)); err != nil {
+		return time.Time{}, err
+	}
+	defer m.mu.Unlock()
+	var oldest time.Time
+	for _, c := range m.recs {
+		if c.Dispatch.State == store.DispatchPending && c.Callback.Handler == handler && (namespace == "" || c.Namespace == namespace) &&
+			(oldest.IsZero() || c.Dispatch.NextAt.Before(oldest)) {
+			oldest = c.Dispatch.NextAt
+		}
+	}
+	return oldest, nil
 }
 
 func (m *memStore) List(_ context.Context, f store.Filter) (store.Page, error) {
@@ -537,7 +559,9 @@ func (m *memStore) listByOffset(f store.Filter, order func(a, b *store.Correlati
 func bare(c *store.Correlation, since int) *store.Correlation {
 	n := c.Clone()
 	n.Replies = nil
-	n.Events = n.Events[len(n.Events)-min(len(n.Events), n.EventSeq-since):]
+	if since > store.InlineEvents { // else the timeline was inside the record: all of it
+		n.Events = n.Events[len(n.Events)-min(len(n.Events), n.EventSeq-since):]
+	}
 	if len(n.Events) == 0 {
 		n.Events = nil
 	}
@@ -548,5 +572,7 @@ func listItem(f store.Filter, c *store.Correlation) *store.Correlation {
 	if f.Full {
 		return c.Clone()
 	}
-	return bare(c, c.EventSeq)
+	n := bare(c, c.EventSeq)
+	n.Events = nil // list items carry no timeline
+	return n
 }

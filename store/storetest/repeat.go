@@ -83,7 +83,7 @@ func repeatTests() []testCase {
 		}},
 		{name: "ClaimDispatch", setup: completedWithHandler("rp-claim"),
 			call: func(e *env, r store.Ref) (bool, error) {
-				got, err := e.s.ClaimDispatch(e.ctx, "inst", e.now(), time.Minute, 10)
+				got, err := e.s.ClaimDispatch(e.ctx, e.claimAll("inst", time.Minute, 10))
 				return len(got) == 0, err
 			}},
 	}

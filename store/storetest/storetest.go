@@ -188,10 +188,20 @@ func (e *env) expireDue(limit int) []*store.Correlation {
 	return out
 }
 
-// claim runs ClaimDispatch at the clock's reading.
+// suiteHandlers are the callback handlers the suite registers outside the
+// claim-scoping cases: claim serves all of them in every namespace.
+var suiteHandlers = []string{"h", "h1", "h2", "resume", "merge", "orders.resume", "other"}
+
+// claimAll is the ClaimRequest of claim: every suite handler, every namespace.
+func (e *env) claimAll(instance string, lease time.Duration, limit int) store.ClaimRequest {
+	return store.ClaimRequest{Instance: instance, Handlers: suiteHandlers, Now: e.now(), Lease: lease, Limit: limit}
+}
+
+// claim runs ClaimDispatch at the clock's reading for every suite handler
+// in every namespace.
 func (e *env) claim(instance string, lease time.Duration, limit int) []*store.Correlation {
 	e.t.Helper()
-	out, err := e.s.ClaimDispatch(e.ctx, instance, e.now(), lease, limit)
+	out, err := e.s.ClaimDispatch(e.ctx, e.claimAll(instance, lease, limit))
 	require.NoError(e.t, err)
 	return out
 }

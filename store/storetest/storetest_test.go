@@ -48,6 +48,7 @@ var mutants = []struct{ bug, test string }{
 	{"expire-strict", "ExpireDue/OnlyDue"},
 	{"expire-no-limit", "ExpireDue/Limit"},
 	{"claim-no-limit", "Dispatch/ClaimLimit"},
+	{"claim-any-handler", "Dispatch/ClaimScope"},
 	{"list-order-ignored", "List/Order"},
 	{"list-offset-cursor", "List/PaginationConcurrentInserts"},
 	{"stats-count-none", "List/Stats"},

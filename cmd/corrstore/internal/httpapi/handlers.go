@@ -29,6 +29,9 @@ func (s *Server) register(c *call) error {
 	if !c.p.Allows(reg.Namespace) {
 		return errorf(http.StatusForbidden, "forbidden", "namespace", "namespace: the token may not write to namespace %q", reg.Namespace)
 	}
+	if err := s.checkHandler(reg); err != nil {
+		return err
+	}
 	ctx := c.r.Context()
 	if err := s.checkLimits(ctx, reg); err != nil {
 		return err
@@ -156,7 +159,8 @@ func mapNotFound(ref store.Ref, err error) error {
 	return err
 }
 
-// outcome answers 200 with the record once it has an outcome, or 202 with
+// outcome answers 200 with the outcome view (what a webhook carries) once
+// the correlation has an outcome, or 202 with
 // the pending record when wait (capped at MaxWait) runs out first. The wait
 // sleeps on the store's events, not a polling loop, and ends when the
 // client goes away.
@@ -188,7 +192,7 @@ func (s *Server) outcome(c *call) error {
 		}
 		c.w.Header().Set("ETag", etag(rc))
 		if rc.State.Terminal() {
-			writeJSON(c.w, http.StatusOK, wire.FromStore(rc))
+			writeJSON(c.w, http.StatusOK, wire.OutcomeOf(rc))
 			return nil
 		}
 		if wait <= 0 {

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/corrstore/corrstore/cmd/corrstore/internal/webhook"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -63,6 +64,16 @@ type Config struct {
 	// stops growing by new correlations until Purge takes bytes back.
 	// Default 0: no limit.
 	MaxBytesPerNamespace int64
+	// Callbacks returns the callbacks file in use (it may be reloaded);
+	// nil: none. Its pushed handlers cannot be claimed by pull.
+	Callbacks func() *webhook.Callbacks
+	// StrictHandlers refuses (400) a registration whose handler the
+	// callbacks file neither pushes nor declares pull-only in its
+	// namespace (--callbacks-strict).
+	StrictHandlers bool
+	// Backoff is the wait after failed attempt n of a pull worker's nack
+	// that gives no retry_in. Default webhook.DefaultBackoff.
+	Backoff func(attempt int) time.Duration
 	// Instrument, when set, wraps each route's handler (metrics by route).
 	Instrument func(method, path string, h http.Handler) http.Handler
 	// Metrics serves GET /metrics; nil: 404.
@@ -107,6 +118,10 @@ func Routes() []Route {
 		{Method: "POST", Path: "/v1/correlations/{id}/cancel", Role: RoleWriter, Params: ns, handler: (*Server).cancel},
 		{Method: "POST", Path: "/v1/correlations/{id}/expire", Role: RoleAdmin, Params: ns, handler: (*Server).expire},
 		{Method: "POST", Path: "/v1/correlations/{id}/redispatch", Role: RoleAdmin, Params: ns, handler: (*Server).redispatch},
+		{Method: "POST", Path: "/v1/dispatch/claim", Role: RoleWriter, Params: ns, handler: (*Server).claim},
+		{Method: "POST", Path: "/v1/correlations/{id}/dispatch/ack", Role: RoleWriter, Params: ns, handler: (*Server).dispatchAck},
+		{Method: "POST", Path: "/v1/correlations/{id}/dispatch/nack", Role: RoleWriter, Params: ns, handler: (*Server).dispatchNack},
+		{Method: "POST", Path: "/v1/correlations/{id}/dispatch/extend", Role: RoleWriter, Params: ns, handler: (*Server).dispatchExtend},
 		{Method: "POST", Path: "/v1/replies/{token}", Role: RolePublic, handler: (*Server).replyWithToken},
 		{Method: "GET", Path: "/v1/stats", Role: RoleReader, Params: ns, handler: (*Server).stats},
 		{Method: "GET", Path: "/metrics", Role: RoleReader, Global: true, handler: (*Server).metrics},
@@ -154,6 +169,9 @@ func New(cfg Config) (*Server, error) {
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.MaxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
 	cfg.MaxWait = cmp.Or(cfg.MaxWait, DefaultMaxWait)
+	if cfg.Backoff == nil {
+		cfg.Backoff = webhook.DefaultBackoff
+	}
 	s := &Server{
 		cfg: cfg, st: cfg.Store, clock: cfg.Clock,
 		log:   cfg.Logger.With("component", "http"),

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corrstore/corrstore/store"
 )
 
 func TestPendingPerNamespaceLimit(t *testing.T) {
@@ -67,7 +69,7 @@ func TestBytesPerNamespaceLimit(t *testing.T) {
 	// Purging the decided correlation takes its bytes back.
 	e.want(e.do("POST", "/v1/correlations/1/cancel", teamAWriter, nil), http.StatusOK)
 	e.want(e.do("POST", "/v1/correlations", teamAWriter, obj{"id": "3"}), http.StatusTooManyRequests)
-	claimed, err := e.st.ClaimDispatch(t.Context(), "test", e.clock.Now(), time.Minute, 10)
+	claimed, err := e.st.ClaimDispatch(t.Context(), store.ClaimRequest{Instance: "test", Handlers: []string{"h"}, Now: e.clock.Now(), Lease: time.Minute, Limit: 10})
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim: %v %v", claimed, err)
 	}

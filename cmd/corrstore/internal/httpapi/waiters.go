@@ -92,6 +92,8 @@ func (w *waiters) run(ctx context.Context) {
 		for e := range ch {
 			if e.State.Terminal() {
 				w.notify(e.Ref())
+				// Long-polled claims wait on the namespace (an empty ID).
+				w.notify(store.Ref{Namespace: e.Namespace})
 			}
 		}
 		for {

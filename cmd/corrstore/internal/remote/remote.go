@@ -162,6 +162,10 @@ func errorOf(status int, data []byte) error {
 	default:
 		return fmt.Errorf("server answered %d: %s", status, msg)
 	}
+	if f := e.Error.Field; f != "" && (sentinel == store.ErrInvalid || sentinel == store.ErrTooLarge) {
+		// The field the server named, as a store validation error names it.
+		sentinel = &store.FieldError{Field: f, Reason: strings.TrimPrefix(msg, f+": "), Err: sentinel}
+	}
 	return &serverError{status: status, msg: msg, sentinel: sentinel}
 }
 

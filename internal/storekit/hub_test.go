@@ -1,4 +1,4 @@
-package store_test
+package storekit_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/corrstore/corrstore/internal/storekit"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -18,7 +19,7 @@ func drain(ch <-chan store.Event) []store.Event {
 }
 
 func TestHubPublishAndCancel(t *testing.T) {
-	var h store.Hub
+	var h storekit.Hub
 	ctx, cancel := context.WithCancel(t.Context())
 	a, err := h.Subscribe(ctx)
 	require.NoError(t, err)
@@ -42,7 +43,7 @@ func TestHubPublishAndCancel(t *testing.T) {
 }
 
 func TestHubSubscribeEndedContext(t *testing.T) {
-	var h store.Hub
+	var h storekit.Hub
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := h.Subscribe(ctx)
@@ -50,13 +51,13 @@ func TestHubSubscribeEndedContext(t *testing.T) {
 }
 
 func TestHubSlowSubscriberIsDropped(t *testing.T) {
-	var h store.Hub
+	var h storekit.Hub
 	slow, err := h.Subscribe(t.Context())
 	require.NoError(t, err)
 	fast, err := h.Subscribe(t.Context())
 	require.NoError(t, err)
 
-	const n = store.SubscriberBuffer + 10
+	const n = storekit.SubscriberBuffer + 10
 	for i := range n {
 		h.Publish(store.Event{Version: int64(i)})
 		got, ok := <-fast
@@ -64,8 +65,8 @@ func TestHubSlowSubscriberIsDropped(t *testing.T) {
 		require.Equal(t, int64(i), got.Version)
 	}
 	got := drain(slow)
-	require.Equal(t, store.SubscriberBuffer, len(got), "the slow subscriber got what fitted, then its channel closed")
-	require.Equal(t, int64(store.SubscriberBuffer-1), got[len(got)-1].Version)
+	require.Equal(t, storekit.SubscriberBuffer, len(got), "the slow subscriber got what fitted, then its channel closed")
+	require.Equal(t, int64(storekit.SubscriberBuffer-1), got[len(got)-1].Version)
 	h.Close()
 	require.Empty(t, drain(fast))
 }

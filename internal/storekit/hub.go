@@ -1,16 +1,18 @@
-package store
+package storekit
 
 import (
 	"context"
 	"sync"
+
+	"github.com/corrstore/corrstore/store"
 )
 
 // Hub fans change events out to subscribers, for backends that publish in
 // process. A subscriber that falls behind by more than its buffer has its
-// channel closed instead of stalling the publisher (see Store.Subscribe).
+// channel closed instead of stalling the publisher (see store.Store.Subscribe).
 type Hub struct {
 	mu     sync.Mutex
-	subs   map[chan Event]func() bool
+	subs   map[chan store.Event]func() bool
 	closed bool
 }
 
@@ -18,18 +20,18 @@ type Hub struct {
 const SubscriberBuffer = 1024
 
 // Subscribe adds a subscriber until ctx ends or the hub closes.
-func (h *Hub) Subscribe(ctx context.Context) (<-chan Event, error) {
+func (h *Hub) Subscribe(ctx context.Context) (<-chan store.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ch := make(chan Event, SubscriberBuffer)
+	ch := make(chan store.Event, SubscriberBuffer)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, ErrClosed
+		return nil, store.ErrClosed
 	}
 	if h.subs == nil {
-		h.subs = make(map[chan Event]func() bool)
+		h.subs = make(map[chan store.Event]func() bool)
 	}
 	h.subs[ch] = context.AfterFunc(ctx, func() {
 		h.mu.Lock()
@@ -40,7 +42,7 @@ func (h *Hub) Subscribe(ctx context.Context) (<-chan Event, error) {
 }
 
 // drop closes and forgets ch; h.mu must be held.
-func (h *Hub) drop(ch chan Event) {
+func (h *Hub) drop(ch chan store.Event) {
 	if stop, ok := h.subs[ch]; ok {
 		stop()
 		delete(h.subs, ch)
@@ -49,7 +51,7 @@ func (h *Hub) drop(ch chan Event) {
 }
 
 // Publish hands events to every subscriber without blocking.
-func (h *Hub) Publish(events ...Event) {
+func (h *Hub) Publish(events ...store.Event) {
 	if len(events) == 0 {
 		return
 	}
