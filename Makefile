@@ -81,6 +81,10 @@ bench-http: ## register+reply over loopback HTTP, 64 clients, next to a bare net
 bench-client: ## request->reply round trips, 64 requesters: client on bbolt and on Redis, each next to an in-memory map on the same transport
 	$(GO) test -run '^$$' -bench RoundTrip -benchtime 3000x ./client/
 
+.PHONY: bench-brokers
+bench-brokers: ## request->reply round trips, 64 requesters, through RabbitMQ and NATS JetStream: client on bbolt next to an in-memory map on the same broker (starts its own brokers)
+	$(GO) test -run '^$$' -bench RoundTrip -benchtime 2000x ./client/rabbitmq/ ./client/natsjs/
+
 .PHONY: bench-deliver-cost
 bench-deliver-cost: ## one Deliver to gathers holding 1, 100, 999 replies of 1 KiB, interleaved, bolt and a real redis-server; ratios to stored=1 (about 3 min)
 	$(GO) test -run '^$$' -bench DeliverCost -benchtime 960x ./bolt/ ./redisstore/

@@ -15,6 +15,7 @@ import (
 	"github.com/corrstore/corrstore/client"
 	"github.com/corrstore/corrstore/client/natsjs"
 	"github.com/corrstore/corrstore/client/transporttest"
+	"github.com/corrstore/corrstore/internal/testenv"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -82,4 +83,23 @@ func TestServerRestart(t *testing.T) {
 		server.kill()
 		require.NoError(t, server.start())
 	})
+}
+
+// BenchmarkRoundTrip: the client on bbolt (fsync on) through JetStream,
+// next to an in-memory map of pending requests through the same server.
+func BenchmarkRoundTrip(b *testing.B) {
+	testenv.NeedServer(b, serverErr, errNoNATS)
+	newTr := func(b *testing.B) *natsjs.Transport {
+		tr, err := natsjs.New(natsjs.Config{URL: server.url(), Logger: quiet()})
+		require.NoError(b, err)
+		b.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	b.Run("client+bolt", func(b *testing.B) {
+		st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "bench.db"), Logger: quiet()})
+		require.NoError(b, err)
+		defer st.Close()
+		transporttest.BenchClient(b, st, newTr(b))
+	})
+	b.Run("baseline-inmemory", func(b *testing.B) { transporttest.BenchBaseline(b, newTr(b)) })
 }

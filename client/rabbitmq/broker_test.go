@@ -16,6 +16,7 @@ import (
 	"github.com/corrstore/corrstore/client"
 	"github.com/corrstore/corrstore/client/rabbitmq"
 	"github.com/corrstore/corrstore/client/transporttest"
+	"github.com/corrstore/corrstore/internal/testenv"
 	"github.com/corrstore/corrstore/store"
 )
 
@@ -131,4 +132,23 @@ func TestBrokerRestart(t *testing.T) {
 		broker.kill()
 		require.NoError(t, broker.startNode())
 	})
+}
+
+// BenchmarkRoundTrip: the client on bbolt (fsync on) through RabbitMQ,
+// next to an in-memory map of pending requests through the same broker.
+func BenchmarkRoundTrip(b *testing.B) {
+	testenv.NeedServer(b, brokerErr, errNoRabbit)
+	newTr := func(b *testing.B) *rabbitmq.Transport {
+		tr, err := rabbitmq.New(rabbitmq.Config{URL: broker.url(), Logger: quiet()})
+		require.NoError(b, err)
+		b.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	b.Run("client+bolt", func(b *testing.B) {
+		st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "bench.db"), Logger: quiet()})
+		require.NoError(b, err)
+		defer st.Close()
+		transporttest.BenchClient(b, st, newTr(b))
+	})
+	b.Run("baseline-inmemory", func(b *testing.B) { transporttest.BenchBaseline(b, newTr(b)) })
 }
