@@ -144,11 +144,5 @@ func BenchmarkRoundTrip(b *testing.B) {
 		b.Cleanup(func() { tr.Close() })
 		return tr
 	}
-	b.Run("client+bolt", func(b *testing.B) {
-		st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "bench.db"), Logger: quiet()})
-		require.NoError(b, err)
-		defer st.Close()
-		transporttest.BenchClient(b, st, newTr(b))
-	})
-	b.Run("baseline-inmemory", func(b *testing.B) { transporttest.BenchBaseline(b, newTr(b)) })
+	transporttest.BenchRoundTrip(b, func(b *testing.B) client.Transport { return newTr(b) })
 }

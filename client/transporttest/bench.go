@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/corrstore/corrstore/bolt"
 	"github.com/corrstore/corrstore/client"
 	"github.com/corrstore/corrstore/store"
 )
@@ -127,3 +129,18 @@ func BenchBaseline(b *testing.B, tr client.Transport) {
 }
 
 func echo(_ context.Context, in client.Incoming) ([]byte, error) { return in.Body, nil }
+
+// BenchRoundTrip runs BenchClient on a bbolt store (fsync on) and
+// BenchBaseline, each on a transport from newTransport: a broker
+// package's round-trip benchmark.
+func BenchRoundTrip(b *testing.B, newTransport func(b *testing.B) client.Transport) {
+	b.Run("client+bolt", func(b *testing.B) {
+		st, err := bolt.Open(bolt.Options{Path: filepath.Join(b.TempDir(), "bench.db"), Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		BenchClient(b, st, newTransport(b))
+	})
+	b.Run("baseline-inmemory", func(b *testing.B) { BenchBaseline(b, newTransport(b)) })
+}
