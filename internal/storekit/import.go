@@ -44,4 +44,3 @@ func CheckImported(existing, n *store.Correlation, raw []byte) error {
 	}
 	return nil
 }
-
