@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"sync"
 	"time"
 
@@ -120,8 +122,14 @@ func (c *Client) dispatch(ctx context.Context, corr *store.Correlation) {
 		// The lease of the last attempt expired: its instance died in the handler.
 		err = Permanent(fmt.Errorf("attempt %d is over max_attempts (%d): the lease of the last one expired without ack", claim.Attempt, c.cfg.MaxAttempts))
 	} else {
-		hctx, cancel := context.WithTimeout(ctx, c.cfg.DispatchLease)
+		// The handler runs in a span continuing the request's trace, kept
+		// with the correlation: request, reply and callback in one trace,
+		// whichever instance runs it.
+		hctx, cancel := context.WithTimeout(TraceContext(ctx, corr), c.cfg.DispatchLease)
+		hctx, span := tracer().Start(hctx, "corrstore.callback "+name, trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("corrstore.correlation", corr.Ref().String()), attribute.Int("corrstore.attempt", claim.Attempt)))
 		err = call(hctx, h, Outcome{Correlation: corr, Attempt: claim.Attempt})
+		endSpan(span, err)
 		cancel()
 	}
 	took := time.Since(start)

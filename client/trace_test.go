@@ -37,6 +37,11 @@ func TestTraceAcrossTheGap(t *testing.T) {
 	t.Cleanup(func() { tr.Close() })
 	c, err := client.New(client.Config{Store: st, Transport: tr, Service: "orders", Logger: quiet()})
 	require.NoError(t, err)
+	handled := make(chan trace.SpanContext, 1)
+	c.Handle("resume", func(ctx context.Context, _ client.Outcome) error {
+		handled <- trace.SpanContextFromContext(ctx)
+		return nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = c.Run(ctx) })
@@ -46,7 +51,8 @@ func TestTraceAcrossTheGap(t *testing.T) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	reqCtx, root := tp.Tracer("test").Start(context.Background(), "checkout")
-	id, err := c.Send(reqCtx, "payments", []byte("order-42"), client.Options{Timeout: time.Minute})
+	id, err := c.Send(reqCtx, "payments", []byte("order-42"), client.Options{Timeout: time.Minute,
+		Handler: "resume"})
 	require.NoError(t, err)
 	root.End()
 	traceID := root.SpanContext().TraceID()
@@ -78,4 +84,13 @@ func TestTraceAcrossTheGap(t *testing.T) {
 	cbCtx := client.TraceContext(context.Background(), corr)
 	require.Equal(t, traceID, trace.SpanContextFromContext(cbCtx).TraceID())
 	require.Equal(t, root.SpanContext().SpanID(), trace.SpanContextFromContext(cbCtx).SpanID())
+
+	// client.Run runs the callback handler in a span of that trace.
+	var in trace.SpanContext
+	select {
+	case in = <-handled:
+	case <-time.After(time.Minute):
+		t.Fatal("the callback handler did not run within a minute")
+	}
+	require.Equal(t, traceID, in.TraceID(), "the callback handler runs in the request's trace")
 }
