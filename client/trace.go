@@ -24,8 +24,9 @@ import (
 
 // TraceparentLabel is the label that keeps the traceparent of the context
 // a correlation was registered in (a callback handler continues it with
-// TraceContext, after a restart too).
-const TraceparentLabel = "traceparent"
+// TraceContext, after a restart too). The store leaves it out of the
+// registration's fingerprint, so a retry from another span is no conflict.
+const TraceparentLabel = store.TraceparentLabel
 
 // instrumentation names the tracer.
 const instrumentation = "github.com/corrstore/corrstore/client"

@@ -167,6 +167,13 @@ func (s *ReplyStats) add(p Pattern, r Reply) {
 	s.Bytes += len(r.Body)
 }
 
+// TraceparentLabel is the label that keeps the W3C traceparent of the
+// context a correlation was registered in (the client sets it; a callback
+// handler continues that trace). It is not part of the registration's
+// fingerprint: a retry of the same registration runs in another span and
+// lands on the record the first one made, whose traceparent stays.
+const TraceparentLabel = "traceparent"
+
 // Callback names the handler that any replica runs with the outcome, and the
 // data it needs to resume the workflow.
 type Callback struct {

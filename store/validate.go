@@ -207,10 +207,14 @@ func Prepare(c *Correlation, now time.Time, lim Limits) (*Correlation, error) {
 // a different registration under the same ID or idempotency key. The ID is
 // the record's key, so it is left out; so is the deadline, on purpose: a
 // retry computes a fresh deadline from its own clock and must still land on
-// the record it created (use Extend to move a deadline).
+// the record it created (use Extend to move a deadline); and so is the
+// label TraceparentLabel: a retry runs in a span of its own.
 func fingerprint(c *Correlation) string {
 	labels := make([]string, 0, 2*len(c.Labels))
 	for k, v := range c.Labels {
+		if k == TraceparentLabel {
+			continue // which trace retried it is no part of what was registered
+		}
 		labels = append(labels, k+"\x00"+v)
 	}
 	slices.Sort(labels)

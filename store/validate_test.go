@@ -262,3 +262,20 @@ func TestValidateReason(t *testing.T) {
 	require.NoError(t, store.ValidateReason(strings.Repeat("r", store.MaxReasonLen)))
 	requireField(t, store.ValidateReason(strings.Repeat("r", store.MaxReasonLen+1)), store.ErrInvalid, "reason")
 }
+
+// A retry of a registration runs in another span: its traceparent label
+// differs, and it must still be the same registration.
+func TestFingerprintLeavesOutTraceparent(t *testing.T) {
+	lim := store.Limits{}.WithDefaults()
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	prep := func(labels map[string]string) string {
+		c, err := store.Prepare(&store.Correlation{ID: "x", Labels: labels}, now, lim)
+		require.NoError(t, err)
+		return c.Fingerprint
+	}
+	a := prep(map[string]string{"k": "v", store.TraceparentLabel: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+	b := prep(map[string]string{"k": "v", store.TraceparentLabel: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+	require.Equal(t, a, b)
+	require.Equal(t, a, prep(map[string]string{"k": "v"}))
+	require.NotEqual(t, a, prep(map[string]string{"k": "w"}), "other labels still count")
+}
