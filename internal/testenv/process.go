@@ -42,7 +42,12 @@ func StartProcess(cmd *exec.Cmd, logPath string, timeout time.Duration, ready fu
 	}
 	defer log.Close()
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true, // Kill takes the whole group
+		// If the test binary dies (a -timeout panic skips cleanups), so
+		// does the server, as redistest's do.
+		Pdeathsig: syscall.SIGKILL,
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w", cmd.Path, err)
 	}

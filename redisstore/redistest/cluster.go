@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/corrstore/corrstore/internal/testenv"
 )
 
 // ClusterOptions configure StartCluster.
@@ -209,10 +211,10 @@ func startClusterNode(server, dir string, i int, fsync string) (*node, error) {
 			return nil, err
 		}
 		var port, bus int
-		if port, err = freePort(); err != nil {
+		if port, err = testenv.FreePort(); err != nil {
 			return nil, err
 		}
-		if bus, err = freePort(); err != nil {
+		if bus, err = testenv.FreePort(); err != nil {
 			return nil, err
 		}
 		var n *node

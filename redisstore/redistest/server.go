@@ -91,7 +91,7 @@ func StartServer(tb testing.TB, opts ServerOptions) *Server {
 	// may take it in between, so try a few.
 	for range 3 {
 		var port int
-		if port, err = freePort(); err != nil {
+		if port, err = testenv.FreePort(); err != nil {
 			break
 		}
 		args := append([]string{"--appendfsync", fsync}, opts.Args...)
@@ -190,15 +190,6 @@ func requireBinary(tb testing.TB, name string) string {
 		"install Debian's redis-server and redis-tools (apt-get install redis-server redis-tools), as .ci/run does", name)
 	testenv.SkipOrFail(tb, msg)
 	return ""
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 var errAddrInUse = errors.New("address already in use")
