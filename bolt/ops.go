@@ -190,47 +190,52 @@ func (t txn) held(key string) func(string) bool {
 	return func(k string) bool { return kb.Get(append(p[:len(p):len(p)], k...)) != nil }
 }
 
-// attach gives c the replies and the timeline stored apart for it, as Get
-// returns them.
+// attach gives c the replies, the timeline and the late ring stored apart
+// for it, as Get returns them; it reads only what c has apart
+// (store.Correlation.Apart).
 func (t txn) attach(c *store.Correlation) error {
-	p := replyPrefix(c.Ref().String())
-	var events []store.TimelineEvent
-	ec := t.tx.Bucket(bucketTimeline).Cursor()
-	for k, v := ec.Seek(replyKey(c.Ref().String(), c.KeptFrom(t.s.lim))); k != nil && bytes.HasPrefix(k, p); k, v = ec.Next() {
-		ev, err := store.UnmarshalEvent(v)
+	key := c.Ref().String()
+	replies, events, late := c.Apart()
+	if events {
+		evs, err := readIndexed(t.tx, bucketTimeline, key, c.KeptFrom(t.s.lim), store.UnmarshalEvent)
 		if err != nil {
-			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("%w: timeline event %x: %v", store.ErrCorrupt, k[len(p):], err)}
+			return err
 		}
-		events = append(events, ev)
-	}
-	if !c.EventsInline() {
 		c.Events = nil // those of the step that read it, if any: stored apart now
-		c.AttachEvents(events)
+		c.AttachEvents(evs)
 	}
-	c.Late = nil
-	lc := t.tx.Bucket(bucketLate).Cursor()
-	from := c.LateFrom()
-	for k, v := lc.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = lc.Next() {
-		if len(k) != len(p)+4 || int(binary.BigEndian.Uint32(k[len(p):])) < from {
-			continue
-		}
-		r, err := store.UnmarshalReply(v)
+	if late {
+		rs, err := readIndexed(t.tx, bucketLate, key, c.LateFrom(), store.UnmarshalReply)
 		if err != nil {
-			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("late reply %x: %w", k[len(p):], err)}
+			return err
 		}
-		c.Late = append(c.Late, r)
+		c.Late = rs
 	}
-	var apart []store.Reply
-	cur := t.tx.Bucket(bucketReplies).Cursor()
-	for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-		r, err := store.UnmarshalReply(v)
+	if replies {
+		rs, err := readIndexed(t.tx, bucketReplies, key, 0, store.UnmarshalReply)
 		if err != nil {
-			return &store.CorruptError{ID: c.Ref().String(), Err: fmt.Errorf("reply %x: %w", k[len(p):], err)}
+			return err
 		}
-		apart = append(apart, r)
+		c.AttachReplies(rs)
 	}
-	c.AttachReplies(apart)
 	return nil
+}
+
+// readIndexed decodes key's entries of bucket (ref\0index) from index from on,
+// in index order.
+func readIndexed[T any](tx *bbolt.Tx, bucket []byte, key string, from int, decode func([]byte) (T, error)) ([]T, error) {
+	p := replyPrefix(key)
+	b := tx.Bucket(bucket)
+	var out []T
+	cur := b.Cursor()
+	for k, v := cur.Seek(replyKey(key, from)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+		x, err := decode(v)
+		if err != nil {
+			return nil, &store.CorruptError{ID: key, Err: fmt.Errorf("%w: %s entry %x: %v", store.ErrCorrupt, bucket, k[len(p):], err)}
+		}
+		out = append(out, x)
+	}
+	return out, nil
 }
 
 // dropApart deletes the replies stored apart for key and their keys.

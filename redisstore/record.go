@@ -105,21 +105,25 @@ func (s *Store) decodeGot(ref store.Ref, sh int, get *redis.StringCmd, q *redis.
 }
 
 // attach gives each correlation the replies and the timeline stored apart
-// for it, as Get returns them: one round trip for all.
+// for it, as Get returns them: one round trip for all, none when nothing is
+// apart (store.Correlation.Apart).
 func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(cs))
-	tcmds := make([]*redis.MapStringStringCmd, len(cs))
-	lcmds := make([]*redis.MapStringStringCmd, len(cs))
+	cmds := make([][3]*redis.MapStringStringCmd, len(cs)) // replies, timeline, late
 	for i, c := range cs {
 		if c == nil {
 			continue
 		}
 		key := c.Ref().String()
 		sh := s.keys.shard(key)
-		cmds[i] = pipe.HGetAll(ctx, s.keys.replies(sh, key))
-		tcmds[i] = pipe.HGetAll(ctx, s.keys.timeline(sh, key))
-		lcmds[i] = pipe.HGetAll(ctx, s.keys.late(sh, key))
+		for j, k := range apartKeys(s.keys, sh, key, c) {
+			if k != "" {
+				cmds[i][j] = pipe.HGetAll(ctx, k)
+			}
+		}
+	}
+	if pipe.Len() == 0 {
+		return nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return s.redisErr("read replies", err)
@@ -128,19 +132,19 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 		if c == nil {
 			continue
 		}
-		rs, err := decodeIndexed(c, cmds[i].Val(), "i:", 0, c.Held.Count, store.UnmarshalReply)
+		rs, err := decodeIndexed(c, fields(cmds[i][0]), "i:", 0, c.Held.Count, store.UnmarshalReply)
 		if err != nil {
 			return err
 		}
 		c.AttachReplies(rs)
 		// A schema-2 record still holds its timeline and late ring: those
 		// follow what is stored apart (indexes below EventBase, LateBase).
-		evs, err := decodeIndexed(c, tcmds[i].Val(), "", c.KeptFrom(s.lim), c.EventBase(), store.UnmarshalEvent)
+		evs, err := decodeIndexed(c, fields(cmds[i][1]), "", c.KeptFrom(s.lim), c.EventBase(), store.UnmarshalEvent)
 		if err != nil {
 			return err
 		}
 		c.AttachEvents(evs)
-		late, err := decodeIndexed(c, lcmds[i].Val(), "", c.LateFrom(), c.LateBase(), store.UnmarshalReply)
+		late, err := decodeIndexed(c, fields(cmds[i][2]), "", c.LateFrom(), c.LateBase(), store.UnmarshalReply)
 		if err != nil {
 			return err
 		}
@@ -149,6 +153,31 @@ func (s *Store) attach(ctx context.Context, cs ...*store.Correlation) error {
 		}
 	}
 	return nil
+}
+
+// apartKeys names the hashes c keeps apart from its record: replies,
+// timeline, late ring; "" for each it has none in.
+func apartKeys(l layout, sh int, key string, c *store.Correlation) [3]string {
+	var out [3]string
+	replies, events, late := c.Apart()
+	if replies {
+		out[0] = l.replies(sh, key)
+	}
+	if events {
+		out[1] = l.timeline(sh, key)
+	}
+	if late {
+		out[2] = l.late(sh, key)
+	}
+	return out
+}
+
+// fields is what an HGETALL answered; nothing when it was not sent.
+func fields(cmd *redis.MapStringStringCmd) map[string]string {
+	if cmd == nil {
+		return nil
+	}
+	return cmd.Val()
 }
 
 // decodeIndexed decodes the values of a hash of "<prefix><index>" → value
@@ -263,9 +292,11 @@ func (s *Store) updateCall(l *loaded, c *store.Correlation, before entries, publ
 	sc.reindex(s.keys, sh, l.key, before, entriesOf(c))
 	v, ev := "", ""
 	if c == nil {
-		sc.del(s.keys.replies(sh, l.key))
-		sc.del(s.keys.timeline(sh, l.key))
-		sc.del(s.keys.late(sh, l.key))
+		for _, k := range apartKeys(s.keys, sh, l.key, l.c) {
+			if k != "" {
+				sc.del(k)
+			}
+		}
 	} else {
 		if err := sc.storeApart(s.keys, sh, l.key, c); err != nil {
 			return call{}, err

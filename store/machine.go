@@ -266,6 +266,13 @@ const InlineEvents = 8
 // EventsInline reports whether c's timeline is kept inside its record.
 func (c *Correlation) EventsInline() bool { return c.EventSeq <= InlineEvents }
 
+// Apart reports what of c a backend keeps apart from its record, as c was
+// read: accepted replies, a timeline past InlineEvents, a late ring. A
+// reader skips what is not there (a pending correlation has none of it).
+func (c *Correlation) Apart() (replies, events, late bool) {
+	return c.Held.Count > len(c.Replies), !c.EventsInline(), c.LateSeq > len(c.Late)
+}
+
 // KeptFrom is the index of the oldest timeline event kept under lim.
 func (c *Correlation) KeptFrom(lim Limits) int { return max(0, c.EventSeq-lim.MaxEvents) }
 
