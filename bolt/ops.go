@@ -100,16 +100,11 @@ func (t txn) storeApart(key string, c *store.Correlation) error {
 	if len(c.Replies) == 0 {
 		return nil
 	}
-	rb, kb := t.tx.Bucket(bucketReplies), t.tx.Bucket(bucketReplyKeys)
-	base := c.Held.Count - len(c.Replies)
-	for i, r := range c.Replies {
-		v, err := store.MarshalReply(r)
-		if err != nil {
-			return &writeError{err: err, bug: true}
-		}
-		if err := put(rb, replyKey(key, base+i), v); err != nil {
-			return err
-		}
+	if err := putIndexed(t.tx.Bucket(bucketReplies), key, c.ReplyBase(), c.Replies, store.MarshalReply); err != nil {
+		return err
+	}
+	kb := t.tx.Bucket(bucketReplyKeys)
+	for _, r := range c.Replies {
 		for _, k := range store.ReplyKeys(c.Pattern, r) {
 			if err := put(kb, append(replyPrefix(key), k...), []byte{}); err != nil {
 				return err

@@ -287,7 +287,7 @@ func (sc *script) storeApart(l layout, sh int, key string, c *store.Correlation)
 		return nil
 	}
 	h := l.replies(sh, key)
-	base := c.Held.Count - len(c.Replies)
+	base := c.ReplyBase()
 	for i, r := range c.Replies {
 		v, err := store.MarshalReply(r)
 		if err != nil {
