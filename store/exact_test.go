@@ -99,7 +99,7 @@ func TestMaxRecordBytes(t *testing.T) {
 	for _, from := range []string{"a", "b"} {
 		apply(t, c, store.Reply{From: from, Body: []byte("0123456789")}, t0, l)
 	}
-	require.Equal(t, 20, c.ReplyBytes())
+	require.Equal(t, 20, c.Held.Bytes)
 	before := c.Clone()
 	_, err := c.ApplyReply(store.Reply{From: "c", Body: []byte("0123456")}, t0, l)
 	require.ErrorIs(t, err, store.ErrTooLarge)

@@ -379,10 +379,6 @@ func (c *Correlation) decide(state State, now time.Time, reason string, partial,
 	c.touch(now)
 }
 
-// ReplyBytes is the size of the accepted replies' bodies, which
-// Limits.MaxRecordBytes bounds.
-func (c *Correlation) ReplyBytes() int { return c.Held.Bytes }
-
 // Due reports whether c is pending at or after its deadline: whatever
 // touches it now must find the deadline outcome decided.
 func (c *Correlation) Due(now time.Time) bool {
